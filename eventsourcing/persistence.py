@@ -1,0 +1,569 @@
+"""Persistence: records, transcoding, the mapper, the event store, recorder interfaces.
+
+A domain event goes down this path on its way to storage::
+
+    domain event -> Mapper (transcode, compress, encrypt) -> StoredEvent -> Recorder
+
+and comes back up the same path reversed. Stores (``popo``, ``sqlite``,
+``postgres``) implement the recorder interfaces defined here.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from types import ModuleType
+from typing import Any, Generic, Protocol, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.utils import Environment, TopicError, get_topic, resolve_topic, strtobool
+
+# ---------------------------------------------------------------------------
+# Errors, shaped like the DB-API's so that every store raises the same ones.
+
+
+class PersistenceError(Exception):
+    """Base class for every error raised by the persistence layer."""
+
+
+class InterfaceError(PersistenceError):
+    """The database interface was misused (for example a closed connection)."""
+
+
+class DatabaseError(PersistenceError):
+    """An error reported by the database."""
+
+
+class DataError(DatabaseError):
+    """Stored data could not be processed (bad value, failed decoding)."""
+
+
+class OperationalError(DatabaseError):
+    """The database could not do its work (lost connection, lock timeout, ...)."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint was violated; nothing of the failed write was recorded."""
+
+
+class InternalError(DatabaseError):
+    """The database reported an internal error."""
+
+
+class ProgrammingError(DatabaseError):
+    """A table is missing, a statement is wrong, or similar."""
+
+
+class NotSupportedError(DatabaseError):
+    """The database does not support what was asked."""
+
+
+class RecordConflictError(IntegrityError):
+    """An event with this originator id and version is already recorded.
+
+    Raised when a stale copy of an aggregate is saved (optimistic concurrency).
+    """
+
+
+class TrackingConflictError(IntegrityError):
+    """This upstream position was already recorded: the event was processed before."""
+
+
+# ---------------------------------------------------------------------------
+# Records.
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A domain event as it is recorded: its identity, its topic and its state."""
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+@dataclass(frozen=True)
+class Notification(StoredEvent):
+    """A stored event with its position (``id``) in an application's notification log."""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """The position up to which a follower has processed an upstream application's log."""
+
+    application_name: str
+    notification_id: int
+
+
+# ---------------------------------------------------------------------------
+# Transcoding: domain event state <-> bytes.
+
+
+class Transcoding(ABC):
+    """How one type is written to, and read back from, the transcoder's format."""
+
+    type: type
+    name: str
+
+    @abstractmethod
+    def encode(self, obj: Any) -> Any:
+        """Return a value the transcoder can write (may itself hold custom types)."""
+
+    @abstractmethod
+    def decode(self, data: Any) -> Any:
+        """Return the object that ``encode`` was given."""
+
+
+class Transcoder(ABC):
+    """Turns an object into bytes and back."""
+
+    @abstractmethod
+    def encode(self, obj: Any) -> bytes:
+        """Return bytes that ``decode`` turns back into ``obj``."""
+
+    @abstractmethod
+    def decode(self, data: bytes) -> Any:
+        """Return the object that was encoded."""
+
+    def register(self, transcoding: Transcoding) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not take transcodings")
+
+
+class UUIDAsHex(Transcoding):
+    type = UUID
+    name = "uuid_hex"
+
+    def encode(self, obj: UUID) -> str:
+        return obj.hex
+
+    def decode(self, data: str) -> UUID:
+        return UUID(data)
+
+
+class DecimalAsStr(Transcoding):
+    type = Decimal
+    name = "decimal_str"
+
+    def encode(self, obj: Decimal) -> str:
+        return str(obj)
+
+    def decode(self, data: str) -> Decimal:
+        return Decimal(data)
+
+
+class DatetimeAsISO(Transcoding):
+    type = datetime
+    name = "datetime_iso"
+
+    def encode(self, obj: datetime) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> datetime:
+        return datetime.fromisoformat(data)
+
+
+_TYPE_KEY = "_type_"
+_DATA_KEY = "_data_"
+
+
+class JSONTranscoder(Transcoder):
+    """JSON with registered transcodings for types JSON does not know.
+
+    A custom value is written as ``{"_type_": name, "_data_": encoded}``.
+    UUID, datetime and Decimal are registered from the start.
+    """
+
+    def __init__(self) -> None:
+        self._by_type: dict[type, Transcoding] = {}
+        self._by_name: dict[str, Transcoding] = {}
+        self._encoder = json.JSONEncoder(
+            default=self._encode_custom, separators=(",", ":"), ensure_ascii=False
+        )
+        self._decoder = json.JSONDecoder(object_hook=self._decode_custom)
+        for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
+            self.register(transcoding)
+
+    def register(self, transcoding: Transcoding) -> None:
+        self._by_type[transcoding.type] = transcoding
+        self._by_name[transcoding.name] = transcoding
+
+    def encode(self, obj: Any) -> bytes:
+        return self._encoder.encode(obj).encode("utf-8")
+
+    def decode(self, data: bytes) -> Any:
+        return self._decoder.decode(data.decode("utf-8"))
+
+    def _encode_custom(self, obj: Any) -> dict[str, Any]:
+        transcoding = self._by_type.get(type(obj))
+        if transcoding is None:
+            for cls in type(obj).__mro__[1:]:
+                transcoding = self._by_type.get(cls)
+                if transcoding is not None:
+                    break
+            else:
+                raise TypeError(
+                    f"Object of type {type(obj).__qualname__} ({get_topic(type(obj))}) is not "
+                    "serializable: register a Transcoding for it, for example in the "
+                    "application's register_transcodings(transcoder) method"
+                )
+        return {_TYPE_KEY: transcoding.name, _DATA_KEY: transcoding.encode(obj)}
+
+    def _decode_custom(self, obj: dict[str, Any]) -> Any:
+        if len(obj) == 2 and _TYPE_KEY in obj and _DATA_KEY in obj:
+            name = obj[_TYPE_KEY]
+            try:
+                transcoding = self._by_name[name]
+            except KeyError:
+                raise TypeError(
+                    f"Data serialized with transcoding {name!r} cannot be deserialized: "
+                    "register that Transcoding (register_transcodings)"
+                ) from None
+            return transcoding.decode(obj[_DATA_KEY])
+        return obj
+
+
+# ---------------------------------------------------------------------------
+# Ciphers and compressors plug into the mapper.
+
+
+class Cipher(Protocol):
+    def encrypt(self, plaintext: bytes) -> bytes: ...
+
+    def decrypt(self, ciphertext: bytes) -> bytes: ...
+
+
+class Compressor(Protocol):
+    def compress(self, data: bytes) -> bytes: ...
+
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+# ---------------------------------------------------------------------------
+# The mapper: domain events <-> stored events.
+
+TDomainEvent = TypeVar("TDomainEvent")
+
+
+class Mapper:
+    """Converts domain events to stored events and back.
+
+    On the way in: transcode, then compress, then encrypt; reversed on the way out.
+    """
+
+    def __init__(
+        self,
+        transcoder: Transcoder,
+        compressor: Compressor | None = None,
+        cipher: Cipher | None = None,
+    ):
+        self.transcoder = transcoder
+        self.compressor = compressor
+        self.cipher = cipher
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        topic = get_topic(type(domain_event))
+        state = dict(domain_event.__dict__)
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        data = self.transcoder.encode(state)
+        if self.compressor is not None:
+            data = self.compressor.compress(data)
+        if self.cipher is not None:
+            data = self.cipher.encrypt(data)
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=topic,
+            state=data,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        try:
+            cls = resolve_topic(stored_event.topic)
+        except TopicError as error:
+            raise TopicError(
+                f"{error} (stored event of originator {stored_event.originator_id}, "
+                f"version {stored_event.originator_version})"
+            ) from error
+        try:
+            state = self._decode_state(stored_event.state)
+        except Exception as error:
+            raise DataError(
+                f"Cannot decode stored event of originator {stored_event.originator_id}, "
+                f"version {stored_event.originator_version}, topic {stored_event.topic!r}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        class_version = state.pop("class_version", 1)
+        state = _upcast(cls, state, class_version)
+        state["originator_id"] = stored_event.originator_id
+        state["originator_version"] = stored_event.originator_version
+        domain_event = object.__new__(cls)
+        domain_event.__dict__.update(state)
+        return domain_event
+
+    def _decode_state(self, data: bytes) -> dict[str, Any]:
+        if self.cipher is not None:
+            data = self.cipher.decrypt(data)
+        if self.compressor is not None:
+            data = self.compressor.decompress(data)
+        state = self.transcoder.decode(data)
+        if not isinstance(state, dict):
+            raise DataError(f"expected an object, got {type(state).__name__}")
+        return state
+
+
+def _upcast(cls: type, state: dict[str, Any], from_version: int) -> dict[str, Any]:
+    """Apply ``upcast_vN_vM`` static methods so old state fits the current class."""
+    to_version = getattr(cls, "class_version", 1)
+    for version in range(from_version, to_version):
+        upcast = getattr(cls, f"upcast_v{version}_v{version + 1}", None)
+        if upcast is None:
+            raise DataError(
+                f"{cls.__qualname__} has class_version {to_version} but no "
+                f"upcast_v{version}_v{version + 1}() for state of version {from_version}"
+            )
+        upcast(state)
+    return state
+
+
+# ---------------------------------------------------------------------------
+# Recorders: the interfaces each store implements.
+
+
+class Recorder(ABC):  # noqa: B024 (a marker base shared by every recorder)
+    """Base class of every recorder."""
+
+
+class AggregateRecorder(Recorder):
+    """Records and selects the stored events of aggregates."""
+
+    @abstractmethod
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Record all the events atomically, or none of them.
+
+        Raises ``RecordConflictError`` if any (originator_id, originator_version)
+        is already recorded.
+        """
+
+    @abstractmethod
+    def select_events(
+        self,
+        originator_id: UUID,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """Return the originator's stored events, in version order (or reversed)."""
+
+
+class ApplicationRecorder(AggregateRecorder):
+    """Also numbers events in order of recording: the notification log."""
+
+    @abstractmethod
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Record events atomically and return their notification ids."""
+
+    @abstractmethod
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        """Return up to ``limit`` notifications from ``start``, in id order.
+
+        Never returns an id above one that some still-open transaction may take:
+        a reader that follows the ids returned can never skip a notification.
+        """
+
+    @abstractmethod
+    def max_notification_id(self) -> int | None:
+        """Return the highest notification id a reader can see, or None if none."""
+
+
+class ProcessRecorder(ApplicationRecorder):
+    """Also records how far upstream logs were processed, atomically with new events."""
+
+    @abstractmethod
+    def insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        tracking: Tracking | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        """Record the events and the tracking position in one transaction.
+
+        The position of an upstream application only moves forwards: a tracking
+        record at or below the position already recorded raises
+        ``TrackingConflictError`` (an ``IntegrityError``) and records nothing.
+        """
+
+    @abstractmethod
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """Return the position processed in ``application_name``'s log, or None."""
+
+    def has_tracking_id(self, application_name: str, notification_id: int | None) -> bool:
+        """Whether ``notification_id`` of ``application_name`` has been processed."""
+        if notification_id is None:
+            return True
+        position = self.max_tracking_id(application_name)
+        return position is not None and notification_id <= position
+
+
+# ---------------------------------------------------------------------------
+# The event store.
+
+
+@dataclass(frozen=True)
+class Recording(Generic[TDomainEvent]):
+    """A domain event and the notification it became."""
+
+    domain_event: TDomainEvent
+    notification: Notification
+
+
+class EventStore:
+    """Stores and retrieves domain events, through a mapper and a recorder."""
+
+    def __init__(self, mapper: Mapper, recorder: AggregateRecorder):
+        self.mapper = mapper
+        self.recorder = recorder
+
+    def put(self, domain_events: Sequence[Any], **kwargs: Any) -> list[Recording[Any]]:
+        stored_events = [self.mapper.to_stored_event(e) for e in domain_events]
+        ids = self.recorder.insert_events(stored_events, **kwargs)
+        if not ids:
+            return []
+        return [
+            Recording(event, Notification(id=nid, **stored.__dict__))
+            for event, stored, nid in zip(domain_events, stored_events, ids)
+        ]
+
+    def get(
+        self,
+        originator_id: UUID,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Any]:
+        stored_events = self.recorder.select_events(
+            originator_id, gt=gt, lte=lte, desc=desc, limit=limit
+        )
+        return map(self.mapper.to_domain_event, stored_events)
+
+
+# ---------------------------------------------------------------------------
+# The infrastructure factory: builds a store's recorders from the environment.
+
+PERSISTENCE_MODULE = "PERSISTENCE_MODULE"
+TRANSCODER_TOPIC = "TRANSCODER_TOPIC"
+MAPPER_TOPIC = "MAPPER_TOPIC"
+CIPHER_TOPIC = "CIPHER_TOPIC"
+COMPRESSOR_TOPIC = "COMPRESSOR_TOPIC"
+IS_SNAPSHOTTING_ENABLED = "IS_SNAPSHOTTING_ENABLED"
+
+TFactory = TypeVar("TFactory", bound="InfrastructureFactory")
+
+
+class InfrastructureFactory(ABC):
+    """Builds the recorders, mapper and transcoder of one application."""
+
+    def __init__(self, env: Environment | None = None):
+        self.env = env if env is not None else Environment()
+
+    @classmethod
+    def construct(cls, env: Environment | None = None) -> InfrastructureFactory:
+        """Return the factory that ``PERSISTENCE_MODULE`` names (in memory by default).
+
+        The value is a module topic (``eventsourcing.sqlite``) whose ``Factory``
+        is used, or the topic of a factory class.
+        """
+        env = env if env is not None else Environment()
+        topic = env.get(PERSISTENCE_MODULE) or "eventsourcing.popo"
+        try:
+            obj = resolve_topic(topic)
+        except (TopicError, ImportError) as error:
+            raise TopicError(
+                f"Cannot resolve PERSISTENCE_MODULE {topic!r}: {error}"
+            ) from error
+        if isinstance(obj, ModuleType):
+            factory_cls = getattr(obj, "Factory", None)
+            if factory_cls is None:
+                raise TopicError(
+                    f"PERSISTENCE_MODULE {topic!r} has no 'Factory' (an InfrastructureFactory)"
+                )
+        else:
+            factory_cls = obj
+        if not (isinstance(factory_cls, type) and issubclass(factory_cls, InfrastructureFactory)):
+            raise TopicError(
+                f"PERSISTENCE_MODULE {topic!r} is not an InfrastructureFactory: {factory_cls!r}"
+            )
+        return cast(InfrastructureFactory, factory_cls(env))
+
+    def transcoder(self) -> Transcoder:
+        topic = self.env.get(TRANSCODER_TOPIC)
+        return cast(Transcoder, resolve_topic(topic)()) if topic else JSONTranscoder()
+
+    def mapper(self, transcoder: Transcoder | None = None, mapper_class: type[Mapper] = Mapper) -> Mapper:
+        topic = self.env.get(MAPPER_TOPIC)
+        if topic:
+            mapper_class = resolve_topic(topic)
+        return mapper_class(
+            transcoder=transcoder if transcoder is not None else self.transcoder(),
+            compressor=self.compressor(),
+            cipher=self.cipher(),
+        )
+
+    def cipher(self) -> Cipher | None:
+        topic = self.env.get(CIPHER_TOPIC)
+        if not topic:
+            return None
+        cipher_cls = resolve_topic(topic)
+        return cast(Cipher, cipher_cls(self.env))
+
+    def compressor(self) -> Compressor | None:
+        topic = self.env.get(COMPRESSOR_TOPIC)
+        if not topic:
+            return None
+        compressor = resolve_topic(topic)
+        # A module with compress/decompress (zlib) serves as it is; a class is instantiated.
+        return cast(Compressor, compressor() if isinstance(compressor, type) else compressor)
+
+    def is_snapshotting_enabled(self) -> bool:
+        return strtobool(self.env.get(IS_SNAPSHOTTING_ENABLED, "no"))
+
+    @abstractmethod
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        """A recorder for aggregate events (``purpose`` is "events" or "snapshots")."""
+
+    @abstractmethod
+    def application_recorder(self) -> ApplicationRecorder:
+        """A recorder of events with a notification log."""
+
+    @abstractmethod
+    def process_recorder(self) -> ProcessRecorder:
+        """A recorder of events, notification log and tracking positions."""
+
+    def close(self) -> None:
+        """Release connections and files."""
+

@@ -1,0 +1,200 @@
+"""In-memory recorders ("plain old Python objects"): the default store.
+
+Thread-safe: one lock serialises writes, so notification ids are assigned and
+become visible in order, and a reader can never skip one.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InfrastructureFactory,
+    Notification,
+    ProcessRecorder,
+    RecordConflictError,
+    StoredEvent,
+    Tracking,
+    TrackingConflictError,
+)
+
+
+class POPOAggregateRecorder(AggregateRecorder):
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._events_by_originator: dict[UUID, list[StoredEvent]] = {}
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self._lock:
+            self._check_conflicts(stored_events)
+            self._append(stored_events)
+        return None
+
+    def _check_conflicts(self, stored_events: Sequence[StoredEvent]) -> None:
+        next_versions: dict[UUID, set[int]] = {}
+        for stored in stored_events:
+            existing = self._events_by_originator.get(stored.originator_id)
+            taken = next_versions.setdefault(stored.originator_id, set())
+            if stored.originator_version in taken or (
+                existing and _has_version(existing, stored.originator_version)
+            ):
+                raise RecordConflictError(
+                    f"Event of originator {stored.originator_id} at version "
+                    f"{stored.originator_version} is already recorded"
+                )
+            taken.add(stored.originator_version)
+
+    def _append(self, stored_events: Sequence[StoredEvent]) -> None:
+        for stored in stored_events:
+            events = self._events_by_originator.setdefault(stored.originator_id, [])
+            if events and events[-1].originator_version > stored.originator_version:
+                events.insert(_index_of_version(events, stored.originator_version), stored)
+            else:
+                events.append(stored)
+
+    def select_events(
+        self,
+        originator_id: UUID,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        with self._lock:
+            events = self._events_by_originator.get(originator_id)
+            if not events:
+                return []
+            lo = 0 if gt is None else _index_after_version(events, gt)
+            hi = len(events) if lte is None else _index_after_version(events, lte)
+            selected = events[lo:hi]
+        if desc:
+            selected.reverse()
+        if limit is not None:
+            selected = selected[:limit]
+        return selected
+
+
+
+def _has_version(events: list[StoredEvent], version: int) -> bool:
+    i = _index_of_version(events, version)
+    return i < len(events) and events[i].originator_version == version
+
+
+def _index_of_version(events: list[StoredEvent], version: int) -> int:
+    return bisect_left(events, version, key=lambda e: e.originator_version)
+
+
+def _index_after_version(events: list[StoredEvent], version: int) -> int:
+    return bisect_right(events, version, key=lambda e: e.originator_version)
+
+
+class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self._notifications: list[Notification] = []
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self._lock:
+            self._check_conflicts(stored_events)
+            return self._append_with_ids(stored_events)
+
+    def _append_with_ids(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        self._append(stored_events)
+        first = len(self._notifications) + 1
+        ids = list(range(first, first + len(stored_events)))
+        self._notifications.extend(
+            Notification(
+                id=nid,
+                originator_id=s.originator_id,
+                originator_version=s.originator_version,
+                topic=s.topic,
+                state=s.state,
+            )
+            for nid, s in zip(ids, stored_events)
+        )
+        return ids
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        # Ids are 1, 2, 3, ...: notification n is at index n - 1.
+        first_id = 1 if start is None else (start if inclusive_of_start else start + 1)
+        index = max(first_id, 1) - 1
+        topic_set = set(topics)
+        selected: list[Notification] = []
+        with self._lock:
+            notifications = self._notifications
+            end = len(notifications) if stop is None else min(len(notifications), stop)
+            while index < end and len(selected) < limit:
+                notification = notifications[index]
+                if not topic_set or notification.topic in topic_set:
+                    selected.append(notification)
+                index += 1
+        return selected
+
+    def max_notification_id(self) -> int | None:
+        with self._lock:
+            return len(self._notifications) or None
+
+
+class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self._positions: dict[str, int] = {}
+
+    def insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        tracking: Tracking | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        with self._lock:
+            self._check_conflicts(stored_events)
+            if tracking is not None:
+                self._check_tracking(tracking)
+            ids = self._append_with_ids(stored_events)
+            if tracking is not None:
+                self._positions[tracking.application_name] = tracking.notification_id
+            return ids
+
+    def _check_tracking(self, tracking: Tracking) -> None:
+        position = self._positions.get(tracking.application_name)
+        if position is not None and tracking.notification_id <= position:
+            raise TrackingConflictError(
+                f"Notification {tracking.notification_id} of {tracking.application_name!r} "
+                f"is already processed (position {position})"
+            )
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self._lock:
+            return self._positions.get(application_name)
+
+
+class Factory(InfrastructureFactory):
+    """Builds in-memory recorders; nothing survives the process."""
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        return POPOAggregateRecorder()
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return POPOApplicationRecorder()
+
+    def process_recorder(self) -> ProcessRecorder:
+        return POPOProcessRecorder()

@@ -1,0 +1,202 @@
+"""Small tools every layer uses: topics, environment lookup, retries."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import wraps
+from types import ModuleType
+from typing import Any, TypeVar
+
+__all__ = [
+    "Environment",
+    "TopicError",
+    "clear_topic_cache",
+    "get_topic",
+    "register_topic",
+    "resolve_topic",
+    "retry",
+    "strtobool",
+]
+
+
+class TopicError(ImportError):
+    """A topic could not be resolved to a module or class."""
+
+
+# Topics already computed or resolved. Classes register themselves when they are
+# defined, so a class redefined in ``__main__`` (or defined where no module can
+# be imported, as under ``exec``) still resolves to its latest definition.
+_topic_cache: dict[str, Any] = {}
+# Old topics (or old module names, or old module:qualname prefixes) that were
+# renamed, mapped to what they mean now.
+_renamed_topics: dict[str, Any] = {}
+_topic_lock = threading.Lock()
+
+
+def get_topic(obj: Any) -> str:
+    """Return the topic of a class, function or module: ``module:qualname``."""
+    if isinstance(obj, ModuleType):
+        return obj.__name__
+    topic = f"{obj.__module__}:{obj.__qualname__}"
+    _topic_cache[topic] = obj
+    return topic
+
+
+def register_topic(old_topic: str, obj: Any) -> None:
+    """Make ``old_topic`` resolve to ``obj``, after a class or module was renamed.
+
+    ``old_topic`` may name a class (``oldmodule:OldName``), a module
+    (``oldmodule``), or a nested path prefix (``oldmodule:Outer``).
+    """
+    with _topic_lock:
+        existing = _renamed_topics.get(old_topic)
+        if existing is not None and existing is not obj:
+            raise TopicError(f"Topic {old_topic!r} is already registered for {existing!r}")
+        _renamed_topics[old_topic] = obj
+        _topic_cache.pop(old_topic, None)
+
+
+def clear_topic_cache() -> None:
+    """Forget resolved topics (renamed topics stay registered)."""
+    _topic_cache.clear()
+
+
+def resolve_topic(topic: str) -> Any:
+    """Return the module, class or function that ``topic`` names."""
+    try:
+        return _topic_cache[topic]
+    except KeyError:
+        pass
+    obj = _resolve_uncached(topic)
+    _topic_cache[topic] = obj
+    return obj
+
+
+def _resolve_uncached(topic: str) -> Any:
+    if topic in _renamed_topics:
+        return _renamed_topics[topic]
+    module_name, _, qualname = topic.partition(":")
+    # A renamed module, or a renamed outer class whose nested names follow.
+    parts = qualname.split(".") if qualname else []
+    for cut in range(len(parts), -1, -1):
+        prefix = module_name + (":" + ".".join(parts[:cut]) if cut else "")
+        if prefix in _renamed_topics:
+            return _get_attrs(_renamed_topics[prefix], parts[cut:], topic)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise TopicError(
+            f"Cannot resolve topic {topic!r}: module {module_name!r} not found"
+            " (if the class moved, call register_topic() with the old topic)"
+        ) from error
+    return _get_attrs(module, parts, topic)
+
+
+def _get_attrs(obj: Any, names: list[str], topic: str) -> Any:
+    for name in names:
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise TopicError(
+                f"Cannot resolve topic {topic!r}: {name!r} not found"
+                " (if the class moved, call register_topic() with the old topic)"
+            ) from None
+    return obj
+
+
+_TRUE = {"y", "yes", "t", "true", "on", "1"}
+_FALSE = {"n", "no", "f", "false", "off", "0"}
+
+
+def strtobool(value: str) -> bool:
+    """Interpret a setting such as ``"yes"`` or ``"0"`` as a boolean."""
+    lowered = str(value).strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"Invalid truth value {value!r}: expected one of {sorted(_TRUE | _FALSE)}")
+
+
+class Environment(dict[str, str]):
+    """Settings for one named application.
+
+    ``get(key)`` tries ``<NAME>_<KEY>`` first (upper-cased application name),
+    then ``<KEY>``, so one setting can target one application only.
+    """
+
+    def __init__(self, name: str = "", env: Mapping[str, str] | None = None):
+        super().__init__(env or {})
+        self.name = name
+
+    def create_keys(self, key: str) -> list[str]:
+        keys = []
+        if self.name:
+            keys.append(self.name.upper().replace(".", "_").replace("-", "_") + "_" + key)
+        keys.append(key)
+        return keys
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        for candidate in self.create_keys(key):
+            value = super().get(candidate)
+            if value is not None:
+                return value
+        return default
+
+    @classmethod
+    def for_application(
+        cls, name: str, class_env: Mapping[str, str], given: Mapping[str, str] | None
+    ) -> Environment:
+        """Merge settings: the given ``env`` > ``os.environ`` > the class's ``env``."""
+        merged: dict[str, str] = dict(class_env)
+        merged.update(os.environ)
+        if given:
+            merged.update(given)
+        return cls(name, merged)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retry(
+    exc: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    max_attempts: int = 1,
+    wait: float = 0,
+    stall: float = 0,
+) -> Callable[[F], F]:
+    """Retry the decorated function when it raises ``exc``.
+
+    Tries at most ``max_attempts + 1`` times, sleeping ``wait`` seconds (doubling
+    each time) between attempts, after an initial ``stall``.
+    """
+    if isinstance(exc, type) and not issubclass(exc, BaseException):
+        raise TypeError(f"retry() expects an exception class, got {exc!r}")
+    if callable(exc) and not isinstance(exc, type):
+        # Used bare, as @retry: exc is the decorated function.
+        return retry()(exc)  # type: ignore[return-value]
+
+    def decorator(func: F) -> F:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if stall:
+                time.sleep(stall)
+            delay = wait
+            attempts = 0
+            while True:
+                try:
+                    return func(*args, **kwargs)
+                except exc:
+                    attempts += 1
+                    if attempts > max_attempts:
+                        raise
+                    if delay:
+                        time.sleep(delay)
+                        delay *= 2
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
