@@ -503,9 +503,7 @@ class InfrastructureFactory(ABC):
         try:
             obj = resolve_topic(topic)
         except (TopicError, ImportError) as error:
-            raise TopicError(
-                f"Cannot resolve PERSISTENCE_MODULE {topic!r}: {error}"
-            ) from error
+            raise TopicError(f"Cannot resolve PERSISTENCE_MODULE {topic!r}: {error}") from error
         if isinstance(obj, ModuleType):
             factory_cls = getattr(obj, "Factory", None)
             if factory_cls is None:
@@ -524,7 +522,9 @@ class InfrastructureFactory(ABC):
         topic = self.env.get(TRANSCODER_TOPIC)
         return cast(Transcoder, resolve_topic(topic)()) if topic else JSONTranscoder()
 
-    def mapper(self, transcoder: Transcoder | None = None, mapper_class: type[Mapper] = Mapper) -> Mapper:
+    def mapper(
+        self, transcoder: Transcoder | None = None, mapper_class: type[Mapper] = Mapper
+    ) -> Mapper:
         topic = self.env.get(MAPPER_TOPIC)
         if topic:
             mapper_class = resolve_topic(topic)
@@ -564,6 +564,5 @@ class InfrastructureFactory(ABC):
     def process_recorder(self) -> ProcessRecorder:
         """A recorder of events, notification log and tracking positions."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
-

@@ -82,7 +82,6 @@ class POPOAggregateRecorder(AggregateRecorder):
         return selected
 
 
-
 def _has_version(events: list[StoredEvent], version: int) -> bool:
     i = _index_of_version(events, version)
     return i < len(events) and events[i].originator_version == version

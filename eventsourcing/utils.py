@@ -140,7 +140,7 @@ class Environment(dict[str, str]):
         keys.append(key)
         return keys
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         for candidate in self.create_keys(key):
             value = super().get(candidate)
             if value is not None:
@@ -177,7 +177,7 @@ def retry(
         raise TypeError(f"retry() expects an exception class, got {exc!r}")
     if callable(exc) and not isinstance(exc, type):
         # Used bare, as @retry: exc is the decorated function.
-        return retry()(exc)  # type: ignore[return-value]
+        return retry()(exc)
 
     def decorator(func: F) -> F:
         @wraps(func)

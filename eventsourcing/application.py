@@ -1,0 +1,459 @@
+"""The application layer: save aggregates, get them back, read the notification log."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from copy import deepcopy
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, CanMutateAggregate, DomainEvent, Snapshot
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    EventStore,
+    InfrastructureFactory,
+    Mapper,
+    Notification,
+    Recording,
+    Tracking,
+    Transcoder,
+)
+from eventsourcing.utils import Environment, strtobool
+
+__all__ = [
+    "AggregateNotFound",
+    "AggregateNotFoundError",
+    "Application",
+    "CanMutateAggregate",
+    "EventSourcedLog",
+    "Recording",
+    "LocalNotificationLog",
+    "NotificationLog",
+    "ProcessingEvent",
+    "Repository",
+    "Section",
+]
+
+TAggregate = TypeVar("TAggregate", bound=Aggregate)
+
+
+class AggregateNotFoundError(KeyError):
+    """No aggregate has this id (or none existed at the requested version)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "aggregate not found"
+
+
+AggregateNotFound = AggregateNotFoundError
+
+
+# ---------------------------------------------------------------------------
+# The repository.
+
+
+class _LRUCache:
+    """A small thread-safe least-recently-used cache of aggregates."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._items: OrderedDict[UUID, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: UUID) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: UUID, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            if self.maxsize > 0:
+                while len(self._items) > self.maxsize:
+                    self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class Repository:
+    """Reconstructs aggregates from their events (starting from a snapshot if any)."""
+
+    def __init__(
+        self,
+        event_store: EventStore,
+        snapshot_store: EventStore | None = None,
+        cache_maxsize: int | None = None,
+        fastforward: bool = True,
+    ):
+        self.event_store = event_store
+        self.snapshot_store = snapshot_store
+        self.cache = _LRUCache(cache_maxsize) if cache_maxsize is not None else None
+        self.fastforward = fastforward
+
+    def get(
+        self,
+        aggregate_id: UUID,
+        version: int | None = None,
+        projector_func: Any = None,
+    ) -> Any:
+        """Return the aggregate with this id, at ``version`` if given (else the latest).
+
+        Raises ``AggregateNotFound`` if there is no such aggregate.
+        """
+        if self.cache is not None and version is None and projector_func is None:
+            cached = self._get_cached(aggregate_id)
+            if cached is not None:
+                return cached
+        aggregate = self._reconstruct(aggregate_id, version, projector_func)
+        if self.cache is not None and version is None and projector_func is None:
+            self.cache.put(aggregate_id, deepcopy(aggregate))
+        return aggregate
+
+    def _get_cached(self, aggregate_id: UUID) -> Any:
+        assert self.cache is not None
+        cached = self.cache.get(aggregate_id)
+        if cached is None:
+            return None
+        aggregate = deepcopy(cached)
+        if self.fastforward:
+            for domain_event in self.event_store.get(aggregate_id, gt=aggregate.version):
+                aggregate = domain_event.mutate(aggregate)
+            if aggregate.version != cached.version:
+                self.cache.put(aggregate_id, deepcopy(aggregate))
+        return aggregate
+
+    def _reconstruct(self, aggregate_id: UUID, version: int | None, projector_func: Any) -> Any:
+        aggregate: Any = None
+        gt = None
+        if self.snapshot_store is not None:
+            snapshots = list(self.snapshot_store.get(aggregate_id, lte=version, desc=True, limit=1))
+            if snapshots:
+                aggregate = snapshots[0].mutate(None)
+                gt = snapshots[0].originator_version
+        events = self.event_store.get(aggregate_id, gt=gt, lte=version)
+        if projector_func is not None:
+            aggregate = projector_func(aggregate, events)
+        else:
+            for domain_event in events:
+                aggregate = domain_event.mutate(aggregate)
+        if aggregate is None:
+            at = f" at version {version}" if version is not None else ""
+            raise AggregateNotFoundError(f"Aggregate {aggregate_id}{at} not found")
+        return aggregate
+
+    def cache_saved(self, aggregates: Mapping[UUID, Any]) -> None:
+        """Remember aggregates just saved, so the next get needs no replay."""
+        if self.cache is None:
+            return
+        for aggregate_id, aggregate in aggregates.items():
+            self.cache.put(aggregate_id, deepcopy(aggregate))
+
+    def clear_cache(self) -> None:
+        """Forget cached aggregates (after a conflict showed one is stale)."""
+        if self.cache is not None:
+            self.cache.clear()
+
+    def __contains__(self, aggregate_id: object) -> bool:
+        try:
+            self.get(cast(UUID, aggregate_id))
+        except AggregateNotFoundError:
+            return False
+        return True
+
+
+# ---------------------------------------------------------------------------
+# The notification log.
+
+
+@dataclass(frozen=True)
+class Section:
+    """A page of the notification log: ``id`` is ``"first,last"``."""
+
+    id: str | None
+    items: list[Notification]
+    next_id: str | None
+
+
+class NotificationLog:
+    """Base class of notification logs."""
+
+    def __getitem__(self, section_id: str) -> Section:
+        raise NotImplementedError
+
+    def select(
+        self, start: int | None, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> list[Notification]:
+        raise NotImplementedError
+
+
+class LocalNotificationLog(NotificationLog):
+    """The notification log of an application in this process."""
+
+    DEFAULT_SECTION_SIZE = 10
+
+    def __init__(self, recorder: ApplicationRecorder, section_size: int = DEFAULT_SECTION_SIZE):
+        self.recorder = recorder
+        self.section_size = section_size
+
+    def __getitem__(self, requested_section_id: str) -> Section:
+        first_str, _, last_str = requested_section_id.partition(",")
+        try:
+            first, last = int(first_str), int(last_str)
+        except ValueError:
+            raise ValueError(
+                f"Section id {requested_section_id!r} is not of the form 'first,last'"
+            ) from None
+        first = max(first, 1)
+        limit = min(max(0, last - first + 1), self.section_size)
+        notifications = self.recorder.select_notifications(first, limit)
+        if not notifications:
+            return Section(id=None, items=[], next_id=None)
+        section_id = f"{notifications[0].id},{notifications[-1].id}"
+        next_id = None
+        if len(notifications) == limit:
+            next_first = notifications[-1].id + 1
+            next_id = f"{next_first},{next_first + limit - 1}"
+        return Section(id=section_id, items=notifications, next_id=next_id)
+
+    def select(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        """Return up to ``limit`` notifications from ``start`` (up to ``stop``), in id order."""
+        return self.recorder.select_notifications(
+            start, limit, stop=stop, topics=topics, inclusive_of_start=inclusive_of_start
+        )
+
+    def max_notification_id(self) -> int | None:
+        return self.recorder.max_notification_id()
+
+
+# ---------------------------------------------------------------------------
+# Processing events: what one save (or one processed upstream event) records.
+
+
+class ProcessingEvent:
+    """Collects the new events of a unit of work, and where it came from (tracking)."""
+
+    def __init__(self, tracking: Tracking | None = None):
+        self.tracking = tracking
+        self.events: list[Any] = []
+        self.aggregates: dict[UUID, Any] = {}
+        self.saved_kwargs: dict[str, Any] = {}
+
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        """Take the pending events of aggregates (or domain events given directly)."""
+        for obj in objs:
+            if obj is None:
+                continue
+            if isinstance(obj, DomainEvent):
+                self.events.append(obj)
+            else:
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+        self.saved_kwargs.update(kwargs)
+
+
+# ---------------------------------------------------------------------------
+# The application.
+
+
+class Application:
+    """An event-sourced application: commands and queries over aggregates.
+
+    Class attributes: ``name`` (default: the class name), ``env`` (default settings),
+    ``is_snapshotting_enabled``, ``snapshotting_intervals`` (``{Dog: 5}``).
+    """
+
+    name: ClassVar[str] = "Application"
+    env: ClassVar[Mapping[str, str]] = {}
+    is_snapshotting_enabled: ClassVar[bool] = False
+    snapshotting_intervals: ClassVar[Mapping[type, int] | None] = None
+    snapshot_class: ClassVar[type[Snapshot]] = Snapshot
+    log_section_size: ClassVar[int] = 10
+
+    AGGREGATE_CACHE_MAXSIZE = "AGGREGATE_CACHE_MAXSIZE"
+    AGGREGATE_CACHE_FASTFORWARD = "AGGREGATE_CACHE_FASTFORWARD"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
+
+    def __init__(self, env: Mapping[str, str] | None = None):
+        self.env = self.construct_env(self.name, env)  # type: ignore[misc]
+        self.factory = self.construct_factory()
+        self.mapper = self.construct_mapper()
+        self.recorder = self.construct_recorder()
+        self.events = self.construct_event_store()
+        self.snapshots = self.construct_snapshot_store()
+        self.repository = self.construct_repository()
+        self.notification_log = self.construct_notification_log()
+        self.closing = threading.Event()
+
+    # -- construction hooks ------------------------------------------------
+
+    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
+        return Environment.for_application(name, type(self).env, env)
+
+    def construct_factory(self) -> InfrastructureFactory:
+        return InfrastructureFactory.construct(cast(Environment, self.env))
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = self.factory.transcoder()
+        self.register_transcodings(transcoder)
+        return transcoder
+
+    def register_transcodings(self, transcoder: Transcoder) -> None:
+        """Override to register custom ``Transcoding``s for the types in your events."""
+
+    def construct_mapper(self) -> Mapper:
+        return self.factory.mapper(transcoder=self.construct_transcoder())
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        return self.factory.application_recorder()
+
+    def construct_event_store(self) -> EventStore:
+        return EventStore(self.mapper, self.recorder)
+
+    def construct_snapshot_store(self) -> EventStore | None:
+        if not self._snapshotting_enabled():
+            return None
+        recorder: AggregateRecorder = self.factory.aggregate_recorder("snapshots")
+        return EventStore(self.mapper, recorder)
+
+    def _snapshotting_enabled(self) -> bool:
+        setting = self.env.get("IS_SNAPSHOTTING_ENABLED")
+        if setting is not None:
+            return strtobool(setting)
+        return bool(type(self).is_snapshotting_enabled or type(self).snapshotting_intervals)
+
+    def construct_repository(self) -> Repository:
+        maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        fastforward = strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y"))
+        return Repository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(maxsize) if maxsize not in (None, "") else None,
+            fastforward=fastforward,
+        )
+
+    def construct_notification_log(self) -> LocalNotificationLog:
+        return LocalNotificationLog(self.recorder, section_size=self.log_section_size)
+
+    @property
+    def log(self) -> LocalNotificationLog:
+        return self.notification_log
+
+    # -- commands ----------------------------------------------------------
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
+        """Record the pending events of all given aggregates in one atomic write.
+
+        Raises ``RecordConflictError`` (and records nothing) if any aggregate is stale.
+        """
+        processing_event = ProcessingEvent()
+        processing_event.collect_events(*objs, **kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)
+        return recordings
+
+    def _record(self, processing_event: ProcessingEvent) -> list[Recording[Any]]:
+        recordings = self.events.put(
+            processing_event.events,
+            tracking=processing_event.tracking,
+            **processing_event.saved_kwargs,
+        )
+        self.repository.cache_saved(processing_event.aggregates)
+        return recordings
+
+    def _take_snapshots(self, processing_event: ProcessingEvent) -> None:
+        intervals = type(self).snapshotting_intervals
+        if not intervals or self.snapshots is None:
+            return
+        for aggregate in processing_event.aggregates.values():
+            interval = intervals.get(type(aggregate))
+            if interval and aggregate.version % interval == 0:
+                self.snapshots.put([self.snapshot_class.take(aggregate)])
+
+    def take_snapshot(
+        self, aggregate_id: UUID, version: int | None = None, projector_func: Any = None
+    ) -> None:
+        """Record a snapshot of the aggregate (at ``version``, if given)."""
+        if self.snapshots is None:
+            raise AssertionError(
+                f"Snapshotting is not enabled for application {self.name!r}: set "
+                "is_snapshotting_enabled = True or IS_SNAPSHOTTING_ENABLED=y"
+            )
+        aggregate = self.repository.get(
+            aggregate_id, version=version, projector_func=projector_func
+        )
+        self.snapshots.put([self.snapshot_class.take(aggregate)])
+
+    def notify(self, new_events: Sequence[Any]) -> None:
+        """Called after new events are recorded (override to react)."""
+
+    def _notify(self, recordings: Sequence[Recording[Any]]) -> None:
+        """Called after new events are recorded, with their notifications (for leaders)."""
+
+    def close(self) -> None:
+        self.closing.set()
+        self.factory.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class EventSourcedLog(Generic[TAggregate]):
+    """An append-only sequence of events, one logged item each (for example, ids).
+
+    ``trigger_event(**fields)`` makes the next item; ``get_first``/``get_last``/
+    ``get(gt, lte, desc, limit)`` read them back.
+    """
+
+    def __init__(self, events: EventStore, originator_id: UUID, logged_cls: type):
+        self.events = events
+        self.originator_id = originator_id
+        self.logged_cls = logged_cls
+
+    def trigger_event(self, next_originator_version: int | None = None, **kwargs: Any) -> Any:
+        if next_originator_version is None:
+            last = self.get_last()
+            next_originator_version = 1 if last is None else last.originator_version + 1
+        return self.logged_cls(
+            originator_id=self.originator_id,
+            originator_version=next_originator_version,
+            timestamp=self.logged_cls.create_timestamp(),  # type: ignore[attr-defined]
+            **kwargs,
+        )
+
+    def get_first(self) -> Any:
+        return next(self.get(limit=1), None)
+
+    def get_last(self) -> Any:
+        return next(self.get(desc=True, limit=1), None)
+
+    def get(
+        self,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Any]:
+        return self.events.get(self.originator_id, gt=gt, lte=lte, desc=desc, limit=limit)

@@ -1,0 +1,657 @@
+"""Event-driven systems: applications wired into a graph, processed exactly once.
+
+A *follower* reads the notification log of each application it follows (its
+*leaders*), passes each event to its ``policy``, and records the new events the
+policy collected together with its position in the leader's log, in one atomic
+write. That write is what makes processing exactly-once: after a crash, the
+follower resumes from the recorded position, and nothing is done twice.
+
+Runners decide who runs the processing loop and when:
+
+- ``SingleThreadedRunner``: the thread that saved, before ``save()`` returns;
+- ``MultiThreadedRunner``: one thread per follower, woken as soon as a leader records.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import (
+    Application,
+    NotificationLog,
+    ProcessingEvent,
+    Repository,
+)
+from eventsourcing.persistence import (
+    IntegrityError,
+    Notification,
+    ProcessRecorder,
+    Recording,
+    Tracking,
+)
+from eventsourcing.utils import get_topic
+
+__all__ = [
+    "EventProcessingError",
+    "Follower",
+    "Leader",
+    "MultiThreadedRunner",
+    "NotificationConvertingError",
+    "NotificationLogReader",
+    "NotificationPullingError",
+    "ProcessApplication",
+    "ProcessingEvent",
+    "RecordingEvent",
+    "Runner",
+    "RunnerAlreadyStartedError",
+    "SingleThreadedRunner",
+    "System",
+]
+
+TApplication = TypeVar("TApplication", bound=Application)
+
+
+class RunnerAlreadyStartedError(Exception):
+    """``start()`` was called on a runner that is already running."""
+
+
+class NotificationPullingError(Exception):
+    """A follower could not read a leader's notification log."""
+
+
+class NotificationConvertingError(Exception):
+    """A notification could not be turned back into a domain event."""
+
+
+class EventProcessingError(Exception):
+    """A follower's policy raised while processing an event (the cause is attached)."""
+
+
+# ---------------------------------------------------------------------------
+# Reading notification logs.
+
+
+class NotificationLogReader:
+    """Reads a notification log in order, section by section."""
+
+    def __init__(self, notification_log: NotificationLog, section_size: int = 10):
+        self.notification_log = notification_log
+        self.section_size = section_size
+
+    def read(self, *, start: int = 1) -> Iterator[Notification]:
+        """Yield every notification from ``start`` on, following the log's sections."""
+        section_id: str | None = f"{start},{start + self.section_size - 1}"
+        while section_id is not None:
+            section = self.notification_log[section_id]
+            yield from section.items
+            section_id = section.next_id
+
+    def select(
+        self, *, start: int = 1, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> Iterator[Notification]:
+        """Yield notifications from ``start`` (up to ``stop``) whose topic is in ``topics``."""
+        while True:
+            batch = self.notification_log.select(start, self.section_size, stop=stop, topics=topics)
+            yield from batch
+            if len(batch) < self.section_size:
+                return
+            start = batch[-1].id + 1
+
+
+# ---------------------------------------------------------------------------
+# Leaders and followers.
+
+
+class RecordingEvent:
+    """Tells a follower that a leader recorded new events."""
+
+    def __init__(self, application_name: str, recordings: Sequence[Recording[Any]]):
+        self.application_name = application_name
+        self.recordings = recordings
+
+
+class Leader(Application):
+    """An application whose followers are told when it records new events."""
+
+    def __init__(self, env: Mapping[str, str] | None = None):
+        super().__init__(env)
+        self.followers: list[Follower] = []
+
+    def lead(self, follower: Follower) -> None:
+        self.followers.append(follower)
+
+    def _notify(self, recordings: Sequence[Recording[Any]]) -> None:
+        if not recordings:
+            return
+        recording_event = RecordingEvent(self.name, recordings)
+        for follower in self.followers:
+            follower.receive_recording_event(recording_event)
+
+
+class _BatchAwareRepository(Repository):
+    """A repository that, inside a batch, returns the batch's uncommitted aggregates.
+
+    A later event in a batch must see what an earlier one changed (a counter
+    created by the first event is incremented by the second). The overlay is
+    thread-local, so queries from other threads see committed state only.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
+
+    def get(
+        self, aggregate_id: UUID, version: int | None = None, projector_func: Any = None
+    ) -> Any:
+        batch: dict[UUID, Any] | None = getattr(self._local, "batch", None)
+        if batch is not None and version is None and projector_func is None:
+            aggregate = batch.get(aggregate_id)
+            if aggregate is not None:
+                return aggregate
+        return super().get(aggregate_id, version=version, projector_func=projector_func)
+
+    def open_batch(self, aggregates: dict[UUID, Any]) -> None:
+        self._local.batch = aggregates
+
+    def close_batch(self) -> None:
+        self._local.batch = None
+
+
+class Follower(Application):
+    """An application that processes the events of the applications it follows."""
+
+    # How many upstream notifications are processed, and recorded, in one write.
+    batch_size = 200
+    # How often a batch is read and processed again after a write conflict.
+    max_conflict_retries = 10
+
+    def __init__(self, env: Mapping[str, str] | None = None):
+        super().__init__(env)
+        self.readers: dict[str, NotificationLogReader] = {}
+        self._positions: dict[str, int] = {}
+        self._upstream_listener: Callable[[str], None] | None = None
+        self._processing_lock = threading.Lock()
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    def construct_repository(self) -> Repository:
+        plain = super().construct_repository()
+        return _BatchAwareRepository(
+            event_store=plain.event_store,
+            snapshot_store=plain.snapshot_store,
+            cache_maxsize=plain.cache.maxsize if plain.cache is not None else None,
+            fastforward=plain.fastforward,
+        )
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        return cast(ProcessRecorder, self.recorder)
+
+    def follow(self, name: str, log: NotificationLog) -> None:
+        """Follow the notification log of the application called ``name``."""
+        self.readers[name] = NotificationLogReader(log)
+
+    def receive_recording_event(self, recording_event: RecordingEvent) -> None:
+        """Called by a leader after it recorded; runners use it to schedule processing."""
+        if self._upstream_listener is not None:
+            self._upstream_listener(recording_event.application_name)
+
+    def position(self, leader_name: str) -> int:
+        """The last notification id of ``leader_name`` this follower has processed."""
+        position = self._positions.get(leader_name)
+        if position is None:
+            position = self.process_recorder.max_tracking_id(leader_name) or 0
+            self._positions[leader_name] = position
+        return position
+
+    def pull_and_process(
+        self, leader_name: str, start: int | None = None, stop: int | None = None
+    ) -> None:
+        """Process every notification of ``leader_name`` after this follower's position.
+
+        Notifications are processed in batches: each batch's new events and its
+        last notification id are recorded in one transaction.
+        """
+        with self._processing_lock:
+            conflicts = 0
+            while True:
+                first = max(self.position(leader_name) + 1, start or 1)
+                notifications = self._pull(leader_name, first, stop)
+                if not notifications:
+                    return
+                try:
+                    self._process_batch(leader_name, notifications)
+                except IntegrityError:
+                    # Another process recorded first: our position or an aggregate we
+                    # wrote is stale. Nothing of the batch was recorded; forget what
+                    # we knew and read again.
+                    conflicts += 1
+                    if conflicts > self.max_conflict_retries:
+                        raise
+                    self._positions.pop(leader_name, None)
+                    self.repository.clear_cache()
+
+    def _pull(self, leader_name: str, first: int, stop: int | None) -> list[Notification]:
+        try:
+            reader = self.readers[leader_name]
+        except KeyError:
+            raise NotificationPullingError(
+                f"{self.name} does not follow {leader_name!r} (follows: {sorted(self.readers)})"
+            ) from None
+        try:
+            return reader.notification_log.select(first, self.batch_size, stop=stop)
+        except Exception as error:
+            raise NotificationPullingError(
+                f"{self.name} could not read the notification log of {leader_name}: {error}"
+            ) from error
+
+    def _process_batch(self, leader_name: str, notifications: list[Notification]) -> None:
+        try:
+            self._process_and_record(leader_name, notifications)
+        except _BatchItemError as failure:
+            # Nothing of the batch was recorded. Record the events before the failing
+            # one, so they are not held back with it, then report the failure.
+            if failure.index > 0:
+                self._process_and_record(leader_name, notifications[: failure.index])
+            raise failure.error from failure.error.__cause__
+
+    def _process_and_record(self, leader_name: str, notifications: list[Notification]) -> None:
+        processing_event = ProcessingEvent(Tracking(leader_name, notifications[-1].id))
+        repository = cast(_BatchAwareRepository, self.repository)
+        repository.open_batch(processing_event.aggregates)
+        try:
+            for index, notification in enumerate(notifications):
+                self._process_notification(leader_name, index, notification, processing_event)
+        finally:
+            repository.close_batch()
+        recordings = self._record(processing_event)
+        self._positions[leader_name] = notifications[-1].id
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)
+
+    def _process_notification(
+        self,
+        leader_name: str,
+        index: int,
+        notification: Notification,
+        processing_event: ProcessingEvent,
+    ) -> None:
+        try:
+            domain_event = self.mapper.to_domain_event(notification)
+        except Exception as error:
+            failure: Exception = NotificationConvertingError(
+                f"{self.name} could not convert notification {notification.id} of "
+                f"{leader_name} (topic {notification.topic!r}): {error}"
+            )
+            failure.__cause__ = error
+            raise _BatchItemError(index, failure) from error
+        try:
+            self.policy(domain_event, processing_event)
+        except Exception as error:
+            failure = EventProcessingError(
+                f"{self.name} failed to process {type(domain_event).__qualname__} "
+                f"(notification {notification.id} of {leader_name}, originator "
+                f"{domain_event.originator_id} version {domain_event.originator_version}): "
+                f"{type(error).__name__}: {error}"
+            )
+            failure.__cause__ = error
+            raise _BatchItemError(index, failure) from error
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """Process one upstream event and record its effects with ``tracking``."""
+        processing_event = ProcessingEvent(tracking=tracking)
+        self.policy(domain_event, processing_event)
+        recordings = self._record(processing_event)
+        self._positions[tracking.application_name] = tracking.notification_id
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)
+
+    def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
+        """Override: respond to an upstream event, collecting new events in
+        ``processing_event`` (``processing_event.collect_events(aggregate)``)."""
+
+
+class _BatchItemError(Exception):
+    """Internal: the item at ``index`` of a batch failed with ``error``."""
+
+    def __init__(self, index: int, error: Exception):
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+class ProcessApplication(Leader, Follower):
+    """A follower whose own followers are told of what it records."""
+
+
+# ---------------------------------------------------------------------------
+# The system graph.
+
+
+class System:
+    """Applications wired into a graph by pipes: ``System(pipes=[[A, B, C], [A, D]])``.
+
+    In each pipe, every application follows the one before it. Cycles are allowed.
+    """
+
+    def __init__(self, pipes: Iterable[Iterable[type[Application]]]):
+        self.pipes = [list(pipe) for pipe in pipes]
+        self._classes: dict[str, type[Application]] = {}
+        self.edges: list[tuple[str, str]] = []
+        for pipe in self.pipes:
+            for cls in pipe:
+                self._add_node(cls)
+            for leader_cls, follower_cls in zip(pipe, pipe[1:]):
+                edge = (leader_cls.name, follower_cls.name)
+                if edge not in self.edges:
+                    self.edges.append(edge)
+        self.nodes: dict[str, str] = {name: get_topic(c) for name, c in self._classes.items()}
+        self.follows: dict[str, list[str]] = {name: [] for name in self._classes}
+        self.leads: dict[str, list[str]] = {name: [] for name in self._classes}
+        for leader, follower in self.edges:
+            self.leads[leader].append(follower)
+            self.follows[follower].append(leader)
+        self._check_followers()
+
+    def _add_node(self, cls: type[Application]) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Application)):
+            raise TypeError(f"System pipes must hold Application classes, not {cls!r}")
+        existing = self._classes.get(cls.name)
+        if existing is not None and existing is not cls:
+            raise TypeError(
+                f"Two classes in the system are named {cls.name!r}: {existing!r} and {cls!r}"
+            )
+        self._classes[cls.name] = cls
+
+    def _check_followers(self) -> None:
+        for name in self.followers:
+            cls = self._classes[name]
+            if not issubclass(cls, Follower):
+                raise TypeError(
+                    f"{cls.__qualname__} follows {self.follows[name]} in the system, so it "
+                    "must be a Follower (for example a ProcessApplication)"
+                )
+
+    @property
+    def leaders(self) -> list[str]:
+        return [name for name in self._classes if self.leads[name]]
+
+    @property
+    def followers(self) -> list[str]:
+        return [name for name in self._classes if self.follows[name]]
+
+    @property
+    def leaders_only(self) -> list[str]:
+        return [name for name in self.leaders if not self.follows[name]]
+
+    @property
+    def processors(self) -> list[str]:
+        return [name for name in self.leaders if self.follows[name]]
+
+    @property
+    def singles(self) -> list[str]:
+        return [name for name in self._classes if not self.leads[name] and not self.follows[name]]
+
+    def get_app_cls(self, name: str) -> type[Application]:
+        try:
+            cls = self._classes[name]
+        except KeyError:
+            raise KeyError(f"No application named {name!r} in the system") from None
+        if self.leads[name] and not issubclass(cls, Leader):
+            return self.leader_cls(name)
+        return cls
+
+    def leader_cls(self, name: str) -> type[Leader]:
+        cls = self._classes[name]
+        if issubclass(cls, Leader):
+            return cls
+        # A plain application that others follow: give it a leader's notifications.
+        leader = _leader_versions.get(cls)
+        if leader is None:
+            leader = cast(
+                type[Leader],
+                type(cls.__name__, (Leader, cls), {"__module__": cls.__module__, "name": cls.name}),
+            )
+            leader.__qualname__ = cls.__qualname__
+            _leader_versions[cls] = leader
+        return leader
+
+    def follower_cls(self, name: str) -> type[Follower]:
+        cls = self._classes[name]
+        if not issubclass(cls, Follower):
+            raise TypeError(f"{cls.__qualname__} is not a Follower")
+        return cls
+
+    @property
+    def topic(self) -> str | None:
+        """The topic of this system object, if a module holds it as an attribute."""
+        for module_name, module in list(sys.modules.items()):
+            for attr, value in list(getattr(module, "__dict__", {}).items()):
+                if value is self:
+                    return f"{module_name}:{attr}"
+        return None
+
+
+_leader_versions: dict[type[Application], type[Leader]] = {}
+
+
+# ---------------------------------------------------------------------------
+# Runners.
+
+
+class Runner(ABC):
+    """Constructs a system's applications and drives its followers."""
+
+    def __init__(self, system: System, env: Mapping[str, str] | None = None):
+        self.system = system
+        self.env = env
+        self.apps: dict[str, Application] = {}
+        self.is_started = False
+
+    def start(self) -> None:
+        if self.is_started:
+            raise RunnerAlreadyStartedError(f"{type(self).__name__} is already started")
+        self.is_started = True
+        self._construct_apps()
+
+    def _construct_apps(self) -> None:
+        for name in self.system.nodes:
+            cls = self.system.get_app_cls(name)
+            self.apps[name] = cls(env=self.env)
+        for leader_name, follower_name in self.system.edges:
+            leader = cast(Leader, self.apps[leader_name])
+            follower = cast(Follower, self.apps[follower_name])
+            follower.follow(leader_name, leader.notification_log)
+            leader.lead(follower)
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop processing and close the applications."""
+
+    def _close_apps(self) -> None:
+        for app in self.apps.values():
+            app.close()
+
+    def get(self, cls: type[TApplication]) -> TApplication:
+        """Return the running instance of an application class of the system."""
+        try:
+            return cast(TApplication, self.apps[cls.name])
+        except KeyError:
+            state = "" if self.is_started else " (the runner is not started)"
+            raise KeyError(f"No application {cls.name!r} in this runner{state}") from None
+
+    def followers(self) -> list[Follower]:
+        return [cast(Follower, self.apps[name]) for name in self.system.followers]
+
+    def __enter__(self: TRunner) -> TRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+TRunner = TypeVar("TRunner", bound=Runner)
+
+
+class SingleThreadedRunner(Runner):
+    """Processes every new event in the saving thread, before ``save()`` returns."""
+
+    def __init__(self, system: System, env: Mapping[str, str] | None = None):
+        super().__init__(system, env)
+        self._prompts: deque[tuple[Follower, str]] = deque()
+        self._lock = threading.RLock()
+        self._draining = threading.local()
+
+    def start(self) -> None:
+        super().start()
+        for follower in self.followers():
+            follower._upstream_listener = self._prompter(follower)
+        # Catch up: process what the leaders recorded before this start.
+        for follower in self.followers():
+            for leader_name in self.system.follows[follower.name]:
+                self._prompts.append((follower, leader_name))
+        self._drain()
+
+    def _prompter(self, follower: Follower) -> Callable[[str], None]:
+        def prompt(leader_name: str) -> None:
+            self._prompts.append((follower, leader_name))
+            self._drain()
+
+        return prompt
+
+    def _drain(self) -> None:
+        if getattr(self._draining, "active", False):
+            return  # the outer call in this thread processes what was just queued
+        with self._lock:
+            self._draining.active = True
+            try:
+                while self._prompts:
+                    follower, leader_name = self._prompts.popleft()
+                    follower.pull_and_process(leader_name)
+            finally:
+                self._draining.active = False
+
+    def stop(self) -> None:
+        self._prompts.clear()
+        self._close_apps()
+        self.is_started = False
+
+
+class _FollowerThread(threading.Thread):
+    """Runs one follower: catches up, then processes whenever a leader records."""
+
+    def __init__(self, runner: MultiThreadedRunner, follower: Follower, leaders: list[str]):
+        super().__init__(name=f"follower-{follower.name}", daemon=True)
+        self.runner = runner
+        self.follower = follower
+        self.leaders = leaders
+        self.wake = threading.Event()
+        self.wake.set()  # catch up at once
+        follower._upstream_listener = lambda _leader_name: self.wake.set()
+
+    def run(self) -> None:
+        try:
+            while not self.runner.is_stopping.is_set():
+                self.wake.wait()
+                self.wake.clear()
+                if self.runner.is_stopping.is_set():
+                    return
+                for leader_name in self.leaders:
+                    self.follower.pull_and_process(leader_name)
+                self.runner._processed()
+        except BaseException as error:  # noqa: BLE001 (reported on the caller's side)
+            self.runner._thread_failed(error)
+
+
+class MultiThreadedRunner(Runner):
+    """Runs each follower in its own thread, woken as soon as a leader records.
+
+    An error in a follower's thread stops that follower; it is raised on the
+    caller's side by ``watch_for_errors()``, ``wait()`` and ``stop()``.
+    """
+
+    def __init__(self, system: System, env: Mapping[str, str] | None = None):
+        super().__init__(system, env)
+        self.is_stopping = threading.Event()
+        self.has_errored = threading.Event()
+        self._errors: list[BaseException] = []
+        self._threads: list[_FollowerThread] = []
+        self._progress = threading.Condition()
+
+    def start(self) -> None:
+        super().start()
+        self.is_stopping.clear()
+        for follower in self.followers():
+            thread = _FollowerThread(self, follower, self.system.follows[follower.name])
+            self._threads.append(thread)
+        for thread in self._threads:
+            thread.start()
+
+    def _processed(self) -> None:
+        with self._progress:
+            self._progress.notify_all()
+
+    def _thread_failed(self, error: BaseException) -> None:
+        with self._progress:
+            self._errors.append(error)
+            self.has_errored.set()
+            self._progress.notify_all()
+
+    def watch_for_errors(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for a follower to fail, and raise its error.
+
+        Returns False if no follower failed in that time.
+        """
+        if self.has_errored.wait(timeout=timeout):
+            raise self._errors[0]
+        return False
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every follower has processed what its leaders had recorded.
+
+        Raises a follower's error if one failed, and ``TimeoutError`` after ``timeout``.
+        """
+        targets = {
+            (follower.name, leader_name): self.apps[leader_name].recorder.max_notification_id() or 0
+            for follower in self.followers()
+            for leader_name in self.system.follows[follower.name]
+        }
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._progress:
+            while True:
+                if self._errors:
+                    raise self._errors[0]
+                if all(
+                    cast(Follower, self.apps[f]).position(leader) >= target
+                    for (f, leader), target in targets.items()
+                ):
+                    return
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"Followers did not catch up within {timeout} seconds")
+                self._progress.wait(timeout=remaining if remaining is not None else 0.1)
+
+    def stop(self) -> None:
+        self.is_stopping.set()
+        for thread in self._threads:
+            thread.wake.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        self._close_apps()
+        self.is_started = False
+        if self._errors:
+            error, self._errors = self._errors[0], []
+            self.has_errored.clear()
+            raise error
