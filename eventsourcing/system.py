@@ -618,29 +618,31 @@ class MultiThreadedRunner(Runner):
         return False
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until every follower has processed what its leaders had recorded.
+        """Block until every follower has processed all its leaders have recorded,
+        including what other followers record on the way (the system is quiet).
 
         Raises a follower's error if one failed, and ``TimeoutError`` after ``timeout``.
         """
-        targets = {
-            (follower.name, leader_name): self.apps[leader_name].recorder.max_notification_id() or 0
-            for follower in self.followers()
-            for leader_name in self.system.follows[follower.name]
-        }
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._progress:
             while True:
                 if self._errors:
                     raise self._errors[0]
-                if all(
-                    cast(Follower, self.apps[f]).position(leader) >= target
-                    for (f, leader), target in targets.items()
-                ):
+                if self._all_caught_up():
                     return
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"Followers did not catch up within {timeout} seconds")
-                self._progress.wait(timeout=remaining if remaining is not None else 0.1)
+                self._progress.wait(timeout=0.1 if remaining is None else min(remaining, 0.1))
+
+    def _all_caught_up(self) -> bool:
+        # Edges in pipe order, so a processor's output is checked after its input.
+        for leader_name, follower_name in self.system.edges:
+            follower = cast(Follower, self.apps[follower_name])
+            recorded = self.apps[leader_name].recorder.max_notification_id() or 0
+            if follower.position(leader_name) < recorded:
+                return False
+        return True
 
     def stop(self) -> None:
         self.is_stopping.set()

@@ -1,0 +1,143 @@
+"""Applications: saving, getting, the notification log, the environment."""
+
+from uuid import uuid4
+
+import pytest
+
+from eventsourcing.application import AggregateNotFound, AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError, RecordConflictError
+from eventsourcing.utils import Environment
+
+
+class Dog(Aggregate):
+    @event("Registered")
+    def __init__(self, name):
+        self.name = name
+        self.tricks = []
+
+    @event("TrickAdded")
+    def add_trick(self, trick):
+        self.tricks.append(trick)
+
+
+class DogSchool(Application):
+    def register_dog(self, name):
+        dog = Dog(name)
+        self.save(dog)
+        return dog.id
+
+    def add_trick(self, dog_id, trick):
+        dog = self.repository.get(dog_id)
+        dog.add_trick(trick)
+        self.save(dog)
+
+
+def test_save_and_get() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    school.add_trick(dog_id, "sit")
+    school.add_trick(dog_id, "beg")
+    dog = school.repository.get(dog_id)
+    assert dog.name == "Fido" and dog.tricks == ["sit", "beg"] and dog.version == 3
+    assert dog_id in school.repository
+    assert uuid4() not in school.repository
+
+
+def test_get_at_a_version() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    school.add_trick(dog_id, "sit")
+    school.add_trick(dog_id, "beg")
+    assert school.repository.get(dog_id, version=1).tricks == []
+    assert school.repository.get(dog_id, version=2).tricks == ["sit"]
+
+
+def test_unknown_id_raises_aggregate_not_found() -> None:
+    school = DogSchool()
+    missing = uuid4()
+    with pytest.raises(AggregateNotFound) as info:
+        school.repository.get(missing)
+    assert str(missing) in str(info.value)
+    assert AggregateNotFound is AggregateNotFoundError
+
+
+def test_save_records_all_aggregates_atomically() -> None:
+    school = DogSchool()
+    first, second = Dog("A"), Dog("B")
+    second.add_trick("sit")
+    recordings = school.save(first, second)
+    assert [r.notification.id for r in recordings] == [1, 2, 3]
+    assert school.repository.get(second.id).tricks == ["sit"]
+
+
+def test_saving_a_stale_copy_conflicts_and_records_nothing() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    copy1 = school.repository.get(dog_id)
+    copy2 = school.repository.get(dog_id)
+    copy1.add_trick("sit")
+    school.save(copy1)
+    copy2.add_trick("beg")
+    fresh = Dog("New")  # saved alongside the stale copy: must not be recorded either
+    before = school.notification_log.select(1, 100)
+    with pytest.raises(RecordConflictError) as info:
+        school.save(fresh, copy2)
+    assert isinstance(info.value, IntegrityError)
+    assert school.notification_log.select(1, 100) == before
+    assert fresh.id not in school.repository
+    assert school.repository.get(dog_id).tricks == ["sit"]
+
+
+def test_notification_log_select() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    for trick in ["a", "b", "c", "d"]:
+        school.add_trick(dog_id, trick)
+    notifications = school.notification_log.select(start=2, limit=2)
+    assert [n.id for n in notifications] == [2, 3]
+    assert all(n.originator_id == dog_id for n in notifications)
+    assert [n.originator_version for n in notifications] == [2, 3]
+    topics = [n.topic for n in school.notification_log.select(1, 10)]
+    assert topics[0].endswith("Dog.Registered") and topics[1].endswith("Dog.TrickAdded")
+    trick_topic = topics[1]
+    filtered = school.notification_log.select(1, 10, topics=[trick_topic])
+    assert [n.id for n in filtered] == [2, 3, 4, 5]
+    assert [n.id for n in school.notification_log.select(1, 10, stop=3)] == [1, 2, 3]
+    assert school.log is school.notification_log
+
+
+def test_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Configured(Application):
+        env = {"A": "class", "B": "class", "C": "class"}
+
+    monkeypatch.setenv("B", "os")
+    monkeypatch.setenv("C", "os")
+    app = Configured(env={"C": "given"})
+    assert app.env.get("A") == "class"
+    assert app.env.get("B") == "os"
+    assert app.env.get("C") == "given"
+
+
+def test_environment_keys_prefixed_with_the_application_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOGSCHOOL_SETTING", "mine")
+    monkeypatch.setenv("SETTING", "everyone's")
+    assert DogSchool().env.get("SETTING") == "mine"
+    assert Application().env.get("SETTING") == "everyone's"
+    assert Environment("x", {"X_K": "1", "K": "2"}).get("K") == "1"
+
+
+def test_application_name_defaults_to_class_name() -> None:
+    assert DogSchool.name == "DogSchool"
+
+    class Named(Application):
+        name = "Other"
+
+    assert Named().name == "Other"
+
+
+def test_unknown_persistence_module_names_the_value() -> None:
+    with pytest.raises(ImportError, match="no_such_store"):
+        Application(env={"PERSISTENCE_MODULE": "no_such_store"})

@@ -1,0 +1,332 @@
+"""Systems: the graph, followers, exactly-once processing and the runners."""
+
+import threading
+from uuid import NAMESPACE_URL, uuid5
+
+import pytest
+
+from eventsourcing.application import AggregateNotFound, Application
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import Tracking, TrackingConflictError
+from eventsourcing.system import (
+    EventProcessingError,
+    Follower,
+    Leader,
+    MultiThreadedRunner,
+    ProcessApplication,
+    ProcessingEvent,
+    RunnerAlreadyStartedError,
+    SingleThreadedRunner,
+    System,
+)
+
+
+class Dog(Aggregate):
+    @event("Registered")
+    def __init__(self, name):
+        self.name = name
+        self.tricks = []
+
+    @event("TrickAdded")
+    def add_trick(self, trick):
+        self.tricks.append(trick)
+
+
+class DogSchool(Application):
+    def register_dog(self, name):
+        dog = Dog(name)
+        self.save(dog)
+        return dog.id
+
+    def add_trick(self, dog_id, trick):
+        dog = self.repository.get(dog_id)
+        dog.add_trick(trick)
+        self.save(dog)
+
+
+class Counter(Aggregate):
+    def __init__(self, name):
+        self.name = name
+        self.count = 0
+
+    @classmethod
+    def create_id(cls, name):
+        return uuid5(NAMESPACE_URL, f"/counters/{name}")
+
+    @event("Incremented")
+    def increment(self):
+        self.count += 1
+
+
+class Counters(ProcessApplication):
+    @singledispatchmethod
+    def policy(self, domain_event, processing_event):
+        """Other events are ignored."""
+
+    @policy.register(Dog.TrickAdded)
+    def _(self, domain_event, processing_event):
+        if domain_event.trick == "explode":
+            raise ValueError("cannot count explosions")
+        try:
+            counter = self.repository.get(Counter.create_id(domain_event.trick))
+        except AggregateNotFound:
+            counter = Counter(domain_event.trick)
+        counter.increment()
+        processing_event.collect_events(counter)
+
+    def get_count(self, trick):
+        try:
+            return self.repository.get(Counter.create_id(trick)).count
+        except AggregateNotFound:
+            return 0
+
+
+class Audit(ProcessApplication):
+    """Follows Counters: one event per Incremented."""
+
+    @singledispatchmethod
+    def policy(self, domain_event, processing_event):
+        pass
+
+    @policy.register(Counter.Incremented)
+    def _(self, domain_event, processing_event):
+        processing_event.collect_events(Dog(f"audit-{domain_event.originator_version}"))
+
+
+def dog_system() -> System:
+    return System(pipes=[[DogSchool, Counters]])
+
+
+# -- the graph ---------------------------------------------------------------
+
+
+class Ping(ProcessApplication):
+    pass
+
+
+class Pong(ProcessApplication):
+    pass
+
+
+def test_system_graph_queries() -> None:
+    system = System(pipes=[[DogSchool, Counters, Audit], [DogSchool, Ping]])
+    assert list(system.nodes) == ["DogSchool", "Counters", "Audit", "Ping"]
+    assert system.nodes["Counters"].endswith(":Counters")
+    assert system.edges == [("DogSchool", "Counters"), ("Counters", "Audit"), ("DogSchool", "Ping")]
+    assert system.leads["DogSchool"] == ["Counters", "Ping"]
+    assert system.follows["Audit"] == ["Counters"]
+    assert system.leaders == ["DogSchool", "Counters"]
+    assert system.leaders_only == ["DogSchool"]
+    assert system.followers == ["Counters", "Audit", "Ping"]
+    assert system.processors == ["Counters"]
+    assert system.get_app_cls("Counters") is Counters
+    assert issubclass(system.get_app_cls("DogSchool"), Leader)
+    assert issubclass(system.get_app_cls("DogSchool"), DogSchool)
+    assert System(pipes=[[DogSchool], [Counters]]).singles == ["DogSchool", "Counters"]
+
+
+def test_cycles_are_allowed() -> None:
+    system = System(pipes=[[Ping, Pong, Ping]])
+    assert system.edges == [("Ping", "Pong"), ("Pong", "Ping")]
+    assert system.processors == ["Ping", "Pong"]
+
+
+def test_a_plain_application_cannot_follow() -> None:
+    with pytest.raises(TypeError, match="DogSchool.*must be a Follower"):
+        System(pipes=[[Counters, DogSchool]])
+
+
+# -- the single-threaded runner ----------------------------------------------
+
+
+def test_single_threaded_runner_processes_before_the_command_returns() -> None:
+    with SingleThreadedRunner(dog_system()) as runner:
+        school = runner.get(DogSchool)
+        counters = runner.get(Counters)
+        dog_id = school.register_dog("Fido")
+        school.add_trick(dog_id, "sit")
+        assert counters.get_count("sit") == 1
+        school.add_trick(dog_id, "sit")
+        school.add_trick(dog_id, "beg")
+        assert counters.get_count("sit") == 2
+        assert counters.get_count("beg") == 1
+        assert counters.recorder.max_tracking_id("DogSchool") == 4
+
+
+def test_a_chain_of_process_applications() -> None:
+    with SingleThreadedRunner(System(pipes=[[DogSchool, Counters, Audit]])) as runner:
+        school = runner.get(DogSchool)
+        dog_id = school.register_dog("Fido")
+        school.add_trick(dog_id, "sit")
+        school.add_trick(dog_id, "beg")
+        audit = runner.get(Audit)
+        assert audit.recorder.max_notification_id() == 2
+
+
+def test_runner_cannot_start_twice() -> None:
+    runner = SingleThreadedRunner(dog_system())
+    runner.start()
+    with pytest.raises(RunnerAlreadyStartedError):
+        runner.start()
+    runner.stop()
+
+
+def test_policy_error_surfaces_and_records_nothing_of_that_event() -> None:
+    with SingleThreadedRunner(dog_system()) as runner:
+        school = runner.get(DogSchool)
+        counters = runner.get(Counters)
+        dog_id = school.register_dog("Fido")
+        school.add_trick(dog_id, "sit")
+        assert counters.recorder.max_tracking_id("DogSchool") == 2
+        with pytest.raises(EventProcessingError) as info:
+            school.add_trick(dog_id, "explode")
+        assert isinstance(info.value.__cause__, ValueError)
+        assert "Counters" in str(info.value) and "TrickAdded" in str(info.value)
+        assert "notification 3" in str(info.value)
+        # The leader's event is recorded; the follower recorded nothing of it.
+        assert school.recorder.max_notification_id() == 3
+        assert counters.recorder.max_tracking_id("DogSchool") == 2
+        assert counters.recorder.max_notification_id() == 2
+
+
+def test_events_before_a_failing_one_in_a_batch_are_recorded() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    school.add_trick(dog_id, "sit")
+    school.add_trick(dog_id, "beg")
+    school.add_trick(dog_id, "explode")
+    school.add_trick(dog_id, "roll")
+    counters = Counters()
+    counters.follow("DogSchool", school.notification_log)
+    with pytest.raises(EventProcessingError):
+        counters.pull_and_process("DogSchool")
+    assert counters.recorder.max_tracking_id("DogSchool") == 3
+    assert counters.get_count("sit") == 1 and counters.get_count("beg") == 1
+    assert counters.get_count("roll") == 0
+    # It stays stuck on the failing event: the position never passes it.
+    with pytest.raises(EventProcessingError):
+        counters.pull_and_process("DogSchool")
+    assert counters.recorder.max_tracking_id("DogSchool") == 3
+
+
+def test_a_batch_sees_what_earlier_events_in_it_changed() -> None:
+    school = DogSchool()
+    dog_ids = [school.register_dog(f"dog{i}") for i in range(10)]
+    for i in range(500):
+        school.add_trick(dog_ids[i % 10], f"trick{i % 7}")
+    counters = Counters()
+    counters.follow("DogSchool", school.notification_log)
+    counters.pull_and_process("DogSchool")
+    counts = [counters.get_count(f"trick{k}") for k in range(7)]
+    assert counts == [len(range(k, 500, 7)) for k in range(7)]
+    assert counters.recorder.max_tracking_id("DogSchool") == 510
+    assert counters.recorder.max_notification_id() == 7 + 500
+
+
+def test_processing_again_does_nothing_twice() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    school.add_trick(dog_id, "sit")
+    counters = Counters()
+    counters.follow("DogSchool", school.notification_log)
+    counters.pull_and_process("DogSchool")
+    counters.pull_and_process("DogSchool")
+    counters.pull_and_process("DogSchool", start=1)
+    assert counters.get_count("sit") == 1
+    # The recorder refuses a position that is not ahead of the recorded one.
+    with pytest.raises(TrackingConflictError):
+        counters.recorder.insert_events([], tracking=Tracking("DogSchool", 2))
+
+
+def test_process_event_records_effects_with_tracking() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    school.add_trick(dog_id, "sit")
+    counters = Counters()
+    notification = school.notification_log.select(2, 1)[0]
+    domain_event = school.mapper.to_domain_event(notification)
+    counters.process_event(domain_event, Tracking("DogSchool", notification.id))
+    assert counters.get_count("sit") == 1
+    assert counters.recorder.has_tracking_id("DogSchool", 2)
+    assert not counters.recorder.has_tracking_id("DogSchool", 3)
+    assert isinstance(ProcessingEvent(), ProcessingEvent)
+
+
+# -- the multi-threaded runner -----------------------------------------------
+
+
+def test_multi_threaded_runner_processes_everything() -> None:
+    runner = MultiThreadedRunner(System(pipes=[[DogSchool, Counters, Audit]]))
+    runner.start()
+    try:
+        school = runner.get(DogSchool)
+        dog_ids = [school.register_dog(f"dog{i}") for i in range(5)]
+        for i in range(100):
+            school.add_trick(dog_ids[i % 5], f"trick{i % 3}")
+        runner.wait(timeout=10)
+        counters = runner.get(Counters)
+        assert [counters.get_count(f"trick{k}") for k in range(3)] == [34, 33, 33]
+        assert runner.get(Audit).recorder.max_notification_id() == 100
+    finally:
+        runner.stop()
+
+
+def test_multi_threaded_runner_wakes_the_follower_at_once() -> None:
+    processed = threading.Event()
+
+    class Signalling(Counters):
+        name = "Counters"
+
+        def notify(self, new_events):
+            if new_events:
+                processed.set()
+
+    runner = MultiThreadedRunner(System(pipes=[[DogSchool, Signalling]]))
+    with runner:
+        school = runner.get(DogSchool)
+        dog_id = school.register_dog("Fido")
+        school.add_trick(dog_id, "sit")
+        # No polling interval to wait for: the follower thread is signalled.
+        assert processed.wait(timeout=5)
+
+
+def test_multi_threaded_runner_reports_a_policy_error_on_the_callers_side() -> None:
+    runner = MultiThreadedRunner(dog_system())
+    runner.start()
+    school = runner.get(DogSchool)
+    dog_id = school.register_dog("Fido")
+    school.add_trick(dog_id, "sit")
+    school.add_trick(dog_id, "explode")
+    with pytest.raises(EventProcessingError) as info:
+        runner.watch_for_errors(timeout=5)
+    assert isinstance(info.value.__cause__, ValueError)
+    counters = runner.get(Counters)
+    assert counters.get_count("sit") == 1
+    assert counters.recorder.max_tracking_id("DogSchool") == 2
+    with pytest.raises(EventProcessingError):
+        runner.stop()
+    assert not runner.is_started
+
+
+def test_wait_raises_a_follower_error() -> None:
+    runner = MultiThreadedRunner(dog_system())
+    runner.start()
+    school = runner.get(DogSchool)
+    school.add_trick(school.register_dog("Fido"), "explode")
+    with pytest.raises(EventProcessingError):
+        runner.wait(timeout=5)
+    with pytest.raises(EventProcessingError):
+        runner.stop()
+
+
+def test_follower_of_unknown_leader() -> None:
+    counters = Counters()
+    from eventsourcing.system import NotificationPullingError
+
+    with pytest.raises(NotificationPullingError, match="does not follow 'Nobody'"):
+        counters.pull_and_process("Nobody")
+
+
+def test_follower_subclass_is_a_follower() -> None:
+    assert issubclass(Counters, Follower) and issubclass(Counters, Leader)
