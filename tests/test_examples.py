@@ -25,6 +25,9 @@ def test_dogschool_demo_prints_counts_under_both_runners() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (REPO / "README.md").read_text()
-    command = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest"
+    command = (
+        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]'"
+        " && .venv/bin/python -m pytest"
+    )
     assert command in readme
     assert command in (REPO / ".ci" / "run").read_text()
