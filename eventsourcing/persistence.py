@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -398,6 +398,14 @@ class ApplicationRecorder(AggregateRecorder):
     def max_notification_id(self) -> int | None:
         """Return the highest notification id a reader can see, or None if none."""
 
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``callback`` whenever any process records events here.
+
+        Returns a function that stops listening, or None where the store cannot
+        tell other processes' writes (readers then poll).
+        """
+        return None
+
 
 class ProcessRecorder(ApplicationRecorder):
     """Also records how far upstream logs were processed, atomically with new events."""
@@ -420,6 +428,10 @@ class ProcessRecorder(ApplicationRecorder):
     @abstractmethod
     def max_tracking_id(self, application_name: str) -> int | None:
         """Return the position processed in ``application_name``'s log, or None."""
+
+    def tracking_positions(self) -> dict[str, int]:
+        """Every tracking name recorded here, with its position."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list tracking positions")
 
     def has_tracking_id(self, application_name: str, notification_id: int | None) -> bool:
         """Whether ``notification_id`` of ``application_name`` has been processed."""

@@ -185,6 +185,10 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
         with self._lock:
             return self._positions.get(application_name)
 
+    def tracking_positions(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._positions)
+
 
 class Factory(InfrastructureFactory):
     """Builds in-memory recorders; nothing survives the process."""

@@ -14,12 +14,18 @@ Runners decide who runs the processing loop and when:
 
 from __future__ import annotations
 
+import logging
+import os
+import random
+import signal
+import subprocess
 import sys
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -37,6 +43,8 @@ from eventsourcing.persistence import (
     Tracking,
 )
 from eventsourcing.utils import get_topic
+
+logger = logging.getLogger("eventsourcing")
 
 __all__ = [
     "EventProcessingError",
@@ -164,13 +172,51 @@ class _BatchAwareRepository(Repository):
         self._local.batch = None
 
 
+@dataclass(frozen=True)
+class Partition:
+    """Partition ``index`` of ``count``: the share of upstream events one process handles.
+
+    Events are routed by originator id, so one partition sees all the events of an
+    aggregate, in order. Each partition keeps its own tracking position.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(
+                f"Partition {self.index}/{self.count}: the index must be from 0 to {self.count - 1}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Partition:
+        """Read ``"K/N"``."""
+        index, sep, count = text.partition("/")
+        try:
+            return cls(int(index), int(count))
+        except ValueError as error:
+            if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+                raise ValueError(f"Partition {text!r} is not of the form K/N, like 0/2") from None
+            raise error
+
+    def owns(self, originator_id: UUID) -> bool:
+        return originator_id.int % self.count == self.index
+
+    def tracking_name(self, leader_name: str) -> str:
+        return f"{leader_name}[{self.index}/{self.count}]"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
 class Follower(Application):
     """An application that processes the events of the applications it follows."""
 
     # How many upstream notifications are processed, and recorded, in one write.
     batch_size = 200
     # How often a batch is read and processed again after a write conflict.
-    max_conflict_retries = 10
+    max_conflict_retries = 100
 
     def __init__(self, env: Mapping[str, str] | None = None):
         super().__init__(env)
@@ -178,6 +224,7 @@ class Follower(Application):
         self._positions: dict[str, int] = {}
         self._upstream_listener: Callable[[str], None] | None = None
         self._processing_lock = threading.Lock()
+        self.partition: Partition | None = None
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
@@ -204,31 +251,46 @@ class Follower(Application):
         if self._upstream_listener is not None:
             self._upstream_listener(recording_event.application_name)
 
+    def tracking_name(self, leader_name: str) -> str:
+        """The name this follower's position in ``leader_name``'s log is recorded under."""
+        if self.partition is None:
+            return leader_name
+        return self.partition.tracking_name(leader_name)
+
     def position(self, leader_name: str) -> int:
         """The last notification id of ``leader_name`` this follower has processed."""
         position = self._positions.get(leader_name)
         if position is None:
-            position = self.process_recorder.max_tracking_id(leader_name) or 0
+            tracking_name = self.tracking_name(leader_name)
+            position = self.process_recorder.max_tracking_id(tracking_name) or 0
             self._positions[leader_name] = position
         return position
 
     def pull_and_process(
-        self, leader_name: str, start: int | None = None, stop: int | None = None
+        self,
+        leader_name: str,
+        start: int | None = None,
+        stop: int | None = None,
+        progress: Callable[[str, int], None] | None = None,
     ) -> None:
         """Process every notification of ``leader_name`` after this follower's position.
 
         Notifications are processed in batches: each batch's new events and its
-        last notification id are recorded in one transaction.
+        last notification id are recorded in one transaction. ``progress`` is
+        called with the leader's name and the new position after each batch.
+        Returns early, between batches, once the application is closing.
         """
         with self._processing_lock:
             conflicts = 0
-            while True:
+            while not self.closing.is_set():
                 first = max(self.position(leader_name) + 1, start or 1)
                 notifications = self._pull(leader_name, first, stop)
                 if not notifications:
                     return
                 try:
                     self._process_batch(leader_name, notifications)
+                    if progress is not None:
+                        progress(leader_name, notifications[-1].id)
                 except IntegrityError:
                     # Another process recorded first: our position or an aggregate we
                     # wrote is stale. Nothing of the batch was recorded; forget what
@@ -238,6 +300,8 @@ class Follower(Application):
                         raise
                     self._positions.pop(leader_name, None)
                     self.repository.clear_cache()
+                    # Jitter, so two partitions writing one aggregate stop colliding.
+                    time.sleep(random.uniform(0, 0.002 * min(conflicts, 50)))
 
     def _pull(self, leader_name: str, first: int, stop: int | None) -> list[Notification]:
         try:
@@ -264,7 +328,8 @@ class Follower(Application):
             raise failure.error from failure.error.__cause__
 
     def _process_and_record(self, leader_name: str, notifications: list[Notification]) -> None:
-        processing_event = ProcessingEvent(Tracking(leader_name, notifications[-1].id))
+        tracking = Tracking(self.tracking_name(leader_name), notifications[-1].id)
+        processing_event = ProcessingEvent(tracking)
         repository = cast(_BatchAwareRepository, self.repository)
         repository.open_batch(processing_event.aggregates)
         try:
@@ -285,6 +350,8 @@ class Follower(Application):
         notification: Notification,
         processing_event: ProcessingEvent,
     ) -> None:
+        if self.partition is not None and not self.partition.owns(notification.originator_id):
+            return
         try:
             domain_event = self.mapper.to_domain_event(notification)
         except Exception as error:
@@ -549,13 +616,24 @@ class SingleThreadedRunner(Runner):
 
 
 class _FollowerThread(threading.Thread):
-    """Runs one follower: catches up, then processes whenever a leader records."""
+    """Runs one follower: catches up, then processes whenever a leader records.
 
-    def __init__(self, runner: MultiThreadedRunner, follower: Follower, leaders: list[str]):
+    Woken by a signal from the leader (same process) or from the database (other
+    processes); ``poll_interval`` bounds the wait, in case a signal was missed.
+    """
+
+    def __init__(
+        self,
+        runner: MultiThreadedRunner,
+        follower: Follower,
+        leaders: list[str],
+        poll_interval: float | None,
+    ):
         super().__init__(name=f"follower-{follower.name}", daemon=True)
         self.runner = runner
         self.follower = follower
         self.leaders = leaders
+        self.poll_interval = poll_interval
         self.wake = threading.Event()
         self.wake.set()  # catch up at once
         follower._upstream_listener = lambda _leader_name: self.wake.set()
@@ -563,15 +641,15 @@ class _FollowerThread(threading.Thread):
     def run(self) -> None:
         try:
             while not self.runner.is_stopping.is_set():
-                self.wake.wait()
+                self.wake.wait(timeout=self.poll_interval)
                 self.wake.clear()
                 if self.runner.is_stopping.is_set():
                     return
                 for leader_name in self.leaders:
-                    self.follower.pull_and_process(leader_name)
+                    self.follower.pull_and_process(leader_name, progress=self.runner._progress_of)
                 self.runner._processed()
         except BaseException as error:  # noqa: BLE001 (reported on the caller's side)
-            self.runner._thread_failed(error)
+            self.runner._thread_failed(self.follower, error)
 
 
 class MultiThreadedRunner(Runner):
@@ -580,6 +658,9 @@ class MultiThreadedRunner(Runner):
     An error in a follower's thread stops that follower; it is raised on the
     caller's side by ``watch_for_errors()``, ``wait()`` and ``stop()``.
     """
+
+    # No polling: in one process, a leader signals its followers' threads directly.
+    poll_interval: float | None = None
 
     def __init__(self, system: System, env: Mapping[str, str] | None = None):
         super().__init__(system, env)
@@ -593,7 +674,8 @@ class MultiThreadedRunner(Runner):
         super().start()
         self.is_stopping.clear()
         for follower in self.followers():
-            thread = _FollowerThread(self, follower, self.system.follows[follower.name])
+            leaders = self.system.follows[follower.name]
+            thread = _FollowerThread(self, follower, leaders, self.poll_interval)
             self._threads.append(thread)
         for thread in self._threads:
             thread.start()
@@ -602,7 +684,11 @@ class MultiThreadedRunner(Runner):
         with self._progress:
             self._progress.notify_all()
 
-    def _thread_failed(self, error: BaseException) -> None:
+    def _progress_of(self, leader_name: str, position: int) -> None:
+        """Called after each batch a follower records (a hook for progress reports)."""
+
+    def _thread_failed(self, follower: Follower, error: BaseException) -> None:
+        logger.error("%s stopped processing: %s", follower.name, error)
         with self._progress:
             self._errors.append(error)
             self.has_errored.set()
@@ -637,16 +723,20 @@ class MultiThreadedRunner(Runner):
 
     def _all_caught_up(self) -> bool:
         # Edges in pipe order, so a processor's output is checked after its input.
-        for leader_name, follower_name in self.system.edges:
+        for leader_name, follower_name in self._local_edges():
             follower = cast(Follower, self.apps[follower_name])
             recorded = self.apps[leader_name].recorder.max_notification_id() or 0
             if follower.position(leader_name) < recorded:
                 return False
         return True
 
+    def _local_edges(self) -> list[tuple[str, str]]:
+        return self.system.edges
+
     def stop(self) -> None:
         self.is_stopping.set()
         for thread in self._threads:
+            thread.follower.closing.set()  # finish the batch in hand, start no other
             thread.wake.set()
         for thread in self._threads:
             thread.join()

@@ -1,0 +1,1 @@
+"""Example systems (importable, so that workers can name them: examples.dogschool:system)."""
