@@ -1,0 +1,66 @@
+"""Shared fixtures. Keep each group under its own heading and clearly named."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+# ---------------------------------------------------------------------------
+# PostgreSQL: a fresh database per test session, skipped (one line) if no server,
+# unless REQUIRE_POSTGRES=1, when an unreachable server fails the tests instead.
+
+POSTGRES_TEST_HOST = os.environ.get("POSTGRES_TEST_HOST", "127.0.0.1")
+POSTGRES_TEST_PORT = int(os.environ.get("POSTGRES_TEST_PORT", "5432"))
+POSTGRES_TEST_USER = os.environ.get("POSTGRES_TEST_USER", "postgres")
+POSTGRES_TEST_PASSWORD = os.environ.get("POSTGRES_TEST_PASSWORD", "")
+
+
+def _postgres_maintenance_connect():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(
+        dbname="postgres",
+        host=POSTGRES_TEST_HOST,
+        port=POSTGRES_TEST_PORT,
+        user=POSTGRES_TEST_USER,
+        password=POSTGRES_TEST_PASSWORD,
+        connect_timeout=3,
+        autocommit=True,
+    )
+
+
+def _postgres_unavailable(reason: str) -> None:
+    message = f"PostgreSQL not reachable at {POSTGRES_TEST_HOST}:{POSTGRES_TEST_PORT}: {reason}"
+    if os.environ.get("REQUIRE_POSTGRES") == "1":
+        pytest.fail(message + " (REQUIRE_POSTGRES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_test_database() -> Iterator[dict[str, object]]:
+    """Create ``es_test_<random>``, yield its connection settings, drop it afterwards."""
+    try:
+        import psycopg
+    except ImportError as error:  # pragma: no cover
+        _postgres_unavailable(f"psycopg not installed ({error})")
+    try:
+        admin = _postgres_maintenance_connect()
+    except psycopg.Error as error:
+        _postgres_unavailable(str(error).strip().splitlines()[0] if str(error) else repr(error))
+    dbname = f"es_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield {
+            "dbname": dbname,
+            "host": POSTGRES_TEST_HOST,
+            "port": POSTGRES_TEST_PORT,
+            "user": POSTGRES_TEST_USER,
+            "password": POSTGRES_TEST_PASSWORD,
+        }
+    finally:
+        with _postgres_maintenance_connect() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
