@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -32,24 +33,41 @@ def _postgres_maintenance_connect():  # type: ignore[no-untyped-def]
     )
 
 
-def _postgres_unavailable(reason: str) -> None:
+def _postgres_unavailable(reason: str, module_level: bool = False) -> None:
     message = f"PostgreSQL not reachable at {POSTGRES_TEST_HOST}:{POSTGRES_TEST_PORT}: {reason}"
     if os.environ.get("REQUIRE_POSTGRES") == "1":
         pytest.fail(message + " (REQUIRE_POSTGRES=1)", pytrace=False)
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=module_level)
+
+
+@functools.lru_cache(maxsize=1)
+def postgres_unreachable_reason() -> str | None:
+    """Why the test server cannot be used (None if it can), checked once per run."""
+    try:
+        import psycopg
+    except ImportError as error:  # pragma: no cover
+        return f"psycopg not installed ({error})"
+    try:
+        _postgres_maintenance_connect().close()
+    except psycopg.Error as error:
+        return " ".join(str(error).split()) or repr(error)
+    return None
+
+
+def skip_module_unless_postgres() -> None:
+    """Call at the top of a PostgreSQL test module: one skip line for the whole module."""
+    reason = postgres_unreachable_reason()
+    if reason is not None:
+        _postgres_unavailable(reason, module_level=True)
 
 
 @pytest.fixture(scope="session")
 def postgres_test_database() -> Iterator[dict[str, object]]:
     """Create ``es_test_<random>``, yield its connection settings, drop it afterwards."""
-    try:
-        import psycopg
-    except ImportError as error:  # pragma: no cover
-        _postgres_unavailable(f"psycopg not installed ({error})")
-    try:
-        admin = _postgres_maintenance_connect()
-    except psycopg.Error as error:
-        _postgres_unavailable(str(error).strip().splitlines()[0] if str(error) else repr(error))
+    reason = postgres_unreachable_reason()
+    if reason is not None:
+        _postgres_unavailable(reason)
+    admin = _postgres_maintenance_connect()
     dbname = f"es_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')

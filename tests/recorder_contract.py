@@ -36,7 +36,7 @@ def event(originator_id: UUID, version: int, topic: str = "topic:A") -> StoredEv
 class RecorderContract:
     supports_concurrency = False
     concurrent_writers = 8
-    batches_per_writer = 25
+    batches_per_writer = 50
 
     def create_aggregate_recorder(self) -> AggregateRecorder:
         raise NotImplementedError
