@@ -20,6 +20,7 @@ from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     InfrastructureFactory,
+    InterfaceError,
     OperationalError,
     ProcessRecorder,
     ProgrammingError,
@@ -89,7 +90,6 @@ class TestPostgresRecorders(RecorderContract):
 
 
 class TestPostgresRecordersInSchema(TestPostgresRecorders):
-
     @pytest.fixture(autouse=True)
     def _datastore(self, postgres_test_database: dict[str, Any]) -> Iterator[None]:
         self.datastore = make_datastore(postgres_test_database, schema='my "schema"; --')
@@ -230,3 +230,30 @@ def test_lost_connections_are_replaced(postgres_test_database: dict[str, Any]) -
     assert list(recorder.insert_events([event(uuid4(), 1)]) or []) == [2]
     assert recorder.max_notification_id() == 2
     datastore.close()
+
+
+def test_lock_timeout_is_an_operational_error(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore(postgres_test_database, lock_timeout=1)
+    recorder = PostgresApplicationRecorder(datastore, f"locked_{uuid4().hex[:8]}")
+    recorder.create_table()
+    with psycopg.connect(**postgres_test_database) as blocker:
+        blocker.execute(
+            psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+                psycopg.sql.Identifier(recorder.events_table_name)
+            )
+        )
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="lock timeout"):
+            recorder.insert_events([event(uuid4(), 1)])
+        assert time.monotonic() - started < 3  # not retried
+        blocker.rollback()
+    assert list(recorder.insert_events([event(uuid4(), 1)]) or []) == [1]
+    datastore.close()
+
+
+def test_closed_factory_refuses_work(postgres_test_database: dict[str, Any]) -> None:
+    factory = Factory(factory_env(postgres_test_database, f"closed{uuid4().hex[:6]}"))
+    recorder = factory.application_recorder()
+    factory.close()
+    with pytest.raises(InterfaceError, match="closed"):
+        recorder.max_notification_id()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     InfrastructureFactory,
+    OperationalError,
+    PersistenceError,
     ProcessRecorder,
     ProgrammingError,
 )
@@ -153,3 +156,40 @@ def test_factory_per_application_dbname(tmp_path: Path) -> None:
     with pytest.raises(ProgrammingError, match="dogs_events"):
         recorder.max_notification_id()
     factory.close()
+
+
+def test_lock_timeout_is_an_operational_error(tmp_path: Path) -> None:
+    path = str(tmp_path / "locked.sqlite")
+    datastore = SQLiteDatastore(path, lock_timeout=0.1)
+    recorder = SQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="Inserting 1 event.*locked"):
+            recorder.insert_events([event(uuid4(), 1)])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert list(recorder.insert_events([event(uuid4(), 1)]) or []) == [1]
+    datastore.close()
+
+
+def test_closed_datastore_refuses_work(tmp_path: Path) -> None:
+    datastore = SQLiteDatastore(str(tmp_path / "closed.sqlite"))
+    recorder = SQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    datastore.close()
+    with pytest.raises(PersistenceError):
+        threading_result: list[BaseException] = []
+
+        def use() -> None:
+            try:
+                recorder.max_notification_id()
+            except BaseException as error:
+                threading_result.append(error)
+
+        thread = threading.Thread(target=use)
+        thread.start()
+        thread.join()
+        raise threading_result[0]
