@@ -466,6 +466,14 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                 )
             seen.add(key)
 
+    def listen(self) -> PostgresListener:
+        """Start listening for commits to this table (call before reading the log).
+
+        A follower reads after listening, then waits: nothing committed in
+        between is missed. Close the listener when done.
+        """
+        return PostgresListener(self.datastore, self.channel)
+
     def select_notifications(
         self,
         start: int | None,
@@ -610,6 +618,40 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             f"from {self.tracking_table_name!r}",
             transaction=False,
         )
+
+
+class PostgresListener:
+    """A dedicated connection that LISTENs on one events table's channel."""
+
+    def __init__(self, datastore: PostgresDatastore, channel: str):
+        self.datastore = datastore
+        self.channel = channel
+        what = f"Listening on {channel!r}"
+        try:
+            self._conn = psycopg.connect(**datastore.connect_kwargs())
+            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.Error as error:
+            raise datastore.translate(error, what) from error
+
+    def wait(self, timeout: float) -> bool:
+        """Whether new events were committed since the last call, waiting up to ``timeout``."""
+        try:
+            woken = any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+            if woken:  # several commits wake once: drain what is already here
+                for _ in self._conn.notifies(timeout=0.001):
+                    pass
+            return woken
+        except psycopg.Error as error:
+            raise self.datastore.translate(error, f"Waiting on {self.channel!r}") from error
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> PostgresListener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------------------

@@ -257,3 +257,18 @@ def test_closed_factory_refuses_work(postgres_test_database: dict[str, Any]) -> 
     factory.close()
     with pytest.raises(InterfaceError, match="closed"):
         recorder.max_notification_id()
+
+
+def test_listener_wakes_on_commit(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore(postgres_test_database)
+    recorder = PostgresApplicationRecorder(datastore, f"listen_{uuid4().hex[:8]}")
+    recorder.create_table()
+    with recorder.listen() as listener:
+        assert not listener.wait(0.05)
+        recorder.insert_events([event(uuid4(), 1)])  # before waiting: not missed
+        recorder.insert_events([event(uuid4(), 1)])
+        started = time.monotonic()
+        assert listener.wait(2)
+        assert time.monotonic() - started < 1
+        assert not listener.wait(0.05)  # both commits woke it once
+    datastore.close()
