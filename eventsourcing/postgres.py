@@ -576,7 +576,9 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
                 self._advance_tracking(conn, tracking)
                 return []
             # Table lock first, then the tracking row: always in this order (no deadlock).
+            # Events are checked before the position, as in the in-memory store.
             conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self._events))
+            self._check_conflicts(conn, stored_events)
             self._advance_tracking(conn, tracking)
             return self._insert_and_notify(conn, stored_events)
 

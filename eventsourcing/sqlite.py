@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -145,11 +145,13 @@ class SQLiteDatastore:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
+                # Never leave the connection inside a transaction (a failed COMMIT too).
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def run(self, func: Callable[[sqlite3.Connection], T], *, write: bool, what: str) -> T:
         """Run ``func`` in a transaction, translating sqlite3 errors to ours.
@@ -469,10 +471,11 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
             return super().insert_events(stored_events, **kwargs)
 
         def insert(conn: sqlite3.Connection) -> list[int]:
+            # Events first, as the in-memory store: a conflicting event is reported
+            # as such even when the position is stale too.
+            ids = self._insert_events_returning_ids(conn, stored_events) if stored_events else []
             self._advance_tracking(conn, tracking)
-            if not stored_events:
-                return []
-            return self._insert_events_returning_ids(conn, stored_events)
+            return ids
 
         return self.datastore.run(
             insert,

@@ -209,6 +209,10 @@ class RecorderContract:
             recorder.insert_events([event(a, 3), event(a, 2)], tracking=Tracking("up", 4))
         assert recorder.max_tracking_id("up") == 3
         assert recorder.select_events(a) == [event(a, 1), event(a, 2)]
+        # When both conflict, the event conflict is reported (as the reference store does).
+        with pytest.raises(RecordConflictError):
+            recorder.insert_events([event(a, 2)], tracking=Tracking("up", 2))
+        assert recorder.max_tracking_id("up") == 3
         # Without tracking, events alone are recorded as usual.
         assert list(recorder.insert_events([event(a, 3)]) or []) == [3]
         assert recorder.max_tracking_id("up") == 3
