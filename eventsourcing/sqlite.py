@@ -110,6 +110,8 @@ class SQLiteDatastore:
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
         """A connection for the calling thread (held exclusively while in use)."""
+        if self._closed:
+            raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
         if self.is_memory:
             with self._memory_lock:
                 if self._memory_conn is None:

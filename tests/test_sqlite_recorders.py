@@ -15,8 +15,8 @@ from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     InfrastructureFactory,
+    InterfaceError,
     OperationalError,
-    PersistenceError,
     ProcessRecorder,
     ProgrammingError,
 )
@@ -180,16 +180,5 @@ def test_closed_datastore_refuses_work(tmp_path: Path) -> None:
     recorder = SQLiteApplicationRecorder(datastore)
     recorder.create_table()
     datastore.close()
-    with pytest.raises(PersistenceError):
-        threading_result: list[BaseException] = []
-
-        def use() -> None:
-            try:
-                recorder.max_notification_id()
-            except BaseException as error:
-                threading_result.append(error)
-
-        thread = threading.Thread(target=use)
-        thread.start()
-        thread.join()
-        raise threading_result[0]
+    with pytest.raises(InterfaceError, match="closed"):
+        recorder.max_notification_id()
