@@ -144,6 +144,8 @@ class SQLiteDatastore:
     def transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
         """A transaction; a write one holds the database's write lock from its start."""
         with self.connection() as conn:
+            # IMMEDIATE: take the write lock now, so writers (and their ids) are
+            # serialised and readers see ids committed in order (module docstring).
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
