@@ -15,10 +15,7 @@ Runners decide who runs the processing loop and when:
 from __future__ import annotations
 
 import logging
-import os
 import random
-import signal
-import subprocess
 import sys
 import threading
 import time

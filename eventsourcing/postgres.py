@@ -1,0 +1,783 @@
+"""PostgreSQL recorders, with psycopg 3 and its connection pool.
+
+Never skip: an application recorder's insert takes ``LOCK TABLE <events> IN
+EXCLUSIVE MODE`` at the start of its transaction. That mode conflicts with itself
+and with the ROW EXCLUSIVE lock every INSERT takes, but not with SELECT. So
+writers to one events table run one at a time: a writer draws its ids from the
+sequence only after the previous writer has committed (and become visible), and
+ids become visible in increasing order. A reader that has seen id N therefore
+never later finds a newly committed id below N. Readers are never blocked.
+
+Conflicts are looked for (under the lock) before inserting, so a conflicting
+insert draws no ids. Ids can still have gaps if a transaction fails after
+drawing ids (a connection lost mid-insert): sequences do not give ids back.
+
+Every identifier (schema, table) is quoted with ``psycopg.sql.Identifier``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    DatabaseError,
+    DataError,
+    InfrastructureFactory,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    Notification,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProcessRecorder,
+    ProgrammingError,
+    RecordConflictError,
+    StoredEvent,
+    Tracking,
+    TrackingConflictError,
+)
+from eventsourcing.utils import Environment, strtobool
+
+__all__ = [
+    "Factory",
+    "PostgresAggregateRecorder",
+    "PostgresApplicationRecorder",
+    "PostgresDatastore",
+    "PostgresProcessRecorder",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Connection = psycopg.Connection[Any]
+
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer names
+CREATE_TABLE_LOCK_KEY = 0x65_76_65_6E_74_73  # advisory lock serialising our DDL
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (libpq messages span several)."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _is_retryable(error: psycopg.OperationalError) -> bool:
+    """Lost connections, server restarts, deadlocks and serialisation failures."""
+    state = error.sqlstate
+    return (
+        state is None
+        or state.startswith("08")  # connection exception
+        or state in ("57P01", "57P02", "57P03", "40001", "40P01")
+    )
+
+
+class PostgresDatastore:
+    """A pool of connections to one PostgreSQL database.
+
+    Timeouts are in seconds; ``lock_timeout`` and
+    ``idle_in_transaction_session_timeout`` of 0 mean no timeout, and
+    ``conn_max_age`` of None means connections are never recycled for age.
+    """
+
+    max_retries = 3  # attempts after the first, on a lost connection
+    retry_delay = 0.1  # doubled after each attempt
+
+    def __init__(
+        self,
+        dbname: str,
+        host: str,
+        port: int | str,
+        user: str,
+        password: str,
+        *,
+        connect_timeout: int = 5,
+        idle_in_transaction_session_timeout: int = 0,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        max_waiting: int = 0,
+        conn_max_age: float | None = None,
+        pre_ping: bool = False,
+        lock_timeout: int = 0,
+        schema: str = "",
+        pool_timeout: float = 30.0,
+    ):
+        self.dbname = dbname
+        self.host = host
+        self.port = int(port)
+        self.user = user
+        self.password = password
+        self.connect_timeout = connect_timeout
+        self.idle_in_transaction_session_timeout = idle_in_transaction_session_timeout
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.max_waiting = max_waiting
+        self.conn_max_age = conn_max_age
+        self.pre_ping = pre_ping
+        self.lock_timeout = lock_timeout
+        self.schema = schema.strip()
+        self.pool_timeout = pool_timeout
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        self._closed = False
+
+    # -- connections ---------------------------------------------------------
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        options = []
+        if self.lock_timeout:
+            options.append(f"-c lock_timeout={int(self.lock_timeout * 1000)}")
+        if self.idle_in_transaction_session_timeout:
+            ms = int(self.idle_in_transaction_session_timeout * 1000)
+            options.append(f"-c idle_in_transaction_session_timeout={ms}")
+        kwargs: dict[str, Any] = {
+            "dbname": self.dbname,
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "connect_timeout": self.connect_timeout,
+            "autocommit": True,  # transactions are explicit: conn.transaction()
+        }
+        if options:
+            kwargs["options"] = " ".join(options)
+        return kwargs
+
+    def describe(self) -> str:
+        return (
+            f"PostgreSQL at {self.host}:{self.port} (database {self.dbname!r}, user {self.user!r})"
+        )
+
+    def connection_error(self, error: BaseException, what: str = "") -> OperationalError:
+        doing = f"{what}: " if what else ""
+        return OperationalError(f"{doing}cannot use {self.describe()}: {one_line(error)}")
+
+    def probe(self) -> None:
+        """Connect once, directly, so a bad setting fails at once with its real cause."""
+        try:
+            psycopg.connect(**self.connect_kwargs()).close()
+        except psycopg.Error as error:
+            raise self.connection_error(error, "Connecting") from None
+
+    def pool(self) -> ConnectionPool:
+        with self._pool_lock:
+            if self._closed:
+                raise InterfaceError(f"Datastore for {self.describe()} is closed")
+            if self._pool is None:
+                self.probe()
+                pool = ConnectionPool(
+                    kwargs=self.connect_kwargs(),
+                    min_size=self.pool_size,
+                    max_size=self.pool_size + self.max_overflow,
+                    max_waiting=self.max_waiting,
+                    # "None" means no age limit; the pool needs a number.
+                    max_lifetime=float(self.conn_max_age or 10 * 365 * 24 * 3600),
+                    check=ConnectionPool.check_connection if self.pre_ping else None,
+                    timeout=self.pool_timeout,
+                    name=f"eventsourcing-{self.dbname}",
+                    open=False,
+                )
+                pool.open(wait=False)
+                self._pool = pool
+            return self._pool
+
+    def run(self, func: Callable[[Connection], T], *, what: str, transaction: bool = True) -> T:
+        """Run ``func`` with a pooled connection (in a transaction), retrying lost connections.
+
+        Caution: if a connection is lost while COMMIT is in flight, the retried
+        insert may find its own events recorded and raise ``RecordConflictError``.
+        """
+        delay = self.retry_delay
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self.pool().connection() as conn:
+                    if not transaction:
+                        return func(conn)
+                    with conn.transaction():
+                        return func(conn)
+            except PoolTimeout as error:
+                self.probe()  # raises with the real cause if the server is unreachable
+                raise OperationalError(
+                    f"{what}: no connection to {self.describe()} free within "
+                    f"{self.pool_timeout}s (pool of {self.pool_size}+{self.max_overflow})"
+                ) from error
+            except psycopg.OperationalError as error:
+                if attempt == self.max_retries or not _is_retryable(error):
+                    raise self.translate(error, what) from error
+                logger.warning("%s: retrying after error: %s", what, one_line(error))
+                time.sleep(delay)
+                delay *= 2
+                self.probe()
+                self._discard_broken_connections()
+            except psycopg.Error as error:
+                raise self.translate(error, what) from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _discard_broken_connections(self) -> None:
+        if self._pool is not None:
+            try:
+                self._pool.check()
+            except psycopg.Error:  # pragma: no cover (best effort)
+                pass
+
+    def translate(self, error: psycopg.Error, what: str) -> PersistenceError:
+        """Our DB-API-shaped error, one line, naming what failed."""
+        message = f"{what} failed: {one_line(error)}"
+        if isinstance(error, psycopg.errors.UndefinedTable):
+            return ProgrammingError(f"{message} (create the table: CREATE_TABLE=true)")
+        if isinstance(error, psycopg.OperationalError):
+            if _is_retryable(error):
+                return self.connection_error(error, what)
+            return OperationalError(message)
+        pairs: list[tuple[type[psycopg.Error], type[PersistenceError]]] = [
+            (psycopg.IntegrityError, IntegrityError),
+            (psycopg.DataError, DataError),
+            (psycopg.NotSupportedError, NotSupportedError),
+            (psycopg.InternalError, InternalError),
+            (psycopg.ProgrammingError, ProgrammingError),
+            (psycopg.InterfaceError, InterfaceError),
+        ]
+        for psycopg_cls, our_cls in pairs:
+            if isinstance(error, psycopg_cls):
+                return our_cls(message)
+        return DatabaseError(message)
+
+    def table(self, name: str) -> sql.Identifier:
+        """The quoted, schema-qualified name of a table."""
+        if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name:
+            raise ProgrammingError(
+                f"Invalid PostgreSQL table name {name!r}: it must be 1 to "
+                f"{MAX_IDENTIFIER_BYTES} bytes (use a shorter application name)"
+            )
+        return sql.Identifier(self.schema, name) if self.schema else sql.Identifier(name)
+
+    def close(self) -> None:
+        with self._pool_lock:
+            self._closed = True
+            if self._pool is not None:
+                self._pool.close(timeout=5)
+                self._pool = None
+
+
+# ---------------------------------------------------------------------------
+# Recorders.
+
+
+class PostgresAggregateRecorder(AggregateRecorder):
+    """Stored events keyed by (originator_id, originator_version)."""
+
+    def __init__(self, datastore: PostgresDatastore, events_table_name: str = "stored_events"):
+        self.datastore = datastore
+        self.events_table_name = events_table_name
+        self._events = datastore.table(events_table_name)
+        self.create_table_statements = self.construct_create_table_statements()
+
+    def construct_create_table_statements(self) -> list[sql.Composed]:
+        return [
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "originator_id uuid NOT NULL, "
+                "originator_version bigint NOT NULL, "
+                "topic text NOT NULL, "
+                "state bytea NOT NULL, "
+                "PRIMARY KEY (originator_id, originator_version))"
+            ).format(self._events)
+        ]
+
+    def create_table(self) -> None:
+        def create(conn: Connection) -> None:
+            # Concurrent CREATE ... IF NOT EXISTS can still collide: serialise our DDL.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_TABLE_LOCK_KEY,))
+            if self.datastore.schema:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(self.datastore.schema)
+                    )
+                )
+            for statement in self.create_table_statements:
+                conn.execute(statement)
+
+        self.datastore.run(create, what=f"Creating table {self.events_table_name!r}")
+
+    def _what_insert(self, stored_events: Sequence[StoredEvent]) -> str:
+        return f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if stored_events:
+            self.datastore.run(
+                lambda conn: self._insert_events(conn, stored_events, returning=False),
+                what=self._what_insert(stored_events),
+            )
+        return None
+
+    def _insert_events(
+        self, conn: Connection, stored_events: Sequence[StoredEvent], *, returning: bool
+    ) -> list[int]:
+        statement = sql.SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %s)"
+        ).format(self._events)
+        if returning:
+            statement += sql.SQL(" RETURNING notification_id")
+        rows = [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events]
+        with conn.cursor() as cursor:
+            try:
+                cursor.executemany(statement, rows, returning=returning)
+            except psycopg.errors.UniqueViolation as error:
+                detail = error.diag.message_detail or one_line(error)
+                raise RecordConflictError(
+                    f"Event already recorded in {self.events_table_name!r}: {detail} "
+                    "(originator_id, originator_version); nothing was recorded"
+                ) from error
+            if not returning:
+                return []
+            ids = []
+            while True:
+                row = cursor.fetchone()
+                assert row is not None
+                ids.append(int(row[0]))
+                if not cursor.nextset():
+                    return ids
+
+    def select_events(
+        self,
+        originator_id: UUID,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        parts: list[sql.Composable] = [
+            sql.SQL(
+                "SELECT originator_version, topic, state FROM {} WHERE originator_id = %s"
+            ).format(self._events)
+        ]
+        params: list[Any] = [originator_id]
+        if gt is not None:
+            parts.append(sql.SQL("AND originator_version > %s"))
+            params.append(gt)
+        if lte is not None:
+            parts.append(sql.SQL("AND originator_version <= %s"))
+            params.append(lte)
+        parts.append(
+            sql.SQL("ORDER BY originator_version DESC" if desc else "ORDER BY originator_version")
+        )
+        if limit is not None:
+            parts.append(sql.SQL("LIMIT %s"))
+            params.append(max(limit, 0))
+        statement = sql.SQL(" ").join(parts)
+        rows = self.datastore.run(
+            lambda conn: conn.execute(statement, params).fetchall(),
+            what=f"Selecting events of {originator_id} from {self.events_table_name!r}",
+            transaction=False,
+        )
+        return [
+            StoredEvent(
+                originator_id=originator_id,
+                originator_version=version,
+                topic=topic,
+                state=bytes(state),
+            )
+            for version, topic, state in rows
+        ]
+
+
+class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder):
+    """Stored events numbered in order of recording; inserts are serialised per table.
+
+    After each insert, ``NOTIFY`` is sent on a channel named after the events
+    table (payload: the last new id), on commit, so followers in other processes
+    can wait instead of polling.
+    """
+
+    def construct_create_table_statements(self) -> list[sql.Composed]:
+        return [
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "notification_id bigserial PRIMARY KEY, "
+                "originator_id uuid NOT NULL, "
+                "originator_version bigint NOT NULL, "
+                "topic text NOT NULL, "
+                "state bytea NOT NULL, "
+                "UNIQUE (originator_id, originator_version))"
+            ).format(self._events)
+        ]
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this events table."""
+        return self.events_table_name
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        return self.datastore.run(
+            lambda conn: self._insert_and_notify(conn, stored_events),
+            what=self._what_insert(stored_events),
+        )
+
+    def _insert_and_notify(
+        self, conn: Connection, stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
+        # Serialise writers to this table until commit (see the module docstring).
+        conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self._events))
+        # Look for conflicts first: a failed INSERT would burn sequence values (gaps).
+        self._check_conflicts(conn, stored_events)
+        ids = self._insert_events(conn, stored_events, returning=True)
+        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(ids[-1])))
+        return ids
+
+    def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
+        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
+        statement = sql.SQL(
+            "SELECT e.originator_id, e.originator_version FROM {} AS e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(originator_id, originator_version) "
+            "USING (originator_id, originator_version)"
+        ).format(self._events)
+        params = (
+            [s.originator_id for s in stored_events],
+            [s.originator_version for s in stored_events],
+        )
+        recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
+        seen: set[tuple[UUID, int]] = set()
+        for stored in stored_events:
+            key = (stored.originator_id, stored.originator_version)
+            if key in seen or key in recorded:
+                raise RecordConflictError(
+                    f"Event of originator {stored.originator_id} at version "
+                    f"{stored.originator_version} is already recorded in "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
+
+    def listen(self) -> PostgresListener:
+        """Start listening for commits to this table (call before reading the log).
+
+        A follower reads after listening, then waits: nothing committed in
+        between is missed. Close the listener when done.
+        """
+        return PostgresListener(self.datastore, self.channel)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        parts: list[sql.Composable] = [
+            sql.SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {} WHERE TRUE"
+            ).format(self._events)
+        ]
+        params: list[Any] = []
+        if start is not None:
+            parts.append(
+                sql.SQL(
+                    "AND notification_id >= %s"
+                    if inclusive_of_start
+                    else "AND notification_id > %s"
+                )
+            )
+            params.append(start)
+        if stop is not None:
+            parts.append(sql.SQL("AND notification_id <= %s"))
+            params.append(stop)
+        if topics:
+            parts.append(sql.SQL("AND topic = ANY(%s)"))
+            params.append(list(topics))
+        parts.append(sql.SQL("ORDER BY notification_id LIMIT %s"))
+        params.append(max(limit, 0))
+        statement = sql.SQL(" ").join(parts)
+        rows = self.datastore.run(
+            lambda conn: conn.execute(statement, params).fetchall(),
+            what=f"Selecting notifications from {self.events_table_name!r}",
+            transaction=False,
+        )
+        return [
+            Notification(
+                id=nid,
+                originator_id=originator_id,
+                originator_version=version,
+                topic=topic,
+                state=bytes(state),
+            )
+            for nid, originator_id, version, topic, state in rows
+        ]
+
+    def max_notification_id(self) -> int | None:
+        statement = sql.SQL("SELECT MAX(notification_id) FROM {}").format(self._events)
+
+        def select(conn: Connection) -> int | None:
+            row = conn.execute(statement).fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+        return self.datastore.run(
+            select,
+            what=f"Selecting max notification id of {self.events_table_name!r}",
+            transaction=False,
+        )
+
+
+class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
+    """Also records, per upstream application, the position processed in its log."""
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        events_table_name: str = "stored_events",
+        tracking_table_name: str = "notification_tracking",
+    ):
+        self.tracking_table_name = tracking_table_name
+        self._tracking = datastore.table(tracking_table_name)
+        super().__init__(datastore, events_table_name)
+
+    def construct_create_table_statements(self) -> list[sql.Composed]:
+        return [
+            *super().construct_create_table_statements(),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "application_name text PRIMARY KEY, "
+                "notification_id bigint NOT NULL)"
+            ).format(self._tracking),
+        ]
+
+    def insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        tracking: Tracking | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        if tracking is None:
+            return super().insert_events(stored_events, **kwargs)
+
+        def insert(conn: Connection) -> list[int]:
+            if not stored_events:
+                self._advance_tracking(conn, tracking)
+                return []
+            # Table lock first, then the tracking row: always in this order (no deadlock).
+            # Events are checked before the position, as in the in-memory store.
+            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self._events))
+            self._check_conflicts(conn, stored_events)
+            self._advance_tracking(conn, tracking)
+            return self._insert_and_notify(conn, stored_events)
+
+        return self.datastore.run(
+            insert,
+            what=self._what_insert(stored_events)
+            + f" with tracking {tracking.application_name!r} {tracking.notification_id}",
+        )
+
+    def _advance_tracking(self, conn: Connection, tracking: Tracking) -> None:
+        """Move the position forwards, race-free: the upsert's WHERE refuses to go back."""
+        statement = sql.SQL(
+            "INSERT INTO {} AS t (application_name, notification_id) VALUES (%s, %s) "
+            "ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = EXCLUDED.notification_id "
+            "WHERE t.notification_id < EXCLUDED.notification_id"
+        ).format(self._tracking)
+        cursor = conn.execute(statement, (tracking.application_name, tracking.notification_id))
+        if cursor.rowcount == 1:
+            return
+        # The row exists and is locked by the upsert, so this read is stable.
+        position = self._select_position(conn, tracking.application_name)
+        raise TrackingConflictError(
+            f"Notification {tracking.notification_id} of {tracking.application_name!r} "
+            f"is already processed (position {position}); nothing was recorded"
+        )
+
+    def _select_position(self, conn: Connection, application_name: str) -> int | None:
+        statement = sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(
+            self._tracking
+        )
+        row = conn.execute(statement, (application_name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        return self.datastore.run(
+            lambda conn: self._select_position(conn, application_name),
+            what=f"Selecting tracking position of {application_name!r} "
+            f"from {self.tracking_table_name!r}",
+            transaction=False,
+        )
+
+
+class PostgresListener:
+    """A dedicated connection that LISTENs on one events table's channel."""
+
+    def __init__(self, datastore: PostgresDatastore, channel: str):
+        self.datastore = datastore
+        self.channel = channel
+        what = f"Listening on {channel!r}"
+        try:
+            self._conn = psycopg.connect(**datastore.connect_kwargs())
+            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.Error as error:
+            raise datastore.translate(error, what) from error
+
+    def wait(self, timeout: float) -> bool:
+        """Whether new events were committed since the last call, waiting up to ``timeout``."""
+        try:
+            woken = any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+            if woken:  # several commits wake once: drain what is already here
+                for _ in self._conn.notifies(timeout=0.001):
+                    pass
+            return woken
+        except psycopg.Error as error:
+            raise self.datastore.translate(error, f"Waiting on {self.channel!r}") from error
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> PostgresListener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# The factory.
+
+POSTGRES_DBNAME = "POSTGRES_DBNAME"
+POSTGRES_HOST = "POSTGRES_HOST"
+POSTGRES_PORT = "POSTGRES_PORT"
+POSTGRES_USER = "POSTGRES_USER"
+POSTGRES_PASSWORD = "POSTGRES_PASSWORD"
+POSTGRES_SCHEMA = "POSTGRES_SCHEMA"
+POSTGRES_CONNECT_TIMEOUT = "POSTGRES_CONNECT_TIMEOUT"
+POSTGRES_POOL_SIZE = "POSTGRES_POOL_SIZE"
+POSTGRES_MAX_OVERFLOW = "POSTGRES_MAX_OVERFLOW"
+POSTGRES_CONN_MAX_AGE = "POSTGRES_CONN_MAX_AGE"
+POSTGRES_PRE_PING = "POSTGRES_PRE_PING"
+POSTGRES_LOCK_TIMEOUT = "POSTGRES_LOCK_TIMEOUT"
+POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
+CREATE_TABLE = "CREATE_TABLE"
+
+
+def table_names(application_name: str) -> dict[str, str]:
+    """``<name>_events``, ``<name>_snapshots``, ``<name>_tracking``, lower-cased."""
+    prefix = application_name.lower()
+    if not prefix:
+        return {
+            "events": "stored_events",
+            "snapshots": "snapshots",
+            "tracking": "notification_tracking",
+        }
+    return {
+        "events": f"{prefix}_events",
+        "snapshots": f"{prefix}_snapshots",
+        "tracking": f"{prefix}_tracking",
+    }
+
+
+class Factory(InfrastructureFactory):
+    """Builds PostgreSQL recorders; all of one application's recorders share one pool.
+
+    Required: ``POSTGRES_DBNAME``, ``POSTGRES_HOST``, ``POSTGRES_USER``.
+    ``POSTGRES_PASSWORD`` may be empty (trust or .pgpass authentication).
+    """
+
+    def __init__(self, env: Environment | None = None):
+        super().__init__(env)
+        conn_max_age = self.env.get(POSTGRES_CONN_MAX_AGE)
+        self.datastore = PostgresDatastore(
+            dbname=self._required(POSTGRES_DBNAME),
+            host=self._required(POSTGRES_HOST),
+            port=self._int(POSTGRES_PORT, 5432),
+            user=self._required(POSTGRES_USER),
+            password=self.env.get(POSTGRES_PASSWORD) or "",
+            connect_timeout=self._int(POSTGRES_CONNECT_TIMEOUT, 5),
+            idle_in_transaction_session_timeout=self._int(
+                POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT, 0
+            ),
+            pool_size=self._int(POSTGRES_POOL_SIZE, 5),
+            max_overflow=self._int(POSTGRES_MAX_OVERFLOW, 10),
+            conn_max_age=self._float(POSTGRES_CONN_MAX_AGE) if conn_max_age else None,
+            pre_ping=self._bool(POSTGRES_PRE_PING, False),
+            lock_timeout=self._int(POSTGRES_LOCK_TIMEOUT, 0),
+            schema=self.env.get(POSTGRES_SCHEMA) or "",
+        )
+        self.table_names = table_names(self.env.name)
+
+    def _required(self, key: str) -> str:
+        value = self.env.get(key)
+        if not value:
+            raise OSError(f"{key} is not set: the PostgreSQL store needs it")
+        return str(value)
+
+    def _int(self, key: str, default: int) -> int:
+        value = self.env.get(key)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise OSError(f"{key} must be an integer, not {value!r}") from None
+
+    def _float(self, key: str) -> float:
+        value = self.env.get(key)
+        try:
+            return float(value)
+        except ValueError:
+            raise OSError(f"{key} must be a number, not {value!r}") from None
+
+    def _bool(self, key: str, default: bool) -> bool:
+        value = self.env.get(key)
+        if value in (None, ""):
+            return default
+        try:
+            return strtobool(value)
+        except ValueError:
+            raise OSError(f"{key} must be a boolean, not {value!r}") from None
+
+    def _create_table(self) -> bool:
+        return self._bool(CREATE_TABLE, True)
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        table = self.table_names["snapshots" if purpose == "snapshots" else "events"]
+        recorder = PostgresAggregateRecorder(self.datastore, events_table_name=table)
+        if self._create_table():
+            recorder.create_table()
+        return recorder
+
+    def application_recorder(self) -> ApplicationRecorder:
+        recorder = PostgresApplicationRecorder(
+            self.datastore, events_table_name=self.table_names["events"]
+        )
+        if self._create_table():
+            recorder.create_table()
+        return recorder
+
+    def process_recorder(self) -> ProcessRecorder:
+        recorder = PostgresProcessRecorder(
+            self.datastore,
+            events_table_name=self.table_names["events"],
+            tracking_table_name=self.table_names["tracking"],
+        )
+        if self._create_table():
+            recorder.create_table()
+        return recorder
+
+    def close(self) -> None:
+        self.datastore.close()

@@ -1,0 +1,605 @@
+"""SQLite recorders.
+
+Files are opened in WAL mode with ``synchronous=FULL``: a committed write survives
+a power cut, and readers never block the writer.
+
+Threads: a file database gets one connection per thread. An in-memory database
+(``:memory:`` or a ``file:...?mode=memory`` URI) gets ONE connection per datastore,
+shared by every thread under a lock, so all threads see the same data.
+
+Never skip: every write runs inside ``BEGIN IMMEDIATE``, which takes the database's
+single write lock before anything is read or written. Writers are therefore
+serialised, each transaction's notification ids are all above every id already
+committed, and a reader (whose statement sees one committed snapshot) only ever
+sees a gap-free prefix of the ids: an id it has not seen yet can only be higher
+than every id it has seen.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    DatabaseError,
+    DataError,
+    InfrastructureFactory,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    Notification,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProcessRecorder,
+    ProgrammingError,
+    RecordConflictError,
+    StoredEvent,
+    Tracking,
+    TrackingConflictError,
+)
+from eventsourcing.utils import Environment, strtobool
+
+__all__ = [
+    "Factory",
+    "SQLiteAggregateRecorder",
+    "SQLiteApplicationRecorder",
+    "SQLiteDatastore",
+    "SQLiteProcessRecorder",
+]
+
+DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a writer waits for the write lock
+
+T = TypeVar("T")
+
+
+def is_memory_db_name(db_name: str) -> bool:
+    return db_name == ":memory:" or (db_name.startswith("file:") and "mode=memory" in db_name)
+
+
+class SQLiteDatastore:
+    """Connections to one SQLite database, safe to use from many threads."""
+
+    def __init__(self, db_name: str, lock_timeout: float | None = None):
+        if not db_name:
+            raise ValueError("SQLiteDatastore needs a db_name (a path, ':memory:' or a URI)")
+        self.db_name = db_name
+        self.lock_timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else float(lock_timeout)
+        self.is_memory = is_memory_db_name(db_name)
+        self._is_uri = db_name.startswith("file:")
+        self._local = threading.local()
+        # (thread, connection) pairs, so close() can close every thread's connection
+        # and connections of finished threads are closed rather than leaked.
+        self._opened: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+        self._opened_lock = threading.Lock()
+        self._memory_lock = threading.RLock()
+        self._memory_conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    # -- connections ---------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
+        try:
+            conn = sqlite3.connect(
+                self.db_name,
+                uri=self._is_uri,
+                timeout=self.lock_timeout,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # close() may run in another thread
+            )
+            if not self.is_memory:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL, not NORMAL: under WAL, NORMAL may lose the last commits on power loss.
+                conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as error:
+            raise OperationalError(
+                f"Cannot open SQLite database {self.db_name!r}: {error}"
+            ) from error
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection for the calling thread (held exclusively while in use)."""
+        if self._closed:
+            raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
+        if self.is_memory:
+            with self._memory_lock:
+                if self._memory_conn is None:
+                    self._memory_conn = self._connect()
+                yield self._memory_conn
+        else:
+            yield self._thread_connection()
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._opened_lock:
+                self._close_connections_of_finished_threads()
+                self._opened.append((weakref.ref(threading.current_thread()), conn))
+        return conn
+
+    def _close_connections_of_finished_threads(self) -> None:
+        alive = []
+        for thread_ref, conn in self._opened:
+            thread = thread_ref()
+            if thread is None or not thread.is_alive():
+                conn.close()
+            else:
+                alive.append((thread_ref, conn))
+        self._opened = alive
+
+    @contextmanager
+    def transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+        """A transaction; a write one holds the database's write lock from its start."""
+        with self.connection() as conn:
+            # IMMEDIATE: take the write lock now, so writers (and their ids) are
+            # serialised and readers see ids committed in order (module docstring).
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # Never leave the connection inside a transaction (a failed COMMIT too).
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+    def run(self, func: Callable[[sqlite3.Connection], T], *, write: bool, what: str) -> T:
+        """Run ``func`` in a transaction, translating sqlite3 errors to ours.
+
+        In a shared-cache memory database, another datastore's transaction makes
+        statements fail at once with "locked" (the busy timeout does not apply),
+        so those are retried here until ``lock_timeout`` has passed.
+        """
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.001
+        while True:
+            try:
+                with self.transaction(write) as conn:
+                    return func(conn)
+            except sqlite3.OperationalError as error:
+                locked = "locked" in str(error)
+                if self.is_memory and locked and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+                    continue
+                raise translate_error(error, what) from error
+            except sqlite3.Error as error:
+                raise translate_error(error, what) from error
+
+    def close(self) -> None:
+        self._closed = True
+        with self._opened_lock:
+            for _, conn in self._opened:
+                conn.close()
+            self._opened = []
+        with self._memory_lock:
+            if self._memory_conn is not None:
+                self._memory_conn.close()
+                self._memory_conn = None
+
+
+def translate_error(error: sqlite3.Error, what: str) -> PersistenceError:
+    """Our DB-API-shaped error for a sqlite3 error, with a message naming what failed."""
+    message = f"{what} failed: {error}"
+    if isinstance(error, sqlite3.OperationalError):
+        if "no such table" in str(error):
+            return ProgrammingError(f"{message} (create the table: CREATE_TABLE=true)")
+        return OperationalError(message)
+    pairs: list[tuple[type[sqlite3.Error], type[PersistenceError]]] = [
+        (sqlite3.IntegrityError, IntegrityError),
+        (sqlite3.DataError, DataError),
+        (sqlite3.NotSupportedError, NotSupportedError),
+        (sqlite3.InternalError, InternalError),
+        (sqlite3.ProgrammingError, ProgrammingError),
+        (sqlite3.InterfaceError, InterfaceError),
+    ]
+    for sqlite_cls, our_cls in pairs:
+        if isinstance(error, sqlite_cls):
+            return our_cls(message)
+    return DatabaseError(message)
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a table or index name so no name can change the statement."""
+    if not name or "\x00" in name:
+        raise ProgrammingError(f"Invalid SQLite table name {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _uuid(value: bytes | str) -> UUID:
+    return UUID(bytes=value) if isinstance(value, bytes) else UUID(value)
+
+
+class SQLiteAggregateRecorder(AggregateRecorder):
+    """Stored events keyed by (originator_id, originator_version).
+
+    ``originator_id`` is stored as its 16 bytes.
+    """
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        self.datastore = datastore
+        self.events_table_name = events_table_name
+        self._events = quote_identifier(events_table_name)
+        self.create_table_statements = self.construct_create_table_statements()
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self._events} ("
+            "originator_id BLOB NOT NULL, "
+            "originator_version INTEGER NOT NULL, "
+            "topic TEXT NOT NULL, "
+            "state BLOB NOT NULL, "
+            "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID"
+        ]
+
+    def create_table(self) -> None:
+        def create(conn: sqlite3.Connection) -> None:
+            for statement in self.create_table_statements:
+                conn.execute(statement)
+
+        self.datastore.run(create, write=True, what=f"Creating table {self.events_table_name!r}")
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return None
+        self.datastore.run(
+            lambda conn: self._insert_events(conn, stored_events),
+            write=True,
+            what=self._what_insert(stored_events),
+        )
+        return None
+
+    def _what_insert(self, stored_events: Sequence[StoredEvent]) -> str:
+        return f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
+
+    def _insert_events(
+        self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]
+    ) -> None:
+        statement = (
+            f"INSERT INTO {self._events} "
+            "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
+        )
+        rows = [
+            (s.originator_id.bytes, s.originator_version, s.topic, s.state) for s in stored_events
+        ]
+        # A savepoint, so that after a conflict the rows before it can be undone
+        # and the conflicting event looked for in what was recorded before.
+        conn.execute("SAVEPOINT insert_events")
+        try:
+            conn.executemany(statement, rows)
+        except sqlite3.IntegrityError as error:
+            conn.execute("ROLLBACK TO insert_events")
+            raise self._conflict_error(conn, stored_events, error) from error
+        conn.execute("RELEASE insert_events")
+
+    def _conflict_error(
+        self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent], error: Exception
+    ) -> RecordConflictError:
+        """Name the first event of the batch that is a duplicate or already recorded."""
+        seen: set[tuple[UUID, int]] = set()
+        for s in stored_events:
+            key = (s.originator_id, s.originator_version)
+            exists = conn.execute(
+                f"SELECT 1 FROM {self._events} WHERE originator_id = ? AND originator_version = ?",
+                (s.originator_id.bytes, s.originator_version),
+            ).fetchone()
+            if key in seen or exists:
+                return RecordConflictError(
+                    f"Event of originator {s.originator_id} at version "
+                    f"{s.originator_version} is already recorded in "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
+        return RecordConflictError(
+            f"Inserting into {self.events_table_name!r} conflicted: {error}; nothing was recorded"
+        )
+
+    def select_events(
+        self,
+        originator_id: UUID,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        statement = (
+            f"SELECT originator_version, topic, state FROM {self._events} WHERE originator_id = ?"
+        )
+        params: list[Any] = [originator_id.bytes]
+        if gt is not None:
+            statement += " AND originator_version > ?"
+            params.append(gt)
+        if lte is not None:
+            statement += " AND originator_version <= ?"
+            params.append(lte)
+        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
+        if limit is not None:
+            statement += " LIMIT ?"
+            params.append(max(limit, 0))
+
+        def select(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(statement, params).fetchall()
+
+        rows = self.datastore.run(
+            select,
+            write=False,
+            what=f"Selecting events of {originator_id} from {self.events_table_name!r}",
+        )
+        return [
+            StoredEvent(
+                originator_id=originator_id,
+                originator_version=version,
+                topic=topic,
+                state=bytes(state),
+            )
+            for version, topic, state in rows
+        ]
+
+
+class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
+    """Stored events numbered 1, 2, 3, ... in order of recording."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        # AUTOINCREMENT: ids of deleted rows are never handed out again.
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self._events} ("
+            "notification_id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "originator_id BLOB NOT NULL, "
+            "originator_version INTEGER NOT NULL, "
+            "topic TEXT NOT NULL, "
+            "state BLOB NOT NULL, "
+            "UNIQUE (originator_id, originator_version))"
+        ]
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        return self.datastore.run(
+            lambda conn: self._insert_events_returning_ids(conn, stored_events),
+            write=True,
+            what=self._what_insert(stored_events),
+        )
+
+    def _insert_events_returning_ids(
+        self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
+        self._insert_events(conn, stored_events)
+        # We hold the write lock, so the batch took consecutive ids ending at the last one.
+        (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+        return list(range(last - len(stored_events) + 1, last + 1))
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        statement = (
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            f"FROM {self._events} WHERE 1 = 1"
+        )
+        params: list[Any] = []
+        if start is not None:
+            statement += (
+                " AND notification_id >= ?" if inclusive_of_start else (" AND notification_id > ?")
+            )
+            params.append(start)
+        if stop is not None:
+            statement += " AND notification_id <= ?"
+            params.append(stop)
+        if topics:
+            statement += f" AND topic IN ({', '.join('?' for _ in topics)})"
+            params.extend(topics)
+        statement += " ORDER BY notification_id LIMIT ?"
+        params.append(max(limit, 0))
+
+        def select(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(statement, params).fetchall()
+
+        rows = self.datastore.run(
+            select, write=False, what=f"Selecting notifications from {self.events_table_name!r}"
+        )
+        return [
+            Notification(
+                id=nid,
+                originator_id=_uuid(originator_id),
+                originator_version=version,
+                topic=topic,
+                state=bytes(state),
+            )
+            for nid, originator_id, version, topic, state in rows
+        ]
+
+    def max_notification_id(self) -> int | None:
+        def select(conn: sqlite3.Connection) -> int | None:
+            (value,) = conn.execute(f"SELECT MAX(notification_id) FROM {self._events}").fetchone()
+            return value
+
+        return self.datastore.run(
+            select,
+            write=False,
+            what=f"Selecting max notification id of {self.events_table_name!r}",
+        )
+
+
+class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
+    """Also records, per upstream application, the position processed in its log."""
+
+    def __init__(
+        self,
+        datastore: SQLiteDatastore,
+        events_table_name: str = "stored_events",
+        tracking_table_name: str = "notification_tracking",
+    ):
+        self.tracking_table_name = tracking_table_name
+        self._tracking = quote_identifier(tracking_table_name)
+        super().__init__(datastore, events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {self._tracking} ("
+            "application_name TEXT PRIMARY KEY, "
+            "notification_id INTEGER NOT NULL)",
+        ]
+
+    def insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        tracking: Tracking | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        if tracking is None:
+            return super().insert_events(stored_events, **kwargs)
+
+        def insert(conn: sqlite3.Connection) -> list[int]:
+            # Events first, as the in-memory store: a conflicting event is reported
+            # as such even when the position is stale too.
+            ids = self._insert_events_returning_ids(conn, stored_events) if stored_events else []
+            self._advance_tracking(conn, tracking)
+            return ids
+
+        return self.datastore.run(
+            insert,
+            write=True,
+            what=self._what_insert(stored_events)
+            + f" with tracking {tracking.application_name!r} {tracking.notification_id}",
+        )
+
+    def _advance_tracking(self, conn: sqlite3.Connection, tracking: Tracking) -> None:
+        # Safe to read then write: BEGIN IMMEDIATE holds the write lock.
+        position = self._select_position(conn, tracking.application_name)
+        if position is not None and tracking.notification_id <= position:
+            raise TrackingConflictError(
+                f"Notification {tracking.notification_id} of {tracking.application_name!r} "
+                f"is already processed (position {position}); nothing was recorded"
+            )
+        conn.execute(
+            f"INSERT INTO {self._tracking} (application_name, notification_id) VALUES (?, ?) "
+            "ON CONFLICT (application_name) "
+            "DO UPDATE SET notification_id = excluded.notification_id",
+            (tracking.application_name, tracking.notification_id),
+        )
+
+    def _select_position(self, conn: sqlite3.Connection, application_name: str) -> int | None:
+        row = conn.execute(
+            f"SELECT notification_id FROM {self._tracking} WHERE application_name = ?",
+            (application_name,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        return self.datastore.run(
+            lambda conn: self._select_position(conn, application_name),
+            write=False,
+            what=f"Selecting tracking position of {application_name!r} "
+            f"from {self.tracking_table_name!r}",
+        )
+
+
+# ---------------------------------------------------------------------------
+# The factory.
+
+SQLITE_DBNAME = "SQLITE_DBNAME"
+SQLITE_LOCK_TIMEOUT = "SQLITE_LOCK_TIMEOUT"
+CREATE_TABLE = "CREATE_TABLE"
+
+
+def table_names(application_name: str) -> dict[str, str]:
+    """Table names: per application if it has a name, so apps can share one file."""
+    prefix = application_name.lower()
+    if not prefix:
+        return {
+            "events": "stored_events",
+            "snapshots": "snapshots",
+            "tracking": "notification_tracking",
+        }
+    return {
+        "events": f"{prefix}_events",
+        "snapshots": f"{prefix}_snapshots",
+        "tracking": f"{prefix}_tracking",
+    }
+
+
+class Factory(InfrastructureFactory):
+    """Builds SQLite recorders from ``SQLITE_DBNAME`` and ``SQLITE_LOCK_TIMEOUT``.
+
+    Tables are ``<name>_events``, ``<name>_snapshots`` and ``<name>_tracking``
+    (lower-cased application name), or ``stored_events``, ``snapshots`` and
+    ``notification_tracking`` when the environment has no application name.
+    """
+
+    def __init__(self, env: Environment | None = None):
+        super().__init__(env)
+        db_name = self.env.get(SQLITE_DBNAME)
+        if not db_name:
+            raise OSError(
+                f"{SQLITE_DBNAME} is not set: set it to a file path, ':memory:' or a "
+                "'file:NAME?mode=memory&cache=shared' URI"
+            )
+        lock_timeout = self.env.get(SQLITE_LOCK_TIMEOUT)
+        try:
+            timeout = float(lock_timeout) if lock_timeout else None
+        except ValueError:
+            raise OSError(
+                f"{SQLITE_LOCK_TIMEOUT} must be a number of seconds, not {lock_timeout!r}"
+            ) from None
+        self.datastore = SQLiteDatastore(db_name, lock_timeout=timeout)
+        self.table_names = table_names(self.env.name)
+
+    def _create_table(self) -> bool:
+        value = self.env.get(CREATE_TABLE, "yes")
+        try:
+            return strtobool(value)
+        except ValueError:
+            raise OSError(f"{CREATE_TABLE} must be a boolean, not {value!r}") from None
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        table = self.table_names["snapshots" if purpose == "snapshots" else "events"]
+        recorder = SQLiteAggregateRecorder(self.datastore, events_table_name=table)
+        if self._create_table():
+            recorder.create_table()
+        return recorder
+
+    def application_recorder(self) -> ApplicationRecorder:
+        recorder = SQLiteApplicationRecorder(
+            self.datastore, events_table_name=self.table_names["events"]
+        )
+        if self._create_table():
+            recorder.create_table()
+        return recorder
+
+    def process_recorder(self) -> ProcessRecorder:
+        recorder = SQLiteProcessRecorder(
+            self.datastore,
+            events_table_name=self.table_names["events"],
+            tracking_table_name=self.table_names["tracking"],
+        )
+        if self._create_table():
+            recorder.create_table()
+        return recorder
+
+    def close(self) -> None:
+        self.datastore.close()

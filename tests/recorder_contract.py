@@ -1,0 +1,271 @@
+"""The behaviour every store's recorders must share (the popo store is the reference).
+
+A test module subclasses ``RecorderContract`` and implements the three
+``create_*_recorder`` methods (each returns a recorder with its tables created and
+empty). Set ``supports_concurrency`` to run the many-writers test.
+"""
+
+from __future__ import annotations
+
+import threading
+from uuid import UUID, uuid4
+
+import pytest
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    IntegrityError,
+    ProcessRecorder,
+    RecordConflictError,
+    StoredEvent,
+    Tracking,
+    TrackingConflictError,
+)
+
+
+def event(originator_id: UUID, version: int, topic: str = "topic:A") -> StoredEvent:
+    return StoredEvent(
+        originator_id=originator_id,
+        originator_version=version,
+        topic=topic,
+        state=f"state-{originator_id.hex[:6]}-{version}".encode(),
+    )
+
+
+class RecorderContract:
+    supports_concurrency = False
+    concurrent_writers = 8
+    batches_per_writer = 50
+
+    def create_aggregate_recorder(self) -> AggregateRecorder:
+        raise NotImplementedError
+
+    def create_application_recorder(self) -> ApplicationRecorder:
+        raise NotImplementedError
+
+    def create_process_recorder(self) -> ProcessRecorder:
+        raise NotImplementedError
+
+    @pytest.fixture(params=["aggregate", "application", "process"])
+    def any_recorder(self, request: pytest.FixtureRequest) -> AggregateRecorder:
+        return getattr(self, f"create_{request.param}_recorder")()  # type: ignore[no-any-return]
+
+    @pytest.fixture(params=["application", "process"])
+    def app_recorder(self, request: pytest.FixtureRequest) -> ApplicationRecorder:
+        return getattr(self, f"create_{request.param}_recorder")()  # type: ignore[no-any-return]
+
+    # -- aggregate events ----------------------------------------------------
+
+    def test_insert_and_select_events(self, any_recorder: AggregateRecorder) -> None:
+        a, b = uuid4(), uuid4()
+        assert any_recorder.select_events(a) == []
+        any_recorder.insert_events([event(a, 1), event(b, 1)])
+        any_recorder.insert_events([event(a, 2), event(a, 3)])
+        selected = any_recorder.select_events(a)
+        assert selected == [event(a, 1), event(a, 2), event(a, 3)]
+        assert all(isinstance(s.originator_id, UUID) for s in selected)
+        assert all(isinstance(s.state, bytes) for s in selected)
+        assert any_recorder.select_events(b) == [event(b, 1)]
+
+    def test_insert_nothing(self, any_recorder: AggregateRecorder) -> None:
+        result = any_recorder.insert_events([])
+        assert not result
+
+    def test_select_events_gt_lte_desc_limit(self, any_recorder: AggregateRecorder) -> None:
+        a = uuid4()
+        any_recorder.insert_events([event(a, v) for v in range(1, 6)])
+
+        def versions(**kwargs: object) -> list[int]:
+            return [s.originator_version for s in any_recorder.select_events(a, **kwargs)]  # type: ignore[arg-type]
+
+        assert versions() == [1, 2, 3, 4, 5]
+        assert versions(gt=2) == [3, 4, 5]
+        assert versions(lte=3) == [1, 2, 3]
+        assert versions(gt=1, lte=4) == [2, 3, 4]
+        assert versions(desc=True) == [5, 4, 3, 2, 1]
+        assert versions(limit=2) == [1, 2]
+        assert versions(desc=True, limit=2) == [5, 4]
+        assert versions(gt=1, lte=4, desc=True, limit=2) == [4, 3]
+        assert versions(gt=5) == []
+        assert versions(limit=0) == []
+
+    def test_conflict_with_recorded_event_records_nothing(
+        self, any_recorder: AggregateRecorder
+    ) -> None:
+        a, b = uuid4(), uuid4()
+        any_recorder.insert_events([event(a, 1)])
+        with pytest.raises(RecordConflictError) as info:
+            any_recorder.insert_events([event(b, 1), event(a, 2), event(a, 1)])
+        assert isinstance(info.value, IntegrityError)
+        assert str(a) in str(info.value)
+        assert any_recorder.select_events(a) == [event(a, 1)]
+        assert any_recorder.select_events(b) == []
+
+    def test_conflict_within_one_batch_records_nothing(
+        self, any_recorder: AggregateRecorder
+    ) -> None:
+        a = uuid4()
+        with pytest.raises(RecordConflictError):
+            any_recorder.insert_events([event(a, 1), event(a, 2), event(a, 2)])
+        assert any_recorder.select_events(a) == []
+        any_recorder.insert_events([event(a, 1)])  # the recorder still works
+        assert any_recorder.select_events(a) == [event(a, 1)]
+
+    # -- notification log ----------------------------------------------------
+
+    def test_notification_ids_increase_without_gaps(
+        self, app_recorder: ApplicationRecorder
+    ) -> None:
+        a, b = uuid4(), uuid4()
+        assert app_recorder.max_notification_id() is None
+        assert list(app_recorder.insert_events([event(a, 1)]) or []) == [1]
+        assert list(app_recorder.insert_events([event(a, 2), event(b, 1), event(b, 2)]) or []) == [
+            2,
+            3,
+            4,
+        ]
+        assert app_recorder.max_notification_id() == 4
+        notifications = app_recorder.select_notifications(None, 10)
+        assert [n.id for n in notifications] == [1, 2, 3, 4]
+        assert notifications[1].originator_id == a
+        assert isinstance(notifications[1].originator_id, UUID)
+        assert notifications[1].originator_version == 2
+        assert notifications[1].state == event(a, 2).state
+        assert notifications[2].topic == "topic:A"
+
+    def test_failed_insert_leaves_log_unchanged(self, app_recorder: ApplicationRecorder) -> None:
+        a = uuid4()
+        app_recorder.insert_events([event(a, 1)])
+        with pytest.raises(RecordConflictError):
+            app_recorder.insert_events([event(a, 2), event(a, 1)])
+        assert app_recorder.max_notification_id() == 1
+        assert [n.id for n in app_recorder.select_notifications(None, 10)] == [1]
+
+    def test_select_notifications_arguments(self, app_recorder: ApplicationRecorder) -> None:
+        a = uuid4()
+        topics = ["topic:A", "topic:B", "topic:A", "topic:C", "topic:B", "topic:A"]
+        app_recorder.insert_events([event(a, v + 1, t) for v, t in enumerate(topics)])
+
+        def ids(*args: object, **kwargs: object) -> list[int]:
+            return [n.id for n in app_recorder.select_notifications(*args, **kwargs)]  # type: ignore[arg-type]
+
+        assert ids(None, 10) == [1, 2, 3, 4, 5, 6]
+        assert ids(1, 10) == [1, 2, 3, 4, 5, 6]
+        assert ids(3, 10) == [3, 4, 5, 6]
+        assert ids(3, 10, inclusive_of_start=False) == [4, 5, 6]
+        assert ids(None, 2) == [1, 2]
+        assert ids(2, 2) == [2, 3]
+        assert ids(2, 10, stop=4) == [2, 3, 4]
+        assert ids(2, 10, 4, inclusive_of_start=False) == [3, 4]
+        assert ids(None, 10, topics=["topic:A"]) == [1, 3, 6]
+        assert ids(None, 10, topics=["topic:B", "topic:C"]) == [2, 4, 5]
+        assert ids(None, 2, topics=["topic:A"]) == [1, 3]
+        assert ids(2, 10, 5, ["topic:A", "topic:B"]) == [2, 3, 5]
+        assert ids(None, 10, topics=["topic:Z"]) == []
+        assert ids(7, 10) == []
+        assert ids(6, 10, inclusive_of_start=False) == []
+        assert ids(None, 0) == []
+        assert ids(4, 10, stop=3) == []
+
+    # -- tracking ------------------------------------------------------------
+
+    def test_tracking_moves_forward_only(self) -> None:
+        recorder = self.create_process_recorder()
+        assert recorder.max_tracking_id("up") is None
+        assert not recorder.has_tracking_id("up", 1)
+        assert recorder.has_tracking_id("up", None)
+        recorder.insert_events([], tracking=Tracking("up", 5))
+        assert recorder.max_tracking_id("up") == 5
+        assert recorder.has_tracking_id("up", 5)
+        assert recorder.has_tracking_id("up", 4)
+        assert not recorder.has_tracking_id("up", 6)
+        for stale in (5, 3):
+            with pytest.raises(TrackingConflictError) as info:
+                recorder.insert_events([], tracking=Tracking("up", stale))
+            assert isinstance(info.value, IntegrityError)
+        assert recorder.max_tracking_id("up") == 5
+        recorder.insert_events([], tracking=Tracking("up", 9))
+        assert recorder.max_tracking_id("up") == 9
+        # Positions of different upstream applications are independent.
+        assert recorder.max_tracking_id("other") is None
+        recorder.insert_events([], tracking=Tracking("other", 1))
+        assert recorder.max_tracking_id("other") == 1
+        assert recorder.max_tracking_id("up") == 9
+
+    def test_tracking_is_atomic_with_events(self) -> None:
+        recorder = self.create_process_recorder()
+        a = uuid4()
+        ids = recorder.insert_events([event(a, 1), event(a, 2)], tracking=Tracking("up", 3))
+        assert list(ids or []) == [1, 2]
+        assert recorder.max_tracking_id("up") == 3
+        # A stale position records none of the events.
+        with pytest.raises(TrackingConflictError):
+            recorder.insert_events([event(a, 3)], tracking=Tracking("up", 3))
+        assert recorder.select_events(a) == [event(a, 1), event(a, 2)]
+        assert recorder.max_notification_id() == 2
+        # A conflicting event records no position.
+        with pytest.raises(RecordConflictError):
+            recorder.insert_events([event(a, 3), event(a, 2)], tracking=Tracking("up", 4))
+        assert recorder.max_tracking_id("up") == 3
+        assert recorder.select_events(a) == [event(a, 1), event(a, 2)]
+        # When both conflict, the event conflict is reported (as the reference store does).
+        with pytest.raises(RecordConflictError):
+            recorder.insert_events([event(a, 2)], tracking=Tracking("up", 2))
+        assert recorder.max_tracking_id("up") == 3
+        # Without tracking, events alone are recorded as usual.
+        assert list(recorder.insert_events([event(a, 3)]) or []) == [3]
+        assert recorder.max_tracking_id("up") == 3
+
+    # -- concurrency ---------------------------------------------------------
+
+    def test_concurrent_writers_and_a_following_reader(self) -> None:
+        if not self.supports_concurrency:
+            pytest.skip("store not tested with concurrent writers")
+        recorder = self.create_application_recorder()
+        written: list[int] = []
+        written_lock = threading.Lock()
+        errors: list[BaseException] = []
+        writers_done = threading.Event()
+
+        def write() -> None:
+            try:
+                for _ in range(self.batches_per_writer):
+                    originator = uuid4()
+                    ids = recorder.insert_events([event(originator, v) for v in (1, 2, 3)])
+                    with written_lock:
+                        written.extend(ids or [])
+            except BaseException as error:  # pragma: no cover (reported below)
+                errors.append(error)
+
+        seen: list[int] = []
+
+        def follow() -> None:
+            try:
+                last: int | None = None
+                while True:
+                    finished = writers_done.is_set()
+                    batch = recorder.select_notifications(last, 50, inclusive_of_start=last is None)
+                    seen.extend(n.id for n in batch)
+                    if batch:
+                        last = batch[-1].id
+                    elif finished:
+                        return
+            except BaseException as error:  # pragma: no cover (reported below)
+                errors.append(error)
+
+        reader = threading.Thread(target=follow)
+        writers = [threading.Thread(target=write) for _ in range(self.concurrent_writers)]
+        reader.start()
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        writers_done.set()
+        reader.join()
+        assert errors == []
+        total = self.concurrent_writers * self.batches_per_writer * 3
+        assert len(written) == total
+        assert seen == sorted(written)  # every id once, in increasing order
+        assert len(set(seen)) == total
+        assert recorder.max_notification_id() == max(written)

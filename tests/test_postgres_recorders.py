@@ -1,0 +1,274 @@
+"""PostgreSQL recorders: the shared contract, bad input, the factory.
+
+Needs a server (see ``postgres_test_database`` in conftest.py): skipped without
+one, failed without one when REQUIRE_POSTGRES=1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+import pytest
+from conftest import skip_module_unless_postgres
+from recorder_contract import RecorderContract, event
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InfrastructureFactory,
+    InterfaceError,
+    OperationalError,
+    ProcessRecorder,
+    ProgrammingError,
+)
+from eventsourcing.postgres import (
+    Factory,
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresProcessRecorder,
+)
+from eventsourcing.utils import Environment
+
+skip_module_unless_postgres()
+
+
+def make_datastore(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
+    kwargs.setdefault("pool_size", 2)
+    return PostgresDatastore(
+        str(settings["dbname"]),
+        str(settings["host"]),
+        int(settings["port"]),
+        str(settings["user"]),
+        str(settings["password"]),
+        **kwargs,
+    )
+
+
+def factory_env(settings: dict[str, Any], name: str, **extra: str) -> Environment:
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(settings["dbname"]),
+        "POSTGRES_HOST": str(settings["host"]),
+        "POSTGRES_PORT": str(settings["port"]),
+        "POSTGRES_USER": str(settings["user"]),
+        "POSTGRES_PASSWORD": str(settings["password"]),
+        "POSTGRES_POOL_SIZE": "2",
+    }
+    env.update(extra)
+    return Environment(name, env)
+
+
+class TestPostgresRecorders(RecorderContract):
+    supports_concurrency = True
+
+    @pytest.fixture(autouse=True)
+    def _datastore(self, postgres_test_database: dict[str, Any]) -> Iterator[None]:
+        self.datastore = make_datastore(postgres_test_database, pool_size=3)
+        yield
+        self.datastore.close()
+
+    def create_aggregate_recorder(self) -> AggregateRecorder:
+        recorder = PostgresAggregateRecorder(self.datastore, f"agg_{uuid4().hex[:8]}")
+        recorder.create_table()
+        return recorder
+
+    def create_application_recorder(self) -> ApplicationRecorder:
+        recorder = PostgresApplicationRecorder(self.datastore, f"app_{uuid4().hex[:8]}")
+        recorder.create_table()
+        return recorder
+
+    def create_process_recorder(self) -> ProcessRecorder:
+        suffix = uuid4().hex[:8]
+        recorder = PostgresProcessRecorder(self.datastore, f"proc_{suffix}", f"track_{suffix}")
+        recorder.create_table()
+        return recorder
+
+
+class TestPostgresRecordersInSchema(TestPostgresRecorders):
+    @pytest.fixture(autouse=True)
+    def _datastore(self, postgres_test_database: dict[str, Any]) -> Iterator[None]:
+        self.datastore = make_datastore(postgres_test_database, schema='my "schema"; --')
+        yield
+        self.datastore.close()
+
+
+def test_unreachable_port_fails_fast_with_one_line(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore({**postgres_test_database, "port": 1}, connect_timeout=2)
+    recorder = PostgresApplicationRecorder(datastore)
+    started = time.monotonic()
+    with pytest.raises(OperationalError) as info:
+        recorder.max_notification_id()
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert "\n" not in message
+    assert "127.0.0.1:1" in message and postgres_test_database["dbname"] in message
+    datastore.close()
+
+
+def test_wrong_password_fails_with_one_line(postgres_test_database: dict[str, Any]) -> None:
+    # Trust authentication accepts any password, so use a role that does not exist.
+    datastore = make_datastore({**postgres_test_database, "user": "no_such_role_x"})
+    started = time.monotonic()
+    with pytest.raises(OperationalError) as info:
+        PostgresApplicationRecorder(datastore).create_table()
+    assert time.monotonic() - started < 5
+    assert "\n" not in str(info.value)
+    assert "no_such_role_x" in str(info.value)
+    datastore.close()
+
+
+def test_missing_table_is_a_programming_error(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore(postgres_test_database)
+    with pytest.raises(ProgrammingError, match="absent_table"):
+        PostgresApplicationRecorder(datastore, "absent_table").max_notification_id()
+    datastore.close()
+
+
+def test_too_long_table_name_is_refused(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore(postgres_test_database)
+    with pytest.raises(ProgrammingError, match="63"):
+        PostgresApplicationRecorder(datastore, "x" * 64)
+    datastore.close()
+
+
+def test_factory_requires_dbname() -> None:
+    with pytest.raises(OSError, match="POSTGRES_DBNAME"):
+        Factory(Environment("app", {"POSTGRES_HOST": "h", "POSTGRES_USER": "u"}))
+    with pytest.raises(OSError, match="POSTGRES_HOST"):
+        Factory(Environment("app", {"POSTGRES_DBNAME": "d", "POSTGRES_USER": "u"}))
+
+
+def test_factory_reads_every_setting() -> None:
+    env = Environment(
+        "Dogs",
+        {
+            "POSTGRES_DBNAME": "db",
+            "POSTGRES_HOST": "h",
+            "POSTGRES_PORT": "5433",
+            "POSTGRES_USER": "u",
+            "POSTGRES_PASSWORD": "p",
+            "POSTGRES_SCHEMA": "s",
+            "POSTGRES_CONNECT_TIMEOUT": "7",
+            "POSTGRES_POOL_SIZE": "3",
+            "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_CONN_MAX_AGE": "60",
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_LOCK_TIMEOUT": "9",
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "11",
+            "DOGS_POSTGRES_DBNAME": "dogs_db",
+        },
+    )
+    datastore = Factory(env).datastore
+    assert (datastore.dbname, datastore.host, datastore.port) == ("dogs_db", "h", 5433)
+    assert (datastore.user, datastore.password, datastore.schema) == ("u", "p", "s")
+    assert (datastore.connect_timeout, datastore.pool_size, datastore.max_overflow) == (7, 3, 4)
+    assert (datastore.conn_max_age, datastore.pre_ping) == (60.0, True)
+    assert (datastore.lock_timeout, datastore.idle_in_transaction_session_timeout) == (9, 11)
+    assert "-c lock_timeout=9000" in datastore.connect_kwargs()["options"]
+
+
+def test_factory_quotes_hostile_application_names(postgres_test_database: dict[str, Any]) -> None:
+    hostile = 'x"; DROP TABLE y; --'
+    factory = InfrastructureFactory.construct(factory_env(postgres_test_database, hostile))
+    assert isinstance(factory, Factory)
+    recorder = factory.process_recorder()
+    snapshots = factory.aggregate_recorder("snapshots")
+    a = uuid4()
+    assert list(recorder.insert_events([event(a, 1)]) or []) == [1]
+    snapshots.insert_events([event(a, 1)])
+    assert snapshots.select_events(a) == [event(a, 1)]
+    factory.close()
+    with psycopg.connect(**postgres_test_database) as conn:
+        names = {
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE %s", ("x%",)
+            )
+        }
+    assert names >= {f"{hostile.lower()}_events", f"{hostile.lower()}_snapshots"}
+    assert f"{hostile.lower()}_tracking" in names
+
+
+def test_factory_without_application_name(postgres_test_database: dict[str, Any]) -> None:
+    factory = Factory(factory_env(postgres_test_database, ""))
+    recorder = factory.application_recorder()
+    assert recorder.events_table_name == "stored_events"  # type: ignore[attr-defined]
+    factory.close()
+
+
+def test_insert_sends_notify_on_commit(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore(postgres_test_database)
+    recorder = PostgresApplicationRecorder(datastore, f"notify_{uuid4().hex[:8]}")
+    recorder.create_table()
+    with psycopg.connect(**postgres_test_database, autocommit=True) as listener:
+        listener.execute(
+            psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(recorder.channel))
+        )
+        recorder.insert_events([event(uuid4(), 1), event(uuid4(), 1)])
+        received = list(listener.notifies(timeout=2, stop_after=1))
+    assert [(n.channel, n.payload) for n in received] == [(recorder.channel, "2")]
+    datastore.close()
+
+
+def test_lost_connections_are_replaced(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore(postgres_test_database, pool_size=2)
+    recorder = PostgresApplicationRecorder(datastore, f"lost_{uuid4().hex[:8]}")
+    recorder.create_table()
+    recorder.insert_events([event(uuid4(), 1)])
+    with psycopg.connect(**postgres_test_database, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (postgres_test_database["dbname"],),
+        )
+    time.sleep(0.2)
+    assert list(recorder.insert_events([event(uuid4(), 1)]) or []) == [2]
+    assert recorder.max_notification_id() == 2
+    datastore.close()
+
+
+def test_lock_timeout_is_an_operational_error(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore(postgres_test_database, lock_timeout=1)
+    recorder = PostgresApplicationRecorder(datastore, f"locked_{uuid4().hex[:8]}")
+    recorder.create_table()
+    with psycopg.connect(**postgres_test_database) as blocker:
+        blocker.execute(
+            psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+                psycopg.sql.Identifier(recorder.events_table_name)
+            )
+        )
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="lock timeout"):
+            recorder.insert_events([event(uuid4(), 1)])
+        assert time.monotonic() - started < 3  # not retried
+        blocker.rollback()
+    assert list(recorder.insert_events([event(uuid4(), 1)]) or []) == [1]
+    datastore.close()
+
+
+def test_closed_factory_refuses_work(postgres_test_database: dict[str, Any]) -> None:
+    factory = Factory(factory_env(postgres_test_database, f"closed{uuid4().hex[:6]}"))
+    recorder = factory.application_recorder()
+    factory.close()
+    with pytest.raises(InterfaceError, match="closed"):
+        recorder.max_notification_id()
+
+
+def test_listener_wakes_on_commit(postgres_test_database: dict[str, Any]) -> None:
+    datastore = make_datastore(postgres_test_database)
+    recorder = PostgresApplicationRecorder(datastore, f"listen_{uuid4().hex[:8]}")
+    recorder.create_table()
+    with recorder.listen() as listener:
+        assert not listener.wait(0.05)
+        recorder.insert_events([event(uuid4(), 1)])  # before waiting: not missed
+        recorder.insert_events([event(uuid4(), 1)])
+        started = time.monotonic()
+        assert listener.wait(2)
+        assert time.monotonic() - started < 1
+        assert not listener.wait(0.05)  # both commits woke it once
+    datastore.close()

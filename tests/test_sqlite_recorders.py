@@ -1,0 +1,184 @@
+"""SQLite recorders: the shared contract (file and in-memory), durability, factory."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from recorder_contract import RecorderContract, event
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InfrastructureFactory,
+    InterfaceError,
+    OperationalError,
+    ProcessRecorder,
+    ProgrammingError,
+)
+from eventsourcing.sqlite import (
+    Factory,
+    SQLiteAggregateRecorder,
+    SQLiteApplicationRecorder,
+    SQLiteDatastore,
+    SQLiteProcessRecorder,
+)
+from eventsourcing.utils import Environment
+
+
+class SQLiteContract(RecorderContract):
+    datastore: SQLiteDatastore
+
+    def create_aggregate_recorder(self) -> AggregateRecorder:
+        recorder = SQLiteAggregateRecorder(self.datastore, f"agg_{uuid4().hex[:8]}")
+        recorder.create_table()
+        return recorder
+
+    def create_application_recorder(self) -> ApplicationRecorder:
+        recorder = SQLiteApplicationRecorder(self.datastore, f"app_{uuid4().hex[:8]}")
+        recorder.create_table()
+        return recorder
+
+    def create_process_recorder(self) -> ProcessRecorder:
+        suffix = uuid4().hex[:8]
+        recorder = SQLiteProcessRecorder(self.datastore, f"proc_{suffix}", f"track_{suffix}")
+        recorder.create_table()
+        return recorder
+
+
+class TestSQLiteFile(SQLiteContract):
+    supports_concurrency = True
+
+    @pytest.fixture(autouse=True)
+    def _file_datastore(self, tmp_path: Path) -> Iterator[None]:
+        self.datastore = SQLiteDatastore(str(tmp_path / "events.sqlite"))
+        yield
+        self.datastore.close()
+
+
+class TestSQLiteMemory(SQLiteContract):
+    supports_concurrency = True
+
+    @pytest.fixture(autouse=True)
+    def _memory_datastore(self) -> Iterator[None]:
+        self.datastore = SQLiteDatastore(":memory:")
+        yield
+        self.datastore.close()
+
+
+def test_file_database_is_durable(tmp_path: Path) -> None:
+    datastore = SQLiteDatastore(str(tmp_path / "durable.sqlite"))
+    try:
+        with datastore.connection() as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        datastore.close()
+
+
+def test_memory_database_is_shared_by_threads() -> None:
+    datastore = SQLiteDatastore(":memory:")
+    recorder = SQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    a = uuid4()
+    thread = threading.Thread(target=lambda: recorder.insert_events([event(a, 1)]))
+    thread.start()
+    thread.join()
+    assert recorder.select_events(a) == [event(a, 1)]
+    datastore.close()
+
+
+def test_two_memory_datastores_are_separate() -> None:
+    first, second = SQLiteDatastore(":memory:"), SQLiteDatastore(":memory:")
+    for datastore in (first, second):
+        SQLiteApplicationRecorder(datastore).create_table()
+    SQLiteApplicationRecorder(first).insert_events([event(uuid4(), 1)])
+    assert SQLiteApplicationRecorder(second).max_notification_id() is None
+
+
+def test_shared_cache_uri_is_shared_by_datastores() -> None:
+    uri = f"file:es_{uuid4().hex}?mode=memory&cache=shared"
+    first, second = SQLiteDatastore(uri), SQLiteDatastore(uri)
+    SQLiteApplicationRecorder(first).create_table()
+    SQLiteApplicationRecorder(first).insert_events([event(uuid4(), 1)])
+    assert SQLiteApplicationRecorder(second).max_notification_id() == 1
+    first.close()
+    second.close()
+
+
+def test_missing_table_is_a_programming_error() -> None:
+    recorder = SQLiteApplicationRecorder(SQLiteDatastore(":memory:"), "absent")
+    with pytest.raises(ProgrammingError, match="absent"):
+        recorder.max_notification_id()
+
+
+def test_factory_requires_sqlite_dbname() -> None:
+    with pytest.raises(OSError, match="SQLITE_DBNAME"):
+        Factory(Environment("app", {}))
+
+
+def test_factory_builds_recorders(tmp_path: Path) -> None:
+    db = str(tmp_path / "factory.sqlite")
+    env = Environment(
+        "My\"App'; DROP TABLE x; --",
+        {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": db},
+    )
+    factory = InfrastructureFactory.construct(env)
+    assert isinstance(factory, Factory)
+    recorder = factory.process_recorder()
+    assert recorder.events_table_name == "my\"app'; drop table x; --_events"  # type: ignore[attr-defined]
+    a = uuid4()
+    assert list(recorder.insert_events([event(a, 1)]) or []) == [1]
+    snapshots = factory.aggregate_recorder("snapshots")
+    snapshots.insert_events([event(a, 1)])
+    assert snapshots.select_events(a) == [event(a, 1)]
+    factory.close()
+
+
+def test_factory_per_application_dbname(tmp_path: Path) -> None:
+    env = Environment(
+        "Dogs",
+        {
+            "SQLITE_DBNAME": "unused",
+            "DOGS_SQLITE_DBNAME": str(tmp_path / "dogs.sqlite"),
+            "SQLITE_LOCK_TIMEOUT": "2",
+            "CREATE_TABLE": "no",
+        },
+    )
+    factory = Factory(env)
+    assert factory.datastore.db_name.endswith("dogs.sqlite")
+    assert factory.datastore.lock_timeout == 2.0
+    recorder = factory.application_recorder()
+    with pytest.raises(ProgrammingError, match="dogs_events"):
+        recorder.max_notification_id()
+    factory.close()
+
+
+def test_lock_timeout_is_an_operational_error(tmp_path: Path) -> None:
+    path = str(tmp_path / "locked.sqlite")
+    datastore = SQLiteDatastore(path, lock_timeout=0.1)
+    recorder = SQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="Inserting 1 event.*locked"):
+            recorder.insert_events([event(uuid4(), 1)])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert list(recorder.insert_events([event(uuid4(), 1)]) or []) == [1]
+    datastore.close()
+
+
+def test_closed_datastore_refuses_work(tmp_path: Path) -> None:
+    datastore = SQLiteDatastore(str(tmp_path / "closed.sqlite"))
+    recorder = SQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    datastore.close()
+    with pytest.raises(InterfaceError, match="closed"):
+        recorder.max_notification_id()
