@@ -466,13 +466,38 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                 )
             seen.add(key)
 
-    def listen(self) -> PostgresListener:
+    def open_listener(self) -> PostgresListener:
         """Start listening for commits to this table (call before reading the log).
 
         A follower reads after listening, then waits: nothing committed in
         between is missed. Close the listener when done.
         """
         return PostgresListener(self.datastore, self.channel)
+
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``callback`` (in a background thread) after each commit to this table."""
+        listener = self.open_listener()
+        stopping = threading.Event()
+
+        def run() -> None:
+            try:
+                while not stopping.is_set():
+                    if listener.wait(timeout=0.5):
+                        callback()
+            except Exception as error:  # the caller's poll interval still covers us
+                if not stopping.is_set():
+                    logger.warning("Stopped listening on %r: %s", self.channel, error)
+            finally:
+                listener.close()
+
+        thread = threading.Thread(target=run, name=f"listen-{self.channel}", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            stopping.set()
+            thread.join(timeout=2)
+
+        return stop
 
     def select_notifications(
         self,
@@ -618,6 +643,20 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             lambda conn: self._select_position(conn, application_name),
             what=f"Selecting tracking position of {application_name!r} "
             f"from {self.tracking_table_name!r}",
+            transaction=False,
+        )
+
+    def tracking_positions(self) -> dict[str, int]:
+        statement = sql.SQL("SELECT application_name, notification_id FROM {}").format(
+            self._tracking
+        )
+
+        def select(conn: Connection) -> dict[str, int]:
+            return {str(name): int(pos) for name, pos in conn.execute(statement).fetchall()}
+
+        return self.datastore.run(
+            select,
+            what=f"Selecting positions from {self.tracking_table_name!r}",
             transaction=False,
         )
 

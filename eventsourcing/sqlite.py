@@ -518,6 +518,15 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
             f"from {self.tracking_table_name!r}",
         )
 
+    def tracking_positions(self) -> dict[str, int]:
+        def select(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(f"SELECT application_name, notification_id FROM {self._tracking}")
+            return {str(name): int(position) for name, position in rows}
+
+        return self.datastore.run(
+            select, write=False, what=f"Selecting positions from {self.tracking_table_name!r}"
+        )
+
 
 # ---------------------------------------------------------------------------
 # The factory.

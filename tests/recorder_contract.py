@@ -192,6 +192,7 @@ class RecorderContract:
         recorder.insert_events([], tracking=Tracking("other", 1))
         assert recorder.max_tracking_id("other") == 1
         assert recorder.max_tracking_id("up") == 9
+        assert recorder.tracking_positions() == {"up": 9, "other": 1}
 
     def test_tracking_is_atomic_with_events(self) -> None:
         recorder = self.create_process_recorder()

@@ -263,7 +263,7 @@ def test_listener_wakes_on_commit(postgres_test_database: dict[str, Any]) -> Non
     datastore = make_datastore(postgres_test_database)
     recorder = PostgresApplicationRecorder(datastore, f"listen_{uuid4().hex[:8]}")
     recorder.create_table()
-    with recorder.listen() as listener:
+    with recorder.open_listener() as listener:
         assert not listener.wait(0.05)
         recorder.insert_events([event(uuid4(), 1)])  # before waiting: not missed
         recorder.insert_events([event(uuid4(), 1)])
