@@ -298,7 +298,9 @@ class Mapper:
         try:
             state = self._decode_state(stored_event.state)
         except Exception as error:
-            raise DataError(
+            # Keep a more precise DataError (e.g. a failed decryption) as it is, with context.
+            error_class = type(error) if isinstance(error, DataError) else DataError
+            raise error_class(
                 f"Cannot decode stored event of originator {stored_event.originator_id}, "
                 f"version {stored_event.originator_version}, topic {stored_event.topic!r}: "
                 f"{type(error).__name__}: {error}"
