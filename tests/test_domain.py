@@ -432,3 +432,22 @@ def test_register_topic_for_renamed_classes():
     assert resolve_topic("tests.old_module:OldDog.TrickAdded") is Dog.TrickAdded
     register_topic("tests.renamed_module", __import__("tests.test_domain").test_domain)
     assert resolve_topic("tests.renamed_module:Dog") is Dog
+
+
+def test_base_aggregate_and_subclass_created_events():
+    base = Aggregate()
+    (created,) = base.collect_events()
+    assert type(created) is Aggregate.Created
+
+    class Parent(Aggregate):
+        def __init__(self, x):
+            self.x = x
+
+    class Child(Parent):
+        pass
+
+    child = Child(1)
+    (created,) = child.collect_events()
+    assert type(created) is Child.Created
+    assert issubclass(Child.Created, Parent.Created)
+    assert replay([created]).x == 1
