@@ -327,7 +327,7 @@ class Application:
         return self.factory.application_recorder()
 
     def construct_event_store(self) -> EventStore:
-        return EventStore(self.mapper, self.recorder)
+        return self.factory.event_store(mapper=self.mapper, recorder=self.recorder)
 
     def construct_snapshot_store(self) -> EventStore | None:
         if not self._snapshotting_enabled():

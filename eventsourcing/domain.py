@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Iterable
+from copy import deepcopy
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone, tzinfo
 from typing import Any, ClassVar, TypeVar, cast
@@ -271,26 +272,41 @@ triggers = event
 
 
 class MetaAggregate(type):
-    """Builds each aggregate class's event classes from its decorated methods."""
+    """Builds each aggregate class's event classes from its decorated methods.
 
-    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
+    Takes the class argument ``created_event_name`` to name the event that
+    creates the aggregate: ``class Dog(Aggregate, created_event_name="Registered")``.
+    """
+
+    def __new__(
+        mcs,
+        name: str,
+        bases: tuple[type, ...],
+        namespace: dict[str, Any],
+        *,
+        created_event_name: str | None = None,
+        **kw: Any,
+    ):
         cls = super().__new__(mcs, name, bases, namespace, **kw)
         if namespace.get("_is_base_aggregate"):
             return cls
-        _define_base_events(cls, bases, namespace)
+        _define_init_from_annotations(cls, namespace)
+        _define_base_event(cls, bases, namespace)
         _define_method_events(cls, namespace)
-        cls._created_event_class = None  # type: ignore[attr-defined]
-        cls._created_for_init = None  # type: ignore[attr-defined]
-        _define_created_event(cls, namespace)
-        _created_event_class_of(cls)
+        _define_created_event(cls, bases, namespace, created_event_name)
         get_topic(cls)
         return cls
+
+    def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
+        super().__init__(name, bases, namespace)
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         created_class = _created_event_class_of(cls)
         init = cls.__init__  # type: ignore[misc]
         arguments, given_id = _bind_init_arguments(cls, init, args, kwargs)
-        return cls._create(created_class, id=given_id, **arguments)  # type: ignore[attr-defined]
+        originator_id = given_id if given_id is not None else _create_id(cls, arguments)
+        # Not through _create(): an __init__ may itself take "id", which then stays a field.
+        return _start(cls, created_class, originator_id, arguments)
 
 
 _signatures: dict[Callable[..., Any], inspect.Signature] = {}
@@ -329,15 +345,31 @@ def _bind_init_arguments(
     return arguments, given_id
 
 
-def _define_base_events(cls: type, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
-    """Give each aggregate class its own ``Event`` and ``Created`` base classes."""
+def _define_init_from_annotations(cls: type, namespace: dict[str, Any]) -> None:
+    """Give a class that declares fields but no ``__init__`` a dataclass-style ``__init__``.
+
+    The ``__init__`` is made on a throwaway copy of the class, so that the class itself
+    is left as it was written: ``@dataclass`` may still be applied to it afterwards.
+    """
+    annotations = namespace.get("__annotations__", {})
+    if "__init__" in namespace or not annotations:
+        return
+    copied = {k: v for k, v in namespace.items() if k not in ("__dict__", "__weakref__")}
+    # "id" names the aggregate's read-only id: it is given as id=..., not kept as a field.
+    copied["__annotations__"] = {k: v for k, v in annotations.items() if k != "id"}
+    for attr in ("id", "__init_subclass__", "__class_getitem__"):
+        copied.pop(attr, None)
+    template: Any = dataclass(eq=False, repr=False)(type(cls.__name__, (), copied))
+    init = template.__init__
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    type.__setattr__(cls, "__init__", init)
+
+
+def _define_base_event(cls: type, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+    """Give each aggregate class its own ``Event`` base class."""
     if "Event" not in namespace:
         event_bases = _unique(b.Event for b in bases if hasattr(b, "Event"))
         cls.Event = _make_event_class(cls, "Event", event_bases, {})  # type: ignore[attr-defined]
-    if "Created" not in namespace:
-        created_bases = _unique(b.Created for b in bases if hasattr(b, "Created"))
-        bases_ = tuple(created_bases) + (cls.Event,)  # type: ignore[attr-defined]
-        cls.Created = _make_event_class(cls, "Created", _mro_safe(bases_), {})  # type: ignore[attr-defined]
 
 
 def _unique(classes: Iterable[type]) -> tuple[type, ...]:
@@ -394,46 +426,86 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
         _applied_methods[event_class] = value
 
 
-def _define_created_event(cls: type, namespace: dict[str, Any]) -> None:
+def _define_created_event(
+    cls: type, bases: tuple[type, ...], namespace: dict[str, Any], created_event_name: str | None
+) -> None:
+    """Decide which class of event creates ``cls``, defining it if need be.
+
+    In order: a class given to ``@event`` on ``__init__``; the class named by
+    ``@event("Name")`` or ``created_event_name``, if defined in the class body, else
+    defined from ``__init__``'s parameters; the one "created" class in the class body;
+    otherwise one named as the base aggregate's (``Created`` by default).
+    """
     init = namespace.get("__init__")
     if isinstance(init, _EventMethod):
-        spec = init.event_spec
         # The class keeps the plain function as __init__, run when Created is applied.
         type.__setattr__(cls, "__init__", init.func)
-        if isinstance(spec, type):
-            created = spec
-        else:
-            created = _make_created_class(cls, init.event_name, init.func)
-        cls._created_event_class = created  # type: ignore[attr-defined]
-        cls._created_for_init = init.func  # type: ignore[attr-defined]
+        if isinstance(init.event_spec, type):
+            _set_created_class(cls, init.event_spec, generated=False)
+            return
+        created_event_name = init.event_name
+    declared = {
+        k: v
+        for k, v in namespace.items()
+        if isinstance(v, type) and issubclass(v, AggregateCreated)
+    }
+    if created_event_name is not None:
+        if created_event_name in declared:
+            _set_created_class(cls, declared[created_event_name], generated=False)
+            return
+        name = created_event_name
+    elif len(declared) == 1:
+        _set_created_class(cls, next(iter(declared.values())), generated=False)
+        return
+    elif len(declared) > 1:
+        raise ProgrammingError(
+            f"{cls.__qualname__} defines several created event classes "
+            f"({', '.join(sorted(declared))}): say which one creates it with "
+            f"created_event_name=..."
+        )
+    else:
+        name = _inherited_created_name(cls) or "Created"
+    created = _make_created_class(cls, name, bases)
+    _set_created_class(cls, created, generated=True)
 
 
-def _make_created_class(cls: type, name: str, init: Callable[..., Any]) -> type:
-    params = list(_signature(init).parameters.values())[1:]
+def _set_created_class(cls: type, created: type, *, generated: bool) -> None:
+    type.__setattr__(cls, "_created_event_class", created)
+    type.__setattr__(cls, "_created_generated", generated)
+    type.__setattr__(cls, "_created_for_signature", _signature(cls.__init__))  # type: ignore[misc]
+
+
+def _make_created_class(cls: type, name: str, bases: tuple[type, ...]) -> type:
+    """Define the created event class ``name`` with ``__init__``'s parameters as fields."""
+    params = list(_signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
     annotations = {p.name: Any for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    if name == "Created" and "Created" in cls.__dict__ and not annotations:
-        return cast(type, cls.Created)  # type: ignore[attr-defined]
-    base = cls.Created  # type: ignore[attr-defined]
-    created = _make_event_class(cls, name, (base,), annotations)
-    setattr(cls, name, created)
+    inherited = _unique(_created_class_of_base(b) for b in bases if hasattr(b, "Created"))
+    event_bases = _mro_safe(inherited + (cls.Event,))  # type: ignore[attr-defined]
+    created = _make_event_class(cls, name, event_bases, annotations)
+    type.__setattr__(cls, name, created)
     return created
+
+
+def _created_class_of_base(base: type) -> type:
+    return cast(type, base.__dict__.get("_created_event_class") or base.Created)  # type: ignore[attr-defined]
 
 
 def _created_event_class_of(cls: type) -> type:
     """The class of the event that creates ``cls``, made for its current ``__init__``.
 
-    Remade when ``__init__`` changed since, because ``@dataclass`` adds ``__init__``
-    after the class exists.
+    Remade if ``__init__``'s parameters changed since the class was defined, because
+    ``@dataclass`` replaces ``__init__`` after the class exists.
     """
-    init = cls.__init__  # type: ignore[misc]
-    created = cls.__dict__.get("_created_event_class")
-    if created is not None and cls.__dict__.get("_created_for_init") is init:
-        return cast(type, created)
-    name = _inherited_created_name(cls) or "Created"
-    created = _make_created_class(cls, name, init)
-    type.__setattr__(cls, "_created_event_class", created)
-    type.__setattr__(cls, "_created_for_init", init)
-    return created
+    created = cast(type, cls._created_event_class)  # type: ignore[attr-defined]
+    if not cls.__dict__.get("_created_generated"):
+        return created
+    signature = _signature(cls.__init__)  # type: ignore[misc]
+    if cls.__dict__.get("_created_for_signature") == signature:
+        return created
+    bases = tuple(b for b in cls.__bases__ if isinstance(b, MetaAggregate))
+    remade = _make_created_class(cls, created.__name__, bases)
+    _set_created_class(cls, remade, generated=True)
+    return remade
 
 
 def _inherited_created_name(cls: type) -> str | None:
@@ -448,6 +520,7 @@ class Aggregate(metaclass=MetaAggregate):
     """Base class of event-sourced aggregates."""
 
     _is_base_aggregate: ClassVar[bool] = True
+    INITIAL_VERSION: ClassVar[int] = 1
 
     class Event(AggregateEvent):
         pass
@@ -473,21 +546,9 @@ class Aggregate(metaclass=MetaAggregate):
     def _create(
         cls: type[TAggregate], event_class: type, *, id: UUID | None = None, **kwargs: Any
     ) -> TAggregate:
+        """Create a new aggregate by triggering ``event_class`` (a created event)."""
         originator_id = id if id is not None else _create_id(cls, kwargs)
-        if not isinstance(originator_id, UUID):
-            raise TypeError(
-                f"{cls.__qualname__}.create_id() returned {originator_id!r}, not a UUID"
-            )
-        created = event_class(
-            originator_id=originator_id,
-            originator_version=1,
-            timestamp=event_class.create_timestamp(),  # type: ignore[attr-defined]
-            originator_topic=get_topic(cls),
-            **kwargs,
-        )
-        new = created.mutate(None)
-        new._pending_events.append(created)
-        return cast(TAggregate, new)
+        return cast(TAggregate, _start(cls, event_class, originator_id, kwargs))
 
     @property
     def id(self) -> UUID:
@@ -540,8 +601,29 @@ class Aggregate(metaclass=MetaAggregate):
         return f"{type(self).__qualname__}({', '.join(attrs)})"
 
 
+# The base class is made before the metaclass's machinery applies: set it by hand.
+Aggregate._created_event_class = Aggregate.Created  # type: ignore[attr-defined]
+Aggregate._created_generated = False  # type: ignore[attr-defined]
+
+
 def _state(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in obj.__dict__.items() if k != "_pending_events"}
+
+
+def _start(cls: type, event_class: type, originator_id: Any, kwargs: dict[str, Any]) -> Any:
+    """Trigger the created event of a new aggregate and return the aggregate."""
+    if not isinstance(originator_id, UUID):
+        raise TypeError(f"{cls.__qualname__}: the aggregate id {originator_id!r} is not a UUID")
+    created = event_class(
+        originator_id=originator_id,
+        originator_version=cls.INITIAL_VERSION,  # type: ignore[attr-defined]
+        timestamp=event_class.create_timestamp(),  # type: ignore[attr-defined]
+        originator_topic=get_topic(cls),
+        **kwargs,
+    )
+    new = created.mutate(None)
+    new._pending_events.append(created)
+    return new
 
 
 def _create_id(cls: type, init_arguments: dict[str, Any]) -> UUID:
@@ -560,18 +642,21 @@ def _create_id(cls: type, init_arguments: dict[str, Any]) -> UUID:
 
 
 def aggregate(cls: Any = None, *, created_event_name: str | None = None) -> Any:
-    """Class decorator: make an event-sourced aggregate of a class not derived from Aggregate."""
+    """Class decorator: make an event-sourced aggregate of a class not derived from Aggregate.
+
+    ``@aggregate`` or ``@aggregate(created_event_name="Started")``.
+    """
 
     def decorate(original: type) -> type:
         if issubclass(original, Aggregate):
-            return original
+            raise ProgrammingError(f"{original.__qualname__} is already an Aggregate")
+        bases = tuple(b for b in original.__bases__ if b is not object) + (Aggregate,)
         namespace = {
             k: v for k, v in original.__dict__.items() if k not in ("__dict__", "__weakref__")
         }
-        init = namespace.get("__init__")
-        if created_event_name and init is not None and not isinstance(init, _EventMethod):
-            namespace["__init__"] = _EventMethod(init, created_event_name)
-        return MetaAggregate(original.__name__, (original, Aggregate), namespace)
+        return MetaAggregate(
+            original.__name__, bases, namespace, created_event_name=created_event_name
+        )
 
     return decorate(cls) if cls is not None else decorate
 
@@ -588,7 +673,7 @@ class Snapshot(DomainEvent):
 
     @classmethod
     def take(cls, aggregate: Any) -> Snapshot:
-        state = _state(aggregate)
+        state = deepcopy(_state(aggregate))  # the snapshot must not change with the aggregate
         class_version = getattr(type(aggregate), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
@@ -604,7 +689,7 @@ class Snapshot(DomainEvent):
 
     def mutate(self, _: Any = None) -> Any:
         aggregate_class = resolve_topic(self.topic)
-        state = dict(self.state)
+        state = deepcopy(dict(self.state))  # each aggregate made from it is independent
         from_version = state.pop("class_version", 1)
         to_version = getattr(aggregate_class, "class_version", 1)
         for version in range(from_version, to_version):

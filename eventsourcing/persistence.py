@@ -11,6 +11,7 @@ and comes back up the same path reversed. Stores (``popo``, ``sqlite``,
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -298,7 +299,9 @@ class Mapper:
         try:
             state = self._decode_state(stored_event.state)
         except Exception as error:
-            raise DataError(
+            # Keep a more precise DataError (e.g. a failed decryption) as it is, with context.
+            error_class = type(error) if isinstance(error, DataError) else DataError
+            raise error_class(
                 f"Cannot decode stored event of originator {stored_event.originator_id}, "
                 f"version {stored_event.originator_version}, topic {stored_event.topic!r}: "
                 f"{type(error).__name__}: {error}"
@@ -504,13 +507,17 @@ class InfrastructureFactory(ABC):
         self.env = env if env is not None else Environment()
 
     @classmethod
-    def construct(cls, env: Environment | None = None) -> InfrastructureFactory:
+    def construct(
+        cls, env: Environment | None = None, *, application_name: str = ""
+    ) -> InfrastructureFactory:
         """Return the factory that ``PERSISTENCE_MODULE`` names (in memory by default).
 
         The value is a module topic (``eventsourcing.sqlite``) whose ``Factory``
-        is used, or the topic of a factory class.
+        is used, or the topic of a factory class. Without ``env``, settings come
+        from ``os.environ`` (for ``application_name``, if given).
         """
-        env = env if env is not None else Environment()
+        if env is None:
+            env = Environment(application_name, os.environ)
         topic = env.get(PERSISTENCE_MODULE) or "eventsourcing.popo"
         try:
             obj = resolve_topic(topic)
@@ -544,6 +551,15 @@ class InfrastructureFactory(ABC):
             transcoder=transcoder if transcoder is not None else self.transcoder(),
             compressor=self.compressor(),
             cipher=self.cipher(),
+        )
+
+    def event_store(
+        self, mapper: Mapper | None = None, recorder: AggregateRecorder | None = None
+    ) -> EventStore:
+        """An event store over ``mapper`` and ``recorder`` (by default, new ones)."""
+        return EventStore(
+            mapper=mapper if mapper is not None else self.mapper(),
+            recorder=recorder if recorder is not None else self.application_recorder(),
         )
 
     def cipher(self) -> Cipher | None:

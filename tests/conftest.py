@@ -103,10 +103,43 @@ def postgres_test_database() -> Iterator[dict[str, object]]:
 def postgres_env() -> Iterator[dict[str, str]]:
     """A fresh database for one test, as the POSTGRES_* environment of applications."""
     with _fresh_postgres_database() as settings:
+        yield _postgres_settings_as_env(settings)
+
+
+def _postgres_settings_as_env(settings: dict[str, object]) -> dict[str, str]:
+    return {
+        "POSTGRES_DBNAME": str(settings["dbname"]),
+        "POSTGRES_HOST": str(settings["host"]),
+        "POSTGRES_PORT": str(settings["port"]),
+        "POSTGRES_USER": str(settings["user"]),
+        "POSTGRES_PASSWORD": str(settings["password"]),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Every storage-related application test runs once per store.
+
+STORES = ["popo", "sqlite", "postgres"]
+
+
+@pytest.fixture(params=STORES)
+def persistence_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Settings for one store, on a fresh database; build applications with ``env=`` them."""
+    store = request.param
+    if store == "popo":
+        yield {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    elif store == "sqlite":
         yield {
-            "POSTGRES_DBNAME": str(settings["dbname"]),
-            "POSTGRES_HOST": str(settings["host"]),
-            "POSTGRES_PORT": str(settings["port"]),
-            "POSTGRES_USER": str(settings["user"]),
-            "POSTGRES_PASSWORD": str(settings["password"]),
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(tmp_path / "events.sqlite"),
         }
+    else:
+        with _fresh_postgres_database() as settings:
+            env = _postgres_settings_as_env(settings)
+            yield dict(env, PERSISTENCE_MODULE="eventsourcing.postgres")
+
+
+@pytest.fixture
+def durable(persistence_env: dict[str, str]) -> bool:
+    """Whether a second application on the same settings sees the first one's events."""
+    return persistence_env["PERSISTENCE_MODULE"] != "eventsourcing.popo"

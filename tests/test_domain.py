@@ -1,0 +1,454 @@
+"""Aggregates and events: the documented declarative styles, versioning, snapshots."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from dataclasses import dataclass, field
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+import pytest
+
+from eventsourcing.domain import (
+    Aggregate,
+    OriginatorIDError,
+    OriginatorVersionError,
+    ProgrammingError,
+    Snapshot,
+    aggregate,
+    event,
+    triggers,
+)
+from eventsourcing.utils import get_topic, register_topic, resolve_topic
+
+
+def replay(events):
+    obj = None
+    for e in events:
+        obj = e.mutate(obj)
+    return obj
+
+
+# -- plain __init__, explicit and named Created events --------------------------------
+
+
+class Kettle(Aggregate):
+    def __init__(self, colour):
+        self.colour = colour
+
+
+def test_plain_init_gets_created_event_with_init_fields():
+    kettle = Kettle(colour="red")
+    (created,) = kettle.collect_events()
+    assert type(created) is Kettle.Created
+    assert type(created).__qualname__ == "Kettle.Created"
+    assert created.colour == "red"
+    assert created.originator_version == 1
+    assert replay([created]).colour == "red"
+
+
+class Boiler(Aggregate):
+    class Lit(Aggregate.Created):
+        pass
+
+
+def test_explicit_created_class_in_namespace_is_used():
+    boiler = Boiler()
+    (created,) = boiler.collect_events()
+    assert type(created) is Boiler.Lit
+    assert replay([created]).id == boiler.id
+
+
+class Pump(Aggregate, created_event_name="Primed"):
+    pressure: int
+
+
+def test_created_event_name_class_argument_and_annotations_make_init():
+    pump = Pump(3)
+    (created,) = pump.collect_events()
+    assert type(created) is Pump.Primed
+    assert created.pressure == 3
+    assert pump.pressure == 3
+
+
+class Valve(Aggregate, created_event_name="Opened"):
+    class Created(Aggregate.Created):
+        pass
+
+    class Started(Aggregate.Created):
+        pass
+
+
+def test_created_event_name_not_among_defined_classes_defines_it():
+    valve = Valve()
+    (created,) = valve.collect_events()
+    assert type(created).__name__ == "Opened"
+    assert type(created) is Valve.Opened
+
+
+class Tap(Aggregate, created_event_name="Started"):
+    class Created(Aggregate.Created):
+        pass
+
+    class Started(Aggregate.Created):
+        pass
+
+
+def test_created_event_name_picks_among_defined_classes():
+    (created,) = Tap().collect_events()
+    assert type(created) is Tap.Started
+
+
+class Lamp(Aggregate):
+    @event("SwitchedOn")
+    def __init__(self, watts):
+        self.watts = watts
+
+
+def test_event_on_init_names_the_created_class():
+    lamp = Lamp(watts=40)
+    (created,) = lamp.collect_events()
+    assert type(created).__qualname__ == "Lamp.SwitchedOn"
+    assert replay([created]).watts == 40
+
+
+# -- dataclass style ----------------------------------------------------------------
+
+
+@dataclass
+class Page(Aggregate):
+    name: str
+    body: str = ""
+    tags: list[str] = field(default_factory=list, init=False)
+
+    @event("NameUpdated")
+    def update_name(self, name: str):
+        self.name = name
+
+
+def test_dataclass_style_aggregate():
+    page = Page(name="Erth")
+    assert page.body == "" and page.tags == []
+    page.update_name("Earth")
+    events = page.collect_events()
+    assert events[0].name == "Erth" and events[0].body == ""
+    assert not hasattr(events[0], "tags")
+    copy = replay(events)
+    assert (copy.name, copy.body, copy.tags, copy.version) == ("Earth", "", [], 2)
+
+
+class Note(Aggregate):
+    text: str = "empty"
+
+
+def test_annotations_without_dataclass_decorator_define_init():
+    assert Note().text == "empty"
+    assert Note("hi").text == "hi"
+
+
+class Ident(Aggregate):
+    id: UUID
+
+
+def test_id_annotation_takes_explicit_id():
+    given = uuid4()
+    ident = Ident(id=given)
+    assert ident.id == given
+    assert replay(ident.collect_events()).id == given
+
+
+class OwnId(Aggregate):
+    def __init__(self, id: UUID):
+        self._id = id
+
+
+def test_init_taking_id_sets_it():
+    given = uuid4()
+    assert OwnId(id=given).id == given
+
+
+def test_explicit_id_keyword_with_plain_init():
+    given = uuid4()
+    kettle = Kettle("blue", id=given)
+    assert kettle.id == given
+
+
+# -- create_id ------------------------------------------------------------------------
+
+
+class Index(Aggregate):
+    name: str
+    ref: UUID | None
+
+    @staticmethod
+    def create_id(name: str):
+        return uuid5(NAMESPACE_URL, f"/pages/{name}")
+
+    @event("RefUpdated")
+    def update_ref(self, ref):
+        self.ref = ref
+
+
+class Counter(Aggregate):
+    def __init__(self, name, start=0):
+        self.name = name
+        self.count = start
+
+    @classmethod
+    def create_id(cls, name):
+        return uuid5(NAMESPACE_URL, f"/counters/{name}")
+
+
+def test_create_id_takes_init_arguments_by_name():
+    index = Index(name="x", ref=None)
+    assert index.id == Index.create_id(name="x") == Index.create_id("x")
+    assert Counter("a", start=3).id == Counter.create_id("a")
+    assert Counter(name="a").id == Counter.create_id(name="a")
+
+
+def test_create_id_with_unknown_parameter_names_it():
+    class Bad(Aggregate):
+        def __init__(self, name):
+            self.name = name
+
+        @classmethod
+        def create_id(cls, title):
+            return uuid4()
+
+    with pytest.raises(TypeError, match="create_id"):
+        Bad("x")
+
+
+# -- @event on methods ----------------------------------------------------------------
+
+
+class Dog(Aggregate):
+    def __init__(self, name):
+        self.name = name
+        self.tricks = []
+
+    @event
+    def trick_added(self, trick, times=1):
+        self.tricks.extend([trick] * times)
+
+    class Renamed(Aggregate.Event):
+        name: str
+
+    @triggers(Renamed)
+    def rename(self, name):
+        self.name = name
+
+    def learn(self, trick):
+        if trick in self.tricks:
+            raise ValueError("known")
+        self.trick_added(trick)
+
+
+def test_event_without_argument_derives_class_name():
+    dog = Dog("Fido")
+    dog.trick_added("roll")
+    dog.trick_added(trick="sit", times=2)
+    events = dog.collect_events()
+    assert type(events[1]) is Dog.TrickAdded
+    assert (events[1].trick, events[1].times) == ("roll", 1)
+    assert (events[2].trick, events[2].times) == ("sit", 2)
+    assert replay(events).tricks == ["roll", "sit", "sit"]
+
+
+def test_explicit_event_class_with_triggers():
+    dog = Dog("Fido")
+    dog.rename("Rex")
+    events = dog.collect_events()
+    assert type(events[1]) is Dog.Renamed and events[1].name == "Rex"
+    assert replay(events).name == "Rex"
+
+
+def test_exception_in_method_body_triggers_nothing():
+    dog = Dog("Fido")
+    dog.learn("roll")
+    with pytest.raises(ValueError):
+        dog.learn("roll")
+    assert len(dog.pending_events) == 2
+    assert dog.version == 2
+
+
+def test_event_classes_pickle_and_resolve_by_topic():
+    dog = Dog("Fido")
+    dog.trick_added("roll")
+    events = dog.collect_events()
+    assert pickle.loads(pickle.dumps(events[1])) == events[1]
+    assert resolve_topic(get_topic(Dog.TrickAdded)) is Dog.TrickAdded
+
+
+def test_event_on_classmethod_is_a_programming_error():
+    with pytest.raises(ProgrammingError, match="classmethod"):
+
+        class Bad(Aggregate):
+            @event("X")
+            @classmethod
+            def f(cls):
+                pass
+
+
+# -- events that apply themselves, _create, trigger_event ----------------------------
+
+
+class World(Aggregate):
+    def __init__(self):
+        self.history = []
+
+    @classmethod
+    def create(cls):
+        return cls._create(event_class=cls.Created, id=uuid4())
+
+    def make_it_so(self, what):
+        self.trigger_event(self.SomethingHappened, what=what)
+
+    class SomethingHappened(Aggregate.Event):
+        what: str
+
+        def apply(self, world):
+            world.history.append(self.what)
+
+
+def test_event_subclass_applies_itself():
+    world = World.create()
+    world.make_it_so("dinosaurs")
+    world.make_it_so("internet")
+    assert world.history == ["dinosaurs", "internet"]
+    events = world.collect_events()
+    assert [type(e) for e in events] == [
+        World.Created,
+        World.SomethingHappened,
+        World.SomethingHappened,
+    ]
+    copy = replay(events)
+    assert copy.history == world.history and copy.modified_on == world.modified_on
+
+
+def test_applying_out_of_sequence_or_to_other_aggregate_fails():
+    world = World.create()
+    world.make_it_so("a")
+    created, happened = world.collect_events()
+    with pytest.raises(OriginatorVersionError, match="version 2"):
+        happened.mutate(None)
+    other = World.create()
+    with pytest.raises(OriginatorIDError):
+        happened.mutate(other)
+    copy = created.mutate(None)
+    copy = happened.mutate(copy)
+    with pytest.raises(OriginatorVersionError):
+        happened.mutate(copy)
+
+
+class Zero(Aggregate):
+    INITIAL_VERSION = 0
+
+
+def test_initial_version():
+    zero = Zero()
+    assert zero.version == 0
+    assert replay(zero.collect_events()).version == 0
+
+
+# -- the @aggregate decorator ----------------------------------------------------------
+
+
+@aggregate(created_event_name="Placed")
+class Order:
+    def __init__(self, name):
+        self.name = name
+
+    @event("Confirmed")
+    def confirm(self, at):
+        self.confirmed_at = at
+
+
+@aggregate
+class Basket:
+    items: list
+
+
+def test_aggregate_decorator():
+    order = Order("mine")
+    order.confirm(at=5)
+    events = order.collect_events()
+    assert isinstance(order, Aggregate)
+    assert type(events[0]) is Order.Placed and type(events[1]) is Order.Confirmed
+    assert replay(events).confirmed_at == 5
+    basket = Basket(items=[1])
+    assert basket.items == [1] and isinstance(basket, Aggregate)
+
+
+# -- snapshots and versioning ----------------------------------------------------------
+
+
+def test_snapshot_take_and_mutate():
+    world = World.create()
+    world.make_it_so("x")
+    snapshot = Snapshot.take(world)
+    assert snapshot.topic == get_topic(World)
+    assert set(snapshot.state) == {"history", "_created_on", "_modified_on"}
+    copy = snapshot.mutate(None)
+    assert isinstance(copy, World)
+    assert (copy.id, copy.version, copy.history) == (world.id, 2, ["x"])
+    assert copy.created_on == world.created_on and copy.modified_on == world.modified_on
+    copy.make_it_so("y")
+    assert copy.version == 3 and world.history == ["x"]
+
+
+class Shelf(Aggregate):
+    def __init__(self, a):
+        self.a = a
+        self.b = 0
+
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state):
+        state["b"] = 99
+
+
+def test_snapshot_state_upcast_with_aggregate_class_version():
+    shelf = Shelf(a=1)
+    old = Snapshot.take(shelf)
+    state = dict(old.state)
+    state.pop("class_version")
+    state.pop("b")
+    v1 = Snapshot(
+        originator_id=old.originator_id,
+        originator_version=old.originator_version,
+        timestamp=old.timestamp,
+        topic=old.topic,
+        state=state,
+    )
+    copy = v1.mutate(None)
+    assert (copy.a, copy.b) == (1, 99)
+    assert Snapshot.take(shelf).state["class_version"] == 2
+
+
+def test_register_topic_for_renamed_classes():
+    register_topic("tests.old_module:OldDog", Dog)
+    assert resolve_topic("tests.old_module:OldDog") is Dog
+    assert resolve_topic("tests.old_module:OldDog.TrickAdded") is Dog.TrickAdded
+    register_topic("tests.renamed_module", sys.modules[__name__])
+    assert resolve_topic("tests.renamed_module:Dog") is Dog
+
+
+def test_base_aggregate_and_subclass_created_events():
+    base = Aggregate()
+    (created,) = base.collect_events()
+    assert type(created) is Aggregate.Created
+
+    class Parent(Aggregate):
+        def __init__(self, x):
+            self.x = x
+
+    class Child(Parent):
+        pass
+
+    child = Child(1)
+    (created,) = child.collect_events()
+    assert type(created) is Child.Created
+    assert issubclass(Child.Created, Parent.Created)
+    assert replay([created]).x == 1

@@ -1,0 +1,190 @@
+"""Settings that shape persistence: cipher, compressor, factory, and their errors."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from eventsourcing.application import Application
+from eventsourcing.cipher import AESCipher, DecryptionError
+from eventsourcing.compressor import ZlibCompressor
+from eventsourcing.domain import Aggregate, DomainEvent, event
+from eventsourcing.persistence import (
+    DataError,
+    EventStore,
+    InfrastructureFactory,
+    JSONTranscoder,
+    Mapper,
+)
+from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.utils import Environment, TopicError, retry
+
+
+class Diary(Aggregate):
+    def __init__(self, owner):
+        self.owner = owner
+        self.entries = []
+
+    @event("Written")
+    def write(self, text):
+        self.entries.append(text)
+
+
+SECRET = "the butler did it " * 5
+
+CIPHER_SETTINGS = {
+    "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+    "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+}
+
+
+def saved_diary(env):
+    app = Application(env=env)
+    diary = Diary("me")
+    diary.write(SECRET)
+    app.save(diary)
+    return app, diary.id
+
+
+def stored(app, originator_id):
+    return [
+        (s.originator_version, s.topic, s.state) for s in app.recorder.select_events(originator_id)
+    ]
+
+
+def test_encrypted_and_compressed_on_every_store(persistence_env):
+    env = dict(persistence_env, CIPHER_KEY=AESCipher.create_key(32), **CIPHER_SETTINGS)
+    app, diary_id = saved_diary(env)
+    assert isinstance(app.mapper.cipher, AESCipher)
+    assert isinstance(app.mapper.compressor, ZlibCompressor)
+    states = [state for _, _, state in stored(app, diary_id)]
+    assert all(b"butler" not in s and b"owner" not in s for s in states)
+    notification = app.notification_log.select(start=1, limit=10)[1]
+    assert b"butler" not in notification.state
+    assert app.repository.get(diary_id).entries == [SECRET]
+
+
+def test_compressor_alone_shrinks_state(persistence_env):
+    plain_app, plain_id = saved_diary(persistence_env)
+    env = dict(persistence_env, COMPRESSOR_TOPIC="eventsourcing.compressor:ZlibCompressor")
+    app, diary_id = saved_diary(env)
+    assert len(stored(app, diary_id)[1][2]) < len(stored(plain_app, plain_id)[1][2])
+    assert app.repository.get(diary_id).entries == [SECRET]
+
+
+def test_wrong_cipher_key_raises_and_changes_nothing(persistence_env, durable):
+    env = dict(persistence_env, CIPHER_KEY=AESCipher.create_key(32), **CIPHER_SETTINGS)
+    app, diary_id = saved_diary(env)
+    before = stored(app, diary_id)
+    wrong_env = Environment("", dict(env, CIPHER_KEY=AESCipher.create_key(32)))
+    wrong = EventStore(
+        Mapper(JSONTranscoder(), compressor=ZlibCompressor(), cipher=AESCipher(wrong_env)),
+        app.recorder,
+    )
+    with pytest.raises(DecryptionError, match="CIPHER_KEY"):
+        list(wrong.get(diary_id))
+    if durable:
+        other = Application(env=dict(wrong_env))
+        with pytest.raises(DecryptionError, match=f"{diary_id}.*CIPHER_KEY"):
+            other.repository.get(diary_id)
+    assert stored(app, diary_id) == before
+    assert app.repository.get(diary_id).entries == [SECRET]
+
+
+def test_cipher_topic_without_key_fails_at_construction(persistence_env):
+    env = dict(persistence_env, CIPHER_TOPIC="eventsourcing.cipher:AESCipher")
+    with pytest.raises(ValueError, match="CIPHER_KEY is not set"):
+        Application(env=env)
+
+
+def test_unknown_persistence_module_names_the_value():
+    with pytest.raises(TopicError, match="'eventsourcing.nosuchstore'"):
+        Application(env={"PERSISTENCE_MODULE": "eventsourcing.nosuchstore"})
+    with pytest.raises(TopicError, match="'eventsourcing.domain'.*Factory"):
+        Application(env={"PERSISTENCE_MODULE": "eventsourcing.domain"})
+
+
+def test_persistence_module_may_be_prefixed_by_application_name():
+    env = {"DIARIES_PERSISTENCE_MODULE": "eventsourcing.nosuchstore"}
+
+    class Diaries(Application):
+        pass
+
+    with pytest.raises(TopicError, match="nosuchstore"):
+        Diaries(env=env)
+    Application(env=env)  # other applications are not affected
+
+
+class Ping(DomainEvent):
+    text: str
+
+
+def test_factory_construct_and_event_store(persistence_env):
+    factory = InfrastructureFactory.construct(Environment("", persistence_env))
+    recorder = factory.application_recorder()
+    store = factory.event_store(
+        mapper=factory.mapper(transcoder=JSONTranscoder()), recorder=recorder
+    )
+    ping = Ping(
+        originator_id=uuid4(), originator_version=1, timestamp=Ping.create_timestamp(), text="x"
+    )
+    store.put([ping])
+    assert list(store.get(ping.originator_id)) == [ping]
+    assert recorder.max_notification_id() == 1
+    assert factory.is_snapshotting_enabled() is False
+    factory.close()
+
+
+def test_factory_construct_defaults_to_popo(monkeypatch):
+    monkeypatch.delenv("PERSISTENCE_MODULE", raising=False)
+    factory = InfrastructureFactory.construct()
+    assert isinstance(factory.application_recorder(), POPOApplicationRecorder)
+
+
+def test_undecodable_state_raises_data_error_naming_the_event():
+    recorder = POPOApplicationRecorder()
+    store = EventStore(Mapper(JSONTranscoder()), recorder)
+    ping = Ping(
+        originator_id=uuid4(), originator_version=1, timestamp=Ping.create_timestamp(), text="x"
+    )
+    store.put([ping])
+    other = EventStore(Mapper(JSONTranscoder(), compressor=ZlibCompressor()), recorder)
+    with pytest.raises(DataError, match=str(ping.originator_id)):
+        list(other.get(ping.originator_id))
+
+
+def test_environment_precedence(monkeypatch):
+    monkeypatch.setenv("SETTING_X", "from os")
+
+    class Shop(Application):
+        env = {"SETTING_X": "from class", "SETTING_Y": "class only"}
+
+    assert Shop().env.get("SETTING_X") == "from os"
+    assert Shop(env={"SETTING_X": "given"}).env.get("SETTING_X") == "given"
+    assert Shop(env={"SHOP_SETTING_X": "prefixed"}).env.get("SETTING_X") == "prefixed"
+    assert Shop().env.get("SETTING_Y") == "class only"
+    assert Shop().name == "Shop"
+
+
+def test_retry():
+    calls = []
+
+    @retry(ValueError, max_attempts=2)
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ValueError("again")
+        return "done"
+
+    assert flaky() == "done" and len(calls) == 3
+
+    @retry(KeyError, max_attempts=1)
+    def always():
+        calls.append(1)
+        raise KeyError("no")
+
+    calls.clear()
+    with pytest.raises(KeyError):
+        always()
+    assert len(calls) == 2
