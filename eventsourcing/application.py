@@ -82,6 +82,10 @@ class _LRUCache:
         with self._lock:
             self._items.clear()
 
+    def discard(self, key: UUID) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
 
 class Repository:
     """Reconstructs aggregates from their events (starting from a snapshot if any)."""

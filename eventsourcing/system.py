@@ -22,12 +22,14 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import (
     Application,
+    _LRUCache,
     NotificationLog,
     ProcessingEvent,
     Repository,
@@ -140,33 +142,67 @@ class Leader(Application):
             follower.receive_recording_event(recording_event)
 
 
-class _BatchAwareRepository(Repository):
-    """A repository that, inside a batch, returns the batch's uncommitted aggregates.
+class _FollowerRepository(Repository):
+    """The repository of a follower: batch-aware, and keeping what it wrote in memory.
 
-    A later event in a batch must see what an earlier one changed (a counter
-    created by the first event is incremented by the second). The overlay is
-    thread-local, so queries from other threads see committed state only.
+    Inside a batch (in the processing thread only), ``get`` returns first the
+    batch's uncommitted aggregates, so a later event sees what an earlier one
+    changed, then the aggregates this follower committed before, without a
+    read. Trusting those is safe: a follower is normally their only writer, and
+    if another process wrote one first, the commit fails on its version, the
+    memory is cleared and the batch is processed again. Queries from other
+    threads read committed state from the store, as usual.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, written_maxsize: int = 10_000, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._local = threading.local()
+        self._written = _LRUCache(written_maxsize)
 
     def get(
         self, aggregate_id: UUID, version: int | None = None, projector_func: Any = None
     ) -> Any:
-        batch: dict[UUID, Any] | None = getattr(self._local, "batch", None)
+        batch: _Batch | None = getattr(self._local, "batch", None)
         if batch is not None and version is None and projector_func is None:
-            aggregate = batch.get(aggregate_id)
+            aggregate = batch.aggregates.get(aggregate_id)
+            if aggregate is None:
+                aggregate = self._written.get(aggregate_id)
+                if aggregate is not None:
+                    batch.taken_from_memory.add(aggregate_id)
             if aggregate is not None:
                 return aggregate
         return super().get(aggregate_id, version=version, projector_func=projector_func)
 
-    def open_batch(self, aggregates: dict[UUID, Any]) -> None:
-        self._local.batch = aggregates
+    @contextmanager
+    def batch(self, aggregates: dict[UUID, Any]) -> Iterator[None]:
+        """Process a batch whose collected aggregates are ``aggregates``."""
+        batch = _Batch(aggregates)
+        self._local.batch = batch
+        try:
+            yield
+        except BaseException:
+            # What the batch changed in memory was not recorded: forget it.
+            for aggregate_id in batch.taken_from_memory | aggregates.keys():
+                self._written.discard(aggregate_id)
+            raise
+        else:
+            for aggregate_id in batch.taken_from_memory - aggregates.keys():
+                self._written.discard(aggregate_id)  # changed but not collected: unsure
+            for aggregate_id, aggregate in aggregates.items():
+                if not aggregate.pending_events:
+                    self._written.put(aggregate_id, aggregate)
+        finally:
+            self._local.batch = None
 
-    def close_batch(self) -> None:
-        self._local.batch = None
+    def clear_cache(self) -> None:
+        super().clear_cache()
+        self._written.clear()
+
+
+class _Batch:
+    def __init__(self, aggregates: dict[UUID, Any]):
+        self.aggregates = aggregates
+        self.taken_from_memory: set[UUID] = set()
 
 
 @dataclass(frozen=True)
@@ -228,7 +264,7 @@ class Follower(Application):
 
     def construct_repository(self) -> Repository:
         plain = super().construct_repository()
-        return _BatchAwareRepository(
+        return _FollowerRepository(
             event_store=plain.event_store,
             snapshot_store=plain.snapshot_store,
             cache_maxsize=plain.cache.maxsize if plain.cache is not None else None,
@@ -288,6 +324,8 @@ class Follower(Application):
                     self._process_batch(leader_name, notifications)
                     if progress is not None:
                         progress(leader_name, notifications[-1].id)
+                    if len(notifications) < self.batch_size:
+                        return  # that was the end of the log (a leader signals news)
                 except IntegrityError:
                     # Another process recorded first: our position or an aggregate we
                     # wrote is stale. Nothing of the batch was recorded; forget what
@@ -327,14 +365,11 @@ class Follower(Application):
     def _process_and_record(self, leader_name: str, notifications: list[Notification]) -> None:
         tracking = Tracking(self.tracking_name(leader_name), notifications[-1].id)
         processing_event = ProcessingEvent(tracking)
-        repository = cast(_BatchAwareRepository, self.repository)
-        repository.open_batch(processing_event.aggregates)
-        try:
+        repository = cast(_FollowerRepository, self.repository)
+        with repository.batch(processing_event.aggregates):
             for index, notification in enumerate(notifications):
                 self._process_notification(leader_name, index, notification, processing_event)
-        finally:
-            repository.close_batch()
-        recordings = self._record(processing_event)
+            recordings = self._record(processing_event)
         self._positions[leader_name] = notifications[-1].id
         self._take_snapshots(processing_event)
         self._notify(recordings)

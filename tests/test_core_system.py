@@ -330,3 +330,69 @@ def test_follower_of_unknown_leader() -> None:
 
 def test_follower_subclass_is_a_follower() -> None:
     assert issubclass(Counters, Follower) and issubclass(Counters, Leader)
+
+
+# -- a follower keeps what it wrote in memory ---------------------------------
+
+
+def test_follower_does_not_read_back_the_aggregates_it_wrote() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    counters = Counters()
+    counters.follow("DogSchool", school.notification_log)
+    reads = []
+    select_events = counters.recorder.select_events
+    counters.recorder.select_events = lambda *a, **k: reads.append(a) or select_events(*a, **k)
+    for _ in range(50):
+        school.add_trick(dog_id, "sit")
+        counters.pull_and_process("DogSchool")  # one batch per event
+    assert counters.get_count("sit") == 50
+    assert len(reads) == 1 + 1  # the first (not found) and the query just above
+
+
+def test_follower_memory_that_another_writer_made_stale_is_reloaded(tmp_path) -> None:
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "DOGSCHOOL_SQLITE_DBNAME": str(tmp_path / "school.db"),
+        "COUNTERS_SQLITE_DBNAME": str(tmp_path / "counters.db"),
+    }
+    school = DogSchool(env=env)
+    dog_id = school.register_dog("Fido")
+    counters = Counters(env=env)
+    counters.follow("DogSchool", school.notification_log)
+    school.add_trick(dog_id, "sit")
+    counters.pull_and_process("DogSchool")
+    # Another process (say, another partition) writes the same counter.
+    other = Counters(env=env)
+    counter = other.repository.get(Counter.create_id("sit"))
+    counter.increment()
+    other.save(counter)
+    school.add_trick(dog_id, "sit")
+    counters.pull_and_process("DogSchool")  # conflicts once, reloads, processes again
+    assert counters.get_count("sit") == 3
+    assert counters.recorder.max_tracking_id("DogSchool") == 3
+
+
+def test_a_failed_batch_leaves_nothing_changed_in_memory() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    counters = Counters()
+    counters.follow("DogSchool", school.notification_log)
+    school.add_trick(dog_id, "sit")
+    counters.pull_and_process("DogSchool")
+
+    class Boom(Exception):
+        pass
+
+    original_record = counters._record
+
+    def failing_record(processing_event):
+        raise Boom()
+
+    counters._record = failing_record
+    school.add_trick(dog_id, "sit")
+    with pytest.raises(Boom):
+        counters.pull_and_process("DogSchool")
+    counters._record = original_record
+    counters.pull_and_process("DogSchool")
+    assert counters.get_count("sit") == 2  # not 3: the failed attempt left no trace
