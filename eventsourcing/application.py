@@ -55,7 +55,7 @@ AggregateNotFound = AggregateNotFoundError
 # The repository.
 
 
-class _LRUCache:
+class LRUCache:
     """A small thread-safe least-recently-used cache of aggregates."""
 
     def __init__(self, maxsize: int):
@@ -99,7 +99,7 @@ class Repository:
     ):
         self.event_store = event_store
         self.snapshot_store = snapshot_store
-        self.cache = _LRUCache(cache_maxsize) if cache_maxsize is not None else None
+        self.cache = LRUCache(cache_maxsize) if cache_maxsize is not None else None
         self.fastforward = fastforward
 
     def get(

@@ -29,7 +29,7 @@ from uuid import UUID
 
 from eventsourcing.application import (
     Application,
-    _LRUCache,
+    LRUCache,
     NotificationLog,
     ProcessingEvent,
     Repository,
@@ -157,7 +157,7 @@ class _FollowerRepository(Repository):
     def __init__(self, *args: Any, written_maxsize: int = 10_000, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._local = threading.local()
-        self._written = _LRUCache(written_maxsize)
+        self._written = LRUCache(written_maxsize)
 
     def get(
         self, aggregate_id: UUID, version: int | None = None, projector_func: Any = None
