@@ -97,10 +97,36 @@ class Notification(StoredEvent):
 
 @dataclass(frozen=True)
 class Tracking:
-    """The position up to which a follower has processed an upstream application's log."""
+    """The position up to which a follower has processed an upstream application's log.
+
+    ``previous_notification_id``, if given, is the position the work started from
+    (0 for none): the record is refused unless that is still the recorded
+    position, so two processes that processed overlapping batches cannot both
+    record them.
+    """
 
     application_name: str
     notification_id: int
+    previous_notification_id: int | None = None
+
+
+def tracking_conflict(tracking: Tracking, position: int | None) -> str | None:
+    """Why ``tracking`` cannot be recorded over ``position`` (None if it can).
+
+    A position only moves forwards, and only from where the work began.
+    """
+    if position is not None and tracking.notification_id <= position:
+        return (
+            f"Notification {tracking.notification_id} of {tracking.application_name!r} "
+            f"is already processed (position {position}); nothing was recorded"
+        )
+    previous = tracking.previous_notification_id
+    if previous is not None and (position or 0) != previous:
+        return (
+            f"Tracking of {tracking.application_name!r} moved to {position} while a batch "
+            f"from {previous} was processed elsewhere; nothing was recorded"
+        )
+    return None
 
 
 # ---------------------------------------------------------------------------

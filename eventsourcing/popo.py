@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    tracking_conflict,
 )
 
 
@@ -174,12 +175,9 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
             return ids
 
     def _check_tracking(self, tracking: Tracking) -> None:
-        position = self._positions.get(tracking.application_name)
-        if position is not None and tracking.notification_id <= position:
-            raise TrackingConflictError(
-                f"Notification {tracking.notification_id} of {tracking.application_name!r} "
-                f"is already processed (position {position})"
-            )
+        conflict = tracking_conflict(tracking, self._positions.get(tracking.application_name))
+        if conflict is not None:
+            raise TrackingConflictError(conflict)
 
     def max_tracking_id(self, application_name: str) -> int | None:
         with self._lock:

@@ -48,6 +48,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    tracking_conflict,
 )
 from eventsourcing.utils import Environment, strtobool
 
@@ -614,21 +615,35 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         )
 
     def _advance_tracking(self, conn: Connection, tracking: Tracking) -> None:
-        """Move the position forwards, race-free: the upsert's WHERE refuses to go back."""
-        statement = sql.SQL(
-            "INSERT INTO {} AS t (application_name, notification_id) VALUES (%s, %s) "
-            "ON CONFLICT (application_name) DO UPDATE "
-            "SET notification_id = EXCLUDED.notification_id "
-            "WHERE t.notification_id < EXCLUDED.notification_id"
-        ).format(self._tracking)
-        cursor = conn.execute(statement, (tracking.application_name, tracking.notification_id))
-        if cursor.rowcount == 1:
+        """Move the position forwards, race-free: the statement's WHERE refuses to go
+        back, or to move from anywhere but the position the batch started from."""
+        previous = tracking.previous_notification_id
+        if previous:  # a row at that position must be there: compare and set
+            statement = sql.SQL(
+                "UPDATE {} SET notification_id = %s WHERE application_name = %s "
+                "AND notification_id = %s AND notification_id < %s"
+            ).format(self._tracking)
+            params: tuple[Any, ...] = (
+                tracking.notification_id,
+                tracking.application_name,
+                previous,
+                tracking.notification_id,
+            )
+        else:  # no row expected (previous == 0), or any earlier position (None)
+            statement = sql.SQL(
+                "INSERT INTO {} AS t (application_name, notification_id) VALUES (%s, %s) "
+                "ON CONFLICT (application_name) DO UPDATE "
+                "SET notification_id = EXCLUDED.notification_id "
+                "WHERE t.notification_id < EXCLUDED.notification_id AND %s::bigint IS NULL"
+            ).format(self._tracking)
+            params = (tracking.application_name, tracking.notification_id, previous)
+        if conn.execute(statement, params).rowcount == 1:
             return
-        # The row exists and is locked by the upsert, so this read is stable.
+        # The row, if any, is locked by the statement, so this read is stable.
         position = self._select_position(conn, tracking.application_name)
         raise TrackingConflictError(
-            f"Notification {tracking.notification_id} of {tracking.application_name!r} "
-            f"is already processed (position {position}); nothing was recorded"
+            tracking_conflict(tracking, position)
+            or f"Tracking of {tracking.application_name!r} was not recorded"
         )
 
     def _select_position(self, conn: Connection, application_name: str) -> int | None:

@@ -45,6 +45,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    tracking_conflict,
 )
 from eventsourcing.utils import Environment, strtobool
 
@@ -490,12 +491,11 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
 
     def _advance_tracking(self, conn: sqlite3.Connection, tracking: Tracking) -> None:
         # Safe to read then write: BEGIN IMMEDIATE holds the write lock.
-        position = self._select_position(conn, tracking.application_name)
-        if position is not None and tracking.notification_id <= position:
-            raise TrackingConflictError(
-                f"Notification {tracking.notification_id} of {tracking.application_name!r} "
-                f"is already processed (position {position}); nothing was recorded"
-            )
+        conflict = tracking_conflict(
+            tracking, self._select_position(conn, tracking.application_name)
+        )
+        if conflict is not None:
+            raise TrackingConflictError(conflict)
         conn.execute(
             f"INSERT INTO {self._tracking} (application_name, notification_id) VALUES (?, ?) "
             "ON CONFLICT (application_name) "

@@ -194,6 +194,25 @@ class RecorderContract:
         assert recorder.max_tracking_id("up") == 9
         assert recorder.tracking_positions() == {"up": 9, "other": 1}
 
+    def test_tracking_compares_the_position_it_started_from(self) -> None:
+        recorder = self.create_process_recorder()
+        # previous 0: only if nothing was recorded yet.
+        recorder.insert_events([], tracking=Tracking("up", 5, previous_notification_id=0))
+        with pytest.raises(TrackingConflictError):
+            recorder.insert_events([], tracking=Tracking("up", 9, previous_notification_id=0))
+        # Another process processed (5, 7] first: a batch (5, 9] must not be recorded too.
+        recorder.insert_events([], tracking=Tracking("up", 7, previous_notification_id=5))
+        a = uuid4()
+        with pytest.raises(TrackingConflictError) as info:
+            recorder.insert_events(
+                [event(a, 1)], tracking=Tracking("up", 9, previous_notification_id=5)
+            )
+        assert "'up'" in str(info.value)
+        assert recorder.select_events(a) == []
+        assert recorder.max_tracking_id("up") == 7
+        recorder.insert_events([], tracking=Tracking("up", 9, previous_notification_id=7))
+        assert recorder.max_tracking_id("up") == 9
+
     def test_tracking_is_atomic_with_events(self) -> None:
         recorder = self.create_process_recorder()
         a = uuid4()

@@ -1,6 +1,7 @@
 """Systems: the graph, followers, exactly-once processing and the runners."""
 
 import threading
+import time
 from uuid import NAMESPACE_URL, uuid5
 
 import pytest
@@ -396,3 +397,49 @@ def test_a_failed_batch_leaves_nothing_changed_in_memory() -> None:
     counters._record = original_record
     counters.pull_and_process("DogSchool")
     assert counters.get_count("sit") == 2  # not 3: the failed attempt left no trace
+
+
+class Enrolments(ProcessApplication):
+    """Creates a new aggregate (random id) per dog registered: a duplicate would show."""
+
+    batch_size = 3
+
+    @singledispatchmethod
+    def policy(self, domain_event, processing_event):
+        pass
+
+    @policy.register(Dog.Registered)
+    def _(self, domain_event, processing_event):
+        time.sleep(0.0002)  # let the other process's thread run: batches interleave
+        processing_event.collect_events(Dog(f"enrolment of {domain_event.name}"))
+
+
+def test_two_processes_running_one_follower_do_nothing_twice(tmp_path) -> None:
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "DOGSCHOOL_SQLITE_DBNAME": str(tmp_path / "school.db"),
+        "ENROLMENTS_SQLITE_DBNAME": str(tmp_path / "enrolments.db"),
+    }
+    school = DogSchool(env=env)
+    for i in range(200):
+        school.register_dog(f"dog{i}")
+    twins = [Enrolments(env=env), Enrolments(env=env)]
+    for twin, batch_size in zip(twins, [3, 5]):  # overlapping batches with different ends
+        twin.batch_size = batch_size
+        twin.follow("DogSchool", school.notification_log)
+    errors = []
+
+    def process(twin):
+        try:
+            twin.pull_and_process("DogSchool")
+        except Exception as error:  # pragma: no cover (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=process, args=(twin,)) for twin in twins]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert twins[0].recorder.max_notification_id() == 200  # one enrolment per dog, no more
+    assert twins[0].recorder.max_tracking_id("DogSchool") == 200

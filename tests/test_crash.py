@@ -55,7 +55,9 @@ def run_to_completion(runner: str, env: dict[str, str]) -> None:
     assert stdout.strip().endswith("done")
 
 
-def assert_counts_exact(env: dict[str, str]) -> None:
+def assert_counts_exact(
+    env: dict[str, str], tracking_names: tuple[str, ...] = ("DogSchool",)
+) -> None:
     school = DogSchool(env=env)
     counters = Counters(env=env)
     try:
@@ -67,7 +69,8 @@ def assert_counts_exact(env: dict[str, str]) -> None:
         assert sum(recorded.values()) > 0
         for trick, expected in recorded.items():
             assert counters.get_count(trick) == expected, trick
-        assert counters.recorder.max_tracking_id("DogSchool") == notifications[-1].id
+        for tracking_name in tracking_names:
+            assert counters.recorder.max_tracking_id(tracking_name) == notifications[-1].id
         # Each counter's events: one Created, then exactly one Incremented per trick added.
         increments = sum(
             1

@@ -1,0 +1,7 @@
+"""``python -m eventsourcing``: the operator's command line (see eventsourcing.cli)."""
+
+import sys
+
+from eventsourcing.cli import main
+
+sys.exit(main())
