@@ -55,8 +55,8 @@ SIZES: dict[str, tuple[int, int, int]] = {
     "system-st": (1000, 300, 30),  # add_trick commands
     "system-mt": (1000, 300, 30),  # add_trick commands
     "latency": (300, 200, 20),  # commands (each measured twice: hook and poll)
-    "catchup": (10000, 10000, 500),  # backlog events
-    "memory": (100000, 20000, 2000),  # backlog events
+    "catchup": (10000, 2000, 500),  # backlog events
+    "memory": (100000, 5000, 2000),  # backlog events
 }
 DESCRIPTIONS = {
     "save": "create an aggregate, then get-modify-save it 4 times (5 events); N aggregates",
@@ -68,8 +68,7 @@ DESCRIPTIONS = {
     "SingleThreadedRunner",
     "system-mt": "same under MultiThreadedRunner, until Counters has processed all N",
     "latency": "MultiThreadedRunner: add_trick() returned -> Counters' write done; N commands",
-    "catchup": "a fresh Counters catching up a backlog of N DogSchool events "
-    "(MultiThreadedRunner)",
+    "catchup": "a fresh Counters catching up a backlog of N DogSchool events (MultiThreadedRunner)",
     "memory": "peak RSS of a fresh process catching up a backlog of N events",
 }
 # Memory is stable from run to run and slow to measure: one run per configuration.
@@ -262,7 +261,8 @@ def write_report(
         f"- Python {platform.python_version()} ({platform.python_implementation()})",
         f"- command: `python benchmarks/bench.py{' --quick' if args.quick else ''}"
         f"{' --ours-only' if args.ours_only else ''}"
-        f"{f' --ours-root {OURS_ROOT}' if OURS_ROOT != ROOT else ''}`; median of {repeats} run(s) per figure "
+        f"{f' --ours-root {OURS_ROOT}' if OURS_ROOT != ROOT else ''}`; "
+        f"median of {repeats} run(s) per figure "
         "(1 for memory), each in a fresh subprocess, alternating ours / reference / "
         "reference with `AGGREGATE_CACHE_MAXSIZE=1000`",
         "- 'ours vs best reference' > 1 means ours is better (faster, lower latency, less "
@@ -292,8 +292,10 @@ def write_report(
         lines.append("")
         lines.append("Event-sized rows (~200 bytes) into an events-shaped table.")
         lines.append("")
-        lines.append("| store | 1 row per transaction (rows/s) | 1,000 rows per transaction "
-                     "(rows/s) | settings |")
+        lines.append(
+            "| store | 1 row per transaction (rows/s) | 1,000 rows per transaction "
+            "(rows/s) | settings |"
+        )
         lines.append("|---|---:|---:|---|")
         for store, result in raw.items():
             if "metrics" in result:
@@ -341,7 +343,9 @@ def main() -> int:
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument(
-        "--ours-root", type=Path, default=ROOT,
+        "--ours-root",
+        type=Path,
+        default=ROOT,
         help="checkout whose eventsourcing/ is 'ours' (default: this repository)",
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw store limits")
@@ -403,15 +407,20 @@ def main() -> int:
                     if "skipped" in result:
                         skip.add(config)  # the store is not in that library: no retries
                     status = (
-                        "skipped" if "skipped" in result
-                        else "ERROR " + result["error"] if "error" in result
+                        "skipped"
+                        if "skipped" in result
+                        else "ERROR " + result["error"]
+                        if "error" in result
                         else ", ".join(
-                            f"{k}={fmt(v['value'])}" for k, v in result["metrics"].items()
+                            f"{k}={fmt(v['value'])}"
+                            for k, v in result["metrics"].items()
                             if isinstance(v, dict)
                         )
                     )
-                    print(f"[{store}] {scenario} n={n} {config} #{round_number + 1}: {status}",
-                          flush=True)
+                    print(
+                        f"[{store}] {scenario} n={n} {config} #{round_number + 1}: {status}",
+                        flush=True,
+                    )
             results[(scenario, store)] = {c: median_metrics(r) for c, r in runs.items()}
 
     raw: dict[str, dict[str, Any]] = {}
@@ -420,11 +429,14 @@ def main() -> int:
         raw_n = 50 if args.quick else 1000
         for store in [s for s in stores if s != "popo"]:
             raw[store] = run_script(
-                raw_python, ["--store", store, "--n", str(raw_n)], clean_env({}),
+                raw_python,
+                ["--store", store, "--n", str(raw_n)],
+                clean_env({}),
                 script="raw_stores.py",
             )
-            print(f"[{store}] raw: {raw[store].get('metrics') or raw[store].get('error')}",
-                  flush=True)
+            print(
+                f"[{store}] raw: {raw[store].get('metrics') or raw[store].get('error')}", flush=True
+            )
 
     write_report(args.output, args, results, raw, notes, repeats, started)
     print(f"Wrote {args.output}")

@@ -47,6 +47,8 @@ from eventsourcing.system import (
 RESULT_PREFIX = "BENCH-RESULT "
 TRICKS = [f"trick {i}" for i in range(10)]
 WAIT_DEADLINE = 600.0  # seconds; a run that does not finish by then is reported as failed
+# A catch-up that takes longer than this is reported as not finished, with its progress.
+CATCHUP_DEADLINE = float(os.environ.get("BENCH_CATCHUP_DEADLINE", "90"))
 
 
 # ---------------------------------------------------------------------------
@@ -185,11 +187,17 @@ def metric(value: float, unit: str, better: str = "higher") -> dict[str, Any]:
     return {"value": value, "unit": unit, "better": better}
 
 
-def wait_until(condition: Callable[[], bool], pause: float = 0.001, what: str = "") -> None:
-    deadline = time.monotonic() + WAIT_DEADLINE
+def wait_until(
+    condition: Callable[[], bool],
+    pause: float = 0.001,
+    what: str = "",
+    limit: float = WAIT_DEADLINE,
+    progress: Callable[[], str] = lambda: "",
+) -> None:
+    deadline = time.monotonic() + limit
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting after {WAIT_DEADLINE}s: {what}")
+            raise TimeoutError(f"{what} not done after {limit:.0f}s {progress()}".strip())
         time.sleep(pause)
 
 
@@ -202,6 +210,15 @@ def caught_up(counters: Any, school: Any) -> Callable[[], bool]:
         return position >= target
 
     return check
+
+
+def catch_up_progress(counters: Any, school: Any) -> Callable[[], str]:
+    def describe() -> str:
+        position = counters.recorder.max_tracking_id("DogSchool") or 0
+        target = school.recorder.max_notification_id() or 0
+        return f"(processed {position:,} of {target:,} events)"
+
+    return describe
 
 
 def write_dog_backlog(school: Any, n_events: int) -> int:
@@ -525,7 +542,12 @@ def _catch_up(n: int, store: str) -> tuple[float, int, float]:
             rss_before = current_rss_mb()
             started = time.perf_counter()
             GATE.set()
-            wait_until(caught_up(counters, school), what="catch-up")
+            wait_until(
+                caught_up(counters, school),
+                what="catch-up",
+                limit=CATCHUP_DEADLINE,
+                progress=catch_up_progress(counters, school),
+            )
             elapsed = time.perf_counter() - started
         finally:
             GATE.set()
@@ -542,7 +564,12 @@ def _catch_up(n: int, store: str) -> tuple[float, int, float]:
         school = runner.get(DogSchool)
         counters = runner.get(Counters)
         school.register_dog("trigger")
-        wait_until(caught_up(counters, school), what="catch-up")
+        wait_until(
+            caught_up(counters, school),
+            what="catch-up",
+            limit=CATCHUP_DEADLINE,
+            progress=catch_up_progress(counters, school),
+        )
         elapsed = time.perf_counter() - started
     finally:
         runner.stop()
