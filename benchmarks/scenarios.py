@@ -43,7 +43,6 @@ from eventsourcing.system import (
     System,
 )
 
-
 RESULT_PREFIX = "BENCH-RESULT "
 TRICKS = [f"trick {i}" for i in range(10)]
 WAIT_DEADLINE = 600.0  # seconds; a run that does not finish by then is reported as failed
