@@ -122,17 +122,22 @@ class Repository:
         return aggregate
 
     def _get_cached(self, aggregate_id: UUID) -> Any:
+        """A copy of the cached aggregate (fast-forwarded), or None to reconstruct it.
+
+        The cache holds aggregates as saved; every caller gets its own copy.
+        """
         assert self.cache is not None
         cached = self.cache.get(aggregate_id)
-        if cached is None:
-            return None
-        aggregate = deepcopy(cached)
+        if cached is None or getattr(cached, "_pending_events", None):
+            return None  # changed since it was saved, and not saved again: not to be trusted
         if self.fastforward:
-            for domain_event in self.event_store.get(aggregate_id, gt=aggregate.version):
-                aggregate = domain_event.mutate(aggregate)
-            if aggregate.version != cached.version:
-                self.cache.put(aggregate_id, deepcopy(aggregate))
-        return aggregate
+            newer = list(self.event_store.get(aggregate_id, gt=cached.version))
+            if newer:
+                cached = deepcopy(cached)
+                for domain_event in newer:
+                    cached = domain_event.mutate(cached)
+                self.cache.put(aggregate_id, cached)
+        return deepcopy(cached)
 
     def _reconstruct(self, aggregate_id: UUID, version: int | None, projector_func: Any) -> Any:
         aggregate: Any = None
@@ -157,7 +162,10 @@ class Repository:
         """Remember aggregates just saved, so the next get needs no replay."""
         if self.cache is None:
             return
+        if self.fastforward:
+            return  # the next get fast-forwards the cached copy from the store
         for aggregate_id, aggregate in aggregates.items():
+            # A copy: the caller may change its aggregate and fail to save it next time.
             self.cache.put(aggregate_id, deepcopy(aggregate))
 
     def clear_cache(self) -> None:
@@ -290,6 +298,7 @@ class Application:
     log_section_size: ClassVar[int] = 10
 
     AGGREGATE_CACHE_MAXSIZE = "AGGREGATE_CACHE_MAXSIZE"
+    DEFAULT_CACHE_MAXSIZE = 1000
     AGGREGATE_CACHE_FASTFORWARD = "AGGREGATE_CACHE_FASTFORWARD"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -346,14 +355,34 @@ class Application:
         return bool(type(self).is_snapshotting_enabled or type(self).snapshotting_intervals)
 
     def construct_repository(self) -> Repository:
-        maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
-        fastforward = strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y"))
         return Repository(
             event_store=self.events,
             snapshot_store=self.snapshots,
-            cache_maxsize=int(maxsize) if maxsize not in (None, "") else None,
-            fastforward=fastforward,
+            cache_maxsize=self._cache_maxsize(),
+            fastforward=self._cache_fastforward(),
         )
+
+    def _cache_fastforward(self) -> bool:
+        return strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y"))
+
+    def _cache_maxsize(self) -> int | None:
+        """The aggregate cache's size: ``AGGREGATE_CACHE_MAXSIZE``; "0" turns it off.
+
+        Unset, a cache of ``DEFAULT_CACHE_MAXSIZE`` is used, because a cached
+        aggregate fast-forwarded from the store (one cheap read of newer events)
+        is always the same as one replayed in full. Without fast-forwarding, a
+        cache is used only when asked for: it cannot see other processes' writes.
+        """
+        setting = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        if setting in (None, ""):
+            return self.DEFAULT_CACHE_MAXSIZE if self._cache_fastforward() else None
+        try:
+            maxsize = int(setting)
+        except ValueError:
+            raise ValueError(
+                f"AGGREGATE_CACHE_MAXSIZE must be a whole number, not {setting!r}"
+            ) from None
+        return maxsize or None
 
     def construct_notification_log(self) -> LocalNotificationLog:
         return LocalNotificationLog(self.recorder, section_size=self.log_section_size)

@@ -141,3 +141,36 @@ def test_application_name_defaults_to_class_name() -> None:
 def test_unknown_persistence_module_names_the_value() -> None:
     with pytest.raises(ImportError, match="no_such_store"):
         Application(env={"PERSISTENCE_MODULE": "no_such_store"})
+
+
+def test_the_default_cache_sees_what_other_processes_wrote(tmp_path) -> None:
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "d.db")}
+    here, elsewhere = DogSchool(env=env), DogSchool(env=env)
+    assert here.repository.cache is not None  # on by default
+    dog_id = here.register_dog("Fido")
+    assert here.repository.get(dog_id).tricks == []  # now cached here
+    elsewhere.add_trick(dog_id, "sit")
+    assert here.repository.get(dog_id).tricks == ["sit"]  # fast-forwarded
+
+
+def test_a_failed_save_leaves_the_cache_as_recorded() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    first, second = school.repository.get(dog_id), school.repository.get(dog_id)
+    first.add_trick("sit")
+    school.save(first)
+    second.add_trick("beg")
+    with pytest.raises(RecordConflictError):
+        school.save(second)
+    first.add_trick("roll")  # changed, never saved
+    assert school.repository.get(dog_id).tricks == ["sit"]
+    got = school.repository.get(dog_id)
+    got.tricks.append("not an event")  # a caller's copy is its own
+    assert school.repository.get(dog_id).tricks == ["sit"]
+
+
+def test_cache_settings() -> None:
+    assert DogSchool(env={"AGGREGATE_CACHE_MAXSIZE": "0"}).repository.cache is None
+    assert DogSchool(env={"AGGREGATE_CACHE_FASTFORWARD": "n"}).repository.cache is None
+    with pytest.raises(ValueError, match="AGGREGATE_CACHE_MAXSIZE.*'lots'"):
+        DogSchool(env={"AGGREGATE_CACHE_MAXSIZE": "lots"})
