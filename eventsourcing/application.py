@@ -7,6 +7,8 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, cast
 from uuid import UUID
 
@@ -49,6 +51,53 @@ class AggregateNotFoundError(KeyError):
 
 
 AggregateNotFound = AggregateNotFoundError
+
+
+# ---------------------------------------------------------------------------
+# Copying aggregates: each caller of the cache gets its own copy.
+
+# Values of these types cannot change, so a copy may share them.
+_IMMUTABLE: frozenset[type] = frozenset(
+    {str, int, float, bool, bytes, complex, type(None), UUID, Decimal, datetime, date, time}
+)
+
+
+def copy_aggregate(aggregate: Any) -> Any:
+    """A deep copy of an aggregate, made quickly for the usual kinds of state.
+
+    Lists, dicts and sets of immutable values are copied at C speed instead of
+    value by value; anything else goes to ``copy.deepcopy``. Containers shared
+    between attributes stay shared in the copy, as ``deepcopy`` would keep them.
+    """
+    new = object.__new__(type(aggregate))
+    memo: dict[int, Any] = {}
+    new.__dict__.update({k: _copy_value(v, memo) for k, v in aggregate.__dict__.items()})
+    return new
+
+
+def _copy_value(value: Any, memo: dict[int, Any]) -> Any:
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    copied = memo.get(id(value))
+    if copied is not None:
+        return copied
+    if kind is list or kind is set:
+        if all(map(_IMMUTABLE.__contains__, map(type, value))):
+            copied = value.copy()
+        else:
+            copied = kind(_copy_value(v, memo) for v in value)
+    elif kind is dict:
+        if all(map(_IMMUTABLE.__contains__, map(type, value.values()))):
+            copied = value.copy()
+        else:
+            copied = {k: _copy_value(v, memo) for k, v in value.items()}
+    elif kind is tuple and all(map(_IMMUTABLE.__contains__, map(type, value))):
+        return value
+    else:
+        copied = deepcopy(value, memo)
+    memo[id(value)] = copied
+    return copied
 
 
 # ---------------------------------------------------------------------------
@@ -118,7 +167,7 @@ class Repository:
                 return cached
         aggregate = self._reconstruct(aggregate_id, version, projector_func)
         if self.cache is not None and version is None and projector_func is None:
-            self.cache.put(aggregate_id, deepcopy(aggregate))
+            self.cache.put(aggregate_id, copy_aggregate(aggregate))
         return aggregate
 
     def _get_cached(self, aggregate_id: UUID) -> Any:
@@ -133,11 +182,11 @@ class Repository:
         if self.fastforward:
             newer = list(self.event_store.get(aggregate_id, gt=cached.version))
             if newer:
-                cached = deepcopy(cached)
+                cached = copy_aggregate(cached)
                 for domain_event in newer:
                     cached = domain_event.mutate(cached)
                 self.cache.put(aggregate_id, cached)
-        return deepcopy(cached)
+        return copy_aggregate(cached)
 
     def _reconstruct(self, aggregate_id: UUID, version: int | None, projector_func: Any) -> Any:
         aggregate: Any = None
@@ -166,7 +215,7 @@ class Repository:
             return  # the next get fast-forwards the cached copy from the store
         for aggregate_id, aggregate in aggregates.items():
             # A copy: the caller may change its aggregate and fail to save it next time.
-            self.cache.put(aggregate_id, deepcopy(aggregate))
+            self.cache.put(aggregate_id, copy_aggregate(aggregate))
 
     def clear_cache(self) -> None:
         """Forget cached aggregates (after a conflict showed one is stale)."""

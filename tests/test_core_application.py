@@ -174,3 +174,24 @@ def test_cache_settings() -> None:
     assert DogSchool(env={"AGGREGATE_CACHE_FASTFORWARD": "n"}).repository.cache is None
     with pytest.raises(ValueError, match="AGGREGATE_CACHE_MAXSIZE.*'lots'"):
         DogSchool(env={"AGGREGATE_CACHE_MAXSIZE": "lots"})
+
+
+def test_copies_of_aggregates_share_nothing_that_can_change() -> None:
+    from eventsourcing.application import copy_aggregate
+
+    class Box:
+        pass
+
+    dog = Dog("Fido")
+    dog.add_trick("sit")
+    dog.notes = {"vet": ["monday"], "age": 3}
+    dog.alias = dog.tricks  # two names for one list
+    assert copy_aggregate(dog) == dog
+    dog.box = Box()
+    copy = copy_aggregate(dog)
+    assert copy is not dog
+    copy.tricks.append("beg")
+    copy.notes["vet"].append("friday")
+    assert dog.tricks == ["sit"] and dog.notes["vet"] == ["monday"]
+    assert copy.alias is copy.tricks  # still one list in the copy
+    assert copy.box is not dog.box
