@@ -209,14 +209,7 @@ class _EventMethod:
     def bind_arguments(
         self, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> dict[str, Any]:
-        try:
-            bound = self.signature.bind(obj, *args, **kwargs)
-        except TypeError as error:
-            raise TypeError(f"{self.func.__qualname__}() {error}") from None
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
-        arguments.pop(next(iter(self.signature.parameters)))
-        return arguments
+        return _binder(self.func).bind(args, kwargs, self.func.__qualname__)
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
@@ -320,21 +313,70 @@ def _signature(func: Callable[..., Any]) -> inspect.Signature:
         return sig
 
 
+class _ArgumentBinder:
+    """Binds call arguments to a method's parameters (after ``self``), defaults applied.
+
+    The usual case (named parameters, nothing missing or unknown) is done with a
+    few dict operations; anything else goes to ``inspect.Signature.bind``, which
+    also words the error.
+    """
+
+    def __init__(self, func: Callable[..., Any]):
+        self.signature = inspect.signature(func)
+        params = list(self.signature.parameters.values())[1:]
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self.simple = all(p.kind in named for p in params)
+        self.positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        self.names = frozenset(p.name for p in params)
+        self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], qualname: str) -> dict[str, Any]:
+        if self.simple and len(args) <= len(self.positional):
+            arguments = dict(zip(self.positional, args))
+            if not kwargs or (
+                self.names.issuperset(kwargs) and arguments.keys().isdisjoint(kwargs)
+            ):
+                arguments.update(kwargs)
+                if len(arguments) == len(self.names):
+                    return arguments
+                if self.names.difference(arguments).issubset(self.defaults):
+                    return {**self.defaults, **arguments}
+        return self._bind_slowly(args, kwargs, qualname)
+
+    def _bind_slowly(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], qualname: str
+    ) -> dict[str, Any]:
+        try:
+            bound = self.signature.bind(None, *args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{qualname}() {error}") from None
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        arguments.pop(next(iter(self.signature.parameters)))
+        return arguments
+
+
+_binders: dict[Callable[..., Any], _ArgumentBinder] = {}
+
+
+def _binder(func: Callable[..., Any]) -> _ArgumentBinder:
+    binder = _binders.get(func)
+    if binder is None:
+        binder = _binders[func] = _ArgumentBinder(func)
+    return binder
+
+
 def _bind_init_arguments(
     cls: type, init: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[dict[str, Any], UUID | None]:
     """Bind a constructor call to ``__init__``; also return an explicit ``id=``, if given."""
     sig = _signature(init)
-    call_kwargs = dict(kwargs)
     takes_id = "id" in sig.parameters
-    given_id = None if takes_id else call_kwargs.pop("id", None)
-    try:
-        bound = sig.bind(None, *args, **call_kwargs)
-    except TypeError as error:
-        raise TypeError(f"{cls.__qualname__}.__init__() {error}") from None
-    bound.apply_defaults()
-    arguments = dict(bound.arguments)
-    arguments.pop(next(iter(sig.parameters)))
+    given_id = None
+    if not takes_id and "id" in kwargs:
+        kwargs = dict(kwargs)
+        given_id = kwargs.pop("id")
+    arguments = _binder(init).bind(args, kwargs, f"{cls.__qualname__}.__init__")
     for param in sig.parameters.values():
         if param.kind is param.VAR_KEYWORD:
             arguments.update(arguments.pop(param.name, {}))
