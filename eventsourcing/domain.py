@@ -18,7 +18,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic, upcast_state
 
 __all__ = [
     "Aggregate",
@@ -732,10 +732,12 @@ class Snapshot(DomainEvent):
     def mutate(self, _: Any = None) -> Any:
         aggregate_class = resolve_topic(self.topic)
         state = deepcopy(dict(self.state))  # each aggregate made from it is independent
-        from_version = state.pop("class_version", 1)
-        to_version = getattr(aggregate_class, "class_version", 1)
-        for version in range(from_version, to_version):
-            getattr(aggregate_class, f"upcast_v{version}_v{version + 1}")(state)
+        try:
+            upcast_state(aggregate_class, state, state.pop("class_version", 1))
+        except ValueError as error:
+            raise ProgrammingError(
+                f"Snapshot of {self.originator_id} at version {self.originator_version}: {error}"
+            ) from None
         new = object.__new__(aggregate_class)
         new.__dict__.update(state)
         new._id = self.originator_id

@@ -21,7 +21,14 @@ from types import ModuleType
 from typing import Any, Generic, Protocol, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.utils import Environment, TopicError, get_topic, resolve_topic, strtobool
+from eventsourcing.utils import (
+    Environment,
+    TopicError,
+    get_topic,
+    resolve_topic,
+    strtobool,
+    upcast_state,
+)
 
 # ---------------------------------------------------------------------------
 # Errors, shaped like the DB-API's so that every store raises the same ones.
@@ -353,15 +360,10 @@ class Mapper:
 
 def _upcast(cls: type, state: dict[str, Any], from_version: int) -> dict[str, Any]:
     """Apply ``upcast_vN_vM`` static methods so old state fits the current class."""
-    to_version = getattr(cls, "class_version", 1)
-    for version in range(from_version, to_version):
-        upcast = getattr(cls, f"upcast_v{version}_v{version + 1}", None)
-        if upcast is None:
-            raise DataError(
-                f"{cls.__qualname__} has class_version {to_version} but no "
-                f"upcast_v{version}_v{version + 1}() for state of version {from_version}"
-            )
-        upcast(state)
+    try:
+        upcast_state(cls, state, from_version)
+    except ValueError as error:
+        raise DataError(str(error)) from error
     return state
 
 

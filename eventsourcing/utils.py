@@ -20,6 +20,7 @@ __all__ = [
     "resolve_topic",
     "retry",
     "strtobool",
+    "upcast_state",
 ]
 
 
@@ -106,6 +107,21 @@ def _get_attrs(obj: Any, names: list[str], topic: str) -> Any:
                 " (if the class moved, call register_topic() with the old topic)"
             ) from None
     return obj
+
+
+def upcast_state(cls: type, state: dict[str, Any], from_version: int) -> None:
+    """Bring ``state`` saved at ``from_version`` up to ``cls.class_version``, in place,
+    with the class's ``upcast_vN_vM`` static methods (raises ``ValueError`` if one is missing).
+    """
+    to_version = getattr(cls, "class_version", 1)
+    for version in range(from_version, to_version):
+        upcast = getattr(cls, f"upcast_v{version}_v{version + 1}", None)
+        if upcast is None:
+            raise ValueError(
+                f"{cls.__qualname__} has class_version {to_version} but no "
+                f"upcast_v{version}_v{version + 1}() for state of version {from_version}"
+            )
+        upcast(state)
 
 
 _TRUE = {"y", "yes", "t", "true", "on", "1"}

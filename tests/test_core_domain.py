@@ -194,3 +194,16 @@ def test_topics_follow_a_class_redefined_in_main() -> None:
     assert first is not second
     assert resolve_topic("__main__:Cat") is second
     assert resolve_topic("__main__:Cat.Meowed") is second.Meowed
+
+
+def test_snapshot_of_an_older_class_version_without_upcaster_names_the_method() -> None:
+    from eventsourcing.domain import Snapshot
+
+    class Kennel(Aggregate):
+        def __init__(self, size):
+            self.size = size
+
+    snapshot = Snapshot.take(Kennel(3))
+    Kennel.class_version = 2  # bumped, but no upcast_v1_v2 written
+    with pytest.raises(ProgrammingError, match=r"Kennel.*upcast_v1_v2"):
+        snapshot.mutate(None)

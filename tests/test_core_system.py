@@ -443,3 +443,25 @@ def test_two_processes_running_one_follower_do_nothing_twice(tmp_path) -> None:
     assert errors == []
     assert twins[0].recorder.max_notification_id() == 200  # one enrolment per dog, no more
     assert twins[0].recorder.max_tracking_id("DogSchool") == 200
+
+
+@pytest.mark.parametrize("runner_cls", [SingleThreadedRunner, MultiThreadedRunner])
+def test_runners_catch_up_on_start_without_waiting_for_news(runner_cls, tmp_path) -> None:
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "DOGSCHOOL_SQLITE_DBNAME": str(tmp_path / "school.db"),
+        "COUNTERS_SQLITE_DBNAME": str(tmp_path / "counters.db"),
+    }
+    school = DogSchool(env=env)  # recorded while no runner ran
+    dog_id = school.register_dog("Fido")
+    for trick in ["sit", "sit", "beg"]:
+        school.add_trick(dog_id, trick)
+    runner = runner_cls(dog_system(), env=env)
+    runner.start()
+    try:
+        if isinstance(runner, MultiThreadedRunner):
+            runner.wait(timeout=10)  # no new event is recorded: start() alone catches up
+        counters = runner.get(Counters)
+        assert (counters.get_count("sit"), counters.get_count("beg")) == (2, 1)
+    finally:
+        runner.stop()
