@@ -622,3 +622,96 @@ class InfrastructureFactory(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
+
+
+CREATE_TABLE = "CREATE_TABLE"
+
+
+def table_names(application_name: str) -> dict[str, str]:
+    """Tables of one application: ``<name>_events``, ``<name>_snapshots`` and
+    ``<name>_tracking`` (lower-cased), so that applications can share one database;
+    ``stored_events``, ``snapshots`` and ``notification_tracking`` without a name.
+    """
+    prefix = application_name.lower()
+    if not prefix:
+        return {
+            "events": "stored_events",
+            "snapshots": "snapshots",
+            "tracking": "notification_tracking",
+        }
+    return {
+        "events": f"{prefix}_events",
+        "snapshots": f"{prefix}_snapshots",
+        "tracking": f"{prefix}_tracking",
+    }
+
+
+class DatabaseFactory(InfrastructureFactory):
+    """A factory of recorders that keep their records in tables of one database.
+
+    Subclasses set the three recorder classes and, in ``__init__``, ``datastore``.
+    Tables are created unless ``CREATE_TABLE`` is false.
+    """
+
+    aggregate_recorder_class: type[Any]
+    application_recorder_class: type[Any]
+    process_recorder_class: type[Any]
+    datastore: Any
+
+    def __init__(self, env: Environment | None = None):
+        super().__init__(env)
+        self.table_names = table_names(self.env.name)
+
+    def setting_int(self, key: str, default: int) -> int:
+        value = self.env.get(key)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise OSError(f"{key} must be an integer, not {value!r}") from None
+
+    def setting_float(self, key: str, default: float | None) -> float | None:
+        value = self.env.get(key)
+        if value in (None, ""):
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise OSError(f"{key} must be a number, not {value!r}") from None
+
+    def setting_bool(self, key: str, default: bool) -> bool:
+        value = self.env.get(key)
+        if value in (None, ""):
+            return default
+        try:
+            return strtobool(value)
+        except ValueError:
+            raise OSError(f"{key} must be a boolean, not {value!r}") from None
+
+    def _created(self, recorder: Any) -> Any:
+        if self.setting_bool(CREATE_TABLE, True):
+            recorder.create_table()
+        return recorder
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        table = self.table_names["snapshots" if purpose == "snapshots" else "events"]
+        recorder = self.aggregate_recorder_class(self.datastore, events_table_name=table)
+        return cast(AggregateRecorder, self._created(recorder))
+
+    def application_recorder(self) -> ApplicationRecorder:
+        recorder = self.application_recorder_class(
+            self.datastore, events_table_name=self.table_names["events"]
+        )
+        return cast(ApplicationRecorder, self._created(recorder))
+
+    def process_recorder(self) -> ProcessRecorder:
+        recorder = self.process_recorder_class(
+            self.datastore,
+            events_table_name=self.table_names["events"],
+            tracking_table_name=self.table_names["tracking"],
+        )
+        return cast(ProcessRecorder, self._created(recorder))
+
+    def close(self) -> None:
+        self.datastore.close()

@@ -33,8 +33,8 @@ from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     DatabaseError,
+    DatabaseFactory,
     DataError,
-    InfrastructureFactory,
     IntegrityError,
     InterfaceError,
     InternalError,
@@ -50,7 +50,7 @@ from eventsourcing.persistence import (
     TrackingConflictError,
     tracking_conflict,
 )
-from eventsourcing.utils import Environment, strtobool
+from eventsourcing.utils import Environment
 
 __all__ = [
     "Factory",
@@ -726,112 +726,41 @@ POSTGRES_CONN_MAX_AGE = "POSTGRES_CONN_MAX_AGE"
 POSTGRES_PRE_PING = "POSTGRES_PRE_PING"
 POSTGRES_LOCK_TIMEOUT = "POSTGRES_LOCK_TIMEOUT"
 POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
-CREATE_TABLE = "CREATE_TABLE"
 
 
-def table_names(application_name: str) -> dict[str, str]:
-    """``<name>_events``, ``<name>_snapshots``, ``<name>_tracking``, lower-cased."""
-    prefix = application_name.lower()
-    if not prefix:
-        return {
-            "events": "stored_events",
-            "snapshots": "snapshots",
-            "tracking": "notification_tracking",
-        }
-    return {
-        "events": f"{prefix}_events",
-        "snapshots": f"{prefix}_snapshots",
-        "tracking": f"{prefix}_tracking",
-    }
-
-
-class Factory(InfrastructureFactory):
+class Factory(DatabaseFactory):
     """Builds PostgreSQL recorders; all of one application's recorders share one pool.
 
     Required: ``POSTGRES_DBNAME``, ``POSTGRES_HOST``, ``POSTGRES_USER``.
     ``POSTGRES_PASSWORD`` may be empty (trust or .pgpass authentication).
     """
 
+    aggregate_recorder_class = PostgresAggregateRecorder
+    application_recorder_class = PostgresApplicationRecorder
+    process_recorder_class = PostgresProcessRecorder
+
     def __init__(self, env: Environment | None = None):
         super().__init__(env)
-        conn_max_age = self.env.get(POSTGRES_CONN_MAX_AGE)
         self.datastore = PostgresDatastore(
             dbname=self._required(POSTGRES_DBNAME),
             host=self._required(POSTGRES_HOST),
-            port=self._int(POSTGRES_PORT, 5432),
+            port=self.setting_int(POSTGRES_PORT, 5432),
             user=self._required(POSTGRES_USER),
             password=self.env.get(POSTGRES_PASSWORD) or "",
-            connect_timeout=self._int(POSTGRES_CONNECT_TIMEOUT, 5),
-            idle_in_transaction_session_timeout=self._int(
+            connect_timeout=self.setting_int(POSTGRES_CONNECT_TIMEOUT, 5),
+            idle_in_transaction_session_timeout=self.setting_int(
                 POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT, 0
             ),
-            pool_size=self._int(POSTGRES_POOL_SIZE, 5),
-            max_overflow=self._int(POSTGRES_MAX_OVERFLOW, 10),
-            conn_max_age=self._float(POSTGRES_CONN_MAX_AGE) if conn_max_age else None,
-            pre_ping=self._bool(POSTGRES_PRE_PING, False),
-            lock_timeout=self._int(POSTGRES_LOCK_TIMEOUT, 0),
+            pool_size=self.setting_int(POSTGRES_POOL_SIZE, 5),
+            max_overflow=self.setting_int(POSTGRES_MAX_OVERFLOW, 10),
+            conn_max_age=self.setting_float(POSTGRES_CONN_MAX_AGE, None),
+            pre_ping=self.setting_bool(POSTGRES_PRE_PING, False),
+            lock_timeout=self.setting_int(POSTGRES_LOCK_TIMEOUT, 0),
             schema=self.env.get(POSTGRES_SCHEMA) or "",
         )
-        self.table_names = table_names(self.env.name)
 
     def _required(self, key: str) -> str:
         value = self.env.get(key)
         if not value:
             raise OSError(f"{key} is not set: the PostgreSQL store needs it")
         return str(value)
-
-    def _int(self, key: str, default: int) -> int:
-        value = self.env.get(key)
-        if value in (None, ""):
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise OSError(f"{key} must be an integer, not {value!r}") from None
-
-    def _float(self, key: str) -> float:
-        value = self.env.get(key)
-        try:
-            return float(value)
-        except ValueError:
-            raise OSError(f"{key} must be a number, not {value!r}") from None
-
-    def _bool(self, key: str, default: bool) -> bool:
-        value = self.env.get(key)
-        if value in (None, ""):
-            return default
-        try:
-            return strtobool(value)
-        except ValueError:
-            raise OSError(f"{key} must be a boolean, not {value!r}") from None
-
-    def _create_table(self) -> bool:
-        return self._bool(CREATE_TABLE, True)
-
-    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
-        table = self.table_names["snapshots" if purpose == "snapshots" else "events"]
-        recorder = PostgresAggregateRecorder(self.datastore, events_table_name=table)
-        if self._create_table():
-            recorder.create_table()
-        return recorder
-
-    def application_recorder(self) -> ApplicationRecorder:
-        recorder = PostgresApplicationRecorder(
-            self.datastore, events_table_name=self.table_names["events"]
-        )
-        if self._create_table():
-            recorder.create_table()
-        return recorder
-
-    def process_recorder(self) -> ProcessRecorder:
-        recorder = PostgresProcessRecorder(
-            self.datastore,
-            events_table_name=self.table_names["events"],
-            tracking_table_name=self.table_names["tracking"],
-        )
-        if self._create_table():
-            recorder.create_table()
-        return recorder
-
-    def close(self) -> None:
-        self.datastore.close()

@@ -30,8 +30,8 @@ from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     DatabaseError,
+    DatabaseFactory,
     DataError,
-    InfrastructureFactory,
     IntegrityError,
     InterfaceError,
     InternalError,
@@ -47,7 +47,7 @@ from eventsourcing.persistence import (
     TrackingConflictError,
     tracking_conflict,
 )
-from eventsourcing.utils import Environment, strtobool
+from eventsourcing.utils import Environment
 
 __all__ = [
     "Factory",
@@ -533,32 +533,19 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
 
 SQLITE_DBNAME = "SQLITE_DBNAME"
 SQLITE_LOCK_TIMEOUT = "SQLITE_LOCK_TIMEOUT"
-CREATE_TABLE = "CREATE_TABLE"
 
 
-def table_names(application_name: str) -> dict[str, str]:
-    """Table names: per application if it has a name, so apps can share one file."""
-    prefix = application_name.lower()
-    if not prefix:
-        return {
-            "events": "stored_events",
-            "snapshots": "snapshots",
-            "tracking": "notification_tracking",
-        }
-    return {
-        "events": f"{prefix}_events",
-        "snapshots": f"{prefix}_snapshots",
-        "tracking": f"{prefix}_tracking",
-    }
-
-
-class Factory(InfrastructureFactory):
+class Factory(DatabaseFactory):
     """Builds SQLite recorders from ``SQLITE_DBNAME`` and ``SQLITE_LOCK_TIMEOUT``.
 
     Tables are ``<name>_events``, ``<name>_snapshots`` and ``<name>_tracking``
     (lower-cased application name), or ``stored_events``, ``snapshots`` and
     ``notification_tracking`` when the environment has no application name.
     """
+
+    aggregate_recorder_class = SQLiteAggregateRecorder
+    application_recorder_class = SQLiteApplicationRecorder
+    process_recorder_class = SQLiteProcessRecorder
 
     def __init__(self, env: Environment | None = None):
         super().__init__(env)
@@ -568,47 +555,5 @@ class Factory(InfrastructureFactory):
                 f"{SQLITE_DBNAME} is not set: set it to a file path, ':memory:' or a "
                 "'file:NAME?mode=memory&cache=shared' URI"
             )
-        lock_timeout = self.env.get(SQLITE_LOCK_TIMEOUT)
-        try:
-            timeout = float(lock_timeout) if lock_timeout else None
-        except ValueError:
-            raise OSError(
-                f"{SQLITE_LOCK_TIMEOUT} must be a number of seconds, not {lock_timeout!r}"
-            ) from None
+        timeout = self.setting_float(SQLITE_LOCK_TIMEOUT, None)
         self.datastore = SQLiteDatastore(db_name, lock_timeout=timeout)
-        self.table_names = table_names(self.env.name)
-
-    def _create_table(self) -> bool:
-        value = self.env.get(CREATE_TABLE, "yes")
-        try:
-            return strtobool(value)
-        except ValueError:
-            raise OSError(f"{CREATE_TABLE} must be a boolean, not {value!r}") from None
-
-    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
-        table = self.table_names["snapshots" if purpose == "snapshots" else "events"]
-        recorder = SQLiteAggregateRecorder(self.datastore, events_table_name=table)
-        if self._create_table():
-            recorder.create_table()
-        return recorder
-
-    def application_recorder(self) -> ApplicationRecorder:
-        recorder = SQLiteApplicationRecorder(
-            self.datastore, events_table_name=self.table_names["events"]
-        )
-        if self._create_table():
-            recorder.create_table()
-        return recorder
-
-    def process_recorder(self) -> ProcessRecorder:
-        recorder = SQLiteProcessRecorder(
-            self.datastore,
-            events_table_name=self.table_names["events"],
-            tracking_table_name=self.table_names["tracking"],
-        )
-        if self._create_table():
-            recorder.create_table()
-        return recorder
-
-    def close(self) -> None:
-        self.datastore.close()
