@@ -17,29 +17,7 @@ from eventsourcing.domain import Aggregate, DomainEvent, Snapshot, event
 from eventsourcing.persistence import Transcoder, Transcoding
 from eventsourcing.system import NotificationLogReader
 from eventsourcing.utils import get_topic
-
-
-class Dog(Aggregate):
-    @event("Registered")
-    def __init__(self, name):
-        self.name = name
-        self.tricks = []
-
-    @event("TrickAdded")
-    def add_trick(self, trick):
-        self.tricks.append(trick)
-
-
-class DogSchool(Application):
-    def register_dog(self, name):
-        dog = Dog(name)
-        self.save(dog)
-        return dog.id
-
-    def add_trick(self, dog_id, trick):
-        dog = self.repository.get(dog_id)
-        dog.add_trick(trick)
-        self.save(dog)
+from examples.dogschool import Dog, DogSchool
 
 
 def school_with_tricks(env, n, cls=DogSchool):

@@ -5,32 +5,9 @@ from uuid import uuid4
 import pytest
 
 from eventsourcing.application import AggregateNotFound, AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, RecordConflictError
 from eventsourcing.utils import Environment
-
-
-class Dog(Aggregate):
-    @event("Registered")
-    def __init__(self, name):
-        self.name = name
-        self.tricks = []
-
-    @event("TrickAdded")
-    def add_trick(self, trick):
-        self.tricks.append(trick)
-
-
-class DogSchool(Application):
-    def register_dog(self, name):
-        dog = Dog(name)
-        self.save(dog)
-        return dog.id
-
-    def add_trick(self, dog_id, trick):
-        dog = self.repository.get(dog_id)
-        dog.add_trick(trick)
-        self.save(dog)
+from examples.dogschool import Dog, DogSchool
 
 
 def test_save_and_get() -> None:

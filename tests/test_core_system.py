@@ -2,13 +2,11 @@
 
 import threading
 import time
-from uuid import NAMESPACE_URL, uuid5
 
 import pytest
 
-from eventsourcing.application import AggregateNotFound, Application
+from eventsourcing.application import AggregateNotFound
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking, TrackingConflictError
 from eventsourcing.system import (
     EventProcessingError,
@@ -21,43 +19,7 @@ from eventsourcing.system import (
     SingleThreadedRunner,
     System,
 )
-
-
-class Dog(Aggregate):
-    @event("Registered")
-    def __init__(self, name):
-        self.name = name
-        self.tricks = []
-
-    @event("TrickAdded")
-    def add_trick(self, trick):
-        self.tricks.append(trick)
-
-
-class DogSchool(Application):
-    def register_dog(self, name):
-        dog = Dog(name)
-        self.save(dog)
-        return dog.id
-
-    def add_trick(self, dog_id, trick):
-        dog = self.repository.get(dog_id)
-        dog.add_trick(trick)
-        self.save(dog)
-
-
-class Counter(Aggregate):
-    def __init__(self, name):
-        self.name = name
-        self.count = 0
-
-    @classmethod
-    def create_id(cls, name):
-        return uuid5(NAMESPACE_URL, f"/counters/{name}")
-
-    @event("Incremented")
-    def increment(self):
-        self.count += 1
+from examples.dogschool import Counter, Dog, DogSchool
 
 
 class Counters(ProcessApplication):
