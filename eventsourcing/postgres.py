@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -194,7 +194,13 @@ class PostgresDatastore:
                 self._pool = pool
             return self._pool
 
-    def run(self, func: Callable[[Connection], T], *, what: str, transaction: bool = True) -> T:
+    def run(
+        self,
+        func: Callable[[Connection], T],
+        *,
+        what: str,
+        transaction: bool = True,
+    ) -> T:
         """Run ``func`` with a pooled connection (in a transaction), retrying lost connections.
 
         Caution: if a connection is lost while COMMIT is in flight, the retried
@@ -283,6 +289,7 @@ class PostgresAggregateRecorder(AggregateRecorder):
         self.datastore = datastore
         self.events_table_name = events_table_name
         self._events = datastore.table(events_table_name)
+        self._statements: dict[Hashable, bytes] = {}
         self.create_table_statements = self.construct_create_table_statements()
 
     def construct_create_table_statements(self) -> list[sql.Composed]:
@@ -362,25 +369,12 @@ class PostgresAggregateRecorder(AggregateRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> list[StoredEvent]:
-        parts: list[sql.Composable] = [
-            sql.SQL(
-                "SELECT originator_version, topic, state FROM {} WHERE originator_id = %s"
-            ).format(self._events)
-        ]
         params: list[Any] = [originator_id]
-        if gt is not None:
-            parts.append(sql.SQL("AND originator_version > %s"))
-            params.append(gt)
-        if lte is not None:
-            parts.append(sql.SQL("AND originator_version <= %s"))
-            params.append(lte)
-        parts.append(
-            sql.SQL("ORDER BY originator_version DESC" if desc else "ORDER BY originator_version")
-        )
+        params += [v for v in (gt, lte) if v is not None]
         if limit is not None:
-            parts.append(sql.SQL("LIMIT %s"))
             params.append(max(limit, 0))
-        statement = sql.SQL(" ").join(parts)
+        shape = ("select_events", gt is not None, lte is not None, desc, limit is not None)
+        statement = self._statement(shape, lambda: self._select_events_sql(*shape[1:]))
         rows = self.datastore.run(
             lambda conn: conn.execute(statement, params).fetchall(),
             what=f"Selecting events of {originator_id} from {self.events_table_name!r}",
@@ -395,6 +389,32 @@ class PostgresAggregateRecorder(AggregateRecorder):
             )
             for version, topic, state in rows
         ]
+
+    def _select_events_sql(
+        self, has_gt: bool, has_lte: bool, desc: bool, has_limit: bool
+    ) -> sql.Composable:
+        parts: list[sql.Composable] = [
+            sql.SQL(
+                "SELECT originator_version, topic, state FROM {} WHERE originator_id = %s"
+            ).format(self._events)
+        ]
+        if has_gt:
+            parts.append(sql.SQL("AND originator_version > %s"))
+        if has_lte:
+            parts.append(sql.SQL("AND originator_version <= %s"))
+        parts.append(
+            sql.SQL("ORDER BY originator_version DESC" if desc else "ORDER BY originator_version")
+        )
+        if has_limit:
+            parts.append(sql.SQL("LIMIT %s"))
+        return sql.SQL(" ").join(parts)
+
+    def _statement(self, shape: Hashable, build: Callable[[], sql.Composable]) -> bytes:
+        """A statement rendered once per shape: composing SQL on every call is slow."""
+        statement = self._statements.get(shape)
+        if statement is None:
+            statement = self._statements[shape] = build().as_bytes(None)
+        return statement
 
 
 class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder):
@@ -428,21 +448,85 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
+        _refuse_duplicates_within(stored_events, self.events_table_name)
         return self.datastore.run(
             lambda conn: self._insert_and_notify(conn, stored_events),
             what=self._what_insert(stored_events),
         )
 
     def _insert_and_notify(
-        self, conn: Connection, stored_events: Sequence[StoredEvent]
+        self,
+        conn: Connection,
+        stored_events: Sequence[StoredEvent],
+        tracking: tuple[str, sql.Composed, tuple[Any, ...]] | None = None,
     ) -> list[int]:
+        """Insert the events (and move the tracking position) in one statement, and notify
+        listeners.
+
+        ``tracking`` is a statement (``... RETURNING 1``) with its name and parameters. The events
+        are inserted only if none is recorded already and the position moved, so a
+        refused write uses up no notification ids. Raises ``RecordConflictError``
+        (reported first, as the in-memory store does) or ``TrackingConflictError``.
+        """
         # Serialise writers to this table until commit (see the module docstring).
-        conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self._events))
-        # Look for conflicts first: a failed INSERT would burn sequence values (gaps).
-        self._check_conflicts(conn, stored_events)
-        ids = self._insert_events(conn, stored_events, returning=True)
-        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(ids[-1])))
+        conn.execute(
+            self._statement(
+                "lock", lambda: sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self._events)
+            )
+        )
+        params = _columns(stored_events)
+        if tracking is None:
+            statement = self._statement("insert", lambda: self._insert_unless_recorded)
+        else:
+            name, tracking_sql, tracking_params = tracking
+            statement = self._statement(
+                ("insert", name),
+                lambda: sql.SQL("WITH tracked AS ({}), {}").format(
+                    tracking_sql, self._insert_unless_recorded_if_tracked
+                ),
+            )
+            params = tracking_params + params
+        inserted = conn.execute(statement, params)
+        conn.execute(
+            self._statement(
+                "notify",
+                lambda: sql.SQL(
+                    "SELECT pg_notify(%s, (SELECT max(notification_id) FROM {})::text)"
+                ).format(self._events),
+            ),
+            (self.channel,),
+        )
+        ids = sorted(int(row[0]) for row in inserted.fetchall())
+        if len(ids) != len(stored_events):
+            self._check_conflicts(conn, stored_events)  # raises, naming the event
+            raise TrackingConflictError("the tracking position was not moved")
         return ids
+
+    _INSERT_UNLESS_RECORDED = (
+        "new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
+        "%s::bytea[]) WITH ORDINALITY AS n(originator_id, originator_version, topic, "
+        "state, position)), "
+        "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
+        "USING (originator_id, originator_version) LIMIT 1) "
+        "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+        "SELECT originator_id, originator_version, topic, state FROM new "
+        "WHERE NOT EXISTS (SELECT 1 FROM recorded) {condition}ORDER BY position "
+        "RETURNING notification_id"
+    )
+
+    @property
+    def _insert_unless_recorded(self) -> sql.Composed:
+        # One statement: inserts nothing if any event is already recorded, so a
+        # conflict uses up no notification ids (no gaps), and rows keep their order.
+        return sql.SQL("WITH " + self._INSERT_UNLESS_RECORDED).format(
+            events=self._events, condition=sql.SQL("")
+        )
+
+    @property
+    def _insert_unless_recorded_if_tracked(self) -> sql.Composed:
+        return sql.SQL(self._INSERT_UNLESS_RECORDED).format(
+            events=self._events, condition=sql.SQL("AND EXISTS (SELECT 1 FROM tracked) ")
+        )
 
     def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
@@ -509,31 +593,18 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         *,
         inclusive_of_start: bool = True,
     ) -> list[Notification]:
-        parts: list[sql.Composable] = [
-            sql.SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
-                "FROM {} WHERE TRUE"
-            ).format(self._events)
-        ]
-        params: list[Any] = []
-        if start is not None:
-            parts.append(
-                sql.SQL(
-                    "AND notification_id >= %s"
-                    if inclusive_of_start
-                    else "AND notification_id > %s"
-                )
-            )
-            params.append(start)
-        if stop is not None:
-            parts.append(sql.SQL("AND notification_id <= %s"))
-            params.append(stop)
+        params: list[Any] = [v for v in (start, stop) if v is not None]
         if topics:
-            parts.append(sql.SQL("AND topic = ANY(%s)"))
             params.append(list(topics))
-        parts.append(sql.SQL("ORDER BY notification_id LIMIT %s"))
         params.append(max(limit, 0))
-        statement = sql.SQL(" ").join(parts)
+        shape = (
+            "select_notifications",
+            start is not None,
+            inclusive_of_start,
+            stop is not None,
+            bool(topics),
+        )
+        statement = self._statement(shape, lambda: self._select_notifications_sql(*shape[1:]))
         rows = self.datastore.run(
             lambda conn: conn.execute(statement, params).fetchall(),
             what=f"Selecting notifications from {self.events_table_name!r}",
@@ -550,8 +621,35 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             for nid, originator_id, version, topic, state in rows
         ]
 
+    def _select_notifications_sql(
+        self, has_start: bool, inclusive_of_start: bool, has_stop: bool, has_topics: bool
+    ) -> sql.Composable:
+        parts: list[sql.Composable] = [
+            sql.SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {} WHERE TRUE"
+            ).format(self._events)
+        ]
+        if has_start:
+            parts.append(
+                sql.SQL(
+                    "AND notification_id >= %s"
+                    if inclusive_of_start
+                    else "AND notification_id > %s"
+                )
+            )
+        if has_stop:
+            parts.append(sql.SQL("AND notification_id <= %s"))
+        if has_topics:
+            parts.append(sql.SQL("AND topic = ANY(%s)"))
+        parts.append(sql.SQL("ORDER BY notification_id LIMIT %s"))
+        return sql.SQL(" ").join(parts)
+
     def max_notification_id(self) -> int | None:
-        statement = sql.SQL("SELECT MAX(notification_id) FROM {}").format(self._events)
+        statement = self._statement(
+            "max_notification_id",
+            lambda: sql.SQL("SELECT MAX(notification_id) FROM {}").format(self._events),
+        )
 
         def select(conn: Connection) -> int | None:
             row = conn.execute(statement).fetchone()
@@ -601,47 +699,60 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             if not stored_events:
                 self._advance_tracking(conn, tracking)
                 return []
-            # Table lock first, then the tracking row: always in this order (no deadlock).
-            # Events are checked before the position, as in the in-memory store.
-            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self._events))
-            self._check_conflicts(conn, stored_events)
-            self._advance_tracking(conn, tracking)
-            return self._insert_and_notify(conn, stored_events)
+            try:
+                return self._insert_and_notify(
+                    conn, stored_events, self._tracking_statement(tracking)
+                )
+            except TrackingConflictError:
+                raise TrackingConflictError(self._refusal(conn, tracking)) from None
 
+        _refuse_duplicates_within(stored_events, self.events_table_name)
         return self.datastore.run(
             insert,
             what=self._what_insert(stored_events)
             + f" with tracking {tracking.application_name!r} {tracking.notification_id}",
         )
 
-    def _advance_tracking(self, conn: Connection, tracking: Tracking) -> None:
-        """Move the position forwards, race-free: the statement's WHERE refuses to go
-        back, or to move from anywhere but the position the batch started from."""
+    def _tracking_statement(self, tracking: Tracking) -> tuple[str, sql.Composed, tuple[Any, ...]]:
+        """The statement that moves the position (``RETURNING 1`` if it did), race-free:
+        its WHERE refuses to go back, or to move from anywhere but the position the
+        batch started from."""
         previous = tracking.previous_notification_id
         if previous:  # a row at that position must be there: compare and set
             statement = sql.SQL(
                 "UPDATE {} SET notification_id = %s WHERE application_name = %s "
-                "AND notification_id = %s AND notification_id < %s"
+                "AND notification_id = %s AND notification_id < %s RETURNING 1"
             ).format(self._tracking)
-            params: tuple[Any, ...] = (
-                tracking.notification_id,
-                tracking.application_name,
-                previous,
-                tracking.notification_id,
+            return (
+                "compare and set",
+                statement,
+                (
+                    tracking.notification_id,
+                    tracking.application_name,
+                    previous,
+                    tracking.notification_id,
+                ),
             )
-        else:  # no row expected (previous == 0), or any earlier position (None)
-            statement = sql.SQL(
-                "INSERT INTO {} AS t (application_name, notification_id) VALUES (%s, %s) "
-                "ON CONFLICT (application_name) DO UPDATE "
-                "SET notification_id = EXCLUDED.notification_id "
-                "WHERE t.notification_id < EXCLUDED.notification_id AND %s::bigint IS NULL"
-            ).format(self._tracking)
-            params = (tracking.application_name, tracking.notification_id, previous)
-        if conn.execute(statement, params).rowcount == 1:
-            return
+        # No row expected (previous == 0), or any earlier position (None).
+        statement = sql.SQL(
+            "INSERT INTO {} AS t (application_name, notification_id) VALUES (%s, %s) "
+            "ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = EXCLUDED.notification_id "
+            "WHERE t.notification_id < EXCLUDED.notification_id AND %s::bigint IS NULL "
+            "RETURNING 1"
+        ).format(self._tracking)
+        return "upsert", statement, (tracking.application_name, tracking.notification_id, previous)
+
+    def _advance_tracking(self, conn: Connection, tracking: Tracking) -> None:
+        name, statement, params = self._tracking_statement(tracking)
+        rendered = self._statement(("track", name), lambda: statement)
+        if len(conn.execute(rendered, params).fetchall()) != 1:
+            raise TrackingConflictError(self._refusal(conn, tracking))
+
+    def _refusal(self, conn: Connection, tracking: Tracking) -> str:
         # The row, if any, is locked by the statement, so this read is stable.
         position = self._select_position(conn, tracking.application_name)
-        raise TrackingConflictError(
+        return (
             tracking_conflict(tracking, position)
             or f"Tracking of {tracking.application_name!r} was not recorded"
         )
@@ -674,6 +785,29 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             what=f"Selecting positions from {self.tracking_table_name!r}",
             transaction=False,
         )
+
+
+def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+    """The events as four arrays, one per column, for ``unnest``."""
+    return (
+        [s.originator_id for s in stored_events],
+        [s.originator_version for s in stored_events],
+        [s.topic for s in stored_events],
+        [s.state for s in stored_events],
+    )
+
+
+def _refuse_duplicates_within(stored_events: Sequence[StoredEvent], table: str) -> None:
+    seen: set[tuple[UUID, int]] = set()
+    for stored in stored_events:
+        key = (stored.originator_id, stored.originator_version)
+        if key in seen:
+            raise RecordConflictError(
+                f"Event of originator {stored.originator_id} at version "
+                f"{stored.originator_version} is twice in one write to {table!r}; "
+                "nothing was recorded"
+            )
+        seen.add(key)
 
 
 class PostgresListener:
