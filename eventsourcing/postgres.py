@@ -826,11 +826,9 @@ class PostgresListener:
     def wait(self, timeout: float) -> bool:
         """Whether new events were committed since the last call, waiting up to ``timeout``."""
         try:
-            woken = any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
-            if woken:  # several commits wake once: drain what is already here
-                for _ in self._conn.notifies(timeout=0.001):
-                    pass
-            return woken
+            # Return at the first notice: waiting to drain others would delay every
+            # wake-up. Notices already queued make the next calls return at once.
+            return any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
         except psycopg.Error as error:
             raise self.datastore.translate(error, f"Waiting on {self.channel!r}") from error
 
