@@ -211,10 +211,9 @@ class Repository:
         """Remember aggregates just saved, so the next get needs no replay."""
         if self.cache is None:
             return
-        if self.fastforward:
-            return  # the next get fast-forwards the cached copy from the store
         for aggregate_id, aggregate in aggregates.items():
             # A copy: the caller may change its aggregate and fail to save it next time.
+            # (Cheaper than fast-forwarding an older copy by the events just saved.)
             self.cache.put(aggregate_id, copy_aggregate(aggregate))
 
     def clear_cache(self) -> None:
