@@ -20,6 +20,35 @@ class singledispatchmethod(functools.singledispatchmethod):  # noqa: N801 (publi
         return tuple(cls for cls in self.dispatcher.registry if cls is not object)
 
     def __get__(self, obj: Any, cls: Any = None) -> Any:
-        method = super().__get__(obj, cls)
-        method.handled_types = self.handled_types  # type: ignore[attr-defined]
-        return method
+        # A light bound method: functools builds a wrapper (update_wrapper) on every
+        # access, which costs more than the dispatch itself on a hot path.
+        return _BoundDispatch(self, obj, cls)
+
+
+class _BoundDispatch:
+    __slots__ = ("method", "obj", "cls")
+
+    def __init__(self, method: singledispatchmethod, obj: Any, cls: Any):
+        self.method = method
+        self.obj = obj
+        self.cls = cls
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not args:
+            raise TypeError(f"{self.__name__}() needs at least one positional argument")
+        implementation = self.method.dispatcher.dispatch(args[0].__class__)
+        return implementation.__get__(self.obj, self.cls)(*args, **kwargs)
+
+    def handled_types(self) -> tuple[type, ...]:
+        return self.method.handled_types()
+
+    def register(self, cls: Any, method: Any = None) -> Any:
+        return self.method.register(cls, method)
+
+    @property
+    def __name__(self) -> str:
+        return str(getattr(self.method.func, "__name__", "policy"))
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self.method.func.__doc__

@@ -200,6 +200,9 @@ class _FollowerRepository(Repository):
         finally:
             self._local.batch = None
 
+    def cache_saved(self, aggregates: Mapping[UUID, Any]) -> None:
+        """Nothing: what a follower writes is kept in its own memory (see ``batch``)."""
+
     def clear_cache(self) -> None:
         super().clear_cache()
         self._written.clear()
