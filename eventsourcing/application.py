@@ -83,16 +83,16 @@ def _copy_value(value: Any, memo: dict[int, Any]) -> Any:
     if copied is not None:
         return copied
     if kind is list or kind is set:
-        if all(map(_IMMUTABLE.__contains__, map(type, value))):
+        if _IMMUTABLE.issuperset(map(type, value)):
             copied = value.copy()
         else:
             copied = kind(_copy_value(v, memo) for v in value)
     elif kind is dict:
-        if all(map(_IMMUTABLE.__contains__, map(type, value.values()))):
+        if _IMMUTABLE.issuperset(map(type, value.values())):
             copied = value.copy()
         else:
             copied = {k: _copy_value(v, memo) for k, v in value.items()}
-    elif kind is tuple and all(map(_IMMUTABLE.__contains__, map(type, value))):
+    elif kind is tuple and _IMMUTABLE.issuperset(map(type, value)):
         return value
     else:
         copied = deepcopy(value, memo)
