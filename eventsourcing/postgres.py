@@ -450,83 +450,63 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             return []
         _refuse_duplicates_within(stored_events, self.events_table_name)
         return self.datastore.run(
-            lambda conn: self._insert_and_notify(conn, stored_events),
+            lambda conn: self._insert_and_notify(conn, stored_events) or [],
             what=self._what_insert(stored_events),
+            transaction=False,  # the statements run as one implicit transaction
         )
 
     def _insert_and_notify(
         self,
         conn: Connection,
         stored_events: Sequence[StoredEvent],
-        tracking: tuple[str, sql.Composed, tuple[Any, ...]] | None = None,
-    ) -> list[int]:
-        """Insert the events (and move the tracking position) in one statement, and notify
-        listeners.
+        tracking: Tracking | None = None,
+    ) -> list[int] | None:
+        """Lock the table, insert the events (moving the tracking position), and notify
+        listeners: one message to the server, one round trip.
 
-        ``tracking`` is a statement (``... RETURNING 1``) with its name and parameters. The events
-        are inserted only if none is recorded already and the position moved, so a
-        refused write uses up no notification ids. Raises ``RecordConflictError``
-        (reported first, as the in-memory store does) or ``TrackingConflictError``.
+        The server runs the statements of one message as one transaction, committed
+        (durably) before it answers. The insert is one statement that writes nothing
+        if any event is already recorded or the position cannot move, so a refused
+        write changes nothing and uses up no notification ids. Then the cause is
+        found: ``RecordConflictError`` is raised first (as the in-memory store does);
+        else None is returned: the tracking position could not move.
         """
-        # Serialise writers to this table until commit (see the module docstring).
-        conn.execute(
-            self._statement(
-                "lock", lambda: sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self._events)
-            )
-        )
-        params = _columns(stored_events)
-        if tracking is None:
-            statement = self._statement("insert", lambda: self._insert_unless_recorded)
-        else:
-            name, tracking_sql, tracking_params = tracking
-            statement = self._statement(
-                ("insert", name),
-                lambda: sql.SQL("WITH tracked AS ({}), {}").format(
-                    tracking_sql, self._insert_unless_recorded_if_tracked
-                ),
-            )
-            params = tracking_params + params
-        inserted = conn.execute(statement, params)
-        conn.execute(
-            self._statement(
-                "notify",
-                lambda: sql.SQL(
-                    "SELECT pg_notify(%s, (SELECT max(notification_id) FROM {})::text)"
-                ).format(self._events),
-            ),
-            (self.channel,),
-        )
-        ids = sorted(int(row[0]) for row in inserted.fetchall())
-        if len(ids) != len(stored_events):
-            self._check_conflicts(conn, stored_events)  # raises, naming the event
-            raise TrackingConflictError("the tracking position was not moved")
-        return ids
+        kind = None if tracking is None else _tracking_kind(tracking)
+        statement = self._statement(("insert", kind), lambda: self._insert_sql(kind))
+        params: tuple[Any, ...] = _columns(stored_events)
+        if tracking is not None:
+            params += _tracking_params(tracking)
+        cursor = psycopg.ClientCursor(conn)  # several statements in one message
+        cursor.execute(statement, params + (self.channel,))
+        cursor.nextset()  # past LOCK TABLE, to the inserted ids
+        ids = sorted(int(row[0]) for row in cursor.fetchall())
+        if len(ids) == len(stored_events):
+            return ids
+        self._check_conflicts(conn, stored_events)  # raises, naming the event
+        return None
 
-    _INSERT_UNLESS_RECORDED = (
-        "new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
-        "%s::bytea[]) WITH ORDINALITY AS n(originator_id, originator_version, topic, "
-        "state, position)), "
-        "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
-        "USING (originator_id, originator_version) LIMIT 1) "
-        "INSERT INTO {events} (originator_id, originator_version, topic, state) "
-        "SELECT originator_id, originator_version, topic, state FROM new "
-        "WHERE NOT EXISTS (SELECT 1 FROM recorded) {condition}ORDER BY position "
-        "RETURNING notification_id"
-    )
+    def _insert_sql(self, tracking_kind: str | None) -> sql.Composable:
+        tracked, condition = "", ""
+        if tracking_kind is not None:
+            tracked = f", tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})"
+            condition = "AND EXISTS (SELECT 1 FROM tracked) "
+        return sql.SQL(
+            # Serialise writers to this table until commit (see the module docstring).
+            "LOCK TABLE {events} IN EXCLUSIVE MODE; "
+            "WITH new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
+            "%s::bytea[]) WITH ORDINALITY AS n(originator_id, originator_version, topic, "
+            "state, position)), "
+            "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
+            "USING (originator_id, originator_version) LIMIT 1)" + tracked + " "
+            "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version, topic, state FROM new "
+            "WHERE NOT EXISTS (SELECT 1 FROM recorded) " + condition + "ORDER BY position "
+            "RETURNING notification_id; "
+            "SELECT pg_notify(%s, (SELECT max(notification_id) FROM {events})::text)"
+        ).format(events=self._events, tracking=self._tracking_table())
 
-    @property
-    def _insert_unless_recorded(self) -> sql.Composed:
-        # One statement: inserts nothing if any event is already recorded, so a
-        # conflict uses up no notification ids (no gaps), and rows keep their order.
-        return sql.SQL("WITH " + self._INSERT_UNLESS_RECORDED).format(
-            events=self._events, condition=sql.SQL("")
-        )
-
-    @property
-    def _insert_unless_recorded_if_tracked(self) -> sql.Composed:
-        return sql.SQL(self._INSERT_UNLESS_RECORDED).format(
-            events=self._events, condition=sql.SQL("AND EXISTS (SELECT 1 FROM tracked) ")
-        )
+    def _tracking_table(self) -> sql.Composable:
+        return sql.SQL("")
 
     def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
@@ -699,54 +679,29 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             if not stored_events:
                 self._advance_tracking(conn, tracking)
                 return []
-            try:
-                return self._insert_and_notify(
-                    conn, stored_events, self._tracking_statement(tracking)
-                )
-            except TrackingConflictError:
-                raise TrackingConflictError(self._refusal(conn, tracking)) from None
+            ids = self._insert_and_notify(conn, stored_events, tracking)
+            if ids is None:
+                raise TrackingConflictError(self._refusal(conn, tracking))
+            return ids
 
         _refuse_duplicates_within(stored_events, self.events_table_name)
         return self.datastore.run(
             insert,
             what=self._what_insert(stored_events)
             + f" with tracking {tracking.application_name!r} {tracking.notification_id}",
+            transaction=False,  # each write is one statement, or one message of several
         )
 
-    def _tracking_statement(self, tracking: Tracking) -> tuple[str, sql.Composed, tuple[Any, ...]]:
-        """The statement that moves the position (``RETURNING 1`` if it did), race-free:
-        its WHERE refuses to go back, or to move from anywhere but the position the
-        batch started from."""
-        previous = tracking.previous_notification_id
-        if previous:  # a row at that position must be there: compare and set
-            statement = sql.SQL(
-                "UPDATE {} SET notification_id = %s WHERE application_name = %s "
-                "AND notification_id = %s AND notification_id < %s RETURNING 1"
-            ).format(self._tracking)
-            return (
-                "compare and set",
-                statement,
-                (
-                    tracking.notification_id,
-                    tracking.application_name,
-                    previous,
-                    tracking.notification_id,
-                ),
-            )
-        # No row expected (previous == 0), or any earlier position (None).
-        statement = sql.SQL(
-            "INSERT INTO {} AS t (application_name, notification_id) VALUES (%s, %s) "
-            "ON CONFLICT (application_name) DO UPDATE "
-            "SET notification_id = EXCLUDED.notification_id "
-            "WHERE t.notification_id < EXCLUDED.notification_id AND %s::bigint IS NULL "
-            "RETURNING 1"
-        ).format(self._tracking)
-        return "upsert", statement, (tracking.application_name, tracking.notification_id, previous)
+    def _tracking_table(self) -> sql.Composable:
+        return self._tracking
 
     def _advance_tracking(self, conn: Connection, tracking: Tracking) -> None:
-        name, statement, params = self._tracking_statement(tracking)
-        rendered = self._statement(("track", name), lambda: statement)
-        if len(conn.execute(rendered, params).fetchall()) != 1:
+        kind = _tracking_kind(tracking)
+        statement = self._statement(
+            ("track", kind),
+            lambda: sql.SQL(_tracking_sql(kind, "")).format(tracking=self._tracking),
+        )
+        if len(conn.execute(statement, _tracking_params(tracking)).fetchall()) != 1:
             raise TrackingConflictError(self._refusal(conn, tracking))
 
     def _refusal(self, conn: Connection, tracking: Tracking) -> str:
@@ -785,6 +740,49 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             what=f"Selecting positions from {self.tracking_table_name!r}",
             transaction=False,
         )
+
+
+# How a tracking position moves: race-free, the WHERE refuses to go back, or to move
+# from anywhere but the position the batch started from. ``{after}`` is a further
+# condition (within an insert of events: "unless an event is already recorded").
+_TRACKING_SQL = {
+    # A row at the position the batch started from must be there: compare and set.
+    "compare and set": (
+        "UPDATE {{tracking}} SET notification_id = %s WHERE application_name = %s "
+        "AND notification_id = %s AND notification_id < %s {after}RETURNING 1"
+    ),
+    # No row expected (started from 0), or any earlier position (not said).
+    "upsert": (
+        "INSERT INTO {{tracking}} AS t (application_name, notification_id) "
+        "SELECT %s, %s {after_where}"
+        "ON CONFLICT (application_name) DO UPDATE "
+        "SET notification_id = EXCLUDED.notification_id "
+        "WHERE t.notification_id < EXCLUDED.notification_id AND %s::bigint IS NULL "
+        "RETURNING 1"
+    ),
+}
+_UNLESS_RECORDED = "AND NOT EXISTS (SELECT 1 FROM recorded) "
+
+
+def _tracking_kind(tracking: Tracking) -> str:
+    return "compare and set" if tracking.previous_notification_id else "upsert"
+
+
+def _tracking_params(tracking: Tracking) -> tuple[Any, ...]:
+    previous = tracking.previous_notification_id
+    if previous:
+        return (
+            tracking.notification_id,
+            tracking.application_name,
+            previous,
+            tracking.notification_id,
+        )
+    return (tracking.application_name, tracking.notification_id, previous)
+
+
+def _tracking_sql(kind: str, after: str) -> str:
+    where = "WHERE " + after[len("AND ") :] if after else ""
+    return _TRACKING_SQL[kind].format(after=after, after_where=where)
 
 
 def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
