@@ -143,11 +143,16 @@ class SQLiteDatastore:
 
     @contextmanager
     def transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """A transaction; a write one holds the database's write lock from its start."""
+        """A write transaction, holding the database's write lock from its start; or, for
+        a read (one statement), just the connection."""
         with self.connection() as conn:
+            if not write:
+                # Reads are single statements: each is its own consistent snapshot.
+                yield conn
+                return
             # IMMEDIATE: take the write lock now, so writers (and their ids) are
             # serialised and readers see ids committed in order (module docstring).
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -271,7 +276,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
 
     def _insert_events(
         self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]
-    ) -> None:
+    ) -> sqlite3.Cursor:
         statement = (
             f"INSERT INTO {self._events} "
             "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
@@ -283,11 +288,12 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         # and the conflicting event looked for in what was recorded before.
         conn.execute("SAVEPOINT insert_events")
         try:
-            conn.executemany(statement, rows)
+            cursor = conn.executemany(statement, rows)
         except sqlite3.IntegrityError as error:
             conn.execute("ROLLBACK TO insert_events")
             raise self._conflict_error(conn, stored_events, error) from error
         conn.execute("RELEASE insert_events")
+        return cursor
 
     def _conflict_error(
         self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent], error: Exception
