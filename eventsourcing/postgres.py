@@ -8,9 +8,13 @@ sequence only after the previous writer has committed (and become visible), and
 ids become visible in increasing order. A reader that has seen id N therefore
 never later finds a newly committed id below N. Readers are never blocked.
 
-Conflicts are looked for (under the lock) before inserting, so a conflicting
-insert draws no ids. Ids can still have gaps if a transaction fails after
-drawing ids (a connection lost mid-insert): sequences do not give ids back.
+A write is one message to the server: ``LOCK TABLE``, the insert, and ``NOTIFY``,
+which the server runs as one transaction and commits before it answers (one
+round trip). A plain save inserts directly; a conflict (the unique key on
+originator id and version) aborts it, recording nothing, though the ids it drew
+are not reused: ids may have gaps, and readers do not mind. A follower's write
+moves its tracking position in the same statement as the insert, which records
+nothing, and draws no ids, if an event exists or the position cannot move.
 
 Every identifier (schema, table) is quoted with ``psycopg.sql.Identifier``.
 """
