@@ -70,8 +70,12 @@ def copy_aggregate(aggregate: Any) -> Any:
     between attributes stay shared in the copy, as ``deepcopy`` would keep them.
     """
     new = object.__new__(type(aggregate))
+    state = aggregate.__dict__.copy()
     memo: dict[int, Any] = {}
-    new.__dict__.update({k: _copy_value(v, memo) for k, v in aggregate.__dict__.items()})
+    for name, value in state.items():
+        if type(value) not in _IMMUTABLE:
+            state[name] = _copy_value(value, memo)
+    new.__dict__.update(state)
     return new
 
 

@@ -45,7 +45,10 @@ class POPOAggregateRecorder(AggregateRecorder):
             existing = self._events_by_originator.get(stored.originator_id)
             taken = next_versions.setdefault(stored.originator_id, set())
             if stored.originator_version in taken or (
-                existing and _has_version(existing, stored.originator_version)
+                existing
+                # Usually the next version: past the last one recorded, no search needed.
+                and existing[-1].originator_version >= stored.originator_version
+                and _has_version(existing, stored.originator_version)
             ):
                 raise RecordConflictError(
                     f"Event of originator {stored.originator_id} at version "
