@@ -6,6 +6,7 @@ import importlib
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from functools import wraps
 from types import ModuleType
@@ -36,14 +37,24 @@ _topic_cache: dict[str, Any] = {}
 # renamed, mapped to what they mean now.
 _renamed_topics: dict[str, Any] = {}
 _topic_lock = threading.Lock()
+# The topic of each class seen, so that mapping an event does not format it again.
+_topics_of: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def get_topic(obj: Any) -> str:
     """Return the topic of a class, function or module: ``module:qualname``."""
+    try:
+        return _topics_of[obj]
+    except (KeyError, TypeError):  # not seen yet, or not hashable
+        pass
     if isinstance(obj, ModuleType):
         return obj.__name__
     topic = f"{obj.__module__}:{obj.__qualname__}"
     _topic_cache[topic] = obj
+    try:
+        _topics_of[obj] = topic
+    except TypeError:
+        pass
     return topic
 
 
