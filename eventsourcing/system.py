@@ -226,21 +226,18 @@ class Partition:
     count: int
 
     def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"Partition {self}: the count of partitions must be at least 1")
         if not 0 <= self.index < self.count:
-            raise ValueError(
-                f"Partition {self.index}/{self.count}: the index must be from 0 to {self.count - 1}"
-            )
+            raise ValueError(f"Partition {self}: the index must be from 0 to {self.count - 1}")
 
     @classmethod
     def parse(cls, text: str) -> Partition:
         """Read ``"K/N"``."""
         index, sep, count = text.partition("/")
-        try:
-            return cls(int(index), int(count))
-        except ValueError as error:
-            if not sep or not index.strip().isdigit() or not count.strip().isdigit():
-                raise ValueError(f"Partition {text!r} is not of the form K/N, like 0/2") from None
-            raise error
+        if not (sep and index.strip().isdigit() and count.strip().isdigit()):
+            raise ValueError(f"Partition {text!r} is not of the form K/N, like 0/2")
+        return cls(int(index), int(count))
 
     def owns(self, originator_id: UUID) -> bool:
         return originator_id.int % self.count == self.index

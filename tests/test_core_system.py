@@ -427,3 +427,23 @@ def test_runners_catch_up_on_start_without_waiting_for_news(runner_cls, tmp_path
         assert (counters.get_count("sit"), counters.get_count("beg")) == (2, 1)
     finally:
         runner.stop()
+
+
+def test_partitions_parse_and_route_by_originator_id() -> None:
+    from uuid import UUID
+
+    from eventsourcing.system import Partition
+
+    assert Partition.parse("1/4") == Partition(1, 4)
+    for bad, reason in [
+        ("2", "K/N"),
+        ("a/2", "K/N"),
+        ("2/2", "from 0 to 1"),
+        ("0/0", "at least 1"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            Partition.parse(bad)
+    ids = [UUID(int=n) for n in range(12)]
+    shares = [[i for i in ids if Partition(k, 3).owns(i)] for k in range(3)]
+    assert sorted(sum(shares, [])) == ids and all(len(share) == 4 for share in shares)
+    assert Partition(1, 3).tracking_name("DogSchool") == "DogSchool[1/3]"
