@@ -13,7 +13,7 @@ import inspect
 import os
 from collections.abc import Callable, Iterable
 from copy import deepcopy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
@@ -744,8 +744,3 @@ class Snapshot(DomainEvent):
         new._version = self.originator_version
         new._pending_events = []
         return new
-
-
-def event_field_names(event_class: type) -> list[str]:
-    """The names of an event class's fields, in order."""
-    return [f.name for f in fields(event_class)]
