@@ -108,3 +108,42 @@ def test_sqlite_system_survives_sigkill(runner: str, tmp_path: Path) -> None:
 def test_postgres_system_survives_sigkill(runner: str, postgres_env: dict[str, str]) -> None:
     env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
     crash_and_recover(runner, env, seed=random.randrange(1_000_000))
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_concurrent_writers_while_a_follower_runs(store: str, tmp_path: Path, request) -> None:
+    """8 threads save commands at once while the follower processes: none is skipped."""
+    import threading
+
+    from eventsourcing.system import MultiThreadedRunner
+    from examples.dogschool import system
+
+    if store == "sqlite":
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "DOGSCHOOL_SQLITE_DBNAME": str(tmp_path / "dogschool.db"),
+            "COUNTERS_SQLITE_DBNAME": str(tmp_path / "counters.db"),
+        }
+    else:
+        env = dict(
+            request.getfixturevalue("postgres_env"), PERSISTENCE_MODULE="eventsourcing.postgres"
+        )
+    runner = MultiThreadedRunner(system, env=env)
+    runner.start()
+    try:
+        school = runner.get(DogSchool)
+
+        def write(writer: int) -> None:
+            dog_id = school.register_dog(f"dog{writer}")
+            for i in range(40):
+                school.add_trick(dog_id, f"trick{i % 4}")
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        runner.wait(timeout=60)
+    finally:
+        runner.stop()
+    assert_counts_exact(env)
