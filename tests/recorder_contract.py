@@ -8,6 +8,7 @@ empty). Set ``supports_concurrency`` to run the many-writers test.
 from __future__ import annotations
 
 import threading
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -289,3 +290,32 @@ class RecorderContract:
         assert seen == sorted(written)  # every id once, in increasing order
         assert len(set(seen)) == total
         assert recorder.max_notification_id() == max(written)
+
+
+class DatabaseRecorders(RecorderContract):
+    """Recorders of a database store, each on fresh tables of ``self.datastore``."""
+
+    datastore: Any
+    aggregate_recorder_class: Any
+    application_recorder_class: Any
+    process_recorder_class: Any
+
+    def create_aggregate_recorder(self) -> AggregateRecorder:
+        return self._created(self.aggregate_recorder_class(self.datastore, _table("agg")))
+
+    def create_application_recorder(self) -> ApplicationRecorder:
+        return self._created(self.application_recorder_class(self.datastore, _table("app")))
+
+    def create_process_recorder(self) -> ProcessRecorder:
+        suffix = uuid4().hex[:8]
+        recorder = self.process_recorder_class(self.datastore, f"proc_{suffix}", f"track_{suffix}")
+        return self._created(recorder)
+
+    @staticmethod
+    def _created(recorder: Any) -> Any:
+        recorder.create_table()
+        return recorder
+
+
+def _table(prefix: str) -> str:
+    return f"{prefix}_{uuid4().hex[:8]}"

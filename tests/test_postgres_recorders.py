@@ -14,15 +14,12 @@ from uuid import uuid4
 import psycopg
 import pytest
 from conftest import skip_module_unless_postgres
-from recorder_contract import RecorderContract, event
+from recorder_contract import DatabaseRecorders, event
 
 from eventsourcing.persistence import (
-    AggregateRecorder,
-    ApplicationRecorder,
     InfrastructureFactory,
     InterfaceError,
     OperationalError,
-    ProcessRecorder,
     ProgrammingError,
 )
 from eventsourcing.postgres import (
@@ -63,30 +60,17 @@ def factory_env(settings: dict[str, Any], name: str, **extra: str) -> Environmen
     return Environment(name, env)
 
 
-class TestPostgresRecorders(RecorderContract):
+class TestPostgresRecorders(DatabaseRecorders):
     supports_concurrency = True
+    aggregate_recorder_class = PostgresAggregateRecorder
+    application_recorder_class = PostgresApplicationRecorder
+    process_recorder_class = PostgresProcessRecorder
 
     @pytest.fixture(autouse=True)
     def _datastore(self, postgres_test_database: dict[str, Any]) -> Iterator[None]:
         self.datastore = make_datastore(postgres_test_database, pool_size=3)
         yield
         self.datastore.close()
-
-    def create_aggregate_recorder(self) -> AggregateRecorder:
-        recorder = PostgresAggregateRecorder(self.datastore, f"agg_{uuid4().hex[:8]}")
-        recorder.create_table()
-        return recorder
-
-    def create_application_recorder(self) -> ApplicationRecorder:
-        recorder = PostgresApplicationRecorder(self.datastore, f"app_{uuid4().hex[:8]}")
-        recorder.create_table()
-        return recorder
-
-    def create_process_recorder(self) -> ProcessRecorder:
-        suffix = uuid4().hex[:8]
-        recorder = PostgresProcessRecorder(self.datastore, f"proc_{suffix}", f"track_{suffix}")
-        recorder.create_table()
-        return recorder
 
 
 class TestPostgresRecordersInSchema(TestPostgresRecorders):

@@ -9,15 +9,12 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from recorder_contract import RecorderContract, event
+from recorder_contract import DatabaseRecorders, event
 
 from eventsourcing.persistence import (
-    AggregateRecorder,
-    ApplicationRecorder,
     InfrastructureFactory,
     InterfaceError,
     OperationalError,
-    ProcessRecorder,
     ProgrammingError,
 )
 from eventsourcing.sqlite import (
@@ -30,24 +27,11 @@ from eventsourcing.sqlite import (
 from eventsourcing.utils import Environment
 
 
-class SQLiteContract(RecorderContract):
+class SQLiteContract(DatabaseRecorders):
     datastore: SQLiteDatastore
-
-    def create_aggregate_recorder(self) -> AggregateRecorder:
-        recorder = SQLiteAggregateRecorder(self.datastore, f"agg_{uuid4().hex[:8]}")
-        recorder.create_table()
-        return recorder
-
-    def create_application_recorder(self) -> ApplicationRecorder:
-        recorder = SQLiteApplicationRecorder(self.datastore, f"app_{uuid4().hex[:8]}")
-        recorder.create_table()
-        return recorder
-
-    def create_process_recorder(self) -> ProcessRecorder:
-        suffix = uuid4().hex[:8]
-        recorder = SQLiteProcessRecorder(self.datastore, f"proc_{suffix}", f"track_{suffix}")
-        recorder.create_table()
-        return recorder
+    aggregate_recorder_class = SQLiteAggregateRecorder
+    application_recorder_class = SQLiteApplicationRecorder
+    process_recorder_class = SQLiteProcessRecorder
 
 
 class TestSQLiteFile(SQLiteContract):
