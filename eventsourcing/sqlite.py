@@ -276,7 +276,8 @@ class SQLiteAggregateRecorder(AggregateRecorder):
 
     def _insert_events(
         self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]
-    ) -> sqlite3.Cursor:
+    ) -> int:
+        """Insert the events; return the rowid of the last one."""
         statement = (
             f"INSERT INTO {self._events} "
             "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
@@ -284,16 +285,23 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         rows = [
             (s.originator_id.bytes, s.originator_version, s.topic, s.state) for s in stored_events
         ]
+        if len(rows) == 1:  # the usual save: a failed insert leaves nothing to undo
+            try:
+                rowid = conn.execute(statement, rows[0]).lastrowid
+            except sqlite3.IntegrityError as error:
+                raise self._conflict_error(conn, stored_events, error) from error
+            return int(rowid or 0)
         # A savepoint, so that after a conflict the rows before it can be undone
         # and the conflicting event looked for in what was recorded before.
         conn.execute("SAVEPOINT insert_events")
         try:
-            cursor = conn.executemany(statement, rows)
+            conn.executemany(statement, rows)
         except sqlite3.IntegrityError as error:
             conn.execute("ROLLBACK TO insert_events")
             raise self._conflict_error(conn, stored_events, error) from error
         conn.execute("RELEASE insert_events")
-        return cursor
+        (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+        return int(last)
 
     def _conflict_error(
         self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent], error: Exception
@@ -388,9 +396,8 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
     def _insert_events_returning_ids(
         self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]
     ) -> list[int]:
-        self._insert_events(conn, stored_events)
+        last = self._insert_events(conn, stored_events)
         # We hold the write lock, so the batch took consecutive ids ending at the last one.
-        (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
         return list(range(last - len(stored_events) + 1, last + 1))
 
     def select_notifications(
