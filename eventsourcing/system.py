@@ -727,8 +727,12 @@ class MultiThreadedRunner(Runner):
             leaders = self.system.follows[follower.name]
             thread = _FollowerThread(self, follower, leaders, self.poll_interval)
             self._threads.append(thread)
+        self._before_processing()
         for thread in self._threads:
             thread.start()
+
+    def _before_processing(self) -> None:
+        """Called after the applications and threads are made, before any thread runs."""
 
     def _processed(self) -> None:
         with self._progress:
@@ -846,8 +850,8 @@ class WorkerRunner(MultiThreadedRunner):
             if isinstance(leader, Leader):
                 leader.lead(follower)  # both in this process: signal directly
 
-    def start(self) -> None:
-        super().start()
+    def _before_processing(self) -> None:
+        # Listen before the first read, so that nothing recorded in between is missed.
         for leader_name in {leader for leader, _ in self._local_edges()}:
             stop = self.apps[leader_name].recorder.listen(self._waker(leader_name))
             if stop is not None:
