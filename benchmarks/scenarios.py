@@ -351,6 +351,16 @@ def _register_dogs(school: Any) -> list[Any]:
     return [school.register_dog(f"dog {i}") for i in range(10)]
 
 
+def _add_tricks(school: Any, dogs: list[Any], n: int) -> None:
+    for i in range(n):
+        school.add_trick(dogs[i % 10], TRICKS[(i // 10) % 10])
+
+
+def _assert_counted(counters: Any, n: int) -> None:
+    total = sum(counters.get_count(t) for t in TRICKS)
+    assert total == n, (total, n)
+
+
 def scenario_system_st(n: int, store: str) -> dict[str, Any]:
     """The seed system under SingleThreadedRunner: 10 dogs, 10 tricks, n add_trick."""
     system = System(pipes=[[DogSchool, Counters]])
@@ -361,11 +371,9 @@ def scenario_system_st(n: int, store: str) -> dict[str, Any]:
         counters = runner.get(Counters)
         dogs = _register_dogs(school)
         started = time.perf_counter()
-        for i in range(n):
-            school.add_trick(dogs[i % 10], TRICKS[(i // 10) % 10])
+        _add_tricks(school, dogs, n)
         elapsed = time.perf_counter() - started
-        total = sum(counters.get_count(t) for t in TRICKS)
-        assert total == n, (total, n)
+        _assert_counted(counters, n)
     finally:
         runner.stop()
     return {"commands/s": metric(n / elapsed, "commands/s")}
@@ -382,13 +390,11 @@ def scenario_system_mt(n: int, store: str) -> dict[str, Any]:
         dogs = _register_dogs(school)
         wait_until(caught_up(counters, school), what="registrations processed")
         started = time.perf_counter()
-        for i in range(n):
-            school.add_trick(dogs[i % 10], TRICKS[(i // 10) % 10])
+        _add_tricks(school, dogs, n)
         commands_done = time.perf_counter()
         wait_until(caught_up(counters, school), what="add_trick processed")
         elapsed = time.perf_counter() - started
-        total = sum(counters.get_count(t) for t in TRICKS)
-        assert total == n, (total, n)
+        _assert_counted(counters, n)
     finally:
         runner.stop()
     return {

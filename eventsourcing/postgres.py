@@ -365,6 +365,13 @@ class PostgresAggregateRecorder(AggregateRecorder):
                 if not cursor.nextset():
                     return ids
 
+    def _select_rows(self, statement: bytes, params: Sequence[Any], *, what: str) -> list[Any]:
+        return self.datastore.run(
+            lambda conn: conn.execute(statement, params).fetchall(),
+            what=what,
+            transaction=False,
+        )
+
     def select_events(
         self,
         originator_id: UUID,
@@ -379,10 +386,10 @@ class PostgresAggregateRecorder(AggregateRecorder):
             params.append(max(limit, 0))
         shape = ("select_events", gt is not None, lte is not None, desc, limit is not None)
         statement = self._statement(shape, lambda: self._select_events_sql(*shape[1:]))
-        rows = self.datastore.run(
-            lambda conn: conn.execute(statement, params).fetchall(),
+        rows = self._select_rows(
+            statement,
+            params,
             what=f"Selecting events of {originator_id} from {self.events_table_name!r}",
-            transaction=False,
         )
         return [
             StoredEvent(
@@ -470,7 +477,9 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         """
         count = len(stored_events)
         if count <= 16:  # the usual sizes, rendered once each
-            statement = self._statement(("insert", count), lambda: self._insert_values_sql(count))
+            statement = self._statement(
+                ("insert values", count), lambda: self._insert_values_sql(count)
+            )
         else:
             statement = self._insert_values_sql(count).as_bytes(None)
         params = [v for s in stored_events for v in _row(s)]
@@ -495,82 +504,6 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             + " RETURNING notification_id; "
             "SELECT pg_notify(%s, (SELECT max(notification_id) FROM {events})::text)"
         ).format(events=self._events)
-
-    def _insert_and_notify(
-        self,
-        conn: Connection,
-        stored_events: Sequence[StoredEvent],
-        tracking: Tracking | None = None,
-    ) -> list[int] | None:
-        """Lock the table, insert the events (moving the tracking position), and notify
-        listeners: one message to the server, one round trip.
-
-        The server runs the statements of one message as one transaction, committed
-        (durably) before it answers. The insert is one statement that writes nothing
-        if any event is already recorded or the position cannot move, so a refused
-        write changes nothing and uses up no notification ids. Then the cause is
-        found: ``RecordConflictError`` is raised first (as the in-memory store does);
-        else None is returned: the tracking position could not move.
-        """
-        kind = None if tracking is None else _tracking_kind(tracking)
-        statement = self._statement(("insert", kind), lambda: self._insert_sql(kind))
-        params: tuple[Any, ...] = _columns(stored_events)
-        if tracking is not None:
-            params += _tracking_params(tracking)
-        cursor = psycopg.ClientCursor(conn)  # several statements in one message
-        cursor.execute(statement, params + (self.channel,))
-        cursor.nextset()  # past LOCK TABLE, to the inserted ids
-        ids = sorted(int(row[0]) for row in cursor.fetchall())
-        if len(ids) == len(stored_events):
-            return ids
-        self._check_conflicts(conn, stored_events)  # raises, naming the event
-        return None
-
-    def _insert_sql(self, tracking_kind: str | None) -> sql.Composable:
-        tracked, condition = "", ""
-        if tracking_kind is not None:
-            tracked = f", tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})"
-            condition = "AND EXISTS (SELECT 1 FROM tracked) "
-        return sql.SQL(
-            # Serialise writers to this table until commit (see the module docstring).
-            "LOCK TABLE {events} IN EXCLUSIVE MODE; "
-            "WITH new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
-            "%s::bytea[]) WITH ORDINALITY AS n(originator_id, originator_version, topic, "
-            "state, position)), "
-            "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
-            "USING (originator_id, originator_version) LIMIT 1)" + tracked + " "
-            "INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state FROM new "
-            "WHERE NOT EXISTS (SELECT 1 FROM recorded) " + condition + "ORDER BY position "
-            "RETURNING notification_id; "
-            "SELECT pg_notify(%s, (SELECT max(notification_id) FROM {events})::text)"
-        ).format(events=self._events, tracking=self._tracking_table())
-
-    def _tracking_table(self) -> sql.Composable:
-        return sql.SQL("")
-
-    def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
-        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
-        statement = sql.SQL(
-            "SELECT e.originator_id, e.originator_version FROM {} AS e "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(originator_id, originator_version) "
-            "USING (originator_id, originator_version)"
-        ).format(self._events)
-        params = (
-            [s.originator_id for s in stored_events],
-            [s.originator_version for s in stored_events],
-        )
-        recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
-        seen: set[tuple[UUID, int]] = set()
-        for stored in stored_events:
-            key = (stored.originator_id, stored.originator_version)
-            if key in seen or key in recorded:
-                raise RecordConflictError(
-                    f"Event of originator {stored.originator_id} at version "
-                    f"{stored.originator_version} is already recorded in "
-                    f"{self.events_table_name!r}; nothing was recorded"
-                )
-            seen.add(key)
 
     def open_listener(self) -> PostgresListener:
         """Start listening for commits to this table (call before reading the log).
@@ -626,10 +559,8 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             bool(topics),
         )
         statement = self._statement(shape, lambda: self._select_notifications_sql(*shape[1:]))
-        rows = self.datastore.run(
-            lambda conn: conn.execute(statement, params).fetchall(),
-            what=f"Selecting notifications from {self.events_table_name!r}",
-            transaction=False,
+        rows = self._select_rows(
+            statement, params, what=f"Selecting notifications from {self.events_table_name!r}"
         )
         return [
             Notification(
@@ -720,7 +651,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             if not stored_events:
                 self._advance_tracking(conn, tracking)
                 return []
-            ids = self._insert_and_notify(conn, stored_events, tracking)
+            ids = self._insert_tracked_and_notify(conn, stored_events, tracking)
             if ids is None:
                 raise TrackingConflictError(self._refusal(conn, tracking))
             return ids
@@ -733,8 +664,71 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             transaction=False,  # each write is one statement, or one message of several
         )
 
-    def _tracking_table(self) -> sql.Composable:
-        return self._tracking
+    def _insert_tracked_and_notify(
+        self, conn: Connection, stored_events: Sequence[StoredEvent], tracking: Tracking
+    ) -> list[int] | None:
+        """Lock the table, insert the events (moving the tracking position), and notify
+        listeners: one message to the server, one round trip.
+
+        The server runs the statements of one message as one transaction, committed
+        (durably) before it answers. The insert is one statement that writes nothing
+        if any event is already recorded or the position cannot move, so a refused
+        write changes nothing and uses up no notification ids. Then the cause is
+        found: ``RecordConflictError`` is raised first (as the in-memory store does);
+        else None is returned: the tracking position could not move.
+        """
+        kind = _tracking_kind(tracking)
+        statement = self._statement(("insert tracked", kind), lambda: self._insert_sql(kind))
+        params = _columns(stored_events) + _tracking_params(tracking) + (self.channel,)
+        cursor = psycopg.ClientCursor(conn)  # several statements in one message
+        cursor.execute(statement, params)
+        cursor.nextset()  # past LOCK TABLE, to the inserted ids
+        ids = sorted(int(row[0]) for row in cursor.fetchall())
+        if len(ids) == len(stored_events):
+            return ids
+        self._check_conflicts(conn, stored_events)  # raises, naming the event
+        return None
+
+    def _insert_sql(self, tracking_kind: str) -> sql.Composable:
+        tracked = f", tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})"
+        return sql.SQL(
+            # Serialise writers to this table until commit (see the module docstring).
+            "LOCK TABLE {events} IN EXCLUSIVE MODE; "
+            "WITH new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
+            "%s::bytea[]) WITH ORDINALITY AS n(originator_id, originator_version, topic, "
+            "state, position)), "
+            "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
+            "USING (originator_id, originator_version) LIMIT 1)" + tracked + " "
+            "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version, topic, state FROM new "
+            "WHERE NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM tracked) "
+            "ORDER BY position "
+            "RETURNING notification_id; "
+            "SELECT pg_notify(%s, (SELECT max(notification_id) FROM {events})::text)"
+        ).format(events=self._events, tracking=self._tracking)
+
+    def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
+        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
+        statement = sql.SQL(
+            "SELECT e.originator_id, e.originator_version FROM {} AS e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(originator_id, originator_version) "
+            "USING (originator_id, originator_version)"
+        ).format(self._events)
+        params = (
+            [s.originator_id for s in stored_events],
+            [s.originator_version for s in stored_events],
+        )
+        recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
+        seen: set[tuple[UUID, int]] = set()
+        for stored in stored_events:
+            key = (stored.originator_id, stored.originator_version)
+            if key in seen or key in recorded:
+                raise RecordConflictError(
+                    f"Event of originator {stored.originator_id} at version "
+                    f"{stored.originator_version} is already recorded in "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
 
     def _advance_tracking(self, conn: Connection, tracking: Tracking) -> None:
         kind = _tracking_kind(tracking)

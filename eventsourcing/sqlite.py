@@ -274,9 +274,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
     def _what_insert(self, stored_events: Sequence[StoredEvent]) -> str:
         return f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
 
-    def _insert_events(
-        self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]
-    ) -> int:
+    def _insert_events(self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]) -> int:
         """Insert the events; return the rowid of the last one."""
         statement = (
             f"INSERT INTO {self._events} "
@@ -325,6 +323,11 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             f"Inserting into {self.events_table_name!r} conflicted: {error}; nothing was recorded"
         )
 
+    def _select_rows(self, statement: str, params: Sequence[Any], *, what: str) -> list[Any]:
+        return self.datastore.run(
+            lambda conn: conn.execute(statement, params).fetchall(), write=False, what=what
+        )
+
     def select_events(
         self,
         originator_id: UUID,
@@ -347,13 +350,9 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         if limit is not None:
             statement += " LIMIT ?"
             params.append(max(limit, 0))
-
-        def select(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(statement, params).fetchall()
-
-        rows = self.datastore.run(
-            select,
-            write=False,
+        rows = self._select_rows(
+            statement,
+            params,
             what=f"Selecting events of {originator_id} from {self.events_table_name!r}",
         )
         return [
@@ -427,12 +426,8 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
             params.extend(topics)
         statement += " ORDER BY notification_id LIMIT ?"
         params.append(max(limit, 0))
-
-        def select(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(statement, params).fetchall()
-
-        rows = self.datastore.run(
-            select, write=False, what=f"Selecting notifications from {self.events_table_name!r}"
+        rows = self._select_rows(
+            statement, params, what=f"Selecting notifications from {self.events_table_name!r}"
         )
         return [
             Notification(
