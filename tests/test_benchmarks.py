@@ -18,7 +18,7 @@ IN_MEMORY_SCENARIOS = [
 ]
 
 
-def test_bench_quick_ours_only(tmp_path):
+def run_quick_bench(tmp_path, *options):
     output = tmp_path / "results.md"
     proc = subprocess.run(
         [
@@ -26,8 +26,7 @@ def test_bench_quick_ours_only(tmp_path):
             str(ROOT / "benchmarks" / "bench.py"),
             "--quick",
             "--ours-only",
-            "--stores",
-            "popo",
+            *options,
             "--output",
             str(output),
         ],
@@ -36,7 +35,20 @@ def test_bench_quick_ours_only(tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = output.read_text()
+    return output.read_text()
+
+
+def test_bench_quick_ours_only(tmp_path):
+    report = run_quick_bench(tmp_path, "--stores", "popo")
     for scenario in IN_MEMORY_SCENARIOS:
         assert f"### {scenario} " in report, scenario
     assert "error: " not in report and "failed" not in report, report
+
+
+def test_bench_sets_saves_against_the_raw_limit_measured_in_the_same_rounds(tmp_path):
+    report = run_quick_bench(tmp_path, "--stores", "sqlite", "--scenarios", "save,system-st")
+    assert "## Raw store limits" in report, report
+    assert "| sqlite | " in report, report
+    # One line per scenario relates its figure to the raw commit rate.
+    assert report.count("Against the raw limit") == 2, report
+    assert "commits twice" in report, report
