@@ -6,6 +6,10 @@ policy collected together with its position in the leader's log, in one atomic
 write. That write is what makes processing exactly-once: after a crash, the
 follower resumes from the recorded position, and nothing is done twice.
 
+A leader in the same process hands what it just recorded to its followers: the
+events that continue a follower's position are processed as they are, without
+reading or decoding them again; anything else is read from the log.
+
 Runners decide who runs the processing loop and when:
 
 - ``SingleThreadedRunner``: the thread that saved, before ``save()`` returns;
@@ -214,6 +218,52 @@ class _Batch:
         self.taken_from_memory: set[UUID] = set()
 
 
+class _Handover:
+    """Recordings that leaders in this process handed to a follower, by notification id.
+
+    They spare the follower reading and decoding the events it was just told of.
+    Only a run of ids that continues the follower's position is taken from here;
+    anything else (a gap, events that other processes wrote, recordings dropped
+    because the follower fell far behind) is read from the leader's log as usual.
+    """
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._held: dict[str, dict[int, Recording[Any]]] = {}
+
+    def put(self, leader_name: str, recordings: Sequence[Recording[Any]]) -> None:
+        with self._lock:
+            held = self._held.setdefault(leader_name, {})
+            for recording in recordings:
+                held[recording.notification.id] = recording
+            while len(held) > self.maxsize:
+                del held[next(iter(held))]  # the oldest: the log still has it
+
+    def take(
+        self, leader_name: str, first: int, limit: int, stop: int | None
+    ) -> list[Recording[Any]]:
+        """Up to ``limit`` recordings with ids ``first``, ``first + 1``, ... (to ``stop``)."""
+        with self._lock:
+            held = self._held.get(leader_name)
+            if not held:
+                return []
+            while held and next(iter(held)) < first:
+                del held[next(iter(held))]  # processed already (read from the log)
+            taken: list[Recording[Any]] = []
+            last = first + limit - 1 if stop is None else min(stop, first + limit - 1)
+            for notification_id in range(first, last + 1):
+                recording = held.pop(notification_id, None)
+                if recording is None:
+                    break
+                taken.append(recording)
+            return taken
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
 @dataclass(frozen=True)
 class Partition:
     """Partition ``index`` of ``count``: the share of upstream events one process handles.
@@ -256,6 +306,9 @@ class Follower(Application):
     batch_size = 200
     # How often a batch is read and processed again after a write conflict.
     max_conflict_retries = 100
+    # How many recordings handed over by leaders in this process are held, per
+    # leader, for a follower that is behind (past that, it reads the log).
+    handover_maxsize = 10_000
 
     def __init__(self, env: Mapping[str, str] | None = None):
         super().__init__(env)
@@ -263,6 +316,7 @@ class Follower(Application):
         self._positions: dict[str, int] = {}
         self._upstream_listener: Callable[[str], None] | None = None
         self._processing_lock = threading.Lock()
+        self._handover = _Handover(self.handover_maxsize)
         self.partition: Partition | None = None
 
     def construct_recorder(self) -> ProcessRecorder:
@@ -287,8 +341,13 @@ class Follower(Application):
 
     def receive_recording_event(self, recording_event: RecordingEvent) -> None:
         """Called by a leader after it recorded; runners use it to schedule processing."""
-        if self._upstream_listener is not None:
-            self._upstream_listener(recording_event.application_name)
+        listener = self._upstream_listener
+        if listener is None:
+            return  # not run by a runner: nobody would take the recordings
+        leader_name = recording_event.application_name
+        if leader_name in self.readers:
+            self._handover.put(leader_name, recording_event.recordings)
+        listener(leader_name)
 
     def tracking_name(self, leader_name: str) -> str:
         """The name this follower's position in ``leader_name``'s log is recorded under."""
@@ -323,11 +382,17 @@ class Follower(Application):
             conflicts = 0
             while not self.closing.is_set():
                 first = max(self.position(leader_name) + 1, start or 1)
-                notifications = self._pull(leader_name, first, stop)
+                handed = self._handover.take(leader_name, first, self.batch_size, stop)
+                if handed:
+                    notifications = [r.notification for r in handed]
+                    domain_events: list[Any] | None = [r.domain_event for r in handed]
+                else:
+                    notifications = self._pull(leader_name, first, stop)
+                    domain_events = None
                 if not notifications:
                     return
                 try:
-                    self._process_batch(leader_name, notifications)
+                    self._process_batch(leader_name, notifications, domain_events)
                     if progress is not None:
                         progress(leader_name, notifications[-1].id)
                     if len(notifications) < self.batch_size:
@@ -358,17 +423,31 @@ class Follower(Application):
                 f"{self.name} could not read the notification log of {leader_name}: {error}"
             ) from error
 
-    def _process_batch(self, leader_name: str, notifications: list[Notification]) -> None:
+    def _process_batch(
+        self,
+        leader_name: str,
+        notifications: list[Notification],
+        domain_events: list[Any] | None,
+    ) -> None:
+        """Process and record a batch; ``domain_events``, if given, are the notifications'
+        events as recorded by a leader in this process (no need to decode them)."""
         try:
-            self._process_and_record(leader_name, notifications)
+            self._process_and_record(leader_name, notifications, domain_events)
         except _BatchItemError as failure:
             # Nothing of the batch was recorded. Record the events before the failing
             # one, so they are not held back with it, then report the failure.
             if failure.index > 0:
-                self._process_and_record(leader_name, notifications[: failure.index])
+                end = failure.index
+                before = domain_events[:end] if domain_events is not None else None
+                self._process_and_record(leader_name, notifications[:end], before)
             raise failure.error from failure.error.__cause__
 
-    def _process_and_record(self, leader_name: str, notifications: list[Notification]) -> None:
+    def _process_and_record(
+        self,
+        leader_name: str,
+        notifications: list[Notification],
+        domain_events: list[Any] | None,
+    ) -> None:
         tracking = Tracking(
             self.tracking_name(leader_name),
             notifications[-1].id,
@@ -378,7 +457,10 @@ class Follower(Application):
         repository = cast(_FollowerRepository, self.repository)
         with repository.batch(processing_event.aggregates):
             for index, notification in enumerate(notifications):
-                self._process_notification(leader_name, index, notification, processing_event)
+                domain_event = domain_events[index] if domain_events is not None else None
+                self._process_notification(
+                    leader_name, index, notification, domain_event, processing_event
+                )
             recordings = self._record(processing_event)
         self._positions[leader_name] = notifications[-1].id
         self._take_snapshots(processing_event)
@@ -390,12 +472,14 @@ class Follower(Application):
         leader_name: str,
         index: int,
         notification: Notification,
+        domain_event: Any,
         processing_event: ProcessingEvent,
     ) -> None:
         if self.partition is not None and not self.partition.owns(notification.originator_id):
             return
         try:
-            domain_event = self.mapper.to_domain_event(notification)
+            if domain_event is None:
+                domain_event = self.mapper.to_domain_event(notification)
         except Exception as error:
             failure: Exception = NotificationConvertingError(
                 f"{self.name} could not convert notification {notification.id} of "
