@@ -207,6 +207,24 @@ _TYPE_KEY = "_type_"
 _DATA_KEY = "_data_"
 
 
+def _c_json_encoder(default: Callable[[Any], Any]) -> Callable[[Any, int], Any] | None:
+    """json's C encoder, made once: ``JSONEncoder.encode`` makes one on every call.
+
+    Same output as ``JSONEncoder(separators=(",", ":"), ensure_ascii=False)``.
+    Without the check for circular references (whose table cannot be shared
+    between threads): a cycle ends in RecursionError instead. None where the C
+    encoder is missing.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    encode_string = json.encoder.encode_basestring
+    return cast(
+        Callable[[Any, int], Any],
+        make(None, default, encode_string, None, ":", ",", False, False, True),
+    )
+
+
 class JSONTranscoder(Transcoder):
     """JSON with registered transcodings for types JSON does not know.
 
@@ -221,6 +239,7 @@ class JSONTranscoder(Transcoder):
             default=self._encode_custom, separators=(",", ":"), ensure_ascii=False
         )
         self._decoder = json.JSONDecoder(object_hook=self._decode_custom)
+        self._encode_fast = _c_json_encoder(self._encode_custom)
         for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
             self.register(transcoding)
 
@@ -229,6 +248,11 @@ class JSONTranscoder(Transcoder):
         self._by_name[transcoding.name] = transcoding
 
     def encode(self, obj: Any) -> bytes:
+        if self._encode_fast is not None:
+            try:
+                return "".join(self._encode_fast(obj, 0)).encode("utf-8")
+            except RecursionError:
+                pass  # a circular reference, perhaps: let json say so
         return self._encoder.encode(obj).encode("utf-8")
 
     def decode(self, data: bytes) -> Any:
