@@ -155,6 +155,8 @@ class AggregateCreated(AggregateEvent):
         new._modified_on = self.timestamp
         new._pending_events = []
         kwargs = {k: v for k, v in self.__dict__.items() if k not in _CREATED_FIELDS}
+        if "id" not in kwargs and _init_takes_id(aggregate_class):
+            kwargs["id"] = self.originator_id  # a declared id field is not stored twice
         aggregate_class.__init__(new, **kwargs)
         return new
 
@@ -162,6 +164,10 @@ class AggregateCreated(AggregateEvent):
 _CREATED_FIELDS = frozenset(
     ["originator_id", "originator_version", "timestamp", "originator_topic"]
 )
+
+
+def _init_takes_id(cls: type) -> bool:
+    return "id" in _signature(cls.__init__).parameters  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------------
@@ -283,7 +289,8 @@ class MetaAggregate(type):
         cls = super().__new__(mcs, name, bases, namespace, **kw)
         if namespace.get("_is_base_aggregate"):
             return cls
-        _define_init_from_annotations(cls, namespace)
+        _declare_id_field(cls, namespace)
+        _define_init_from_annotations(cls, bases, namespace)
         _define_base_event(cls, bases, namespace)
         _define_method_events(cls, namespace)
         _define_created_event(cls, bases, namespace, created_event_name)
@@ -297,9 +304,16 @@ class MetaAggregate(type):
         created_class = _created_event_class_of(cls)
         init = cls.__init__  # type: ignore[misc]
         arguments, given_id = _bind_init_arguments(cls, init, args, kwargs)
+        if "id" in arguments and not _has_field(created_class, "id"):
+            # An id declared as a field is the event's originator_id, not another field.
+            del arguments["id"]
         originator_id = given_id if given_id is not None else _create_id(cls, arguments)
-        # Not through _create(): an __init__ may itself take "id", which then stays a field.
+        # Not through _create(): an explicit __init__ may take "id", which then stays a field.
         return _start(cls, created_class, originator_id, arguments)
+
+
+def _has_field(event_class: type, name: str) -> bool:
+    return name in getattr(event_class, "__dataclass_fields__", {})
 
 
 _signatures: dict[Callable[..., Any], inspect.Signature] = {}
@@ -384,27 +398,90 @@ def _bind_init_arguments(
             raise TypeError(f"{cls.__qualname__}.__init__() cannot take *{param.name}")
     if takes_id:
         given_id = arguments.get("id")
+    if given_id is not None and not isinstance(given_id, UUID):
+        raise TypeError(
+            f"{cls.__qualname__}() argument 'id' must be a UUID, "
+            f"not {type(given_id).__qualname__} {given_id!r}"
+        )
     return arguments, given_id
 
 
-def _define_init_from_annotations(cls: type, namespace: dict[str, Any]) -> None:
+class _DeclaredId:
+    """Stands in for an ``id: UUID`` field declared on an aggregate class.
+
+    The aggregate's id is its created event's ``originator_id``, so the field reads
+    ``_id``. The ``__init__`` made for the fields assigns ``self.id``: the created event
+    sets ``_id`` first, so the assignment is accepted only when it repeats that id.
+    Looked up on the class it raises AttributeError, which tells ``@dataclass`` the
+    field has no default (the base class's ``id`` property would be taken as one).
+    """
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            name = objtype.__qualname__ if objtype is not None else "aggregate"
+            raise AttributeError(f"{name}.id is the id of each aggregate, not a class attribute")
+        return obj._id
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        current = obj.__dict__.get("_id")
+        if value != current:
+            raise AttributeError(
+                f"{type(obj).__qualname__}.id is read-only: cannot change {current} to {value!r}"
+            )
+
+
+def _declare_id_field(cls: type, namespace: dict[str, Any]) -> None:
+    """Make an ``id`` annotation a field that holds the aggregate's id."""
+    if "id" not in namespace.get("__annotations__", {}):
+        return
+    if "id" in namespace:
+        raise ProgrammingError(
+            f"{cls.__qualname__}.id cannot have a default: it is the aggregate's id, "
+            "given when the aggregate is created"
+        )
+    type.__setattr__(cls, "id", _DeclaredId())
+
+
+def _declares_id(cls: type) -> bool:
+    for base in cls.__mro__:
+        if "id" in base.__dict__:
+            return isinstance(base.__dict__["id"], _DeclaredId)
+    return False
+
+
+def _fields_templates(bases: tuple[type, ...]) -> tuple[type, ...]:
+    """The field templates of the bases, so a subclass's fields follow its bases' fields."""
+    templates = (getattr(b, "_fields_template", None) for b in bases)
+    return _mro_safe(_unique(t for t in templates if t is not None))
+
+
+def _define_init_from_annotations(
+    cls: type, bases: tuple[type, ...], namespace: dict[str, Any]
+) -> None:
     """Give a class that declares fields but no ``__init__`` a dataclass-style ``__init__``.
 
-    The ``__init__`` is made on a throwaway copy of the class, so that the class itself
-    is left as it was written: ``@dataclass`` may still be applied to it afterwards.
+    The ``__init__`` is made on a throwaway copy of the class (its "fields template"),
+    so that the class itself is left as it was written: ``@dataclass`` may still be
+    applied to it afterwards, and does not replace the ``__init__`` made here. The
+    template derives from the bases' templates, so that, as with dataclasses, inherited
+    fields come first.
     """
     annotations = namespace.get("__annotations__", {})
     if "__init__" in namespace or not annotations:
         return
-    copied = {k: v for k, v in namespace.items() if k not in ("__dict__", "__weakref__")}
-    # "id" names the aggregate's read-only id: it is given as id=..., not kept as a field.
-    copied["__annotations__"] = {k: v for k, v in annotations.items() if k != "id"}
-    for attr in ("id", "__init_subclass__", "__class_getitem__"):
-        copied.pop(attr, None)
-    template: Any = dataclass(eq=False, repr=False)(type(cls.__name__, (), copied))
+    # Not "__classcell__": making the template would point zero-argument super() at it.
+    skipped = ("__dict__", "__weakref__", "__classcell__", "__init_subclass__", "__class_getitem__")
+    copied = {k: v for k, v in namespace.items() if k not in skipped}
+    try:
+        template: Any = dataclass(eq=False, repr=False)(
+            type(cls.__name__, _fields_templates(bases), copied)
+        )
+    except TypeError as error:
+        raise TypeError(f"{cls.__qualname__}: {error}") from None
     init = template.__init__
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     type.__setattr__(cls, "__init__", init)
+    type.__setattr__(cls, "_fields_template", template)
 
 
 def _define_base_event(cls: type, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
@@ -520,6 +597,8 @@ def _set_created_class(cls: type, created: type, *, generated: bool) -> None:
 def _make_created_class(cls: type, name: str, bases: tuple[type, ...]) -> type:
     """Define the created event class ``name`` with ``__init__``'s parameters as fields."""
     params = list(_signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    if _declares_id(cls):
+        params = [p for p in params if p.name != "id"]  # the id is the event's originator_id
     annotations = {p.name: Any for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     inherited = _unique(_created_class_of_base(b) for b in bases if hasattr(b, "Created"))
     event_bases = _mro_safe(inherited + (cls.Event,))  # type: ignore[attr-defined]
