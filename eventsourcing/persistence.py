@@ -85,6 +85,15 @@ class TrackingConflictError(IntegrityError):
 # Records.
 
 
+# What a database operation was doing, for its error message: a string, or a
+# function making one (formatting a message on every call, for the rare error, is slow).
+What = str | Callable[[], str]
+
+
+def describe(what: What) -> str:
+    return what if isinstance(what, str) else what()
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """A domain event as it is recorded: its identity, its topic and its state."""

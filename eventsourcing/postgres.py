@@ -52,6 +52,8 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    What,
+    describe,
     tracking_conflict,
 )
 from eventsourcing.utils import Environment
@@ -202,7 +204,7 @@ class PostgresDatastore:
         self,
         func: Callable[[Connection], T],
         *,
-        what: str,
+        what: What,
         transaction: bool = True,
     ) -> T:
         """Run ``func`` with a pooled connection (in a transaction), retrying lost connections.
@@ -221,19 +223,19 @@ class PostgresDatastore:
             except PoolTimeout as error:
                 self.probe()  # raises with the real cause if the server is unreachable
                 raise OperationalError(
-                    f"{what}: no connection to {self.describe()} free within "
+                    f"{describe(what)}: no connection to {self.describe()} free within "
                     f"{self.pool_timeout}s (pool of {self.pool_size}+{self.max_overflow})"
                 ) from error
             except psycopg.OperationalError as error:
                 if attempt == self.max_retries or not _is_retryable(error):
-                    raise self.translate(error, what) from error
-                logger.warning("%s: retrying after error: %s", what, one_line(error))
+                    raise self.translate(error, describe(what)) from error
+                logger.warning("%s: retrying after error: %s", describe(what), one_line(error))
                 time.sleep(delay)
                 delay *= 2
                 self.probe()
                 self._discard_broken_connections()
             except psycopg.Error as error:
-                raise self.translate(error, what) from error
+                raise self.translate(error, describe(what)) from error
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _discard_broken_connections(self) -> None:
@@ -323,8 +325,16 @@ class PostgresAggregateRecorder(AggregateRecorder):
 
         self.datastore.run(create, what=f"Creating table {self.events_table_name!r}")
 
-    def _what_insert(self, stored_events: Sequence[StoredEvent]) -> str:
-        return f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
+    def _what_insert(
+        self, stored_events: Sequence[StoredEvent], tracking: Tracking | None = None
+    ) -> What:
+        def what() -> str:
+            text = f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
+            if tracking is not None:
+                text += f" with tracking {tracking.application_name!r} {tracking.notification_id}"
+            return text
+
+        return what
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -365,7 +375,7 @@ class PostgresAggregateRecorder(AggregateRecorder):
                 if not cursor.nextset():
                     return ids
 
-    def _select_rows(self, statement: bytes, params: Sequence[Any], *, what: str) -> list[Any]:
+    def _select_rows(self, statement: bytes, params: Sequence[Any], *, what: What) -> list[Any]:
         return self.datastore.run(
             lambda conn: conn.execute(statement, params).fetchall(),
             what=what,
@@ -389,7 +399,7 @@ class PostgresAggregateRecorder(AggregateRecorder):
         rows = self._select_rows(
             statement,
             params,
-            what=f"Selecting events of {originator_id} from {self.events_table_name!r}",
+            what=lambda: f"Selecting events of {originator_id} from {self.events_table_name!r}",
         )
         return [
             StoredEvent(
@@ -659,8 +669,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         _refuse_duplicates_within(stored_events, self.events_table_name)
         return self.datastore.run(
             insert,
-            what=self._what_insert(stored_events)
-            + f" with tracking {tracking.application_name!r} {tracking.notification_id}",
+            what=self._what_insert(stored_events, tracking),
             transaction=False,  # each write is one statement, or one message of several
         )
 

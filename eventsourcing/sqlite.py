@@ -45,6 +45,8 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    What,
+    describe,
     tracking_conflict,
 )
 from eventsourcing.utils import Environment
@@ -163,7 +165,7 @@ class SQLiteDatastore:
                         conn.execute("ROLLBACK")
                 raise
 
-    def run(self, func: Callable[[sqlite3.Connection], T], *, write: bool, what: str) -> T:
+    def run(self, func: Callable[[sqlite3.Connection], T], *, write: bool, what: What) -> T:
         """Run ``func`` in a transaction, translating sqlite3 errors to ours.
 
         In a shared-cache memory database, another datastore's transaction makes
@@ -182,9 +184,9 @@ class SQLiteDatastore:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.05)
                     continue
-                raise translate_error(error, what) from error
+                raise translate_error(error, describe(what)) from error
             except sqlite3.Error as error:
-                raise translate_error(error, what) from error
+                raise translate_error(error, describe(what)) from error
 
     def close(self) -> None:
         self._closed = True
@@ -271,8 +273,16 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         )
         return None
 
-    def _what_insert(self, stored_events: Sequence[StoredEvent]) -> str:
-        return f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
+    def _what_insert(
+        self, stored_events: Sequence[StoredEvent], tracking: Tracking | None = None
+    ) -> What:
+        def what() -> str:
+            text = f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
+            if tracking is not None:
+                text += f" with tracking {tracking.application_name!r} {tracking.notification_id}"
+            return text
+
+        return what
 
     def _insert_events(self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]) -> int:
         """Insert the events; return the rowid of the last one."""
@@ -323,7 +333,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             f"Inserting into {self.events_table_name!r} conflicted: {error}; nothing was recorded"
         )
 
-    def _select_rows(self, statement: str, params: Sequence[Any], *, what: str) -> list[Any]:
+    def _select_rows(self, statement: str, params: Sequence[Any], *, what: What) -> list[Any]:
         return self.datastore.run(
             lambda conn: conn.execute(statement, params).fetchall(), write=False, what=what
         )
@@ -353,7 +363,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         rows = self._select_rows(
             statement,
             params,
-            what=f"Selecting events of {originator_id} from {self.events_table_name!r}",
+            what=lambda: f"Selecting events of {originator_id} from {self.events_table_name!r}",
         )
         return [
             StoredEvent(
@@ -493,8 +503,7 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
         return self.datastore.run(
             insert,
             write=True,
-            what=self._what_insert(stored_events)
-            + f" with tracking {tracking.application_name!r} {tracking.notification_id}",
+            what=self._what_insert(stored_events, tracking),
         )
 
     def _advance_tracking(self, conn: sqlite3.Connection, tracking: Tracking) -> None:
