@@ -143,30 +143,8 @@ class SQLiteDatastore:
                 alive.append((thread_ref, conn))
         self._opened = alive
 
-    @contextmanager
-    def transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """A write transaction, holding the database's write lock from its start; or, for
-        a read (one statement), just the connection."""
-        with self.connection() as conn:
-            if not write:
-                # Reads are single statements: each is its own consistent snapshot.
-                yield conn
-                return
-            # IMMEDIATE: take the write lock now, so writers (and their ids) are
-            # serialised and readers see ids committed in order (module docstring).
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # Never leave the connection inside a transaction (a failed COMMIT too).
-                if conn.in_transaction:
-                    with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-
     def run(self, func: Callable[[sqlite3.Connection], T], *, write: bool, what: What) -> T:
-        """Run ``func`` in a transaction, translating sqlite3 errors to ours.
+        """Run ``func`` in a transaction (or, to read, as it is), translating sqlite3 errors.
 
         In a shared-cache memory database, another datastore's transaction makes
         statements fail at once with "locked" (the busy timeout does not apply),
@@ -176,8 +154,12 @@ class SQLiteDatastore:
         delay = 0.001
         while True:
             try:
-                with self.transaction(write) as conn:
-                    return func(conn)
+                if self.is_memory:
+                    with self.connection() as conn:
+                        return self._run_on(conn, func, write)
+                if self._closed:
+                    raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
+                return self._run_on(self._thread_connection(), func, write)
             except sqlite3.OperationalError as error:
                 locked = "locked" in str(error)
                 if self.is_memory and locked and time.monotonic() < deadline:
@@ -187,6 +169,27 @@ class SQLiteDatastore:
                 raise translate_error(error, describe(what)) from error
             except sqlite3.Error as error:
                 raise translate_error(error, describe(what)) from error
+
+    @staticmethod
+    def _run_on(
+        conn: sqlite3.Connection, func: Callable[[sqlite3.Connection], T], write: bool
+    ) -> T:
+        if not write:
+            # Reads are single statements: each is its own consistent snapshot.
+            return func(conn)
+        # IMMEDIATE: take the write lock now, so writers (and their ids) are
+        # serialised and readers see ids committed in order (module docstring).
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = func(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            # Never leave the connection inside a transaction (a failed COMMIT too).
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._closed = True
