@@ -94,6 +94,11 @@ def describe(what: What) -> str:
     return what if isinstance(what, str) else what()
 
 
+# Records are frozen dataclasses with their own __init__ (which @dataclass keeps):
+# the generated one sets each field through object.__setattr__, a cost paid for
+# every event recorded or read.
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """A domain event as it is recorded: its identity, its topic and its state."""
@@ -103,12 +108,29 @@ class StoredEvent:
     topic: str
     state: bytes
 
+    def __init__(self, originator_id: UUID, originator_version: int, topic: str, state: bytes):
+        fields = self.__dict__
+        fields["originator_id"] = originator_id
+        fields["originator_version"] = originator_version
+        fields["topic"] = topic
+        fields["state"] = state
+
 
 @dataclass(frozen=True)
 class Notification(StoredEvent):
     """A stored event with its position (``id``) in an application's notification log."""
 
     id: int
+
+    def __init__(
+        self, originator_id: UUID, originator_version: int, topic: str, state: bytes, id: int
+    ):
+        fields = self.__dict__
+        fields["originator_id"] = originator_id
+        fields["originator_version"] = originator_version
+        fields["topic"] = topic
+        fields["state"] = state
+        fields["id"] = id
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,17 @@ class Tracking:
     application_name: str
     notification_id: int
     previous_notification_id: int | None = None
+
+    def __init__(
+        self,
+        application_name: str,
+        notification_id: int,
+        previous_notification_id: int | None = None,
+    ):
+        fields = self.__dict__
+        fields["application_name"] = application_name
+        fields["notification_id"] = notification_id
+        fields["previous_notification_id"] = previous_notification_id
 
 
 def tracking_conflict(tracking: Tracking, position: int | None) -> str | None:
@@ -530,8 +563,11 @@ class EventStore:
         if not ids:
             return []
         return [
-            Recording(event, Notification(id=nid, **stored.__dict__))
-            for event, stored, nid in zip(domain_events, stored_events, ids)
+            Recording(
+                event,
+                Notification(s.originator_id, s.originator_version, s.topic, s.state, nid),
+            )
+            for event, s, nid in zip(domain_events, stored_events, ids)
         ]
 
     def get(

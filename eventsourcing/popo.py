@@ -40,21 +40,25 @@ class POPOAggregateRecorder(AggregateRecorder):
         return None
 
     def _check_conflicts(self, stored_events: Sequence[StoredEvent]) -> None:
+        if len(stored_events) == 1:  # the usual save: no duplicates within it to look for
+            if self._is_recorded(stored_events[0]):
+                raise _conflict(stored_events[0])
+            return
         next_versions: dict[UUID, set[int]] = {}
         for stored in stored_events:
-            existing = self._events_by_originator.get(stored.originator_id)
             taken = next_versions.setdefault(stored.originator_id, set())
-            if stored.originator_version in taken or (
-                existing
-                # Usually the next version: past the last one recorded, no search needed.
-                and existing[-1].originator_version >= stored.originator_version
-                and _has_version(existing, stored.originator_version)
-            ):
-                raise RecordConflictError(
-                    f"Event of originator {stored.originator_id} at version "
-                    f"{stored.originator_version} is already recorded"
-                )
+            if stored.originator_version in taken or self._is_recorded(stored):
+                raise _conflict(stored)
             taken.add(stored.originator_version)
+
+    def _is_recorded(self, stored: StoredEvent) -> bool:
+        existing = self._events_by_originator.get(stored.originator_id)
+        return bool(
+            existing
+            # Usually the next version: past the last one recorded, no search needed.
+            and existing[-1].originator_version >= stored.originator_version
+            and _has_version(existing, stored.originator_version)
+        )
 
     def _append(self, stored_events: Sequence[StoredEvent]) -> None:
         for stored in stored_events:
@@ -84,6 +88,13 @@ class POPOAggregateRecorder(AggregateRecorder):
         if limit is not None:
             selected = selected[:limit]
         return selected
+
+
+def _conflict(stored: StoredEvent) -> RecordConflictError:
+    return RecordConflictError(
+        f"Event of originator {stored.originator_id} at version "
+        f"{stored.originator_version} is already recorded"
+    )
 
 
 def _has_version(events: list[StoredEvent], version: int) -> bool:
@@ -116,13 +127,7 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
         first = len(self._notifications) + 1
         ids = list(range(first, first + len(stored_events)))
         self._notifications.extend(
-            Notification(
-                id=nid,
-                originator_id=s.originator_id,
-                originator_version=s.originator_version,
-                topic=s.topic,
-                state=s.state,
-            )
+            Notification(s.originator_id, s.originator_version, s.topic, s.state, nid)
             for nid, s in zip(ids, stored_events)
         )
         return ids
