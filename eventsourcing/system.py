@@ -29,7 +29,6 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -145,7 +144,7 @@ class Leader(Application):
         self.followers.append(follower)
 
     def _notify(self, recordings: Sequence[Recording[Any]]) -> None:
-        if not recordings:
+        if not recordings or not self.followers:
             return
         recording_event = RecordingEvent(self.name, recordings)
         for follower in self.followers:
@@ -183,26 +182,24 @@ class _FollowerRepository(Repository):
                 return aggregate
         return super().get(aggregate_id, version=version, projector_func=projector_func)
 
-    @contextmanager
-    def batch(self, aggregates: dict[UUID, Any]) -> Iterator[None]:
-        """Process a batch whose collected aggregates are ``aggregates``."""
-        batch = _Batch(aggregates)
-        self._local.batch = batch
-        try:
-            yield
-        except BaseException:
+    def batch(self, aggregates: dict[UUID, Any]) -> _Batch:
+        """A context for processing a batch whose collected aggregates are ``aggregates``."""
+        return _Batch(self, aggregates)
+
+    def _end_batch(self, batch: _Batch, recorded: bool) -> None:
+        self._local.batch = None
+        aggregates = batch.aggregates
+        if not recorded:
             # What the batch changed in memory was not recorded: forget it.
             for aggregate_id in batch.taken_from_memory | aggregates.keys():
                 self._written.discard(aggregate_id)
-            raise
-        else:
-            for aggregate_id in batch.taken_from_memory - aggregates.keys():
+            return
+        for aggregate_id in batch.taken_from_memory:
+            if aggregate_id not in aggregates:
                 self._written.discard(aggregate_id)  # changed but not collected: unsure
-            for aggregate_id, aggregate in aggregates.items():
-                if not aggregate.pending_events:
-                    self._written.put(aggregate_id, aggregate)
-        finally:
-            self._local.batch = None
+        for aggregate_id, aggregate in aggregates.items():
+            if not aggregate._pending_events:
+                self._written.put(aggregate_id, aggregate)
 
     def cache_saved(self, aggregates: Mapping[UUID, Any]) -> None:
         """Nothing: what a follower writes is kept in its own memory (see ``batch``)."""
@@ -213,9 +210,22 @@ class _FollowerRepository(Repository):
 
 
 class _Batch:
-    def __init__(self, aggregates: dict[UUID, Any]):
+    """The aggregates a batch collected and took from memory (a context manager:
+    a class, as it is entered once per batch, and a generator costs more)."""
+
+    __slots__ = ("repository", "aggregates", "taken_from_memory")
+
+    def __init__(self, repository: _FollowerRepository, aggregates: dict[UUID, Any]):
+        self.repository = repository
         self.aggregates = aggregates
         self.taken_from_memory: set[UUID] = set()
+
+    def __enter__(self) -> _Batch:
+        self.repository._local.batch = self
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: Any) -> None:
+        self.repository._end_batch(self, recorded=error_type is None)
 
 
 class _Handover:
