@@ -9,6 +9,7 @@ method bodies again, so the state rebuilt is the state that was saved.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from collections.abc import Callable, Iterable
@@ -83,7 +84,26 @@ class MetaDomainEvent(type):
         cls = super().__new__(mcs, name, bases, namespace, **kw)
         dataclass(frozen=True)(cast(Any, cls))  # turns the class into a dataclass in place
         get_topic(cls)  # register, so a redefinition resolves to the latest class
+        _note_plain_fields(cls, namespace)
         return cls
+
+
+# Event classes whose __init__ only sets their fields (the dataclass's own, and no
+# __post_init__), with those fields: triggering an event of one of them sets the
+# fields directly, as the frozen dataclass __init__ is slow (object.__setattr__).
+_plain_event_fields: dict[type, frozenset[str]] = {}
+
+
+def _note_plain_fields(cls: type, namespace: dict[str, Any]) -> None:
+    fields = dataclasses.fields(cast(Any, cls))  # InitVars and ClassVars are not fields
+    plain = (
+        "__init__" not in namespace
+        and not hasattr(cls, "__post_init__")
+        and len(fields) == len(cast(Any, cls).__dataclass_fields__)
+        and all(f.init for f in fields)
+    )
+    if plain:
+        _plain_event_fields[cls] = frozenset(f.name for f in fields)
 
 
 class DomainEvent(metaclass=MetaDomainEvent):
@@ -697,12 +717,22 @@ class Aggregate(metaclass=MetaAggregate):
 
     def trigger_event(self, event_class: type, **kwargs: Any) -> None:
         """Create an event of ``event_class`` with the next version, apply it, keep it pending."""
-        new_event = event_class(
-            originator_id=self._id,
-            originator_version=self._version + 1,
-            timestamp=event_class.create_timestamp(),  # type: ignore[attr-defined]
-            **kwargs,
-        )
+        timestamp = event_class.create_timestamp()  # type: ignore[attr-defined]
+        names = _plain_event_fields.get(event_class)
+        if names is not None and len(kwargs) + 3 == len(names) and names.issuperset(kwargs):
+            new_event: Any = object.__new__(event_class)
+            fields = new_event.__dict__
+            fields["originator_id"] = self._id
+            fields["originator_version"] = self._version + 1
+            fields["timestamp"] = timestamp
+            fields.update(kwargs)
+        else:
+            new_event = event_class(
+                originator_id=self._id,
+                originator_version=self._version + 1,
+                timestamp=timestamp,
+                **kwargs,
+            )
         new_event.mutate(self)
         self._pending_events.append(new_event)
 

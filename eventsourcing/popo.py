@@ -78,8 +78,8 @@ class POPOAggregateRecorder(AggregateRecorder):
     ) -> list[StoredEvent]:
         with self._lock:
             events = self._events_by_originator.get(originator_id)
-            if not events:
-                return []
+            if not events or (gt is not None and gt >= events[-1].originator_version):
+                return []  # (the second: a cached aggregate asking for news, usually none)
             lo = 0 if gt is None else _index_after_version(events, gt)
             hi = len(events) if lte is None else _index_after_version(events, lte)
             selected = events[lo:hi]

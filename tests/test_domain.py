@@ -452,3 +452,60 @@ def test_base_aggregate_and_subclass_created_events():
     assert type(created) is Child.Created
     assert issubclass(Child.Created, Parent.Created)
     assert replay([created]).x == 1
+
+
+# -- events made quickly (fields set directly) are the events the class would make --
+
+
+def test_a_triggered_event_equals_one_made_by_its_class():
+    class Tank(Aggregate):
+        @event("Filled")
+        def fill(self, litres, note=""):
+            self.litres = litres
+
+    tank = Tank()
+    tank.fill(5)
+    made = tank.pending_events[-1]
+    by_class = type(made)(
+        originator_id=made.originator_id,
+        originator_version=made.originator_version,
+        timestamp=made.timestamp,
+        litres=5,
+        note="",
+    )
+    assert made == by_class
+    assert repr(made) == repr(by_class)
+    assert hash(made) == hash(by_class)
+
+
+def test_an_event_class_with_post_init_still_runs_it():
+    class Tank(Aggregate):
+        class Filled(Aggregate.Event):
+            litres: int
+
+            def __post_init__(self):
+                if self.litres < 0:
+                    raise ValueError(f"cannot fill {self.litres} litres")
+
+        @event(Filled)
+        def fill(self, litres):
+            self.litres = litres
+
+    tank = Tank()
+    tank.fill(1)
+    with pytest.raises(ValueError, match="cannot fill -1 litres"):
+        tank.fill(-1)
+    assert tank.version == 2  # the refused event changed nothing
+
+
+def test_trigger_event_with_a_wrong_field_is_a_type_error():
+    class Tank(Aggregate):
+        class Filled(Aggregate.Event):
+            litres: int
+
+    tank = Tank()
+    with pytest.raises(TypeError, match="gallons"):
+        tank.trigger_event(Tank.Filled, gallons=3)
+    with pytest.raises(TypeError):
+        tank.trigger_event(Tank.Filled)  # a field missing
+    assert tank.version == 1
