@@ -94,6 +94,14 @@ def describe(what: What) -> str:
     return what if isinstance(what, str) else what()
 
 
+def checked_mode(value: str, modes: Sequence[str], setting: str) -> str:
+    """``value`` as it is spelled in ``modes`` (compared in any case), or ValueError."""
+    for mode in modes:
+        if value.lower() == mode.lower():
+            return mode
+    raise ValueError(f"{setting} must be one of {', '.join(modes)}, not {value!r}")
+
+
 # Records are frozen dataclasses with their own __init__ (which @dataclass keeps):
 # the generated one sets each field through object.__setattr__, a cost paid for
 # every event recorded or read.
@@ -748,6 +756,14 @@ class DatabaseFactory(InfrastructureFactory):
             return float(value)
         except ValueError:
             raise OSError(f"{key} must be a number, not {value!r}") from None
+
+    def setting_choice(self, key: str, choices: Sequence[str]) -> str:
+        """One of ``choices`` (any case; the first is the default)."""
+        value = self.env.get(key) or choices[0]
+        try:
+            return checked_mode(value, choices, key)
+        except ValueError as error:
+            raise OSError(str(error)) from None
 
     def setting_bool(self, key: str, default: bool) -> bool:
         value = self.env.get(key)

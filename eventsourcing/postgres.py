@@ -53,6 +53,7 @@ from eventsourcing.persistence import (
     Tracking,
     TrackingConflictError,
     What,
+    checked_mode,
     describe,
     tracking_conflict,
 )
@@ -91,6 +92,12 @@ def _is_retryable(error: psycopg.OperationalError) -> bool:
     )
 
 
+# The server's settings of synchronous_commit. "on" (the default) answers a commit once
+# it is flushed to disk; "off" answers at once, so a crash of the server (not of the
+# client) may lose the last commits, though the database stays consistent.
+SYNCHRONOUS_COMMIT_MODES = ("on", "off", "local", "remote_write", "remote_apply")
+
+
 class PostgresDatastore:
     """A pool of connections to one PostgreSQL database.
 
@@ -120,7 +127,11 @@ class PostgresDatastore:
         lock_timeout: int = 0,
         schema: str = "",
         pool_timeout: float = 30.0,
+        synchronous_commit: str = "on",
     ):
+        self.synchronous_commit = checked_mode(
+            synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"
+        )
         self.dbname = dbname
         self.host = host
         self.port = int(port)
@@ -144,6 +155,8 @@ class PostgresDatastore:
 
     def connect_kwargs(self) -> dict[str, Any]:
         options = []
+        if self.synchronous_commit != "on":
+            options.append(f"-c synchronous_commit={self.synchronous_commit}")
         if self.lock_timeout:
             options.append(f"-c lock_timeout={int(self.lock_timeout * 1000)}")
         if self.idle_in_transaction_session_timeout:
@@ -904,6 +917,7 @@ POSTGRES_CONN_MAX_AGE = "POSTGRES_CONN_MAX_AGE"
 POSTGRES_PRE_PING = "POSTGRES_PRE_PING"
 POSTGRES_LOCK_TIMEOUT = "POSTGRES_LOCK_TIMEOUT"
 POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
+POSTGRES_SYNCHRONOUS_COMMIT = "POSTGRES_SYNCHRONOUS_COMMIT"
 
 
 class Factory(DatabaseFactory):
@@ -911,6 +925,8 @@ class Factory(DatabaseFactory):
 
     Required: ``POSTGRES_DBNAME``, ``POSTGRES_HOST``, ``POSTGRES_USER``.
     ``POSTGRES_PASSWORD`` may be empty (trust or .pgpass authentication).
+    ``POSTGRES_SYNCHRONOUS_COMMIT=off`` is a faster, less durable option (see
+    ``SYNCHRONOUS_COMMIT_MODES``); the default is the server's durable ``on``.
     """
 
     aggregate_recorder_class = PostgresAggregateRecorder
@@ -935,6 +951,9 @@ class Factory(DatabaseFactory):
             pre_ping=self.setting_bool(POSTGRES_PRE_PING, False),
             lock_timeout=self.setting_int(POSTGRES_LOCK_TIMEOUT, 0),
             schema=self.env.get(POSTGRES_SCHEMA) or "",
+            synchronous_commit=self.setting_choice(
+                POSTGRES_SYNCHRONOUS_COMMIT, SYNCHRONOUS_COMMIT_MODES
+            ),
         )
 
     def _required(self, key: str) -> str:

@@ -1,7 +1,11 @@
 """SQLite recorders.
 
 Files are opened in WAL mode with ``synchronous=FULL``: a committed write survives
-a power cut, and readers never block the writer.
+a power cut, and readers never block the writer. ``SQLITE_SYNCHRONOUS=NORMAL`` is
+a faster, less durable option: commits are not flushed to disk one by one, so a
+power cut (not a crash of the process) may lose the last of them; the database
+stays consistent. With several database files (one per application), a lost tail
+in one file and not in another can leave a follower ahead of its leader.
 
 Threads: a file database gets one connection per thread. An in-memory database
 (``:memory:`` or a ``file:...?mode=memory`` URI) gets ONE connection per datastore,
@@ -46,6 +50,7 @@ from eventsourcing.persistence import (
     Tracking,
     TrackingConflictError,
     What,
+    checked_mode,
     describe,
     tracking_conflict,
 )
@@ -60,6 +65,8 @@ __all__ = [
 ]
 
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a writer waits for the write lock
+# FULL, not NORMAL, by default: under WAL, NORMAL may lose the last commits on power loss.
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 
 T = TypeVar("T")
 
@@ -71,9 +78,10 @@ def is_memory_db_name(db_name: str) -> bool:
 class SQLiteDatastore:
     """Connections to one SQLite database, safe to use from many threads."""
 
-    def __init__(self, db_name: str, lock_timeout: float | None = None):
+    def __init__(self, db_name: str, lock_timeout: float | None = None, synchronous: str = "FULL"):
         if not db_name:
             raise ValueError("SQLiteDatastore needs a db_name (a path, ':memory:' or a URI)")
+        self.synchronous = checked_mode(synchronous, SYNCHRONOUS_MODES, "synchronous")
         self.db_name = db_name
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else float(lock_timeout)
         self.is_memory = is_memory_db_name(db_name)
@@ -102,8 +110,7 @@ class SQLiteDatastore:
             )
             if not self.is_memory:
                 conn.execute("PRAGMA journal_mode=WAL")
-                # FULL, not NORMAL: under WAL, NORMAL may lose the last commits on power loss.
-                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
         except sqlite3.Error as error:
             raise OperationalError(
                 f"Cannot open SQLite database {self.db_name!r}: {error}"
@@ -553,10 +560,12 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
 
 SQLITE_DBNAME = "SQLITE_DBNAME"
 SQLITE_LOCK_TIMEOUT = "SQLITE_LOCK_TIMEOUT"
+SQLITE_SYNCHRONOUS = "SQLITE_SYNCHRONOUS"
 
 
 class Factory(DatabaseFactory):
-    """Builds SQLite recorders from ``SQLITE_DBNAME`` and ``SQLITE_LOCK_TIMEOUT``.
+    """Builds SQLite recorders from ``SQLITE_DBNAME``, ``SQLITE_LOCK_TIMEOUT`` and
+    ``SQLITE_SYNCHRONOUS`` (``FULL``, the default, or ``NORMAL``: see the module docstring).
 
     Tables are ``<name>_events``, ``<name>_snapshots`` and ``<name>_tracking``
     (lower-cased application name), or ``stored_events``, ``snapshots`` and
@@ -576,4 +585,5 @@ class Factory(DatabaseFactory):
                 "'file:NAME?mode=memory&cache=shared' URI"
             )
         timeout = self.setting_float(SQLITE_LOCK_TIMEOUT, None)
-        self.datastore = SQLiteDatastore(db_name, lock_timeout=timeout)
+        synchronous = self.setting_choice(SQLITE_SYNCHRONOUS, SYNCHRONOUS_MODES)
+        self.datastore = SQLiteDatastore(db_name, lock_timeout=timeout, synchronous=synchronous)

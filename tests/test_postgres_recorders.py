@@ -156,6 +156,27 @@ def test_factory_reads_every_setting() -> None:
     assert "-c lock_timeout=9000" in datastore.connect_kwargs()["options"]
 
 
+def test_synchronous_commit_off_is_an_option_and_bad_values_are_refused(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    def setting_in_use(factory: Factory) -> str:
+        return factory.datastore.run(
+            lambda conn: conn.execute("SHOW synchronous_commit").fetchone()[0],
+            what="Reading synchronous_commit",
+        )
+
+    relaxed = Factory(factory_env(postgres_test_database, "app", POSTGRES_SYNCHRONOUS_COMMIT="OFF"))
+    durable = Factory(factory_env(postgres_test_database, "app"))
+    try:
+        assert setting_in_use(relaxed) == "off"
+        assert setting_in_use(durable) == "on"
+    finally:
+        relaxed.close()
+        durable.close()
+    with pytest.raises(OSError, match="POSTGRES_SYNCHRONOUS_COMMIT must be one of on, off"):
+        Factory(factory_env(postgres_test_database, "app", POSTGRES_SYNCHRONOUS_COMMIT="never"))
+
+
 def test_factory_quotes_hostile_application_names(postgres_test_database: dict[str, Any]) -> None:
     hostile = 'x"; DROP TABLE y; --'
     factory = InfrastructureFactory.construct(factory_env(postgres_test_database, hostile))

@@ -64,6 +64,25 @@ def test_file_database_is_durable(tmp_path: Path) -> None:
         datastore.close()
 
 
+def test_normal_synchronous_is_an_option_and_other_modes_are_refused(tmp_path: Path) -> None:
+    env = {"SQLITE_DBNAME": str(tmp_path / "fast.sqlite"), "SQLITE_SYNCHRONOUS": "normal"}
+    factory = Factory(Environment("app", env))
+    recorder = factory.application_recorder()
+    recorder.insert_events([event(uuid4(), 1)])
+    try:
+        with factory.datastore.connection() as conn:
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        factory.close()
+    for bad in ("OFF", "fast", "0"):
+        with pytest.raises(
+            OSError, match=f"SQLITE_SYNCHRONOUS must be one of FULL, NORMAL, not '{bad}'"
+        ):
+            Factory(Environment("app", {**env, "SQLITE_SYNCHRONOUS": bad}))
+    with pytest.raises(ValueError, match="synchronous must be one of FULL, NORMAL"):
+        SQLiteDatastore(str(tmp_path / "x.sqlite"), synchronous="EXTRA")
+
+
 def test_memory_database_is_shared_by_threads() -> None:
     datastore = SQLiteDatastore(":memory:")
     recorder = SQLiteApplicationRecorder(datastore)
