@@ -52,3 +52,5 @@ def test_bench_sets_saves_against_the_raw_limit_measured_in_the_same_rounds(tmp_
     # One line per scenario relates its figure to the raw commit rate.
     assert report.count("Against the raw limit") == 2, report
     assert "commits twice" in report, report
+    # The less durable option is measured too, and reported apart from ours.
+    assert report.count("Less durable option, not counted as ours") == 2, report
