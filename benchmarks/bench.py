@@ -55,7 +55,7 @@ SIZES: dict[str, tuple[int, int, int]] = {
     "system-st": (1000, 300, 30),  # add_trick commands
     "system-mt": (1000, 300, 30),  # add_trick commands
     "latency": (300, 200, 20),  # commands (each measured twice: hook and poll)
-    "catchup": (10000, 2000, 500),  # backlog events
+    "catchup": (10000, 10000, 500),  # backlog events (the issue asks for 10,000)
     "memory": (100000, 5000, 2000),  # backlog events
 }
 DESCRIPTIONS = {

@@ -15,6 +15,17 @@ class singledispatchmethod(functools.singledispatchmethod):  # noqa: N801 (publi
     event class; the undecorated function is the default for all others.
     """
 
+    def __init__(self, func: Any):
+        super().__init__(func)
+        # The implementation for each event class seen: functools keeps such a cache
+        # too, but weakly keyed, and a WeakKeyDictionary lookup is slow on a hot path.
+        # (Event classes live as long as the program: their topics refer to them.)
+        self.implementations: dict[type, Any] = {}
+
+    def register(self, cls: Any, method: Any = None) -> Any:
+        self.implementations.clear()
+        return super().register(cls, method)
+
     def handled_types(self) -> tuple[type, ...]:
         """The classes registered explicitly (``object``, the default, excluded)."""
         return tuple(cls for cls in self.dispatcher.registry if cls is not object)
@@ -36,7 +47,12 @@ class _BoundDispatch:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not args:
             raise TypeError(f"{self.__name__}() needs at least one positional argument")
-        implementation = self.method.dispatcher.dispatch(args[0].__class__)
+        event_class = args[0].__class__
+        implementations = self.method.implementations
+        implementation = implementations.get(event_class)
+        if implementation is None:
+            implementation = self.method.dispatcher.dispatch(event_class)
+            implementations[event_class] = implementation
         return implementation.__get__(self.obj, self.cls)(*args, **kwargs)
 
     def handled_types(self) -> tuple[type, ...]:

@@ -11,6 +11,7 @@ and comes back up the same path reversed. Stores (``popo``, ``sqlite``,
 from __future__ import annotations
 
 import json
+import json.scanner
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -289,6 +290,11 @@ class JSONTranscoder(Transcoder):
             default=self._encode_custom, separators=(",", ":"), ensure_ascii=False
         )
         self._decoder = json.JSONDecoder(object_hook=self._decode_custom)
+        # The decoder's scanner, called directly: decode() also matches whitespace
+        # around the value with regular expressions, twice.
+        self._scan_once: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+            cast(Any, self._decoder)  # (typeshed's stub wants another type)
+        )
         self._encode_fast = _c_json_encoder(self._encode_custom)
         for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
             self.register(transcoding)
@@ -306,7 +312,15 @@ class JSONTranscoder(Transcoder):
         return self._encoder.encode(obj).encode("utf-8")
 
     def decode(self, data: bytes) -> Any:
-        return self._decoder.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        try:
+            value, end = self._scan_once(text, 0)
+        except (StopIteration, ValueError):
+            pass  # let decode() say what is wrong
+        else:
+            if end == len(text):
+                return value
+        return self._decoder.decode(text)
 
     def _encode_custom(self, obj: Any) -> dict[str, Any]:
         transcoding = self._by_type.get(type(obj))
@@ -414,7 +428,8 @@ class Mapper:
                 f"{type(error).__name__}: {error}"
             ) from error
         class_version = state.pop("class_version", 1)
-        state = _upcast(cls, state, class_version)
+        if class_version < getattr(cls, "class_version", 1):
+            state = _upcast(cls, state, class_version)
         state["originator_id"] = stored_event.originator_id
         state["originator_version"] = stored_event.originator_version
         domain_event = object.__new__(cls)

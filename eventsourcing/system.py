@@ -318,7 +318,7 @@ class Follower(Application):
     max_conflict_retries = 100
     # How many recordings handed over by leaders in this process are held, per
     # leader, for a follower that is behind (past that, it reads the log).
-    handover_maxsize = 10_000
+    handover_maxsize = 1_000
 
     def __init__(self, env: Mapping[str, str] | None = None):
         super().__init__(env)

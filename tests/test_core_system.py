@@ -447,3 +447,21 @@ def test_partitions_parse_and_route_by_originator_id() -> None:
     shares = [[i for i in ids if Partition(k, 3).owns(i)] for k in range(3)]
     assert sorted(sum(shares, [])) == ids and all(len(share) == 4 for share in shares)
     assert Partition(1, 3).tracking_name("DogSchool") == "DogSchool[1/3]"
+
+
+def test_a_policy_registered_later_is_dispatched_to() -> None:
+    class Late(ProcessApplication):
+        @singledispatchmethod
+        def policy(self, domain_event, processing_event):
+            processing_event.collect_events(Dog(f"default-{domain_event.originator_version}"))
+
+    late = Late()
+    dog = Dog("Fido")
+    late.policy(dog.collect_events()[0], ProcessingEvent())  # dispatched once: remembered
+
+    @Late.policy.register(Dog.Registered)
+    def _(self, domain_event, processing_event):
+        raise LookupError("the later registration")
+
+    with pytest.raises(LookupError, match="the later registration"):
+        late.policy(Dog("Rex").collect_events()[0], ProcessingEvent())
