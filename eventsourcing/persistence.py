@@ -95,6 +95,20 @@ def describe(what: What) -> str:
     return what if isinstance(what, str) else what()
 
 
+def inserting(
+    table_name: str, stored_events: Sequence[StoredEvent], tracking: Tracking | None = None
+) -> What:
+    """What an insert is doing, said only if it fails."""
+
+    def what() -> str:
+        text = f"Inserting {len(stored_events)} event(s) into {table_name!r}"
+        if tracking is not None:
+            text += f" with tracking {tracking.application_name!r} {tracking.notification_id}"
+        return text
+
+    return what
+
+
 def checked_mode(value: str, modes: Sequence[str], setting: str) -> str:
     """``value`` as it is spelled in ``modes`` (compared in any case), or ValueError."""
     for mode in modes:

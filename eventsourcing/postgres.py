@@ -55,6 +55,7 @@ from eventsourcing.persistence import (
     What,
     checked_mode,
     describe,
+    inserting,
     tracking_conflict,
 )
 from eventsourcing.utils import Environment
@@ -338,24 +339,13 @@ class PostgresAggregateRecorder(AggregateRecorder):
 
         self.datastore.run(create, what=f"Creating table {self.events_table_name!r}")
 
-    def _what_insert(
-        self, stored_events: Sequence[StoredEvent], tracking: Tracking | None = None
-    ) -> What:
-        def what() -> str:
-            text = f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
-            if tracking is not None:
-                text += f" with tracking {tracking.application_name!r} {tracking.notification_id}"
-            return text
-
-        return what
-
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if stored_events:
             self.datastore.run(
                 lambda conn: self._insert_events(conn, stored_events, returning=False),
-                what=self._what_insert(stored_events),
+                what=inserting(self.events_table_name, stored_events),
             )
         return None
 
@@ -485,7 +475,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         _refuse_duplicates_within(stored_events, self.events_table_name)
         return self.datastore.run(
             lambda conn: self._insert_values_and_notify(conn, stored_events),
-            what=self._what_insert(stored_events),
+            what=inserting(self.events_table_name, stored_events),
             transaction=False,  # the statements run as one implicit transaction
         )
 
@@ -682,7 +672,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         _refuse_duplicates_within(stored_events, self.events_table_name)
         return self.datastore.run(
             insert,
-            what=self._what_insert(stored_events, tracking),
+            what=inserting(self.events_table_name, stored_events, tracking),
             transaction=False,  # each write is one statement, or one message of several
         )
 

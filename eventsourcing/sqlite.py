@@ -52,6 +52,7 @@ from eventsourcing.persistence import (
     What,
     checked_mode,
     describe,
+    inserting,
     tracking_conflict,
 )
 from eventsourcing.utils import Environment
@@ -279,20 +280,9 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         self.datastore.run(
             lambda conn: self._insert_events(conn, stored_events),
             write=True,
-            what=self._what_insert(stored_events),
+            what=inserting(self.events_table_name, stored_events),
         )
         return None
-
-    def _what_insert(
-        self, stored_events: Sequence[StoredEvent], tracking: Tracking | None = None
-    ) -> What:
-        def what() -> str:
-            text = f"Inserting {len(stored_events)} event(s) into {self.events_table_name!r}"
-            if tracking is not None:
-                text += f" with tracking {tracking.application_name!r} {tracking.notification_id}"
-            return text
-
-        return what
 
     def _insert_events(self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]) -> int:
         """Insert the events; return the rowid of the last one."""
@@ -409,7 +399,7 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
         return self.datastore.run(
             lambda conn: self._insert_events_returning_ids(conn, stored_events),
             write=True,
-            what=self._what_insert(stored_events),
+            what=inserting(self.events_table_name, stored_events),
         )
 
     def _insert_events_returning_ids(
@@ -513,7 +503,7 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
         return self.datastore.run(
             insert,
             write=True,
-            what=self._what_insert(stored_events, tracking),
+            what=inserting(self.events_table_name, stored_events, tracking),
         )
 
     def _advance_tracking(self, conn: sqlite3.Connection, tracking: Tracking) -> None:
