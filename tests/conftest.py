@@ -143,3 +143,27 @@ def persistence_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 def durable(persistence_env: dict[str, str]) -> bool:
     """Whether a second application on the same settings sees the first one's events."""
     return persistence_env["PERSISTENCE_MODULE"] != "eventsourcing.popo"
+
+
+@pytest.fixture(autouse=True)
+def _close_applications(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every application a test made, when it ends.
+
+    An application left open keeps its PostgreSQL pool until the garbage collector
+    finds it, which may happen in one of the pool's own threads: the pool then
+    cannot stop that thread, and says so in a warning.
+    """
+    from eventsourcing.application import Application
+
+    made: list[Application] = []
+    construct = Application.__init__
+
+    def track(self: Application, *args: object, **kwargs: object) -> None:
+        construct(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(Application, "__init__", track)
+    yield
+    for app in made:
+        with contextlib.suppress(Exception):
+            app.close()
