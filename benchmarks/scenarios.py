@@ -144,6 +144,11 @@ def fresh_store(kind: str) -> Iterator[None]:
         tmpdir = tempfile.mkdtemp(prefix="bench-sqlite-")
         os.environ["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
         os.environ["SQLITE_DBNAME"] = os.path.join(tmpdir, "bench.db")
+        # A file per application of a system, as the reference library needs: its
+        # SQLite recorders all use one table name, so applications sharing a file
+        # would mix their events.
+        for app in ("DOGSCHOOL", "COUNTERS", "GATEDCOUNTERS"):
+            os.environ[f"{app}_SQLITE_DBNAME"] = os.path.join(tmpdir, f"{app.lower()}.db")
         try:
             yield
         finally:
