@@ -739,23 +739,21 @@ class DatabaseFactory(InfrastructureFactory):
         super().__init__(env)
         self.table_names = table_names(self.env.name)
 
-    def setting_int(self, key: str, default: int) -> int:
+    def _setting(self, key: str, default: Any, parse: Callable[[str], Any], kind: str) -> Any:
+        """The setting ``key`` parsed, ``default`` if unset; OSError naming it if bad."""
         value = self.env.get(key)
         if value in (None, ""):
             return default
         try:
-            return int(value)
+            return parse(value)
         except ValueError:
-            raise OSError(f"{key} must be an integer, not {value!r}") from None
+            raise OSError(f"{key} must be {kind}, not {value!r}") from None
+
+    def setting_int(self, key: str, default: int) -> int:
+        return cast(int, self._setting(key, default, int, "an integer"))
 
     def setting_float(self, key: str, default: float | None) -> float | None:
-        value = self.env.get(key)
-        if value in (None, ""):
-            return default
-        try:
-            return float(value)
-        except ValueError:
-            raise OSError(f"{key} must be a number, not {value!r}") from None
+        return cast("float | None", self._setting(key, default, float, "a number"))
 
     def setting_choice(self, key: str, choices: Sequence[str]) -> str:
         """One of ``choices`` (any case; the first is the default)."""
@@ -766,13 +764,7 @@ class DatabaseFactory(InfrastructureFactory):
             raise OSError(str(error)) from None
 
     def setting_bool(self, key: str, default: bool) -> bool:
-        value = self.env.get(key)
-        if value in (None, ""):
-            return default
-        try:
-            return strtobool(value)
-        except ValueError:
-            raise OSError(f"{key} must be a boolean, not {value!r}") from None
+        return cast(bool, self._setting(key, default, strtobool, "a boolean"))
 
     def _created(self, recorder: Any) -> Any:
         if self.setting_bool(CREATE_TABLE, True):

@@ -269,10 +269,6 @@ class _Handover:
                 taken.append(recording)
             return taken
 
-    def clear(self) -> None:
-        with self._lock:
-            self._held.clear()
-
 
 @dataclass(frozen=True)
 class Partition:
