@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    notification_of,
     tracking_conflict,
 )
 
@@ -126,11 +127,14 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
         self._append(stored_events)
         first = len(self._notifications) + 1
         ids = list(range(first, first + len(stored_events)))
-        self._notifications.extend(
-            Notification(s.originator_id, s.originator_version, s.topic, s.state, nid)
-            for nid, s in zip(ids, stored_events)
-        )
+        self._notifications.extend(notification_of(s, nid) for nid, s in zip(ids, stored_events))
         return ids
+
+    def notifications_of(
+        self, stored_events: Sequence[StoredEvent], ids: Sequence[int]
+    ) -> list[Notification]:
+        # The log's own records: ids are consecutive, and the log only grows.
+        return self._notifications[ids[0] - 1 : ids[-1]]
 
     def select_notifications(
         self,

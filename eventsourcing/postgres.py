@@ -56,6 +56,8 @@ from eventsourcing.persistence import (
     checked_mode,
     describe,
     inserting,
+    new_notification,
+    new_stored_event,
     tracking_conflict,
 )
 from eventsourcing.utils import Environment
@@ -405,12 +407,7 @@ class PostgresAggregateRecorder(AggregateRecorder):
             what=lambda: f"Selecting events of {originator_id} from {self.events_table_name!r}",
         )
         return [
-            StoredEvent(
-                originator_id=originator_id,
-                originator_version=version,
-                topic=topic,
-                state=bytes(state),
-            )
+            new_stored_event(originator_id, version, topic, bytes(state))
             for version, topic, state in rows
         ]
 
@@ -576,13 +573,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             statement, params, what=f"Selecting notifications from {self.events_table_name!r}"
         )
         return [
-            Notification(
-                id=nid,
-                originator_id=originator_id,
-                originator_version=version,
-                topic=topic,
-                state=bytes(state),
-            )
+            new_notification(originator_id, version, topic, bytes(state), nid)
             for nid, originator_id, version, topic, state in rows
         ]
 

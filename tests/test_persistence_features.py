@@ -188,3 +188,31 @@ def test_retry():
     with pytest.raises(KeyError):
         always()
     assert len(calls) == 2
+
+
+def test_quick_record_constructors_make_the_same_frozen_records():
+    from dataclasses import FrozenInstanceError
+
+    from eventsourcing.persistence import (
+        Notification,
+        Recording,
+        StoredEvent,
+        new_notification,
+        new_recording,
+        new_stored_event,
+        notification_of,
+    )
+
+    originator_id = uuid4()
+    stored = new_stored_event(originator_id, 3, "a.topic", b"{}")
+    assert stored == StoredEvent(originator_id, 3, "a.topic", b"{}")
+    assert type(stored) is StoredEvent
+    notification = new_notification(originator_id, 3, "a.topic", b"{}", 7)
+    assert notification == Notification(originator_id, 3, "a.topic", b"{}", 7)
+    assert notification_of(stored, 7) == notification
+    assert hash(notification) == hash(Notification(originator_id, 3, "a.topic", b"{}", 7))
+    assert new_recording("event", notification) == Recording("event", notification)
+    with pytest.raises(FrozenInstanceError):
+        stored.topic = "changed"  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        notification.id = 8  # type: ignore[misc]
