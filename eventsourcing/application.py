@@ -458,9 +458,12 @@ class Application:
         self.notify(processing_event.events)
         return recordings
 
-    def _record(self, processing_event: ProcessingEvent) -> list[Recording[Any]]:
+    def _record(
+        self, processing_event: ProcessingEvent, make_recordings: bool = True
+    ) -> list[Recording[Any]]:
         recordings = self.events.put(
             processing_event.events,
+            make_recordings=make_recordings,
             tracking=processing_event.tracking,
             **processing_event.saved_kwargs,
         )

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
+from types import MethodType
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
@@ -219,6 +220,7 @@ class _EventMethod:
         self.event_class: type | None = None  # set when the aggregate class is made
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
+        self._trigger = self._make_trigger()
 
     @property
     def event_name(self) -> str:
@@ -237,19 +239,28 @@ class _EventMethod:
     ) -> dict[str, Any]:
         return _binder(self.func).bind(args, kwargs, self.func.__qualname__)
 
+    def _make_trigger(self) -> Callable[..., None]:
+        """The function that an aggregate's method call runs: bind, then trigger the event."""
+        method = self
+        binder = _binder(self.func)
+        qualname = self.func.__qualname__
+
+        def trigger(aggregate: Any, *args: Any, **kwargs: Any) -> None:
+            event_class = method.event_class
+            assert event_class is not None
+            aggregate.trigger_event(event_class, **binder.bind(args, kwargs, qualname))
+
+        trigger.__name__ = self.func.__name__
+        trigger.__qualname__ = qualname
+        trigger.__doc__ = self.func.__doc__
+        trigger.__wrapped__ = self.func  # type: ignore[attr-defined]  # (its signature)
+        return trigger
+
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
             return self
-        method = self
-
-        def trigger(*args: Any, **kwargs: Any) -> None:
-            assert method.event_class is not None
-            obj.trigger_event(method.event_class, **method.bind_arguments(obj, args, kwargs))
-
-        trigger.__name__ = self.func.__name__
-        trigger.__qualname__ = self.func.__qualname__
-        trigger.__doc__ = self.func.__doc__
-        return trigger
+        # A bound method of one function made once: cheaper than a closure per call.
+        return MethodType(self._trigger, obj)
 
     def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> None:
         # Called through the class: Dog.add_trick(dog, "roll over").

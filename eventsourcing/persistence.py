@@ -626,10 +626,13 @@ class EventStore:
         self.mapper = mapper
         self.recorder = recorder
 
-    def put(self, domain_events: Sequence[Any], **kwargs: Any) -> list[Recording[Any]]:
+    def put(
+        self, domain_events: Sequence[Any], *, make_recordings: bool = True, **kwargs: Any
+    ) -> list[Recording[Any]]:
+        """Record the events atomically; return their recordings (unless not wanted)."""
         stored_events = [self.mapper.to_stored_event(e) for e in domain_events]
         ids = self.recorder.insert_events(stored_events, **kwargs)
-        if not ids:
+        if not ids or not make_recordings:
             return []
         notifications = self.recorder.notifications_of(stored_events, ids)
         return [new_recording(e, n) for e, n in zip(domain_events, notifications)]

@@ -143,6 +143,9 @@ class Leader(Application):
     def lead(self, follower: Follower) -> None:
         self.followers.append(follower)
 
+    def _is_followed(self) -> bool:
+        return bool(self.followers)
+
     def _notify(self, recordings: Sequence[Recording[Any]]) -> None:
         if not recordings or not self.followers:
             return
@@ -355,6 +358,9 @@ class Follower(Application):
             self._handover.put(leader_name, recording_event.recordings)
         listener(leader_name)
 
+    def _is_followed(self) -> bool:
+        return False  # (a Leader is followed when it has followers)
+
     def tracking_name(self, leader_name: str) -> str:
         """The name this follower's position in ``leader_name``'s log is recorded under."""
         if self.partition is None:
@@ -467,7 +473,9 @@ class Follower(Application):
                 self._process_notification(
                     leader_name, index, notification, domain_event, processing_event
                 )
-            recordings = self._record(processing_event)
+            # Recordings only for followers of this one (a leader too): they cost
+            # a notification per event.
+            recordings = self._record(processing_event, make_recordings=self._is_followed())
         self._positions[leader_name] = notifications[-1].id
         self._take_snapshots(processing_event)
         self._notify(recordings)
@@ -509,7 +517,7 @@ class Follower(Application):
         """Process one upstream event and record its effects with ``tracking``."""
         processing_event = ProcessingEvent(tracking=tracking)
         self.policy(domain_event, processing_event)
-        recordings = self._record(processing_event)
+        recordings = self._record(processing_event, make_recordings=self._is_followed())
         self._positions[tracking.application_name] = tracking.notification_id
         self._take_snapshots(processing_event)
         self._notify(recordings)

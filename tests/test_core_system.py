@@ -349,7 +349,7 @@ def test_a_failed_batch_leaves_nothing_changed_in_memory() -> None:
 
     original_record = counters._record
 
-    def failing_record(processing_event):
+    def failing_record(processing_event, **kwargs):
         raise Boom()
 
     counters._record = failing_record
