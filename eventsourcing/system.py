@@ -312,7 +312,9 @@ class Follower(Application):
     """An application that processes the events of the applications it follows."""
 
     # How many upstream notifications are processed, and recorded, in one write.
-    batch_size = 200
+    # (Catching up 10,000 events: 1,000 was 10-17% faster than 200 on SQLite and
+    # PostgreSQL; a follower that keeps up takes what is there, usually a few.)
+    batch_size = 1_000
     # How often a batch is read and processed again after a write conflict.
     max_conflict_retries = 100
     # How many recordings handed over by leaders in this process are held, per
