@@ -9,7 +9,7 @@ from copy import deepcopy
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, CanMutateAggregate, DomainEvent, Snapshot
@@ -69,14 +69,60 @@ def copy_aggregate(aggregate: Any) -> Any:
     value by value; anything else goes to ``copy.deepcopy``. Containers shared
     between attributes stay shared in the copy, as ``deepcopy`` would keep them.
     """
-    new = object.__new__(type(aggregate))
-    state = aggregate.__dict__.copy()
+    return copy_planned(aggregate, plan_copying(aggregate))
+
+
+class CopyPlan(NamedTuple):
+    """How to copy an aggregate: the attributes holding lists, sets or dicts of
+    immutable values only (``shallow``), and the others that may change (``deep``).
+
+    Looking at every value is most of a copy's cost. The cache keeps a plan with
+    its copy of an aggregate, which nothing changes, so that copies made from it
+    need not look again.
+    """
+
+    shallow: tuple[str, ...]
+    deep: tuple[str, ...]
+
+
+def plan_copying(aggregate: Any) -> CopyPlan:
+    shallow: list[str] = []
+    deep: list[str] = []
+    for name, value in aggregate.__dict__.items():
+        kind = type(value)
+        if kind in _IMMUTABLE:
+            continue
+        if kind in _SHALLOW_KINDS and _holds_immutables(value):
+            shallow.append(name)
+        else:
+            deep.append(name)
+    return CopyPlan(tuple(shallow), tuple(deep))
+
+
+def copy_planned(aggregate: Any, plan: CopyPlan) -> Any:
+    """A copy of an aggregate, unchanged since ``plan_copying`` made ``plan``."""
+    state = aggregate.__dict__.copy()  # immutable values are shared
+    shallow, deep = plan
     memo: dict[int, Any] = {}
-    for name, value in state.items():
-        if type(value) not in _IMMUTABLE:
-            state[name] = _copy_value(value, memo)
-    new.__dict__.update(state)
+    for name in shallow:
+        value = state[name]
+        copied = memo.get(id(value))  # (one container under two names stays one)
+        if copied is None:
+            copied = memo[id(value)] = value.copy()
+        state[name] = copied
+    for name in deep:
+        state[name] = _copy_value(state[name], memo)
+    new = object.__new__(type(aggregate))
+    new.__dict__ = state
     return new
+
+
+_SHALLOW_KINDS = (list, set, dict)
+
+
+def _holds_immutables(container: Any) -> bool:
+    values = container.values() if type(container) is dict else container
+    return _IMMUTABLE.issuperset(map(type, values))
 
 
 def _copy_value(value: Any, memo: dict[int, Any]) -> Any:
@@ -171,26 +217,37 @@ class Repository:
                 return cached
         aggregate = self._reconstruct(aggregate_id, version, projector_func)
         if self.cache is not None and version is None and projector_func is None:
-            self.cache.put(aggregate_id, copy_aggregate(aggregate))
+            self._cache(aggregate_id, aggregate)
         return aggregate
 
     def _get_cached(self, aggregate_id: UUID) -> Any:
         """A copy of the cached aggregate (fast-forwarded), or None to reconstruct it.
 
-        The cache holds aggregates as saved; every caller gets its own copy.
+        The cache holds private copies of aggregates as saved, each with its plan
+        for copying (``plan_copying``); every caller gets its own copy.
         """
         assert self.cache is not None
-        cached = self.cache.get(aggregate_id)
-        if cached is None or getattr(cached, "_pending_events", None):
+        entry = self.cache.get(aggregate_id)
+        if entry is None:
+            return None
+        cached, plan = entry
+        if getattr(cached, "_pending_events", None):
             return None  # changed since it was saved, and not saved again: not to be trusted
         if self.fastforward:
             newer = list(self.event_store.get(aggregate_id, gt=cached.version))
             if newer:
-                cached = copy_aggregate(cached)
+                cached = copy_planned(cached, plan)
                 for domain_event in newer:
                     cached = domain_event.mutate(cached)
-                self.cache.put(aggregate_id, cached)
-        return copy_aggregate(cached)
+                plan = plan_copying(cached)
+                self.cache.put(aggregate_id, (cached, plan))
+        return copy_planned(cached, plan)
+
+    def _cache(self, aggregate_id: UUID, aggregate: Any) -> None:
+        """Keep a private copy of ``aggregate``, with its plan for copying."""
+        assert self.cache is not None
+        plan = plan_copying(aggregate)
+        self.cache.put(aggregate_id, (copy_planned(aggregate, plan), plan))
 
     def _reconstruct(self, aggregate_id: UUID, version: int | None, projector_func: Any) -> Any:
         aggregate: Any = None
@@ -218,7 +275,7 @@ class Repository:
         for aggregate_id, aggregate in aggregates.items():
             # A copy: the caller may change its aggregate and fail to save it next time.
             # (Cheaper than fast-forwarding an older copy by the events just saved.)
-            self.cache.put(aggregate_id, copy_aggregate(aggregate))
+            self._cache(aggregate_id, aggregate)
 
     def clear_cache(self) -> None:
         """Forget cached aggregates (after a conflict showed one is stale)."""

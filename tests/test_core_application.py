@@ -172,3 +172,47 @@ def test_copies_of_aggregates_share_nothing_that_can_change() -> None:
     assert dog.tricks == ["sit"] and dog.notes["vet"] == ["monday"]
     assert copy.alias is copy.tricks  # still one list in the copy
     assert copy.box is not dog.box
+
+
+def test_cached_copies_are_planned_once_and_still_share_nothing_that_can_change() -> None:
+    from eventsourcing.application import copy_planned, plan_copying
+    from eventsourcing.domain import Aggregate, event
+
+    class Shelf(Aggregate):
+        def __init__(self) -> None:
+            self.labels: list[str] = []
+            self.boxes: list[dict[str, list[str]]] = []
+            self.same_labels = self.labels  # two names for one list
+
+        @event("Labelled")
+        def label(self, text: str) -> None:
+            self.labels.append(text)
+
+        @event("Boxed")
+        def box(self, name: str) -> None:
+            self.boxes.append({name: []})
+
+    shelf = Shelf()
+    shelf.label("a")
+    shelf.box("x")
+    plan = plan_copying(shelf)
+    assert set(plan.shallow) == {"labels", "same_labels"}
+    assert "boxes" in plan.deep  # (and the pending events, not immutable values)
+    copy = copy_planned(shelf, plan)
+    assert copy == shelf and copy.same_labels is copy.labels
+    copy.boxes[0]["x"].append("pen")
+    copy.labels.append("b")
+    assert shelf.boxes == [{"x": []}] and shelf.labels == ["a"]
+
+    app = Application()
+    app.save(shelf)
+    first = app.repository.get(shelf.id)
+    second = app.repository.get(shelf.id)
+    first.label("c")
+    first.boxes[0]["x"].append("cup")
+    assert second.labels == ["a"] and second.boxes == [{"x": []}]
+    assert second.same_labels is second.labels
+    app.save(first)
+    third = app.repository.get(shelf.id)
+    assert third.labels == ["a", "c"] and third.version == first.version
+    app.close()
