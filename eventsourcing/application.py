@@ -113,8 +113,11 @@ def copy_planned(aggregate: Any, plan: CopyPlan) -> Any:
     for name in deep:
         state[name] = _copy_value(state[name], memo)
     new = object.__new__(type(aggregate))
-    new.__dict__ = state
+    _set_attribute(new, "__dict__", state)  # (past any __setattr__ of the class)
     return new
+
+
+_set_attribute = object.__setattr__
 
 
 _SHALLOW_KINDS = (list, set, dict)

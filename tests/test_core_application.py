@@ -216,3 +216,26 @@ def test_cached_copies_are_planned_once_and_still_share_nothing_that_can_change(
     third = app.repository.get(shelf.id)
     assert third.labels == ["a", "c"] and third.version == first.version
     app.close()
+
+
+def test_copies_pass_by_an_aggregate_classes_own_setattr() -> None:
+    from eventsourcing.application import copy_aggregate
+    from eventsourcing.domain import Aggregate, event
+
+    class Guarded(Aggregate):
+        def __init__(self) -> None:
+            self.items: list[str] = []
+
+        @event("Added")
+        def add(self, item: str) -> None:
+            self.items.append(item)
+
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "__dict__":
+                raise AttributeError("no replacing the state wholesale")
+            super().__setattr__(name, value)
+
+    guarded = Guarded()
+    guarded.add("a")
+    copy = copy_aggregate(guarded)
+    assert copy == guarded and copy.items is not guarded.items
