@@ -442,8 +442,9 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
     """Stored events numbered in order of recording; inserts are serialised per table.
 
     After each insert, ``NOTIFY`` is sent on a channel named after the events
-    table (payload: the last new id), on commit, so followers in other processes
-    can wait instead of polling.
+    table, on commit, so followers in other processes can wait instead of
+    polling. The payload is empty: a listener only needs waking, and finding the
+    last id for it (max over the table) cost ~70 us, a sixth of a one-event write.
     """
 
     def construct_create_table_statements(self) -> list[sql.Composed]:
@@ -512,7 +513,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             "INSERT INTO {events} (originator_id, originator_version, topic, state) VALUES "
             + ", ".join(["(%s, %s, %s, %s)"] * count)
             + " RETURNING notification_id; "
-            "SELECT pg_notify(%s, (SELECT max(notification_id) FROM {events})::text)"
+            "SELECT pg_notify(%s, '')"
         ).format(events=self._events)
 
     def open_listener(self) -> PostgresListener:
@@ -707,7 +708,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             "WHERE NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM tracked) "
             "ORDER BY position "
             "RETURNING notification_id; "
-            "SELECT pg_notify(%s, (SELECT max(notification_id) FROM {events})::text)"
+            "SELECT pg_notify(%s, '')"
         ).format(events=self._events, tracking=self._tracking)
 
     def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
