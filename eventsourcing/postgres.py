@@ -487,7 +487,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         unique key), so nothing is recorded, though the ids it drew are not reused.
         """
         count = len(stored_events)
-        if count <= 16:  # the usual sizes, rendered once each
+        if count <= _VALUES_MAX:  # the usual sizes, rendered once each
             statement = self._statement(
                 ("insert values", count), lambda: self._insert_values_sql(count)
             )
@@ -682,8 +682,19 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         else None is returned: the tracking position could not move.
         """
         kind = _tracking_kind(tracking)
-        statement = self._statement(("insert tracked", kind), lambda: self._insert_sql(kind))
-        params = _columns(stored_events) + _tracking_params(tracking) + (self.channel,)
+        count = len(stored_events)
+        rows: list[Any]
+        if count <= _VALUES_MAX:  # a follower that keeps up: a few events at a time
+            statement = self._statement(
+                ("insert tracked", kind, count), lambda: self._insert_sql(kind, count)
+            )
+            rows = [v for s in stored_events for v in _row(s)]
+        else:
+            statement = self._statement(
+                ("insert tracked", kind, None), lambda: self._insert_sql(kind, None)
+            )
+            rows = list(_columns(stored_events))
+        params = [*rows, *_tracking_params(tracking), self.channel]
         cursor = psycopg.ClientCursor(conn)  # several statements in one message
         cursor.execute(statement, params)
         cursor.nextset()  # past LOCK TABLE, to the inserted ids
@@ -693,14 +704,26 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         self._check_conflicts(conn, stored_events)  # raises, naming the event
         return None
 
-    def _insert_sql(self, tracking_kind: str) -> sql.Composable:
+    def _insert_sql(self, tracking_kind: str, count: int | None) -> sql.Composable:
+        """The tracked insert, of ``count`` rows given as values, or (None) of four arrays."""
         tracked = f", tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})"
+        if count is None:
+            new = (
+                "new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
+                "%s::bytea[]) WITH ORDINALITY AS n(originator_id, originator_version, topic, "
+                "state, position))"
+            )
+        else:
+            values = ", ".join(
+                f"(%s::uuid, %s::bigint, %s::text, %s::bytea, {position})"
+                for position in range(1, count + 1)
+            )
+            columns = "originator_id, originator_version, topic, state, position"
+            new = f"new ({columns}) AS (VALUES {values})"
         return sql.SQL(
             # Serialise writers to this table until commit (see the module docstring).
             "LOCK TABLE {events} IN EXCLUSIVE MODE; "
-            "WITH new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
-            "%s::bytea[]) WITH ORDINALITY AS n(originator_id, originator_version, topic, "
-            "state, position)), "
+            "WITH " + new + ", "
             "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
             "USING (originator_id, originator_version) LIMIT 1)" + tracked + " "
             "INSERT INTO {events} (originator_id, originator_version, topic, state) "
@@ -822,6 +845,11 @@ def _tracking_params(tracking: Tracking) -> tuple[Any, ...]:
 def _tracking_sql(kind: str, after: str) -> str:
     where = "WHERE " + after[len("AND ") :] if after else ""
     return _TRACKING_SQL[kind].format(after=after, after_where=where)
+
+
+# Up to this many events, an insert passes them as rows of values: quicker than
+# arrays (which psycopg quotes in Python) for a few rows, slower for hundreds.
+_VALUES_MAX = 16
 
 
 def _row(stored: StoredEvent) -> tuple[Any, ...]:

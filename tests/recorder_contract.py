@@ -238,6 +238,37 @@ class RecorderContract:
         assert list(recorder.insert_events([event(a, 3)]) or []) == [3]
         assert recorder.max_tracking_id("up") == 3
 
+    def test_tracked_batches_small_and_large_keep_their_order(self) -> None:
+        # (Stores may pass a few events differently from many: both are covered.)
+        recorder = self.create_process_recorder()
+        position = 0
+        for size in (3, 40):
+            a = uuid4()
+            batch = [event(a, v) for v in range(1, size + 1)]
+            tracking = Tracking("up", position + size, previous_notification_id=position)
+            ids = list(recorder.insert_events(batch, tracking=tracking) or [])
+            assert ids == list(range(position + 1, position + size + 1))
+            assert recorder.select_events(a) == batch
+            assert [
+                n.originator_version for n in recorder.select_notifications(position + 1, size)
+            ] == list(range(1, size + 1))
+            position += size
+            # Refused for a stale start, or for one recorded event: nothing recorded.
+            b = uuid4()
+            more = [event(b, v) for v in range(1, size + 1)]
+            with pytest.raises(TrackingConflictError):
+                recorder.insert_events(
+                    more, tracking=Tracking("up", position + size, previous_notification_id=0)
+                )
+            with pytest.raises(RecordConflictError):
+                recorder.insert_events(
+                    [*more[:-1], event(a, size)],
+                    tracking=Tracking("up", position + size, previous_notification_id=position),
+                )
+            assert recorder.select_events(b) == []
+            assert recorder.max_tracking_id("up") == position
+            assert recorder.max_notification_id() == position
+
     # -- concurrency ---------------------------------------------------------
 
     def test_concurrent_writers_and_a_following_reader(self) -> None:
