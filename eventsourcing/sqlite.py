@@ -499,6 +499,16 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
 
     def _advance_tracking(self, conn: sqlite3.Connection, tracking: Tracking) -> None:
         # Safe to read then write: BEGIN IMMEDIATE holds the write lock.
+        previous = tracking.previous_notification_id
+        if previous and tracking.notification_id > previous:
+            # The usual case, in one statement: move on from where the batch began.
+            moved = conn.execute(
+                f"UPDATE {self._tracking} SET notification_id = ? "
+                "WHERE application_name = ? AND notification_id = ?",
+                (tracking.notification_id, tracking.application_name, previous),
+            ).rowcount
+            if moved:
+                return
         conflict = tracking_conflict(
             tracking, self._select_position(conn, tracking.application_name)
         )
