@@ -109,3 +109,33 @@ def test_writers_in_many_threads_hand_over_out_of_order(tmp_path) -> None:
         assert counters.recorder.max_tracking_id("DogSchool") == 204
     finally:
         runner.stop()
+
+
+def test_a_process_application_that_is_followed_hands_over_what_it_records() -> None:
+    # (A follower nobody follows makes no recordings; one that leads must still make them.)
+    from eventsourcing.system import ProcessApplication
+
+    class Tally(ProcessApplication):
+        seen: list[str]
+
+        def policy(self, domain_event, processing_event):
+            self.seen.append(type(domain_event).__name__)
+
+    runner = SingleThreadedRunner(System(pipes=[[DogSchool, Counters, Tally]]))
+    runner.start()
+    try:
+        school, counters, tally = runner.get(DogSchool), runner.get(Counters), runner.get(Tally)
+        tally.seen = []
+        read = []
+        select = counters.notification_log.select
+        counters.notification_log.select = lambda *a, **k: read.append(a) or select(*a, **k)
+        dog_id = school.register_dog("Fido")
+        for trick in ("sit", "sit", "beg"):
+            school.add_trick(dog_id, trick)
+        assert counted(counters) == {"sit": 2, "beg": 1, "roll": 0}
+        created_then_incremented = ["Created", "Incremented"]
+        assert tally.seen == [*created_then_incremented, "Incremented", *created_then_incremented]
+        assert read == []  # Counters' events were handed over, not read from its log
+        assert tally.recorder.max_tracking_id("Counters") == 5
+    finally:
+        runner.stop()
