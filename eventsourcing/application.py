@@ -118,8 +118,6 @@ def copy_planned(aggregate: Any, plan: CopyPlan) -> Any:
 
 
 _set_attribute = object.__setattr__
-
-
 _SHALLOW_KINDS = (list, set, dict)
 
 
@@ -558,6 +556,10 @@ class Application:
 
     def _notify(self, recordings: Sequence[Recording[Any]]) -> None:
         """Called after new events are recorded, with their notifications (for leaders)."""
+
+    def _is_followed(self) -> bool:
+        """Whether followers in this process take its recordings (leaders that lead)."""
+        return False
 
     def close(self) -> None:
         self.closing.set()

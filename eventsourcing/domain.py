@@ -234,11 +234,6 @@ class _EventMethod:
         kwargs = {name: getattr(domain_event, name) for name in self.param_names}
         self.func(aggregate, **kwargs)
 
-    def bind_arguments(
-        self, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
-        return _binder(self.func).bind(args, kwargs, self.func.__qualname__)
-
     def _make_trigger(self) -> Callable[..., None]:
         """The function that an aggregate's method call runs: bind, then trigger the event."""
         method = self

@@ -360,9 +360,6 @@ class Follower(Application):
             self._handover.put(leader_name, recording_event.recordings)
         listener(leader_name)
 
-    def _is_followed(self) -> bool:
-        return False  # (a Leader is followed when it has followers)
-
     def tracking_name(self, leader_name: str) -> str:
         """The name this follower's position in ``leader_name``'s log is recorded under."""
         if self.partition is None:
