@@ -1,20 +1,23 @@
 """PostgreSQL recorders, with psycopg 3 and its connection pool.
 
-Never skip: an application recorder's insert takes ``LOCK TABLE <events> IN
-EXCLUSIVE MODE`` at the start of its transaction. That mode conflicts with itself
-and with the ROW EXCLUSIVE lock every INSERT takes, but not with SELECT. So
-writers to one events table run one at a time: a writer draws its ids from the
-sequence only after the previous writer has committed (and become visible), and
-ids become visible in increasing order. A reader that has seen id N therefore
-never later finds a newly committed id below N. Readers are never blocked.
+Never skip: every insert into an application's events table first takes the
+table's write lock, a transaction-level advisory lock keyed by the table's oid
+(``pg_advisory_xact_lock('<events>'::regclass::oid::bigint)``), held until
+commit. So writers to one events table run one at a time: a writer draws its ids
+from the sequence only after the previous writer has committed (and become
+visible), and ids become visible in increasing order. A reader that has seen id N
+therefore never later finds a newly committed id below N. Readers take no lock
+and are never blocked.
 
-A write is one message to the server: ``LOCK TABLE``, the insert, and ``NOTIFY``,
-which the server runs as one transaction and commits before it answers (one
-round trip). A plain save inserts directly; a conflict (the unique key on
-originator id and version) aborts it, recording nothing, though the ids it drew
-are not reused: ids may have gaps, and readers do not mind. A follower's write
-moves its tracking position in the same statement as the insert, which records
-nothing, and draws no ids, if an event exists or the position cannot move.
+A write is one statement, prepared once per connection: the lock, the insert
+and ``NOTIFY`` as parts (CTEs) of it, which the server runs as one transaction
+and commits before it answers (one round trip; the parts that draw ids or lock
+rows join the lock, so it is taken first). A plain save inserts directly; a
+conflict (the unique key on originator id and version) aborts it, recording
+nothing, though the ids it drew are not reused: ids may have gaps, and readers do
+not mind. A follower's write moves its tracking position in the same statement
+as the insert, which records nothing, and draws no ids, if an event exists or the
+position cannot move.
 
 Every identifier (schema, table) is quoted with ``psycopg.sql.Identifier``.
 """
@@ -480,41 +483,52 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
     def _insert_values_and_notify(
         self, conn: Connection, stored_events: Sequence[StoredEvent]
     ) -> list[int]:
-        """Lock the table, insert the events and notify listeners: one message, one
-        implicit transaction, committed (durably) before the server answers.
+        """Take the table's write lock, insert the events and notify listeners: one
+        statement, run as one transaction, committed (durably) before the server answers.
 
         A plain insert, the quickest: a conflict aborts the transaction (the
         unique key), so nothing is recorded, though the ids it drew are not reused.
         """
         count = len(stored_events)
-        if count <= _VALUES_MAX:  # the usual sizes, rendered once each
-            statement = self._statement(
-                ("insert values", count), lambda: self._insert_values_sql(count)
-            )
-        else:
-            statement = self._insert_values_sql(count).as_bytes(None)
-        params = [v for s in stored_events for v in _row(s)]
-        cursor = psycopg.ClientCursor(conn)  # several statements in one message
+        shape = count if count <= _VALUES_MAX else None  # the usual sizes: values
+        statement = self._statement(("insert", shape), lambda: self._insert_sql(shape))
+        params = _new_rows_params(stored_events, shape)
+        params.append(self.channel)
         try:
-            cursor.execute(statement, [*params, self.channel])
+            rows = conn.execute(statement, params, prepare=shape is not None).fetchall()
         except psycopg.errors.UniqueViolation as error:
-            detail = error.diag.message_detail or one_line(error)
-            raise RecordConflictError(
-                f"Event already recorded in {self.events_table_name!r}: {detail} "
-                "(originator_id, originator_version); nothing was recorded"
-            ) from error
-        cursor.nextset()  # past LOCK TABLE, to the inserted ids
-        return sorted(int(row[0]) for row in cursor.fetchall())
+            raise self._recorded_already(error) from error
+        return sorted(int(row[0]) for row in rows)
 
-    def _insert_values_sql(self, count: int) -> sql.Composable:
+    def _recorded_already(self, error: psycopg.errors.UniqueViolation) -> RecordConflictError:
+        detail = error.diag.message_detail or one_line(error)
+        return RecordConflictError(
+            f"Event already recorded in {self.events_table_name!r}: {detail} "
+            "(originator_id, originator_version); nothing was recorded"
+        )
+
+    def _insert_sql(self, shape: int | None) -> sql.Composable:
+        return self._write_sql(
+            _new_rows_cte(shape),
+            "inserted AS (INSERT INTO {events} (originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version, topic, state FROM new, lock "
+            "ORDER BY position RETURNING notification_id)",
+        )
+
+    def _write_sql(self, *ctes: str) -> sql.Composable:
+        """One statement that writes to the events table: first the table's write lock
+        (see the module docstring), then ``ctes`` (which must end with ``inserted``,
+        and join ``lock`` wherever they draw ids or lock rows), then NOTIFY."""
         return sql.SQL(
-            # Serialise writers to this table until commit (see the module docstring).
-            "LOCK TABLE {events} IN EXCLUSIVE MODE; "
-            "INSERT INTO {events} (originator_id, originator_version, topic, state) VALUES "
-            + ", ".join(["(%s, %s, %s, %s)"] * count)
-            + " RETURNING notification_id; "
-            "SELECT pg_notify(%s, '')"
-        ).format(events=self._events)
+            "WITH lock AS (SELECT pg_advisory_xact_lock({lock_key}::regclass::oid::bigint)), "
+            + ", ".join(ctes)
+            + ", notified AS (SELECT pg_notify(%s, '') AS sent) "
+            "SELECT notification_id FROM inserted, notified"
+        ).format(**self._sql_names())
+
+    def _sql_names(self) -> dict[str, sql.Composable]:
+        """What the write statements name: the events table, and its lock's key."""
+        return {"events": self._events, "lock_key": sql.Literal(self._events.as_string(None))}
 
     def open_listener(self) -> PostgresListener:
         """Start listening for commits to this table (call before reading the log).
@@ -671,68 +685,49 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
     def _insert_tracked_and_notify(
         self, conn: Connection, stored_events: Sequence[StoredEvent], tracking: Tracking
     ) -> list[int] | None:
-        """Lock the table, insert the events (moving the tracking position), and notify
-        listeners: one message to the server, one round trip.
+        """Take the table's write lock, insert the events (moving the tracking position),
+        and notify listeners: one statement, one transaction, one round trip.
 
-        The server runs the statements of one message as one transaction, committed
-        (durably) before it answers. The insert is one statement that writes nothing
-        if any event is already recorded or the position cannot move, so a refused
-        write changes nothing and uses up no notification ids. Then the cause is
-        found: ``RecordConflictError`` is raised first (as the in-memory store does);
-        else None is returned: the tracking position could not move.
+        The insert writes nothing if any event is already recorded or the position
+        cannot move, so a refused write changes nothing and uses up no notification
+        ids. Then the cause is found: ``RecordConflictError`` is raised first (as
+        the in-memory store does); else None is returned: the position could not move.
         """
         kind = _tracking_kind(tracking)
         count = len(stored_events)
-        rows: list[Any]
-        if count <= _VALUES_MAX:  # a follower that keeps up: a few events at a time
-            statement = self._statement(
-                ("insert tracked", kind, count), lambda: self._insert_sql(kind, count)
-            )
-            rows = [v for s in stored_events for v in _row(s)]
-        else:
-            statement = self._statement(
-                ("insert tracked", kind, None), lambda: self._insert_sql(kind, None)
-            )
-            rows = list(_columns(stored_events))
-        params = [*rows, *_tracking_params(tracking), self.channel]
-        cursor = psycopg.ClientCursor(conn)  # several statements in one message
-        cursor.execute(statement, params)
-        cursor.nextset()  # past LOCK TABLE, to the inserted ids
-        ids = sorted(int(row[0]) for row in cursor.fetchall())
+        shape = count if count <= _VALUES_MAX else None  # a follower that keeps up: values
+        statement = self._statement(
+            ("insert tracked", kind, shape), lambda: self._insert_tracked_sql(kind, shape)
+        )
+        params = _new_rows_params(stored_events, shape)
+        params += _tracking_params(tracking)
+        params.append(self.channel)
+        try:
+            rows = conn.execute(statement, params, prepare=shape is not None).fetchall()
+        except psycopg.errors.UniqueViolation as error:
+            # Recorded by a writer that committed while this one waited for the lock.
+            raise self._recorded_already(error) from error
+        ids = sorted(int(row[0]) for row in rows)
         if len(ids) == len(stored_events):
             return ids
         self._check_conflicts(conn, stored_events)  # raises, naming the event
         return None
 
-    def _insert_sql(self, tracking_kind: str, count: int | None) -> sql.Composable:
-        """The tracked insert, of ``count`` rows given as values, or (None) of four arrays."""
-        tracked = f", tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})"
-        if count is None:
-            new = (
-                "new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
-                "%s::bytea[]) WITH ORDINALITY AS n(originator_id, originator_version, topic, "
-                "state, position))"
-            )
-        else:
-            values = ", ".join(
-                f"(%s::uuid, %s::bigint, %s::text, %s::bytea, {position})"
-                for position in range(1, count + 1)
-            )
-            columns = "originator_id, originator_version, topic, state, position"
-            new = f"new ({columns}) AS (VALUES {values})"
-        return sql.SQL(
-            # Serialise writers to this table until commit (see the module docstring).
-            "LOCK TABLE {events} IN EXCLUSIVE MODE; "
-            "WITH " + new + ", "
+    def _insert_tracked_sql(self, tracking_kind: str, shape: int | None) -> sql.Composable:
+        """The tracked insert, of ``shape`` rows given as values, or (None) of four arrays."""
+        return self._write_sql(
+            _new_rows_cte(shape),
             "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
-            "USING (originator_id, originator_version) LIMIT 1)" + tracked + " "
-            "INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state FROM new "
+            "USING (originator_id, originator_version) LIMIT 1)",
+            f"tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})",
+            "inserted AS (INSERT INTO {events} (originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version, topic, state FROM new, lock "
             "WHERE NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM tracked) "
-            "ORDER BY position "
-            "RETURNING notification_id; "
-            "SELECT pg_notify(%s, '')"
-        ).format(events=self._events, tracking=self._tracking)
+            "ORDER BY position RETURNING notification_id)",
+        )
+
+    def _sql_names(self) -> dict[str, sql.Composable]:
+        return {**super()._sql_names(), "tracking": self._tracking}
 
     def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
@@ -823,7 +818,9 @@ _TRACKING_SQL = {
         "RETURNING 1"
     ),
 }
-_UNLESS_RECORDED = "AND NOT EXISTS (SELECT 1 FROM recorded) "
+# (Within a write: the write lock is taken before the tracking row is, so two
+# writers of one position wait for each other instead of deadlocking.)
+_UNLESS_RECORDED = "AND NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM lock) "
 
 
 def _tracking_kind(tracking: Tracking) -> str:
@@ -852,18 +849,35 @@ def _tracking_sql(kind: str, after: str) -> str:
 _VALUES_MAX = 16
 
 
-def _row(stored: StoredEvent) -> tuple[Any, ...]:
-    return (stored.originator_id, stored.originator_version, stored.topic, stored.state)
-
-
-def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
-    """The events as four arrays, one per column, for ``unnest``."""
-    return (
-        [s.originator_id for s in stored_events],
-        [s.originator_version for s in stored_events],
-        [s.topic for s in stored_events],
-        [s.state for s in stored_events],
+def _new_rows_cte(shape: int | None) -> str:
+    """The events to insert, numbered by ``position``: ``shape`` rows of values, or
+    (None) four arrays, one per column."""
+    columns = "originator_id, originator_version, topic, state, position"
+    if shape is None:
+        return (
+            "new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
+            f"%s::bytea[]) WITH ORDINALITY AS n({columns}))"
+        )
+    values = ", ".join(
+        f"(%s::uuid, %s::bigint, %s::text, %s::bytea, {position})"
+        for position in range(1, shape + 1)
     )
+    return f"new ({columns}) AS (VALUES {values})"
+
+
+def _new_rows_params(stored_events: Sequence[StoredEvent], shape: int | None) -> list[Any]:
+    if shape is None:
+        return [
+            [s.originator_id for s in stored_events],
+            [s.originator_version for s in stored_events],
+            [s.topic for s in stored_events],
+            [s.state for s in stored_events],
+        ]
+    return [
+        value
+        for s in stored_events
+        for value in (s.originator_id, s.originator_version, s.topic, s.state)
+    ]
 
 
 def _refuse_duplicates_within(stored_events: Sequence[StoredEvent], table: str) -> None:

@@ -6,6 +6,7 @@ one, failed without one when REQUIRE_POSTGRES=1.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     ProgrammingError,
+    Tracking,
 )
 from eventsourcing.postgres import (
     Factory,
@@ -244,10 +246,10 @@ def test_lock_timeout_is_an_operational_error(postgres_test_database: dict[str, 
     recorder = PostgresApplicationRecorder(datastore, f"locked_{uuid4().hex[:8]}")
     recorder.create_table()
     with psycopg.connect(**postgres_test_database) as blocker:
+        # The table's write lock (see the module docstring of eventsourcing.postgres).
         blocker.execute(
-            psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-                psycopg.sql.Identifier(recorder.events_table_name)
-            )
+            "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)",
+            (psycopg.sql.Identifier(recorder.events_table_name).as_string(None),),
         )
         started = time.monotonic()
         with pytest.raises(OperationalError, match="lock timeout"):
@@ -280,3 +282,62 @@ def test_listener_wakes_on_commit(postgres_test_database: dict[str, Any]) -> Non
         # Two commits wake it once, or twice if the second notice came late; no more.
         assert not (listener.wait(0.05) and listener.wait(0.05))
     datastore.close()
+
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["plain", "tracked"])
+def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
+    postgres_test_database: dict[str, Any], tracked: bool
+) -> None:
+    """The write lock comes first in the one statement of a write: while another
+    transaction holds it, the waiting writer has neither advanced the id sequence
+    nor locked its tracking row (so writers cannot deadlock on the row)."""
+    datastore = make_datastore(postgres_test_database)
+    recorder = PostgresProcessRecorder(
+        datastore, f"waits_{uuid4().hex[:8]}", f"waits_tracking_{uuid4().hex[:8]}"
+    )
+    recorder.create_table()
+    recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("up", 1))
+    events = psycopg.sql.Identifier(recorder.events_table_name)
+    sequence = f"{recorder.events_table_name}_notification_id_seq"
+    outcome: list[Any] = []
+
+    def write() -> None:
+        tracking = Tracking("up", 2, previous_notification_id=1) if tracked else None
+        outcome.append(recorder.insert_events([event(uuid4(), 1)], tracking=tracking))
+
+    with (
+        psycopg.connect(**postgres_test_database) as blocker,
+        psycopg.connect(**postgres_test_database, autocommit=True) as observer,
+    ):
+        blocker.execute(
+            "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)",
+            (events.as_string(None),),
+        )
+        writer = threading.Thread(target=write)
+        writer.start()
+        deadline = time.monotonic() + 5
+        while not _waits_for_advisory_lock(observer, postgres_test_database["dbname"]):
+            assert time.monotonic() < deadline, "the writer never waited for the lock"
+            time.sleep(0.01)
+        last_value = observer.execute(f'SELECT last_value FROM "{sequence}"').fetchone()
+        assert last_value == (1,)  # no id drawn while waiting
+        row = observer.execute(
+            psycopg.sql.SQL("SELECT notification_id FROM {} FOR UPDATE NOWAIT").format(
+                psycopg.sql.Identifier(recorder.tracking_table_name)
+            )
+        ).fetchall()  # NOWAIT: raises if the waiting writer held the row
+        assert row == [(1,)]
+        blocker.rollback()
+        writer.join(5)
+    assert outcome == [[2]]
+    assert recorder.max_tracking_id("up") == (2 if tracked else 1)
+    datastore.close()
+
+
+def _waits_for_advisory_lock(conn: psycopg.Connection[Any], dbname: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
+        "WHERE locktype = 'advisory' AND NOT granted AND datname = %s",
+        (dbname,),
+    ).fetchone()
+    return bool(row and row[0])
