@@ -131,7 +131,8 @@ class CanMutateAggregate(DomainEvent):
                 f"{type(self).__qualname__} at version {self.originator_version} "
                 "cannot be applied before the aggregate is created"
             )
-        if self.originator_id != aggregate._id:
+        # (Usually the very same id object: "is" spares UUID's __eq__, written in Python.)
+        if self.originator_id is not aggregate._id and self.originator_id != aggregate._id:
             raise OriginatorIDError(
                 f"{type(self).__qualname__} of originator {self.originator_id} "
                 f"cannot be applied to aggregate {aggregate._id}"

@@ -63,11 +63,16 @@ class POPOAggregateRecorder(AggregateRecorder):
 
     def _append(self, stored_events: Sequence[StoredEvent]) -> None:
         for stored in stored_events:
-            events = self._events_by_originator.setdefault(stored.originator_id, [])
-            if events and events[-1].originator_version > stored.originator_version:
-                events.insert(_index_of_version(events, stored.originator_version), stored)
-            else:
-                events.append(stored)
+            self._append_one(stored)
+
+    def _append_one(self, stored: StoredEvent) -> None:
+        events = self._events_by_originator.get(stored.originator_id)
+        if events is None:
+            self._events_by_originator[stored.originator_id] = [stored]
+        elif events[-1].originator_version < stored.originator_version:
+            events.append(stored)  # the usual: the next version
+        else:
+            events.insert(_index_of_version(events, stored.originator_version), stored)
 
     def select_events(
         self,
@@ -124,10 +129,17 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
             return self._append_with_ids(stored_events)
 
     def _append_with_ids(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        notifications = self._notifications
+        if len(stored_events) == 1:  # the usual save, without the loops
+            stored = stored_events[0]
+            self._append_one(stored)
+            notification_id = len(notifications) + 1
+            notifications.append(notification_of(stored, notification_id))
+            return [notification_id]
         self._append(stored_events)
-        first = len(self._notifications) + 1
+        first = len(notifications) + 1
         ids = list(range(first, first + len(stored_events)))
-        self._notifications.extend(notification_of(s, nid) for nid, s in zip(ids, stored_events))
+        notifications.extend(notification_of(s, nid) for nid, s in zip(ids, stored_events))
         return ids
 
     def notifications_of(
