@@ -17,7 +17,10 @@ conflict (the unique key on originator id and version) aborts it, recording
 nothing, though the ids it drew are not reused: ids may have gaps, and readers do
 not mind. A follower's write moves its tracking position in the same statement
 as the insert, which records nothing, and draws no ids, if an event exists or the
-position cannot move.
+position cannot move. (The statement sees the table as it was when it began: an
+event that another writer committed while this one waited for the lock is found
+by the unique key instead, and the write fails as a plain save's does; a moved
+position is found by the update itself, which rereads a row changed meanwhile.)
 
 Every identifier (schema, table) is quoted with ``psycopg.sql.Identifier``.
 """
@@ -477,7 +480,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         return self.datastore.run(
             lambda conn: self._insert_values_and_notify(conn, stored_events),
             what=inserting(self.events_table_name, stored_events),
-            transaction=False,  # the statements run as one implicit transaction
+            transaction=False,  # one statement: its own transaction
         )
 
     def _insert_values_and_notify(
@@ -679,7 +682,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         return self.datastore.run(
             insert,
             what=inserting(self.events_table_name, stored_events, tracking),
-            transaction=False,  # each write is one statement, or one message of several
+            transaction=False,  # each write is one statement
         )
 
     def _insert_tracked_and_notify(
@@ -844,8 +847,9 @@ def _tracking_sql(kind: str, after: str) -> str:
     return _TRACKING_SQL[kind].format(after=after, after_where=where)
 
 
-# Up to this many events, an insert passes them as rows of values: quicker than
-# arrays (which psycopg quotes in Python) for a few rows, slower for hundreds.
+# Up to this many events, an insert passes them as rows of values (a prepared
+# statement per count): for a few rows much quicker than arrays (a one-event save
+# measured ~470 us against ~880 us), slower for hundreds.
 _VALUES_MAX = 16
 
 
