@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     ProgrammingError,
+    RecordConflictError,
     Tracking,
 )
 from eventsourcing.postgres import (
@@ -341,3 +342,56 @@ def _waits_for_advisory_lock(conn: psycopg.Connection[Any], dbname: str) -> bool
         (dbname,),
     ).fetchone()
     return bool(row and row[0])
+
+
+def test_an_event_recorded_while_a_tracked_writer_waited_fails_that_write(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    """The write's statement sees the table as it was when it began: an event that
+    another writer committed meanwhile is found by the unique key, and nothing of
+    the waiting write (events or position) is recorded."""
+    datastore = make_datastore(postgres_test_database)
+    recorder = PostgresProcessRecorder(
+        datastore, f"dup_{uuid4().hex[:8]}", f"dup_tracking_{uuid4().hex[:8]}"
+    )
+    recorder.create_table()
+    recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("up", 1))
+    events = psycopg.sql.Identifier(recorder.events_table_name)
+    originator = uuid4()
+    outcome: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            recorder.insert_events(
+                [event(uuid4(), 1), event(originator, 1)],
+                tracking=Tracking("up", 2, previous_notification_id=1),
+            )
+        except BaseException as error:
+            outcome.append(error)
+
+    with psycopg.connect(**postgres_test_database, autocommit=True) as observer:
+        with psycopg.connect(**postgres_test_database) as blocker:
+            blocker.execute(
+                "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)",
+                (events.as_string(None),),
+            )
+            writer = threading.Thread(target=write)
+            writer.start()
+            deadline = time.monotonic() + 5
+            while not _waits_for_advisory_lock(observer, postgres_test_database["dbname"]):
+                assert time.monotonic() < deadline, "the writer never waited for the lock"
+                time.sleep(0.01)
+            blocker.execute(
+                psycopg.sql.SQL(
+                    "INSERT INTO {} (originator_id, originator_version, topic, state) "
+                    "VALUES (%s, 1, 'other', '')"
+                ).format(events),
+                (originator,),
+            )
+            blocker.commit()
+            writer.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], RecordConflictError), outcome
+    assert str(originator) in str(outcome[0])  # names the event
+    assert recorder.max_tracking_id("up") == 1
+    assert [n.topic for n in recorder.select_notifications(1, 10)] == ["topic:A", "other"]
+    datastore.close()
