@@ -7,7 +7,9 @@ commit. So writers to one events table run one at a time: a writer draws its ids
 from the sequence only after the previous writer has committed (and become
 visible), and ids become visible in increasing order. A reader that has seen id N
 therefore never later finds a newly committed id below N. Readers take no lock
-and are never blocked.
+and are never blocked. (An insert also holds the table's ROW EXCLUSIVE lock from
+its start, so writers that take ``LOCK TABLE ... IN EXCLUSIVE MODE`` instead, as
+earlier versions of this library did, still run one at a time with these.)
 
 A write is one statement, prepared once per connection: the lock, the insert
 and ``NOTIFY`` as parts (CTEs) of it, which the server runs as one transaction

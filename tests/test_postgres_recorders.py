@@ -286,12 +286,15 @@ def test_listener_wakes_on_commit(postgres_test_database: dict[str, Any]) -> Non
 
 
 @pytest.mark.parametrize("tracked", [False, True], ids=["plain", "tracked"])
+@pytest.mark.parametrize("held", ["write lock", "LOCK TABLE"])
 def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
-    postgres_test_database: dict[str, Any], tracked: bool
+    postgres_test_database: dict[str, Any], tracked: bool, held: str
 ) -> None:
     """The write lock comes first in the one statement of a write: while another
     transaction holds it, the waiting writer has neither advanced the id sequence
-    nor locked its tracking row (so writers cannot deadlock on the row)."""
+    nor locked its tracking row (so writers cannot deadlock on the row). A writer
+    holding ``LOCK TABLE ... IN EXCLUSIVE MODE`` (as earlier versions of this
+    library took) is waited for too: an insert takes ROW EXCLUSIVE as it starts."""
     datastore = make_datastore(postgres_test_database)
     recorder = PostgresProcessRecorder(
         datastore, f"waits_{uuid4().hex[:8]}", f"waits_tracking_{uuid4().hex[:8]}"
@@ -310,14 +313,17 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
         psycopg.connect(**postgres_test_database) as blocker,
         psycopg.connect(**postgres_test_database, autocommit=True) as observer,
     ):
-        blocker.execute(
-            "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)",
-            (events.as_string(None),),
-        )
+        if held == "write lock":
+            blocker.execute(
+                "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)",
+                (events.as_string(None),),
+            )
+        else:
+            blocker.execute(psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
         writer = threading.Thread(target=write)
         writer.start()
         deadline = time.monotonic() + 5
-        while not _waits_for_advisory_lock(observer, postgres_test_database["dbname"]):
+        while not _waits_for_a_lock(observer, postgres_test_database["dbname"]):
             assert time.monotonic() < deadline, "the writer never waited for the lock"
             time.sleep(0.01)
         last_value = observer.execute(f'SELECT last_value FROM "{sequence}"').fetchone()
@@ -335,10 +341,10 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
     datastore.close()
 
 
-def _waits_for_advisory_lock(conn: psycopg.Connection[Any], dbname: str) -> bool:
+def _waits_for_a_lock(conn: psycopg.Connection[Any], dbname: str) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
-        "WHERE locktype = 'advisory' AND NOT granted AND datname = %s",
+        "WHERE NOT granted AND datname = %s",
         (dbname,),
     ).fetchone()
     return bool(row and row[0])
@@ -378,7 +384,7 @@ def test_an_event_recorded_while_a_tracked_writer_waited_fails_that_write(
             writer = threading.Thread(target=write)
             writer.start()
             deadline = time.monotonic() + 5
-            while not _waits_for_advisory_lock(observer, postgres_test_database["dbname"]):
+            while not _waits_for_a_lock(observer, postgres_test_database["dbname"]):
                 assert time.monotonic() < deadline, "the writer never waited for the lock"
                 time.sleep(0.01)
             blocker.execute(
