@@ -81,7 +81,35 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Connection = psycopg.Connection[Any]
+
+
+class PooledConnection(psycopg.Connection[Any]):
+    """A pooled connection whose ``execute`` reuses one cursor.
+
+    psycopg's ``execute`` makes a cursor per statement, which cost ~20 us a
+    statement here, a fifth of a round trip to the server. A pooled connection
+    serves one thread at a time, and every statement of ours fetches its rows
+    before the next one runs, so one cursor serves them all.
+    """
+
+    _statement_cursor: psycopg.Cursor[Any] | None = None
+
+    def execute(  # (the same parameters as psycopg's, without its templates)
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool = False,
+    ) -> psycopg.Cursor[Any]:
+        cursor = self._statement_cursor
+        if cursor is None or cursor.closed:
+            cursor = self._statement_cursor = self.cursor()
+        cursor.format = psycopg.pq.Format.BINARY if binary else psycopg.pq.Format.TEXT
+        return cursor.execute(query, params, prepare=prepare)
+
+
+Connection = PooledConnection
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer names
 CREATE_TABLE_LOCK_KEY = 0x65_76_65_6E_74_73  # advisory lock serialising our DDL
@@ -158,7 +186,7 @@ class PostgresDatastore:
         self.lock_timeout = lock_timeout
         self.schema = schema.strip()
         self.pool_timeout = pool_timeout
-        self._pool: ConnectionPool | None = None
+        self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
         self._closed = False
 
@@ -202,13 +230,14 @@ class PostgresDatastore:
         except psycopg.Error as error:
             raise self.connection_error(error, "Connecting") from None
 
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> ConnectionPool[PooledConnection]:
         with self._pool_lock:
             if self._closed:
                 raise InterfaceError(f"Datastore for {self.describe()} is closed")
             if self._pool is None:
                 self.probe()
                 pool = ConnectionPool(
+                    connection_class=PooledConnection,
                     kwargs=self.connect_kwargs(),
                     min_size=self.pool_size,
                     max_size=self.pool_size + self.max_overflow,

@@ -27,6 +27,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import (
     Factory,
+    PooledConnection,
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
@@ -400,4 +401,25 @@ def test_an_event_recorded_while_a_tracked_writer_waited_fails_that_write(
     assert str(originator) in str(outcome[0])  # names the event
     assert recorder.max_tracking_id("up") == 1
     assert [n.topic for n in recorder.select_notifications(1, 10)] == ["topic:A", "other"]
+    datastore.close()
+
+
+def test_pooled_connections_reuse_one_cursor_and_replace_it_when_closed(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    datastore = make_datastore(postgres_test_database, pool_size=1)
+
+    def statements(conn: PooledConnection) -> list[Any]:
+        first = conn.execute("SELECT 1")
+        assert first.fetchall() == [(1,)]
+        second = conn.execute("SELECT %s::int", (2,), prepare=True)
+        assert second is first  # one cursor, made once
+        assert second.fetchall() == [(2,)]
+        with conn.execute("SELECT 'x'::bytea", binary=True) as third:  # closes it
+            assert third.fetchall() == [(b"x",)]
+        fourth = conn.execute("SELECT 'x'::text")
+        assert fourth is not first and fourth.fetchall() == [("x",)]
+        return [type(conn).__name__]
+
+    assert datastore.run(statements, what="statements") == ["PooledConnection"]
     datastore.close()
