@@ -248,11 +248,7 @@ def test_lock_timeout_is_an_operational_error(postgres_test_database: dict[str, 
     recorder = PostgresApplicationRecorder(datastore, f"locked_{uuid4().hex[:8]}")
     recorder.create_table()
     with psycopg.connect(**postgres_test_database) as blocker:
-        # The table's write lock (see the module docstring of eventsourcing.postgres).
-        blocker.execute(
-            "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)",
-            (psycopg.sql.Identifier(recorder.events_table_name).as_string(None),),
-        )
+        _take_write_lock(blocker, psycopg.sql.Identifier(recorder.events_table_name))
         started = time.monotonic()
         with pytest.raises(OperationalError, match="lock timeout"):
             recorder.insert_events([event(uuid4(), 1)])
@@ -296,12 +292,7 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
     nor locked its tracking row (so writers cannot deadlock on the row). A writer
     holding ``LOCK TABLE ... IN EXCLUSIVE MODE`` (as earlier versions of this
     library took) is waited for too: an insert takes ROW EXCLUSIVE as it starts."""
-    datastore = make_datastore(postgres_test_database)
-    recorder = PostgresProcessRecorder(
-        datastore, f"waits_{uuid4().hex[:8]}", f"waits_tracking_{uuid4().hex[:8]}"
-    )
-    recorder.create_table()
-    recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("up", 1))
+    datastore, recorder = _recorder_at_position_1(postgres_test_database)
     events = psycopg.sql.Identifier(recorder.events_table_name)
     sequence = f"{recorder.events_table_name}_notification_id_seq"
     outcome: list[Any] = []
@@ -315,18 +306,12 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
         psycopg.connect(**postgres_test_database, autocommit=True) as observer,
     ):
         if held == "write lock":
-            blocker.execute(
-                "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)",
-                (events.as_string(None),),
-            )
+            _take_write_lock(blocker, events)
         else:
             blocker.execute(psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
         writer = threading.Thread(target=write)
         writer.start()
-        deadline = time.monotonic() + 5
-        while not _waits_for_a_lock(observer, postgres_test_database["dbname"]):
-            assert time.monotonic() < deadline, "the writer never waited for the lock"
-            time.sleep(0.01)
+        _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
         last_value = observer.execute(f'SELECT last_value FROM "{sequence}"').fetchone()
         assert last_value == (1,)  # no id drawn while waiting
         row = observer.execute(
@@ -342,13 +327,38 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
     datastore.close()
 
 
-def _waits_for_a_lock(conn: psycopg.Connection[Any], dbname: str) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
-        "WHERE NOT granted AND datname = %s",
-        (dbname,),
-    ).fetchone()
-    return bool(row and row[0])
+def _recorder_at_position_1(
+    settings: dict[str, Any],
+) -> tuple[PostgresDatastore, PostgresProcessRecorder]:
+    """A process recorder on fresh tables, with one event recorded at position 1 of "up"."""
+    datastore = make_datastore(settings)
+    recorder = PostgresProcessRecorder(
+        datastore, f"locked_{uuid4().hex[:8]}", f"locked_tracking_{uuid4().hex[:8]}"
+    )
+    recorder.create_table()
+    recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("up", 1))
+    return datastore, recorder
+
+
+def _take_write_lock(conn: psycopg.Connection[Any], events: psycopg.sql.Identifier) -> None:
+    """The events table's write lock (see the module docstring of eventsourcing.postgres)."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)", (events.as_string(None),)
+    )
+
+
+def _wait_until_a_lock_is_waited_for(conn: psycopg.Connection[Any], dbname: str) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
+            "WHERE NOT granted AND datname = %s",
+            (dbname,),
+        ).fetchone()
+        if row and row[0]:
+            return
+        assert time.monotonic() < deadline, "the writer never waited for the lock"
+        time.sleep(0.01)
 
 
 def test_an_event_recorded_while_a_tracked_writer_waited_fails_that_write(
@@ -357,12 +367,7 @@ def test_an_event_recorded_while_a_tracked_writer_waited_fails_that_write(
     """The write's statement sees the table as it was when it began: an event that
     another writer committed meanwhile is found by the unique key, and nothing of
     the waiting write (events or position) is recorded."""
-    datastore = make_datastore(postgres_test_database)
-    recorder = PostgresProcessRecorder(
-        datastore, f"dup_{uuid4().hex[:8]}", f"dup_tracking_{uuid4().hex[:8]}"
-    )
-    recorder.create_table()
-    recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("up", 1))
+    datastore, recorder = _recorder_at_position_1(postgres_test_database)
     events = psycopg.sql.Identifier(recorder.events_table_name)
     originator = uuid4()
     outcome: list[BaseException] = []
@@ -378,16 +383,10 @@ def test_an_event_recorded_while_a_tracked_writer_waited_fails_that_write(
 
     with psycopg.connect(**postgres_test_database, autocommit=True) as observer:
         with psycopg.connect(**postgres_test_database) as blocker:
-            blocker.execute(
-                "SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)",
-                (events.as_string(None),),
-            )
+            _take_write_lock(blocker, events)
             writer = threading.Thread(target=write)
             writer.start()
-            deadline = time.monotonic() + 5
-            while not _waits_for_a_lock(observer, postgres_test_database["dbname"]):
-                assert time.monotonic() < deadline, "the writer never waited for the lock"
-                time.sleep(0.01)
+            _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
             blocker.execute(
                 psycopg.sql.SQL(
                     "INSERT INTO {} (originator_id, originator_version, topic, state) "
