@@ -190,10 +190,12 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         with self._lock:
-            self._check_conflicts(stored_events)
+            if stored_events:
+                self._check_conflicts(stored_events)
             if tracking is not None:
                 self._check_tracking(tracking)
-            ids = self._append_with_ids(stored_events)
+            # (A follower's policy often records nothing: only its position moves.)
+            ids = self._append_with_ids(stored_events) if stored_events else []
             if tracking is not None:
                 self._positions[tracking.application_name] = tracking.notification_id
             return ids
