@@ -41,6 +41,8 @@ class POPOAggregateRecorder(AggregateRecorder):
         return None
 
     def _check_conflicts(self, stored_events: Sequence[StoredEvent]) -> None:
+        if not stored_events:  # a follower's batch that only moves its position
+            return
         if len(stored_events) == 1:  # the usual save: no duplicates within it to look for
             if self._is_recorded(stored_events[0]):
                 raise _conflict(stored_events[0])
@@ -129,6 +131,8 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
             return self._append_with_ids(stored_events)
 
     def _append_with_ids(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        if not stored_events:  # a follower's batch that only moves its position
+            return []
         notifications = self._notifications
         if len(stored_events) == 1:  # the usual save, without the loops
             stored = stored_events[0]
@@ -190,12 +194,10 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         with self._lock:
-            if stored_events:
-                self._check_conflicts(stored_events)
+            self._check_conflicts(stored_events)
             if tracking is not None:
                 self._check_tracking(tracking)
-            # (A follower's policy often records nothing: only its position moves.)
-            ids = self._append_with_ids(stored_events) if stored_events else []
+            ids = self._append_with_ids(stored_events)
             if tracking is not None:
                 self._positions[tracking.application_name] = tracking.notification_id
             return ids
