@@ -232,7 +232,10 @@ class _EventMethod:
         return "".join(part.capitalize() for part in self.func.__name__.split("_") if part)
 
     def apply(self, aggregate: Any, domain_event: Any) -> None:
-        kwargs = {name: getattr(domain_event, name) for name in self.param_names}
+        # A loop, not a comprehension: on Python 3.11 that is a call of its own.
+        kwargs = {}
+        for name in self.param_names:
+            kwargs[name] = getattr(domain_event, name)
         self.func(aggregate, **kwargs)
 
     def _make_trigger(self) -> Callable[..., None]:
