@@ -324,6 +324,10 @@ class Follower(Application):
     # How many recordings handed over by leaders in this process are held, per
     # leader, for a follower that is behind (past that, it reads the log).
     handover_maxsize = 1_000
+    # Under the threaded runners, how many seconds to wait before the next batch when
+    # events arrived during the last one (group commit). None: the store's default
+    # (2 ms on SQLite and PostgreSQL, 0 in memory). FOLLOWER_BATCH_DELAY overrides both.
+    batch_delay: float | None = None
 
     FOLLOWER_BATCH_DELAY = "FOLLOWER_BATCH_DELAY"
 
@@ -341,18 +345,23 @@ class Follower(Application):
         """Seconds to wait before the next batch when events arrived during the last one.
 
         Used by the threaded runners (a single-threaded runner processes before
-        ``save()`` returns): ``FOLLOWER_BATCH_DELAY``, else the store's default.
+        ``save()`` returns): ``FOLLOWER_BATCH_DELAY``, else the class's ``batch_delay``,
+        else the store's default.
         """
         setting = self.env.get(self.FOLLOWER_BATCH_DELAY)
         if setting in (None, ""):
-            return self.factory.follower_batch_delay
+            if type(self).batch_delay is not None:
+                setting = str(type(self).batch_delay)
+            else:
+                return self.factory.follower_batch_delay
         try:
             delay = float(setting)
         except ValueError:
             delay = math.nan
         if not (math.isfinite(delay) and delay >= 0):
             raise ValueError(
-                f"FOLLOWER_BATCH_DELAY must be a number of seconds, 0 or more, not {setting!r}"
+                f"{self.name}: FOLLOWER_BATCH_DELAY (or the class's batch_delay) must be "
+                f"a number of seconds, 0 or more, not {setting!r}"
             )
         return delay
 

@@ -134,6 +134,20 @@ def test_the_delay_defaults_by_store_and_can_be_set(tmp_path) -> None:
     assert Counters(env={"COUNTERS_FOLLOWER_BATCH_DELAY": "0"}).batch_delay == 0.0
     assert issubclass(Counters, Follower)
 
+    class Patient(Counters):
+        batch_delay = 0.05
+
+    assert Patient().batch_delay == 0.05
+    assert Patient(env={"FOLLOWER_BATCH_DELAY": "0.001"}).batch_delay == 0.001
+
+
+def test_a_bad_class_delay_is_named_too() -> None:
+    class Backwards(Counters):
+        batch_delay = -0.5
+
+    with pytest.raises(ValueError, match="FOLLOWER_BATCH_DELAY .* not '-0.5'"):
+        Backwards()
+
 
 @pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
 def test_a_bad_delay_is_named_in_the_error(value) -> None:
