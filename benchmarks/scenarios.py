@@ -223,6 +223,26 @@ def wait_until(
         time.sleep(pause)
 
 
+@contextlib.contextmanager
+def stopped_after(runner: Any, before: Callable[[], Any] = lambda: None) -> Iterator[None]:
+    """Stop ``runner`` on the way out (calling ``before`` first). If stopping raises too
+    (a follower cut short mid-batch, say), the error that got us out, such as a
+    timeout with its progress, is still the one reported."""
+    try:
+        yield
+    except BaseException as error:
+        before()
+        try:
+            runner.stop()
+        except Exception as stop_error:
+            error.add_note(
+                f"then stopping the runner raised {type(stop_error).__name__}: {stop_error}"
+            )
+        raise
+    before()
+    runner.stop()
+
+
 def caught_up(counters: Any, school: Any) -> Callable[[], bool]:
     """True once Counters has recorded its position at DogSchool's last notification."""
 
@@ -394,7 +414,7 @@ def scenario_system_st(n: int, store: str) -> dict[str, Any]:
     system = System(pipes=[[DogSchool, Counters]])
     runner = SingleThreadedRunner(system)
     runner.start()
-    try:
+    with stopped_after(runner):
         school = runner.get(DogSchool)
         counters = runner.get(Counters)
         dogs = _register_dogs(school)
@@ -403,8 +423,6 @@ def scenario_system_st(n: int, store: str) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         cpu = cpu_per_command(cpu_started, n)
         _assert_counted(counters, n)
-    finally:
-        runner.stop()
     return {"commands/s": metric(n / elapsed, "commands/s"), "user CPU ms per command": cpu}
 
 
@@ -413,7 +431,7 @@ def scenario_system_mt(n: int, store: str) -> dict[str, Any]:
     system = System(pipes=[[DogSchool, Counters]])
     runner = MultiThreadedRunner(system)
     runner.start()
-    try:
+    with stopped_after(runner):
         school = runner.get(DogSchool)
         counters = runner.get(Counters)
         dogs = _register_dogs(school)
@@ -425,8 +443,6 @@ def scenario_system_mt(n: int, store: str) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         cpu = cpu_per_command(cpu_started, n)
         _assert_counted(counters, n)
-    finally:
-        runner.stop()
     return {
         "commands/s": metric(n / elapsed, "commands/s"),
         "commands/s (saving only)": metric(n / (commands_done - started), "commands/s"),
@@ -494,7 +510,7 @@ def scenario_latency(n: int, store: str) -> dict[str, Any]:
     system = System(pipes=[[DogSchool, TimedCounters]])
     runner = MultiThreadedRunner(system)
     runner.start()
-    try:
+    with stopped_after(runner):
         school = runner.get(DogSchool)
         counters = runner.get(TimedCounters)
         dogs = _register_dogs(school)
@@ -528,8 +544,6 @@ def scenario_latency(n: int, store: str) -> dict[str, Any]:
                     raise TimeoutError("Counters did not record the command's result")
                 time.sleep(0)
             poll.append(time.perf_counter() - returned)
-    finally:
-        runner.stop()
     ms = 1000.0
     return {
         "p50 ms (hook)": metric(_percentile(hook, 0.5) * ms, "ms", "lower"),
@@ -571,7 +585,7 @@ def _catch_up(n: int, store: str) -> tuple[float, int, float]:
         GATE.clear()
         runner = MultiThreadedRunner(system)
         runner.start()
-        try:
+        with stopped_after(runner, before=GATE.set):
             school = runner.get(DogSchool)
             counters = runner.get(GatedCounters)
             written = write_dog_backlog(school, n)
@@ -586,9 +600,6 @@ def _catch_up(n: int, store: str) -> tuple[float, int, float]:
                 progress=catch_up_progress(counters, school),
             )
             elapsed = time.perf_counter() - started
-        finally:
-            GATE.set()
-            runner.stop()
         return elapsed, written, rss_before
     writer = DogSchool()
     written = write_dog_backlog(writer, n)
@@ -597,7 +608,7 @@ def _catch_up(n: int, store: str) -> tuple[float, int, float]:
     runner = MultiThreadedRunner(system)
     started = time.perf_counter()
     runner.start()
-    try:
+    with stopped_after(runner):
         school = runner.get(DogSchool)
         counters = runner.get(Counters)
         school.register_dog("trigger")
@@ -609,8 +620,6 @@ def _catch_up(n: int, store: str) -> tuple[float, int, float]:
             progress=catch_up_progress(counters, school),
         )
         elapsed = time.perf_counter() - started
-    finally:
-        runner.stop()
     return elapsed, written + 1, rss_before
 
 
