@@ -289,6 +289,7 @@ class DatetimeAsISO(Transcoding):
 
 _TYPE_KEY = "_type_"
 _DATA_KEY = "_data_"
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring  # (C, quoted, escaped)
 
 
 def _c_json_encoder(default: Callable[[Any], Any]) -> Callable[[Any, int], Any] | None:
@@ -329,20 +330,52 @@ class JSONTranscoder(Transcoder):
             cast(Any, self._decoder)  # (typeshed's stub wants another type)
         )
         self._encode_fast = _c_json_encoder(self._encode_custom)
+        # The opening of a datetime's encoding, while datetimes are DatetimeAsISO's.
+        self._datetime_opening: str | None = None
         for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
             self.register(transcoding)
 
     def register(self, transcoding: Transcoding) -> None:
         self._by_type[transcoding.type] = transcoding
         self._by_name[transcoding.name] = transcoding
+        if transcoding.type is datetime:
+            self._datetime_opening = (
+                f'{{"{_TYPE_KEY}":{_encode_string(transcoding.name)},"{_DATA_KEY}":"'
+                if type(transcoding) is DatetimeAsISO
+                else None
+            )
 
     def encode(self, obj: Any) -> bytes:
-        if self._encode_fast is not None:
+        encode_fast = self._encode_fast
+        if encode_fast is not None:
             try:
-                return "".join(self._encode_fast(obj, 0)).encode("utf-8")
+                if type(obj) is dict:
+                    return self._encode_dict(obj, encode_fast).encode("utf-8")
+                return "".join(encode_fast(obj, 0)).encode("utf-8")
             except RecursionError:
                 pass  # a circular reference, perhaps: let json say so
         return self._encoder.encode(obj).encode("utf-8")
+
+    def _encode_dict(self, obj: dict[Any, Any], encode_fast: Callable[[Any, int], Any]) -> str:
+        """The same text as json's encoder, sooner for an event's state: its strings,
+        whole numbers and timestamps are written here, without json's call of
+        ``_encode_custom`` for each timestamp; other values go to json's encoder."""
+        datetime_opening = self._datetime_opening
+        members = []
+        for key, value in obj.items():
+            kind = type(value)
+            if kind is str:
+                text = _encode_string(value)
+            elif kind is datetime and datetime_opening is not None:
+                text = datetime_opening + value.isoformat() + '"}'  # (nothing to escape)
+            elif kind is int:
+                text = int.__repr__(value)
+            else:
+                text = "".join(encode_fast(value, 0))
+            if type(key) is not str:
+                return "".join(encode_fast(obj, 0))  # json's way with other keys
+            members.append(_encode_string(key) + ":" + text)
+        return "{" + ",".join(members) + "}"
 
     def decode(self, data: bytes) -> Any:
         text = data.decode("utf-8")

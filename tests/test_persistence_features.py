@@ -216,3 +216,72 @@ def test_quick_record_constructors_make_the_same_frozen_records():
         stored.topic = "changed"  # type: ignore[misc]
     with pytest.raises(FrozenInstanceError):
         notification.id = 8  # type: ignore[misc]
+
+
+def _json_as_ever(transcoder: JSONTranscoder, obj: object) -> bytes:
+    """What json's own encoder writes, with the transcoder's custom types."""
+    import json
+
+    return json.dumps(
+        obj, default=transcoder._encode_custom, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+def test_event_states_are_written_as_json_writes_them():
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+    from enum import IntEnum
+
+    class Level(IntEnum):
+        HIGH = 3
+
+    class Label(str):
+        pass
+
+    transcoder = JSONTranscoder()
+    when = datetime(2026, 11, 28, 2, 30, 5, 12, tzinfo=timezone.utc)
+    states = [
+        {},
+        {"timestamp": when, "trick": "roll over"},
+        {"timestamp": when.replace(microsecond=0), "naive": datetime(2026, 1, 1)},
+        {"offset": datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))},
+        {"quote": 'say "hi"\\ \n\t\x00 é 😀', "é": "ü", 'k"ey': 1},
+        {"n": 0, "big": 10**30, "neg": -7, "level": Level.HIGH, "yes": True, "no": False},
+        {"none": None, "f": 1.5, "nan": float("nan"), "inf": float("-inf"), "label": Label("x")},
+        {"id": uuid4(), "price": Decimal("1.10"), "items": [1, "a", {"b": [when]}], "t": (1, 2)},
+        {1: "int key", "s": "str key"},
+        {None: 1, True: 2, 2.5: 3},
+    ]
+    for state in states:
+        assert transcoder.encode(state) == _json_as_ever(transcoder, state), state
+        assert transcoder.encode([state]) == _json_as_ever(transcoder, [state])
+
+
+def test_a_datetime_transcoding_of_ones_own_is_used_by_the_quick_encoding():
+    from datetime import datetime, timezone
+
+    from eventsourcing.persistence import Transcoding
+
+    class DatetimeAsTimestamp(Transcoding):
+        type = datetime
+        name = "datetime_ts"
+
+        def encode(self, obj: datetime) -> float:
+            return obj.timestamp()
+
+        def decode(self, data: float) -> datetime:
+            return datetime.fromtimestamp(data, timezone.utc)
+
+    transcoder = JSONTranscoder()
+    transcoder.register(DatetimeAsTimestamp())
+    when = datetime(2026, 11, 28, 2, 30, 5, tzinfo=timezone.utc)
+    encoded = transcoder.encode({"timestamp": when})
+    assert encoded == b'{"timestamp":{"_type_":"datetime_ts","_data_":1795833005.0}}'
+    assert transcoder.decode(encoded) == {"timestamp": when}
+
+
+def test_a_circular_state_is_refused_as_json_refuses_it():
+    state: dict[str, object] = {"name": "loop"}
+    state["self"] = [state]
+    with pytest.raises(ValueError, match="Circular reference"):
+        JSONTranscoder().encode(state)
