@@ -69,7 +69,7 @@ def copy_aggregate(aggregate: Any) -> Any:
     value by value; anything else goes to ``copy.deepcopy``. Containers shared
     between attributes stay shared in the copy, as ``deepcopy`` would keep them.
     """
-    return copy_planned(aggregate, plan_copying(aggregate))
+    return copy_and_plan(aggregate)[0]
 
 
 class CopyPlan(NamedTuple):
@@ -86,21 +86,40 @@ class CopyPlan(NamedTuple):
 
 
 def plan_copying(aggregate: Any) -> CopyPlan:
+    return copy_and_plan(aggregate)[1]
+
+
+def copy_and_plan(aggregate: Any) -> tuple[Any, CopyPlan]:
+    """A copy of an aggregate and the plan for copying it again, in one pass over its
+    state (the cache does both with every aggregate it is given)."""
+    state = aggregate.__dict__.copy()  # immutable values are shared
     shallow: list[str] = []
     deep: list[str] = []
-    for name, value in aggregate.__dict__.items():
+    memo: dict[int, Any] = {}
+    for name, value in state.items():  # (values are replaced, no key is added)
         kind = type(value)
         if kind in _IMMUTABLE:
             continue
-        if kind in _SHALLOW_KINDS and _holds_immutables(value):
+        if kind is list or kind is set:
+            holds_immutables = _IMMUTABLE.issuperset(map(type, value))
+        else:
+            holds_immutables = kind is dict and _holds_immutables(value)
+        if holds_immutables:
             shallow.append(name)
+            copied = memo.get(id(value))  # (one container under two names stays one)
+            if copied is None:
+                copied = memo[id(value)] = value.copy()
+            state[name] = copied
         else:
             deep.append(name)
-    return CopyPlan(tuple(shallow), tuple(deep))
+            state[name] = _copy_value(value, memo)
+    new = object.__new__(type(aggregate))
+    _set_attribute(new, "__dict__", state)  # (past any __setattr__ of the class)
+    return new, _new_plan(CopyPlan, (tuple(shallow), tuple(deep)))
 
 
 def copy_planned(aggregate: Any, plan: CopyPlan) -> Any:
-    """A copy of an aggregate, unchanged since ``plan_copying`` made ``plan``."""
+    """A copy of an aggregate, unchanged since ``copy_and_plan`` made ``plan``."""
     state = aggregate.__dict__.copy()  # immutable values are shared
     shallow, deep = plan
     memo: dict[int, Any] = {}
@@ -118,7 +137,7 @@ def copy_planned(aggregate: Any, plan: CopyPlan) -> Any:
 
 
 _set_attribute = object.__setattr__
-_SHALLOW_KINDS = (list, set, dict)
+_new_plan = tuple.__new__  # (a NamedTuple's own __new__ is a Python function)
 
 
 def _holds_immutables(container: Any) -> bool:
@@ -225,7 +244,7 @@ class Repository:
         """A copy of the cached aggregate (fast-forwarded), or None to reconstruct it.
 
         The cache holds private copies of aggregates as saved, each with its plan
-        for copying (``plan_copying``); every caller gets its own copy.
+        for copying (``copy_and_plan``); every caller gets its own copy.
         """
         assert self.cache is not None
         entry = self.cache.get(aggregate_id)
@@ -237,18 +256,17 @@ class Repository:
         if self.fastforward:
             newer = list(self.event_store.get(aggregate_id, gt=cached.version))
             if newer:
-                cached = copy_planned(cached, plan)
+                aggregate = copy_planned(cached, plan)
                 for domain_event in newer:
-                    cached = domain_event.mutate(cached)
-                plan = plan_copying(cached)
-                self.cache.put(aggregate_id, (cached, plan))
+                    aggregate = domain_event.mutate(aggregate)
+                self._cache(aggregate_id, aggregate)
+                return aggregate
         return copy_planned(cached, plan)
 
     def _cache(self, aggregate_id: UUID, aggregate: Any) -> None:
         """Keep a private copy of ``aggregate``, with its plan for copying."""
         assert self.cache is not None
-        plan = plan_copying(aggregate)
-        self.cache.put(aggregate_id, (copy_planned(aggregate, plan), plan))
+        self.cache.put(aggregate_id, copy_and_plan(aggregate))
 
     def _reconstruct(self, aggregate_id: UUID, version: int | None, projector_func: Any) -> Any:
         aggregate: Any = None
