@@ -16,7 +16,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from types import ModuleType
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -281,10 +281,30 @@ class DatetimeAsISO(Transcoding):
     name = "datetime_iso"
 
     def encode(self, obj: datetime) -> str:
-        return obj.isoformat()
+        return _isoformat(obj)
 
     def decode(self, data: str) -> datetime:
         return datetime.fromisoformat(data)
+
+
+_UTC = timezone.utc
+_second_texts: dict[tuple[int, ...], str] = {}
+
+
+def _isoformat(moment: datetime) -> str:
+    """``moment.isoformat()``, in about half the time for an event's usual UTC
+    timestamp: formatting the numbers is the cost, and the text up to the second
+    is shared by the events of that second, so it is kept."""
+    microsecond = moment.microsecond
+    if moment.tzinfo is not _UTC or not microsecond:
+        return moment.isoformat()
+    second = (moment.second, moment.minute, moment.hour, moment.day, moment.month, moment.year)
+    text = _second_texts.get(second)
+    if text is None:
+        if len(_second_texts) >= 64:
+            _second_texts.clear()  # (a clock moves on: only the last seconds matter)
+        text = _second_texts[second] = moment.replace(microsecond=0, tzinfo=None).isoformat()
+    return f"{text}.{microsecond:06d}+00:00"
 
 
 _TYPE_KEY = "_type_"
@@ -367,7 +387,7 @@ class JSONTranscoder(Transcoder):
             if kind is str:
                 text = _encode_string(value)
             elif kind is datetime and datetime_opening is not None:
-                text = datetime_opening + value.isoformat() + '"}'  # (nothing to escape)
+                text = datetime_opening + _isoformat(value) + '"}'  # (nothing to escape)
             elif kind is int:
                 text = int.__repr__(value)
             else:

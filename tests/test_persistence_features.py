@@ -285,3 +285,31 @@ def test_a_circular_state_is_refused_as_json_refuses_it():
     state["self"] = [state]
     with pytest.raises(ValueError, match="Circular reference"):
         JSONTranscoder().encode(state)
+
+
+def test_timestamps_are_written_as_isoformat_writes_them():
+    import random
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from eventsourcing.persistence import _isoformat
+
+    rng = random.Random(7)
+    start = datetime(1, 1, 1, tzinfo=timezone.utc)
+    moments = [
+        datetime(2026, 11, 28, 2, 30, 5, 1, tzinfo=timezone.utc),
+        datetime(2026, 11, 28, 2, 30, 5, 999_999, tzinfo=timezone.utc),
+        datetime(2026, 11, 28, 2, 30, 6, tzinfo=timezone.utc),  # no microseconds
+        datetime(99, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
+        datetime(2026, 11, 28, 2, 30, 5, 12),  # naive
+        datetime(2026, 11, 28, 2, 30, 5, 12, tzinfo=ZoneInfo("Europe/London")),
+        datetime(2026, 11, 28, 2, 30, 5, 12, tzinfo=timezone(timedelta(hours=5))),
+    ]
+    moments += [start + timedelta(microseconds=rng.randrange(2**58)) for _ in range(2000)]
+    base = moments[0]
+    for field in ("year", "month", "day", "hour", "minute", "second"):
+        moments += [base.replace(**{field: getattr(base, field) + 1})]  # one field apart
+    now = datetime.now(timezone.utc)
+    moments += [now + timedelta(microseconds=rng.randrange(3_000_000)) for _ in range(2000)]
+    for moment in moments + moments:  # (the second time, from the texts kept)
+        assert _isoformat(moment) == moment.isoformat()
