@@ -474,13 +474,19 @@ class Mapper:
         self.transcoder = transcoder
         self.compressor = compressor
         self.cipher = cipher
+        # The topic and class version of each event class written, looked up once.
+        self._written_classes: dict[type, tuple[str, int]] = {}
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        topic = get_topic(type(domain_event))
+        event_class = type(domain_event)
+        written_as = self._written_classes.get(event_class)
+        if written_as is None:
+            written_as = (get_topic(event_class), getattr(event_class, "class_version", 1))
+            self._written_classes[event_class] = written_as
+        topic, class_version = written_as
         state = dict(domain_event.__dict__)
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
-        class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
         data = self.transcoder.encode(state)
