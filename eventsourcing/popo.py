@@ -127,19 +127,42 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         with self._lock:
+            if len(stored_events) == 1:  # the usual save
+                return self._record_one(stored_events[0])
             self._check_conflicts(stored_events)
             return self._append_with_ids(stored_events)
+
+    def _record_one(self, stored: StoredEvent, tracking: Tracking | None = None) -> list[int]:
+        """Check and record one event (the usual save), looking its originator up once."""
+        events = self._events_by_originator.get(stored.originator_id)
+        version = stored.originator_version
+        # Usually the next version: past the last one recorded, no search needed.
+        if (
+            events is not None
+            and events[-1].originator_version >= version
+            and _has_version(events, version)
+        ):
+            raise _conflict(stored)  # (before any tracking conflict, as on the databases)
+        if tracking is not None:
+            self._track(tracking)
+        if events is None:
+            self._events_by_originator[stored.originator_id] = [stored]
+        elif events[-1].originator_version < version:
+            events.append(stored)
+        else:
+            events.insert(_index_of_version(events, version), stored)
+        notifications = self._notifications
+        notification_id = len(notifications) + 1
+        notifications.append(notification_of(stored, notification_id))
+        return [notification_id]
+
+    def _track(self, tracking: Tracking) -> None:
+        raise NotImplementedError("an application recorder records no tracking")
 
     def _append_with_ids(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         if not stored_events:  # a follower's batch that only moves its position
             return []
         notifications = self._notifications
-        if len(stored_events) == 1:  # the usual save, without the loops
-            stored = stored_events[0]
-            self._append_one(stored)
-            notification_id = len(notifications) + 1
-            notifications.append(notification_of(stored, notification_id))
-            return [notification_id]
         self._append(stored_events)
         first = len(notifications) + 1
         ids = list(range(first, first + len(stored_events)))
@@ -194,18 +217,19 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         with self._lock:
+            if len(stored_events) == 1:  # the usual processed event
+                return self._record_one(stored_events[0], tracking)
             self._check_conflicts(stored_events)
             if tracking is not None:
-                self._check_tracking(tracking)
-            ids = self._append_with_ids(stored_events)
-            if tracking is not None:
-                self._positions[tracking.application_name] = tracking.notification_id
-            return ids
+                self._track(tracking)
+            return self._append_with_ids(stored_events)
 
-    def _check_tracking(self, tracking: Tracking) -> None:
+    def _track(self, tracking: Tracking) -> None:
+        """Check the tracking record against the position, and move the position."""
         conflict = tracking_conflict(tracking, self._positions.get(tracking.application_name))
         if conflict is not None:
             raise TrackingConflictError(conflict)
+        self._positions[tracking.application_name] = tracking.notification_id
 
     def max_tracking_id(self, application_name: str) -> int | None:
         with self._lock:

@@ -113,6 +113,17 @@ class RecorderContract:
         any_recorder.insert_events([event(a, 1)])  # the recorder still works
         assert any_recorder.select_events(a) == [event(a, 1)]
 
+    def test_one_event_at_a_time_out_of_order(self, any_recorder: AggregateRecorder) -> None:
+        # (Stores may record a lone event in a way of their own: it is covered here.)
+        a = uuid4()
+        any_recorder.insert_events([event(a, 1)])
+        any_recorder.insert_events([event(a, 3)])
+        any_recorder.insert_events([event(a, 2)])  # a gap filled later
+        for taken in (1, 2, 3):
+            with pytest.raises(RecordConflictError):
+                any_recorder.insert_events([event(a, taken)])
+        assert any_recorder.select_events(a) == [event(a, 1), event(a, 2), event(a, 3)]
+
     # -- notification log ----------------------------------------------------
 
     def test_notification_ids_increase_without_gaps(
@@ -233,6 +244,8 @@ class RecorderContract:
         # When both conflict, the event conflict is reported (as the reference store does).
         with pytest.raises(RecordConflictError):
             recorder.insert_events([event(a, 2)], tracking=Tracking("up", 2))
+        with pytest.raises(RecordConflictError):
+            recorder.insert_events([event(a, 1)], tracking=Tracking("up", 2))
         assert recorder.max_tracking_id("up") == 3
         # Without tracking, events alone are recorded as usual.
         assert list(recorder.insert_events([event(a, 3)]) or []) == [3]
