@@ -50,6 +50,7 @@ from eventsourcing.persistence import (
     ProcessRecorder,
     Recording,
     Tracking,
+    new_tracking,
 )
 from eventsourcing.utils import get_topic
 
@@ -494,10 +495,8 @@ class Follower(Application):
         notifications: list[Notification],
         domain_events: list[Any] | None,
     ) -> None:
-        tracking = Tracking(
-            self.tracking_name(leader_name),
-            notifications[-1].id,
-            previous_notification_id=self.position(leader_name),
+        tracking = new_tracking(
+            self.tracking_name(leader_name), notifications[-1].id, self.position(leader_name)
         )
         processing_event = ProcessingEvent(tracking)
         repository = cast(_FollowerRepository, self.repository)

@@ -197,9 +197,11 @@ def test_quick_record_constructors_make_the_same_frozen_records():
         Notification,
         Recording,
         StoredEvent,
+        Tracking,
         new_notification,
         new_recording,
         new_stored_event,
+        new_tracking,
         notification_of,
     )
 
@@ -212,6 +214,11 @@ def test_quick_record_constructors_make_the_same_frozen_records():
     assert notification_of(stored, 7) == notification
     assert hash(notification) == hash(Notification(originator_id, 3, "a.topic", b"{}", 7))
     assert new_recording("event", notification) == Recording("event", notification)
+    tracking = new_tracking("up", 9, 5)
+    assert tracking == Tracking("up", 9, previous_notification_id=5)
+    assert type(tracking) is Tracking and new_tracking("up", 1, None) == Tracking("up", 1)
+    with pytest.raises(FrozenInstanceError):
+        tracking.notification_id = 10  # type: ignore[misc]
     with pytest.raises(FrozenInstanceError):
         stored.topic = "changed"  # type: ignore[misc]
     with pytest.raises(FrozenInstanceError):
