@@ -175,24 +175,30 @@ def _copy_value(value: Any, memo: dict[int, Any]) -> Any:
 
 
 class LRUCache:
-    """A small thread-safe least-recently-used cache of aggregates."""
+    """A small thread-safe least-recently-used cache of aggregates, by id.
+
+    Held by the id's number (hashing a UUID is a call of Python code); ids
+    that are not UUIDs are held as they are.
+    """
 
     def __init__(self, maxsize: int):
         self.maxsize = maxsize
-        self._items: OrderedDict[UUID, Any] = OrderedDict()
+        self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: UUID) -> Any:
+        held = key.int if isinstance(key, UUID) else key
         with self._lock:
-            value = self._items.get(key)
+            value = self._items.get(held)
             if value is not None:
-                self._items.move_to_end(key)
+                self._items.move_to_end(held)
             return value
 
     def put(self, key: UUID, value: Any) -> None:
+        held = key.int if isinstance(key, UUID) else key
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
+            self._items[held] = value
+            self._items.move_to_end(held)
             if self.maxsize > 0:
                 while len(self._items) > self.maxsize:
                     self._items.popitem(last=False)
@@ -202,8 +208,9 @@ class LRUCache:
             self._items.clear()
 
     def discard(self, key: UUID) -> None:
+        held = key.int if isinstance(key, UUID) else key
         with self._lock:
-            self._items.pop(key, None)
+            self._items.pop(held, None)
 
 
 class Repository:

@@ -30,7 +30,8 @@ from eventsourcing.persistence import (
 class POPOAggregateRecorder(AggregateRecorder):
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._events_by_originator: dict[UUID, list[StoredEvent]] = {}
+        # Keyed by the UUID's number: hashing a UUID is a call of Python code.
+        self._events_by_originator: dict[Any, list[StoredEvent]] = {}
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -55,7 +56,7 @@ class POPOAggregateRecorder(AggregateRecorder):
             taken.add(stored.originator_version)
 
     def _is_recorded(self, stored: StoredEvent) -> bool:
-        existing = self._events_by_originator.get(stored.originator_id)
+        existing = self._events_by_originator.get(_key(stored.originator_id))
         return bool(
             existing
             # Usually the next version: past the last one recorded, no search needed.
@@ -68,9 +69,10 @@ class POPOAggregateRecorder(AggregateRecorder):
             self._append_one(stored)
 
     def _append_one(self, stored: StoredEvent) -> None:
-        events = self._events_by_originator.get(stored.originator_id)
+        key = _key(stored.originator_id)
+        events = self._events_by_originator.get(key)
         if events is None:
-            self._events_by_originator[stored.originator_id] = [stored]
+            self._events_by_originator[key] = [stored]
         elif events[-1].originator_version < stored.originator_version:
             events.append(stored)  # the usual: the next version
         else:
@@ -85,7 +87,8 @@ class POPOAggregateRecorder(AggregateRecorder):
         limit: int | None = None,
     ) -> list[StoredEvent]:
         with self._lock:
-            events = self._events_by_originator.get(originator_id)
+            key = originator_id.int if isinstance(originator_id, UUID) else originator_id
+            events = self._events_by_originator.get(key)  # (as _key(originator_id))
             if not events or (gt is not None and gt >= events[-1].originator_version):
                 return []  # (the second: a cached aggregate asking for news, usually none)
             lo = 0 if gt is None else _index_after_version(events, gt)
@@ -96,6 +99,10 @@ class POPOAggregateRecorder(AggregateRecorder):
         if limit is not None:
             selected = selected[:limit]
         return selected
+
+
+def _key(originator_id: Any) -> Any:
+    return originator_id.int if isinstance(originator_id, UUID) else originator_id
 
 
 def _conflict(stored: StoredEvent) -> RecordConflictError:
@@ -134,7 +141,9 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
 
     def _record_one(self, stored: StoredEvent, tracking: Tracking | None = None) -> list[int]:
         """Check and record one event (the usual save), looking its originator up once."""
-        events = self._events_by_originator.get(stored.originator_id)
+        originator_id = stored.originator_id
+        key = originator_id.int if isinstance(originator_id, UUID) else originator_id  # (_key)
+        events = self._events_by_originator.get(key)
         version = stored.originator_version
         # Usually the next version: past the last one recorded, no search needed.
         if (
@@ -146,7 +155,7 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
         if tracking is not None:
             self._track(tracking)
         if events is None:
-            self._events_by_originator[stored.originator_id] = [stored]
+            self._events_by_originator[key] = [stored]
         elif events[-1].originator_version < version:
             events.append(stored)
         else:

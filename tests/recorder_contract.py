@@ -124,6 +124,18 @@ class RecorderContract:
                 any_recorder.insert_events([event(a, taken)])
         assert any_recorder.select_events(a) == [event(a, 1), event(a, 2), event(a, 3)]
 
+    def test_an_equal_id_made_apart_is_the_same_originator(
+        self, any_recorder: AggregateRecorder
+    ) -> None:
+        a = uuid4()
+        same = UUID(a.hex)  # equal, another object
+        any_recorder.insert_events([event(a, 1)])
+        assert any_recorder.select_events(same) == [event(a, 1)]
+        with pytest.raises(RecordConflictError):
+            any_recorder.insert_events([event(same, 1)])
+        any_recorder.insert_events([event(same, 2)])
+        assert any_recorder.select_events(a, gt=1) == [event(a, 2)]
+
     # -- notification log ----------------------------------------------------
 
     def test_notification_ids_increase_without_gaps(

@@ -239,3 +239,23 @@ def test_copies_pass_by_an_aggregate_classes_own_setattr() -> None:
     guarded.add("a")
     copy = copy_aggregate(guarded)
     assert copy == guarded and copy.items is not guarded.items
+
+
+def test_the_aggregate_cache_finds_ids_by_value_and_forgets_the_least_recent() -> None:
+    from uuid import UUID, uuid4
+
+    from eventsourcing.application import LRUCache
+
+    cache = LRUCache(maxsize=2)
+    a, b, c = uuid4(), uuid4(), uuid4()
+    cache.put(a, "A")
+    cache.put(b, "B")
+    assert cache.get(UUID(a.hex)) == "A"  # an equal id, another object; a is now the latest
+    cache.put(c, "C")  # b is forgotten, the least recently used
+    assert (cache.get(a), cache.get(b), cache.get(c)) == ("A", None, "C")
+    cache.discard(UUID(str(c)))
+    assert cache.get(c) is None
+    cache.put("not a UUID", "D")  # held as it is
+    assert cache.get("not a UUID") == "D"
+    cache.clear()
+    assert cache.get(a) is None
