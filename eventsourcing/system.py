@@ -260,22 +260,25 @@ class _Handover:
 
     def take(
         self, leader_name: str, first: int, limit: int, stop: int | None
-    ) -> list[Recording[Any]]:
-        """Up to ``limit`` recordings with ids ``first``, ``first + 1``, ... (to ``stop``)."""
+    ) -> tuple[list[Notification], list[Any]]:
+        """The notifications and domain events of up to ``limit`` recordings with ids
+        ``first``, ``first + 1``, ... (to ``stop``)."""
+        notifications: list[Notification] = []
+        domain_events: list[Any] = []
         with self._lock:
             held = self._held.get(leader_name)
             if not held:
-                return []
+                return notifications, domain_events
             while held and next(iter(held)) < first:
                 del held[next(iter(held))]  # processed already (read from the log)
-            taken: list[Recording[Any]] = []
             last = first + limit - 1 if stop is None else min(stop, first + limit - 1)
             for notification_id in range(first, last + 1):
                 recording = held.pop(notification_id, None)
                 if recording is None:
                     break
-                taken.append(recording)
-            return taken
+                notifications.append(recording.notification)
+                domain_events.append(recording.domain_event)
+            return notifications, domain_events
 
 
 @dataclass(frozen=True)
@@ -428,18 +431,19 @@ class Follower(Application):
         with self._processing_lock:
             conflicts = 0
             while not self.closing.is_set():
-                first = max(self.position(leader_name) + 1, start or 1)
-                handed = self._handover.take(leader_name, first, self.batch_size, stop)
-                if handed:
-                    notifications = [r.notification for r in handed]
-                    domain_events: list[Any] | None = [r.domain_event for r in handed]
-                else:
+                position = self.position(leader_name)
+                first = max(position + 1, start or 1)
+                notifications, handed_events = self._handover.take(
+                    leader_name, first, self.batch_size, stop
+                )
+                domain_events: list[Any] | None = handed_events
+                if not notifications:
                     notifications = self._pull(leader_name, first, stop)
                     domain_events = None
                 if not notifications:
                     return
                 try:
-                    self._process_batch(leader_name, notifications, domain_events)
+                    self._process_batch(leader_name, notifications, domain_events, position)
                     if progress is not None:
                         progress(leader_name, notifications[-1].id)
                     if len(notifications) < self.batch_size:
@@ -475,18 +479,20 @@ class Follower(Application):
         leader_name: str,
         notifications: list[Notification],
         domain_events: list[Any] | None,
+        position: int,
     ) -> None:
-        """Process and record a batch; ``domain_events``, if given, are the notifications'
-        events as recorded by a leader in this process (no need to decode them)."""
+        """Process and record a batch that follows ``position``; ``domain_events``, if
+        given, are the notifications' events as recorded by a leader in this process
+        (no need to decode them)."""
         try:
-            self._process_and_record(leader_name, notifications, domain_events)
+            self._process_and_record(leader_name, notifications, domain_events, position)
         except _BatchItemError as failure:
             # Nothing of the batch was recorded. Record the events before the failing
             # one, so they are not held back with it, then report the failure.
             if failure.index > 0:
                 end = failure.index
                 before = domain_events[:end] if domain_events is not None else None
-                self._process_and_record(leader_name, notifications[:end], before)
+                self._process_and_record(leader_name, notifications[:end], before, position)
             raise failure.error from failure.error.__cause__
 
     def _process_and_record(
@@ -494,12 +500,13 @@ class Follower(Application):
         leader_name: str,
         notifications: list[Notification],
         domain_events: list[Any] | None,
+        position: int,
     ) -> None:
-        tracking = new_tracking(
-            self.tracking_name(leader_name), notifications[-1].id, self.position(leader_name)
-        )
+        # (As tracking_name(), without the call in the usual, unpartitioned case.)
+        tracking_name = leader_name if self.partition is None else self.tracking_name(leader_name)
+        tracking = new_tracking(tracking_name, notifications[-1].id, position)
         processing_event = ProcessingEvent(tracking)
-        repository = cast(_FollowerRepository, self.repository)
+        repository: _FollowerRepository = self.repository  # type: ignore[assignment]
         with repository.batch(processing_event.aggregates):
             for index, notification in enumerate(notifications):
                 domain_event = domain_events[index] if domain_events is not None else None
