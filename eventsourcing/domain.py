@@ -154,6 +154,10 @@ class CanMutateAggregate(DomainEvent):
             method.apply(aggregate, self)
 
 
+_default_mutate = CanMutateAggregate.mutate
+_default_apply = CanMutateAggregate.apply
+
+
 class AggregateEvent(CanMutateAggregate):
     """Base class of aggregate events."""
 
@@ -197,6 +201,9 @@ def _init_takes_id(cls: type) -> bool:
 
 # Which decorated method each generated (or explicitly named) event class applies.
 _applied_methods: dict[type, _EventMethod] = {}
+# Those of them whose class keeps the default mutate() and apply(): triggered, such an
+# event is applied by calling the method straight away (see Aggregate.trigger_event).
+_applied_by_default: dict[type, _EventMethod] = {}
 
 
 class _EventMethod:
@@ -573,6 +580,9 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
             setattr(cls, name, event_class)
         value.event_class = event_class
         _applied_methods[event_class] = value
+        own = getattr(event_class, "mutate", None), getattr(event_class, "apply", None)
+        if own == (_default_mutate, _default_apply):
+            _applied_by_default[event_class] = value
 
 
 def _define_created_event(
@@ -736,6 +746,15 @@ class Aggregate(metaclass=MetaAggregate):
             fields["originator_version"] = self._version + 1
             fields["timestamp"] = timestamp
             fields.update(kwargs)
+            method = _applied_by_default.get(event_class)
+            if method is not None:
+                # What mutate() and apply() would do, without their checks: the event
+                # was just made for this aggregate's next version, from these arguments.
+                method.func(self, **kwargs)
+                self._version = fields["originator_version"]
+                self._modified_on = timestamp
+                self._pending_events.append(new_event)
+                return
         else:
             new_event = event_class(
                 originator_id=self._id,

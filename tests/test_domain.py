@@ -509,3 +509,72 @@ def test_trigger_event_with_a_wrong_field_is_a_type_error():
     with pytest.raises(TypeError):
         tank.trigger_event(Tank.Filled)  # a field missing
     assert tank.version == 1
+
+
+def test_an_explicit_event_class_with_its_own_apply_or_mutate_is_used_when_triggered():
+    calls = []
+
+    class Ledger(Aggregate):
+        def __init__(self):
+            self.entries = []
+            self.applied_at = []
+
+        class Logged(Aggregate.Event):
+            entry: str
+
+            def apply(self, ledger):
+                calls.append(("apply", self.entry))
+                ledger.entries.append(self.entry.upper())
+
+        class Stamped(Aggregate.Event):
+            entry: str
+
+            def mutate(self, ledger):
+                calls.append(("mutate", self.entry))
+                ledger = super().mutate(ledger)
+                ledger.applied_at.append(ledger.version)
+                return ledger
+
+        @event(Logged)
+        def log(self, entry):
+            raise AssertionError("the class's own apply() runs instead")
+
+        @event(Stamped)
+        def stamp(self, entry):
+            self.entries.append(entry)
+
+    ledger = Ledger()
+    ledger.log("a")
+    ledger.stamp("b")
+    assert calls == [("apply", "a"), ("mutate", "b")]
+    assert ledger.entries == ["A", "b"] and ledger.applied_at == [3] and ledger.version == 3
+
+
+def test_a_triggered_event_leaves_the_aggregate_as_replaying_it_does():
+    class Dog(Aggregate):
+        @event("Registered")
+        def __init__(self, name):
+            self.name = name
+            self.tricks = []
+            self.versions_seen = []
+
+        @event("TrickAdded")
+        def add_trick(self, trick, times=1):
+            self.tricks.extend([trick] * times)
+            self.versions_seen.append(self.version)  # (the version before the event)
+
+        @event("Failed")
+        def fail(self):
+            raise ValueError("no")
+
+    dog = Dog("rex")
+    dog.add_trick("sit")
+    dog.add_trick(trick="roll", times=2)
+    with pytest.raises(ValueError):
+        dog.fail()
+    assert dog.version == 3 and len(dog.pending_events) == 3  # nothing of the failure
+    events = dog.collect_events()
+    assert dog.modified_on == events[-1].timestamp
+    copy = replay(events)
+    assert copy == dog and copy.modified_on == dog.modified_on
+    assert dog.tricks == ["sit", "roll", "roll"] and dog.versions_seen == [1, 2]
