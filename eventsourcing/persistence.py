@@ -371,6 +371,8 @@ class JSONTranscoder(Transcoder):
         self._encode_fast = _c_json_encoder(self._encode_custom)
         # The opening of a datetime's encoding, while datetimes are DatetimeAsISO's.
         self._datetime_opening: str | None = None
+        # The opening of a member of an object, by its name: '"name":'.
+        self._member_openings: dict[str, str] = {}
         for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
             self.register(transcoding)
 
@@ -400,6 +402,7 @@ class JSONTranscoder(Transcoder):
         whole numbers and timestamps are written here, without json's call of
         ``_encode_custom`` for each timestamp; other values go to json's encoder."""
         datetime_opening = self._datetime_opening
+        openings = self._member_openings
         members = []
         for key, value in obj.items():
             kind = type(value)
@@ -411,9 +414,14 @@ class JSONTranscoder(Transcoder):
                 text = int.__repr__(value)
             else:
                 text = "".join(encode_fast(value, 0))
-            if type(key) is not str:
-                return "".join(encode_fast(obj, 0))  # json's way with other keys
-            members.append(_encode_string(key) + ":" + text)
+            opening = openings.get(key)
+            if opening is None:
+                if type(key) is not str:
+                    return "".join(encode_fast(obj, 0))  # json's way with other keys
+                opening = _encode_string(key) + ":"
+                if len(openings) < 1000:  # (the field names of events: a few)
+                    openings[key] = opening
+            members.append(opening + text)
         return "{" + ",".join(members) + "}"
 
     def decode(self, data: bytes) -> Any:
@@ -513,7 +521,12 @@ class Mapper:
             data = self.compressor.compress(data)
         if self.cipher is not None:
             data = self.cipher.encrypt(data)
-        return new_stored_event(originator_id, originator_version, topic, data)
+        stored = _new(StoredEvent)  # (as new_stored_event, one call less per event)
+        _set_originator_id(stored, originator_id)
+        _set_originator_version(stored, originator_version)
+        _set_topic(stored, topic)
+        _set_state(stored, data)
+        return stored
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         try:

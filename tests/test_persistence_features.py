@@ -259,7 +259,7 @@ def test_event_states_are_written_as_json_writes_them():
         {1: "int key", "s": "str key"},
         {None: 1, True: 2, 2.5: 3},
     ]
-    for state in states:
+    for state in states + states:  # (the second time, with the member names kept)
         assert transcoder.encode(state) == _json_as_ever(transcoder, state), state
         assert transcoder.encode([state]) == _json_as_ever(transcoder, [state])
 
