@@ -179,30 +179,36 @@ class _FollowerRepository(Repository):
     def get(
         self, aggregate_id: UUID, version: int | None = None, projector_func: Any = None
     ) -> Any:
-        batch: _Batch | None = getattr(self._local, "batch", None)
-        if batch is not None and version is None and projector_func is None:
-            aggregate = batch.aggregates.get(aggregate_id)
+        local = self._local
+        aggregates: dict[UUID, Any] | None = getattr(local, "aggregates", None)
+        if aggregates is not None and version is None and projector_func is None:
+            aggregate = aggregates.get(aggregate_id)
             if aggregate is None:
                 aggregate = self._written.get(aggregate_id)
                 if aggregate is not None:
-                    batch.taken_from_memory.add(aggregate_id)
+                    local.taken_from_memory.add(aggregate_id)
             if aggregate is not None:
                 return aggregate
         return super().get(aggregate_id, version=version, projector_func=projector_func)
 
-    def batch(self, aggregates: dict[UUID, Any]) -> _Batch:
-        """A context for processing a batch whose collected aggregates are ``aggregates``."""
-        return _Batch(self, aggregates)
+    def begin_batch(self, aggregates: dict[UUID, Any]) -> None:
+        """Start processing a batch (in this thread) whose collected aggregates are
+        ``aggregates``; ``end_batch`` must follow, whatever happens."""
+        local = self._local
+        local.aggregates = aggregates
+        local.taken_from_memory = set()
 
-    def _end_batch(self, batch: _Batch, recorded: bool) -> None:
-        self._local.batch = None
-        aggregates = batch.aggregates
+    def end_batch(self, recorded: bool) -> None:
+        """Keep in memory what the batch recorded; forget what it changed otherwise."""
+        local = self._local
+        aggregates: dict[UUID, Any] = local.aggregates
+        taken_from_memory: set[UUID] = local.taken_from_memory
+        local.aggregates = None
         if not recorded:
-            # What the batch changed in memory was not recorded: forget it.
-            for aggregate_id in batch.taken_from_memory | aggregates.keys():
+            for aggregate_id in taken_from_memory | aggregates.keys():
                 self._written.discard(aggregate_id)
             return
-        for aggregate_id in batch.taken_from_memory:
+        for aggregate_id in taken_from_memory:
             if aggregate_id not in aggregates:
                 self._written.discard(aggregate_id)  # changed but not collected: unsure
         for aggregate_id, aggregate in aggregates.items():
@@ -210,30 +216,11 @@ class _FollowerRepository(Repository):
                 self._written.put(aggregate_id, aggregate)
 
     def cache_saved(self, aggregates: Mapping[UUID, Any]) -> None:
-        """Nothing: what a follower writes is kept in its own memory (see ``batch``)."""
+        """Nothing: what a follower writes is kept in its own memory (see ``end_batch``)."""
 
     def clear_cache(self) -> None:
         super().clear_cache()
         self._written.clear()
-
-
-class _Batch:
-    """The aggregates a batch collected and took from memory (a context manager:
-    a class, as it is entered once per batch, and a generator costs more)."""
-
-    __slots__ = ("repository", "aggregates", "taken_from_memory")
-
-    def __init__(self, repository: _FollowerRepository, aggregates: dict[UUID, Any]):
-        self.repository = repository
-        self.aggregates = aggregates
-        self.taken_from_memory: set[UUID] = set()
-
-    def __enter__(self) -> _Batch:
-        self.repository._local.batch = self
-        return self
-
-    def __exit__(self, error_type: type[BaseException] | None, *_: Any) -> None:
-        self.repository._end_batch(self, recorded=error_type is None)
 
 
 class _Handover:
@@ -443,11 +430,19 @@ class Follower(Application):
                 if not notifications:
                     return
                 try:
-                    self._process_batch(leader_name, notifications, domain_events, position)
+                    self._process_and_record(leader_name, notifications, domain_events, position)
                     if progress is not None:
                         progress(leader_name, notifications[-1].id)
                     if len(notifications) < self.batch_size:
                         return  # that was the end of the log (a leader signals news)
+                except _BatchItemError as failure:
+                    # Nothing of the batch was recorded. Record the events before the
+                    # failing one, so they are not held back with it, then report it.
+                    if failure.index > 0:
+                        end = failure.index
+                        before = domain_events[:end] if domain_events is not None else None
+                        self._process_and_record(leader_name, notifications[:end], before, position)
+                    raise failure.error from failure.error.__cause__
                 except IntegrityError:
                     # Another process recorded first: our position or an aggregate we
                     # wrote is stale. Nothing of the batch was recorded; forget what
@@ -474,27 +469,6 @@ class Follower(Application):
                 f"{self.name} could not read the notification log of {leader_name}: {error}"
             ) from error
 
-    def _process_batch(
-        self,
-        leader_name: str,
-        notifications: list[Notification],
-        domain_events: list[Any] | None,
-        position: int,
-    ) -> None:
-        """Process and record a batch that follows ``position``; ``domain_events``, if
-        given, are the notifications' events as recorded by a leader in this process
-        (no need to decode them)."""
-        try:
-            self._process_and_record(leader_name, notifications, domain_events, position)
-        except _BatchItemError as failure:
-            # Nothing of the batch was recorded. Record the events before the failing
-            # one, so they are not held back with it, then report the failure.
-            if failure.index > 0:
-                end = failure.index
-                before = domain_events[:end] if domain_events is not None else None
-                self._process_and_record(leader_name, notifications[:end], before, position)
-            raise failure.error from failure.error.__cause__
-
     def _process_and_record(
         self,
         leader_name: str,
@@ -507,7 +481,8 @@ class Follower(Application):
         tracking = new_tracking(tracking_name, notifications[-1].id, position)
         processing_event = ProcessingEvent(tracking)
         repository: _FollowerRepository = self.repository  # type: ignore[assignment]
-        with repository.batch(processing_event.aggregates):
+        repository.begin_batch(processing_event.aggregates)
+        try:
             for index, notification in enumerate(notifications):
                 domain_event = domain_events[index] if domain_events is not None else None
                 self._process_notification(
@@ -516,9 +491,15 @@ class Follower(Application):
             # Recordings only for followers of this one (a leader too): they cost
             # a notification per event.
             recordings = self._record(processing_event, make_recordings=self._is_followed())
+        except BaseException:
+            repository.end_batch(recorded=False)
+            raise
+        repository.end_batch(recorded=True)
         self._positions[leader_name] = notifications[-1].id
-        self._take_snapshots(processing_event)
-        self._notify(recordings)
+        if type(self).snapshotting_intervals:
+            self._take_snapshots(processing_event)
+        if recordings:
+            self._notify(recordings)
         self.notify(processing_event.events)
 
     def _process_notification(
