@@ -331,6 +331,7 @@ class Follower(Application):
         self._processing_lock = threading.Lock()
         self._handover = _Handover(self.handover_maxsize)
         self.partition: Partition | None = None
+        self._policy = self.policy  # bound once (binding a dispatching policy costs calls)
 
     def _batch_delay(self) -> float:
         """Seconds to wait before the next batch when events arrived during the last one.
@@ -523,7 +524,7 @@ class Follower(Application):
             failure.__cause__ = error
             raise _BatchItemError(index, failure) from error
         try:
-            self.policy(domain_event, processing_event)
+            self._policy(domain_event, processing_event)
         except Exception as error:
             failure = EventProcessingError(
                 f"{self.name} failed to process {type(domain_event).__qualname__} "
