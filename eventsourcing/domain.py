@@ -154,6 +154,7 @@ class CanMutateAggregate(DomainEvent):
             method.apply(aggregate, self)
 
 
+_default_create_timestamp = DomainEvent.create_timestamp
 _default_mutate = CanMutateAggregate.mutate
 _default_apply = CanMutateAggregate.apply
 
@@ -201,9 +202,10 @@ def _init_takes_id(cls: type) -> bool:
 
 # Which decorated method each generated (or explicitly named) event class applies.
 _applied_methods: dict[type, _EventMethod] = {}
-# Those of them whose class keeps the default mutate() and apply(): triggered, such an
-# event is applied by calling the method straight away (see Aggregate.trigger_event).
-_applied_by_default: dict[type, _EventMethod] = {}
+# Those of them whose class has plain fields (see _plain_event_fields) and keeps the
+# default create_timestamp(), mutate() and apply(), with those fields: triggered, such
+# an event is made and applied straight away (see Aggregate.trigger_event).
+_triggered_quickly: dict[type, tuple[frozenset[str], _EventMethod]] = {}
 
 
 class _EventMethod:
@@ -580,9 +582,18 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
             setattr(cls, name, event_class)
         value.event_class = event_class
         _applied_methods[event_class] = value
-        own = getattr(event_class, "mutate", None), getattr(event_class, "apply", None)
-        if own == (_default_mutate, _default_apply):
-            _applied_by_default[event_class] = value
+        _note_quick_trigger(event_class, value)
+
+
+def _note_quick_trigger(event_class: type, method: _EventMethod) -> None:
+    names = _plain_event_fields.get(event_class)
+    own = (
+        getattr(event_class, "create_timestamp", None),
+        getattr(event_class, "mutate", None),
+        getattr(event_class, "apply", None),
+    )
+    if names is not None and own == (_default_create_timestamp, _default_mutate, _default_apply):
+        _triggered_quickly[event_class] = (names, method)
 
 
 def _define_created_event(
@@ -737,31 +748,29 @@ class Aggregate(metaclass=MetaAggregate):
 
     def trigger_event(self, event_class: type, **kwargs: Any) -> None:
         """Create an event of ``event_class`` with the next version, apply it, keep it pending."""
-        timestamp = event_class.create_timestamp()  # type: ignore[attr-defined]
-        names = _plain_event_fields.get(event_class)
-        if names is not None and len(kwargs) + 3 == len(names) and names.issuperset(kwargs):
+        quick = _triggered_quickly.get(event_class)
+        if quick is not None and len(kwargs) + 3 == len(quick[0]) and quick[0].issuperset(kwargs):
+            # What the event's class would do, without its frozen __init__ (slow) and
+            # without mutate()'s checks: the event is made here for the next version.
+            timestamp = datetime.now(tz=TZINFO)  # (DomainEvent.create_timestamp)
+            version = self._version + 1
             new_event: Any = object.__new__(event_class)
             fields = new_event.__dict__
             fields["originator_id"] = self._id
-            fields["originator_version"] = self._version + 1
+            fields["originator_version"] = version
             fields["timestamp"] = timestamp
             fields.update(kwargs)
-            method = _applied_by_default.get(event_class)
-            if method is not None:
-                # What mutate() and apply() would do, without their checks: the event
-                # was just made for this aggregate's next version, from these arguments.
-                method.func(self, **kwargs)
-                self._version = fields["originator_version"]
-                self._modified_on = timestamp
-                self._pending_events.append(new_event)
-                return
-        else:
-            new_event = event_class(
-                originator_id=self._id,
-                originator_version=self._version + 1,
-                timestamp=timestamp,
-                **kwargs,
-            )
+            quick[1].func(self, **kwargs)
+            self._version = version
+            self._modified_on = timestamp
+            self._pending_events.append(new_event)
+            return
+        new_event = event_class(
+            originator_id=self._id,
+            originator_version=self._version + 1,
+            timestamp=event_class.create_timestamp(),  # type: ignore[attr-defined]
+            **kwargs,
+        )
         new_event.mutate(self)
         self._pending_events.append(new_event)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import pytest
@@ -535,9 +536,20 @@ def test_an_explicit_event_class_with_its_own_apply_or_mutate_is_used_when_trigg
                 ledger.applied_at.append(ledger.version)
                 return ledger
 
+        class Dated(Aggregate.Event):
+            entry: str
+
+            @staticmethod
+            def create_timestamp():
+                return datetime(2000, 1, 1, tzinfo=timezone.utc)
+
         @event(Logged)
         def log(self, entry):
             raise AssertionError("the class's own apply() runs instead")
+
+        @event(Dated)
+        def date(self, entry):
+            self.entries.append(entry)
 
         @event(Stamped)
         def stamp(self, entry):
@@ -548,6 +560,9 @@ def test_an_explicit_event_class_with_its_own_apply_or_mutate_is_used_when_trigg
     ledger.stamp("b")
     assert calls == [("apply", "a"), ("mutate", "b")]
     assert ledger.entries == ["A", "b"] and ledger.applied_at == [3] and ledger.version == 3
+    ledger.date("c")
+    assert ledger.modified_on == datetime(2000, 1, 1, tzinfo=timezone.utc)
+    assert ledger.pending_events[-1].timestamp == ledger.modified_on
 
 
 def test_a_triggered_event_leaves_the_aggregate_as_replaying_it_does():
