@@ -301,7 +301,7 @@ class Repository:
         for aggregate_id, aggregate in aggregates.items():
             # A copy: the caller may change its aggregate and fail to save it next time.
             # (Cheaper than fast-forwarding an older copy by the events just saved.)
-            self._cache(aggregate_id, aggregate)
+            self.cache.put(aggregate_id, copy_and_plan(aggregate))  # (as _cache)
 
     def clear_cache(self) -> None:
         """Forget cached aggregates (after a conflict showed one is stale)."""

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
+from operator import attrgetter
 from types import MethodType
-from typing import Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.utils import get_topic, resolve_topic, upcast_state
@@ -688,6 +689,10 @@ def _inherited_created_name(cls: type) -> str | None:
     return None
 
 
+def _set_version(aggregate: Any, value: int) -> None:
+    aggregate._version = value
+
+
 class Aggregate(metaclass=MetaAggregate):
     """Base class of event-sourced aggregates."""
 
@@ -722,25 +727,32 @@ class Aggregate(metaclass=MetaAggregate):
         originator_id = id if id is not None else _create_id(cls, kwargs)
         return cast(TAggregate, _start(cls, event_class, originator_id, kwargs))
 
-    @property
-    def id(self) -> UUID:
-        return self._id
+    if TYPE_CHECKING:
 
-    @property
-    def version(self) -> int:
-        return self._version
+        @property
+        def id(self) -> UUID: ...
 
-    @version.setter
-    def version(self, value: int) -> None:
-        self._version = value
+        @property
+        def version(self) -> int: ...
 
-    @property
-    def created_on(self) -> datetime:
-        return self._created_on
+        @version.setter
+        def version(self, value: int) -> None: ...
 
-    @property
-    def modified_on(self) -> datetime:
-        return self._modified_on
+        @property
+        def created_on(self) -> datetime: ...
+
+        @property
+        def modified_on(self) -> datetime: ...
+
+    else:
+        # Read in C (attrgetter), without a Python call: the library reads them on
+        # every save and get.
+        id = property(attrgetter("_id"), doc="The aggregate's id (a UUID).")
+        version = property(
+            attrgetter("_version"), _set_version, doc="The version of the last event applied."
+        )
+        created_on = property(attrgetter("_created_on"), doc="When it was created.")
+        modified_on = property(attrgetter("_modified_on"), doc="When its last event happened.")
 
     @property
     def pending_events(self) -> list[Any]:

@@ -726,7 +726,7 @@ class EventStore:
         if not ids or not make_recordings:
             return []
         notifications = self.recorder.notifications_of(stored_events, ids)
-        return [new_recording(e, n) for e, n in zip(domain_events, notifications)]
+        return list(map(new_recording, domain_events, notifications))
 
     def get(
         self,

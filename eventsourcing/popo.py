@@ -235,10 +235,15 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
 
     def _track(self, tracking: Tracking) -> None:
         """Check the tracking record against the position, and move the position."""
-        conflict = tracking_conflict(tracking, self._positions.get(tracking.application_name))
-        if conflict is not None:
-            raise TrackingConflictError(conflict)
-        self._positions[tracking.application_name] = tracking.notification_id
+        name = tracking.application_name
+        position = self._positions.get(name)
+        previous = tracking.previous_notification_id
+        # The usual: the batch began at the recorded position (tracking_conflict says why not).
+        if position is None or previous != position or tracking.notification_id <= position:
+            conflict = tracking_conflict(tracking, position)
+            if conflict is not None:
+                raise TrackingConflictError(conflict)
+        self._positions[name] = tracking.notification_id
 
     def max_tracking_id(self, application_name: str) -> int | None:
         with self._lock:
