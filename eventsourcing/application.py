@@ -83,6 +83,8 @@ class CopyPlan(NamedTuple):
 
     shallow: tuple[str, ...]
     deep: tuple[str, ...]
+    # No deep ones, and no container under two names: copies need no memo.
+    separate: bool = False
 
 
 def plan_copying(aggregate: Any) -> CopyPlan:
@@ -115,13 +117,20 @@ def copy_and_plan(aggregate: Any) -> tuple[Any, CopyPlan]:
             state[name] = _copy_value(value, memo)
     new = object.__new__(type(aggregate))
     _set_attribute(new, "__dict__", state)  # (past any __setattr__ of the class)
-    return new, _new_plan(CopyPlan, (tuple(shallow), tuple(deep)))
+    separate = not deep and len(memo) == len(shallow)
+    return new, _new_plan(CopyPlan, (tuple(shallow), tuple(deep), separate))
 
 
 def copy_planned(aggregate: Any, plan: CopyPlan) -> Any:
     """A copy of an aggregate, unchanged since ``copy_and_plan`` made ``plan``."""
     state = aggregate.__dict__.copy()  # immutable values are shared
-    shallow, deep = plan
+    shallow, deep, separate = plan
+    if separate:
+        for name in shallow:
+            state[name] = state[name].copy()
+        new = object.__new__(type(aggregate))
+        _set_attribute(new, "__dict__", state)
+        return new
     memo: dict[int, Any] = {}
     for name in shallow:
         value = state[name]

@@ -198,11 +198,30 @@ def test_cached_copies_are_planned_once_and_still_share_nothing_that_can_change(
     plan = plan_copying(shelf)
     assert set(plan.shallow) == {"labels", "same_labels"}
     assert "boxes" in plan.deep  # (and the pending events, not immutable values)
+    assert not plan.separate  # (a list under two names, and deep copies: a memo is needed)
     copy = copy_planned(shelf, plan)
     assert copy == shelf and copy.same_labels is copy.labels
     copy.boxes[0]["x"].append("pen")
     copy.labels.append("b")
     assert shelf.boxes == [{"x": []}] and shelf.labels == ["a"]
+
+    class Tray(Aggregate):
+        def __init__(self) -> None:
+            self.labels = ["a"]
+            self.sizes = {"a": 1}
+
+    tray = Tray()
+    tray.collect_events()  # (as saved: pending events are deep copies)
+    tray_plan = plan_copying(tray)
+    assert tray_plan.separate and set(tray_plan.shallow) >= {"labels", "sizes"}
+    tray_copy = copy_planned(tray, tray_plan)
+    assert tray_copy == tray and tray_copy.labels is not tray.labels
+    assert tray_copy.sizes is not tray.sizes and tray_copy.id == tray.id
+    tray.same = tray.labels  # one list under two names, nothing deep
+    shared_plan = plan_copying(tray)
+    assert not shared_plan.separate and not shared_plan.deep
+    shared_copy = copy_planned(tray, shared_plan)
+    assert shared_copy.same is shared_copy.labels and shared_copy.labels is not tray.labels
 
     app = Application()
     app.save(shelf)
