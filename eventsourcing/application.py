@@ -128,18 +128,16 @@ def copy_planned(aggregate: Any, plan: CopyPlan) -> Any:
     if separate:
         for name in shallow:
             state[name] = state[name].copy()
-        new = object.__new__(type(aggregate))
-        _set_attribute(new, "__dict__", state)
-        return new
-    memo: dict[int, Any] = {}
-    for name in shallow:
-        value = state[name]
-        copied = memo.get(id(value))  # (one container under two names stays one)
-        if copied is None:
-            copied = memo[id(value)] = value.copy()
-        state[name] = copied
-    for name in deep:
-        state[name] = _copy_value(state[name], memo)
+    else:
+        memo: dict[int, Any] = {}
+        for name in shallow:
+            value = state[name]
+            copied = memo.get(id(value))  # (one container under two names stays one)
+            if copied is None:
+                copied = memo[id(value)] = value.copy()
+            state[name] = copied
+        for name in deep:
+            state[name] = _copy_value(state[name], memo)
     new = object.__new__(type(aggregate))
     _set_attribute(new, "__dict__", state)  # (past any __setattr__ of the class)
     return new

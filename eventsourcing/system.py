@@ -431,19 +431,25 @@ class Follower(Application):
                 if not notifications:
                     return
                 try:
-                    self._process_and_record(leader_name, notifications, domain_events, position)
+                    try:
+                        self._process_and_record(
+                            leader_name, notifications, domain_events, position
+                        )
+                    except _BatchItemError as failure:
+                        # Nothing of the batch was recorded. Record the events before
+                        # the failing one, so they are not held back with it (a conflict
+                        # doing so is retried below), then report the failure.
+                        if failure.index > 0:
+                            end = failure.index
+                            before = domain_events[:end] if domain_events is not None else None
+                            self._process_and_record(
+                                leader_name, notifications[:end], before, position
+                            )
+                        raise failure.error from failure.error.__cause__
                     if progress is not None:
                         progress(leader_name, notifications[-1].id)
                     if len(notifications) < self.batch_size:
                         return  # that was the end of the log (a leader signals news)
-                except _BatchItemError as failure:
-                    # Nothing of the batch was recorded. Record the events before the
-                    # failing one, so they are not held back with it, then report it.
-                    if failure.index > 0:
-                        end = failure.index
-                        before = domain_events[:end] if domain_events is not None else None
-                        self._process_and_record(leader_name, notifications[:end], before, position)
-                    raise failure.error from failure.error.__cause__
                 except IntegrityError:
                     # Another process recorded first: our position or an aggregate we
                     # wrote is stale. Nothing of the batch was recorded; forget what

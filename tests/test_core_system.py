@@ -7,7 +7,7 @@ import pytest
 
 from eventsourcing.application import AggregateNotFound
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.persistence import Tracking, TrackingConflictError
+from eventsourcing.persistence import RecordConflictError, Tracking, TrackingConflictError
 from eventsourcing.system import (
     EventProcessingError,
     Follower,
@@ -171,6 +171,30 @@ def test_events_before_a_failing_one_in_a_batch_are_recorded() -> None:
     with pytest.raises(EventProcessingError):
         counters.pull_and_process("DogSchool")
     assert counters.recorder.max_tracking_id("DogSchool") == 3
+
+
+def test_a_conflict_recording_the_events_before_a_failing_one_is_retried() -> None:
+    school = DogSchool()
+    dog_id = school.register_dog("Fido")
+    for trick in ("sit", "beg", "explode", "roll"):
+        school.add_trick(dog_id, trick)
+    counters = Counters()
+    counters.follow("DogSchool", school.notification_log)
+    insert_events = counters.recorder.insert_events
+    conflicts = []
+
+    def conflicting_once(stored_events, **kwargs):  # type: ignore[no-untyped-def]
+        if not conflicts:  # (the first write: the events before "explode")
+            conflicts.append(kwargs["tracking"].notification_id)
+            raise RecordConflictError("another process recorded first")
+        return insert_events(stored_events, **kwargs)
+
+    counters.recorder.insert_events = conflicting_once  # type: ignore[method-assign]
+    with pytest.raises(EventProcessingError, match="cannot count explosions"):
+        counters.pull_and_process("DogSchool")
+    assert conflicts == [3]  # the batch was read and processed again, then recorded
+    assert counters.recorder.max_tracking_id("DogSchool") == 3
+    assert counters.get_count("sit") == 1 and counters.get_count("roll") == 0
 
 
 def test_a_batch_sees_what_earlier_events_in_it_changed() -> None:
