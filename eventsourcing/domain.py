@@ -253,11 +253,19 @@ class _EventMethod:
         method = self
         binder = _binder(self.func)
         qualname = self.func.__qualname__
+        # When every parameter is positional-or-keyword, a call with all of them given
+        # by position binds without the binder's call.
+        positional = tuple(binder.positional) if binder.simple else None
+        if positional is not None and len(positional) != len(binder.names):
+            positional = None
 
         def trigger(aggregate: Any, *args: Any, **kwargs: Any) -> None:
             event_class = method.event_class
             assert event_class is not None
-            aggregate.trigger_event(event_class, **binder.bind(args, kwargs, qualname))
+            if not kwargs and positional is not None and len(args) == len(positional):
+                aggregate.trigger_event(event_class, **dict(zip(positional, args)))
+            else:
+                aggregate.trigger_event(event_class, **binder.bind(args, kwargs, qualname))
 
         trigger.__name__ = self.func.__name__
         trigger.__qualname__ = qualname

@@ -593,3 +593,35 @@ def test_a_triggered_event_leaves_the_aggregate_as_replaying_it_does():
     copy = replay(events)
     assert copy == dog and copy.modified_on == dog.modified_on
     assert dog.tricks == ["sit", "roll", "roll"] and dog.versions_seen == [1, 2]
+
+
+def test_event_method_arguments_bind_the_same_by_position_keyword_or_default():
+    class Box(Aggregate):
+        @event("Packed")
+        def pack(self, item, count=1, *, note=""):
+            self.packed = (item, count, note)
+
+        @event("Labelled")
+        def label(self, text, colour):
+            self.labelled = (text, colour)
+
+    box = Box()
+    box.label("fragile", "red")
+    assert box.labelled == ("fragile", "red")
+    box.label("this way up", colour="blue")
+    assert box.labelled == ("this way up", "blue")
+    box.pack("cup", 2, note="glass")
+    assert box.packed == ("cup", 2, "glass")
+    box.pack("plate")
+    assert box.packed == ("plate", 1, "")
+    with pytest.raises(TypeError, match="label"):
+        box.label("only one")
+    with pytest.raises(TypeError, match="label"):
+        box.label("a", "b", "c")
+    assert [e.__class__.__name__ for e in box.collect_events()][1:] == [
+        "Labelled",
+        "Labelled",
+        "Packed",
+        "Packed",
+    ]
+    assert box.version == 5
