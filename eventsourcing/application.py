@@ -543,8 +543,7 @@ class Application:
         processing_event = ProcessingEvent()
         processing_event.collect_events(*objs, **kwargs)
         recordings = self._record(processing_event)
-        if type(self).snapshotting_intervals:
-            self._take_snapshots(processing_event)
+        self._take_snapshots(processing_event)
         self._notify(recordings)
         self.notify(processing_event.events)
         return recordings

@@ -255,14 +255,13 @@ class _EventMethod:
         qualname = self.func.__qualname__
         # When every parameter is positional-or-keyword, a call with all of them given
         # by position binds without the binder's call.
-        positional = tuple(binder.positional) if binder.simple else None
-        if positional is not None and len(positional) != len(binder.names):
-            positional = None
+        positional = tuple(binder.positional)
+        all_positional = binder.simple and len(positional) == len(binder.names)
 
         def trigger(aggregate: Any, *args: Any, **kwargs: Any) -> None:
             event_class = method.event_class
             assert event_class is not None
-            if not kwargs and positional is not None and len(args) == len(positional):
+            if not kwargs and all_positional and len(args) == len(positional):
                 aggregate.trigger_event(event_class, **dict(zip(positional, args)))
             else:
                 aggregate.trigger_event(event_class, **binder.bind(args, kwargs, qualname))

@@ -483,9 +483,7 @@ class Follower(Application):
         domain_events: list[Any] | None,
         position: int,
     ) -> None:
-        # (As tracking_name(), without the call in the usual, unpartitioned case.)
-        tracking_name = leader_name if self.partition is None else self.tracking_name(leader_name)
-        tracking = new_tracking(tracking_name, notifications[-1].id, position)
+        tracking = new_tracking(self.tracking_name(leader_name), notifications[-1].id, position)
         processing_event = ProcessingEvent(tracking)
         repository: _FollowerRepository = self.repository  # type: ignore[assignment]
         repository.begin_batch(processing_event.aggregates)
@@ -503,10 +501,8 @@ class Follower(Application):
             raise
         repository.end_batch(recorded=True)
         self._positions[leader_name] = notifications[-1].id
-        if type(self).snapshotting_intervals:
-            self._take_snapshots(processing_event)
-        if recordings:
-            self._notify(recordings)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
         self.notify(processing_event.events)
 
     def _process_notification(
