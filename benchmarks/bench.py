@@ -73,6 +73,9 @@ DESCRIPTIONS = {
 }
 # Memory is stable from run to run and slow to measure: one run per configuration.
 SINGLE_RUN = {"memory"}
+# In memory a run takes about a second and the machine's slow spells last several:
+# more runs there, so that one spell does not make the median.
+IN_MEMORY_RUNS = 5
 # The raw store limits are measured in the rounds of this scenario, which they bound.
 RAW_WITH = "save"
 RAW_ONE_PER_TX = "rows/s, 1 row per transaction"  # the quicker of the two ways:
@@ -296,7 +299,8 @@ def write_report(
         f"{' --ours-only' if args.ours_only else ''}"
         f"{f' --ours-root {OURS_ROOT}' if OURS_ROOT != ROOT else ''}`; "
         f"median of {repeats} run(s) per figure "
-        "(1 for memory), each in a fresh subprocess, alternating ours / reference / "
+        f"(1 for memory; {in_memory_runs(repeats, args)} for the in-memory store), "
+        "each in a fresh subprocess, alternating ours / reference / "
         "reference with `AGGREGATE_CACHE_MAXSIZE=1000` (and, for a few scenarios on "
         "SQLite and PostgreSQL, ours with the less durable option, reported apart)",
         "- 'ours vs best reference' > 1 means ours is better (faster, lower latency, less "
@@ -442,6 +446,11 @@ def postgres_reachable(python: Path | str) -> str | None:
     return (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
 
 
+def in_memory_runs(repeats: int, args: argparse.Namespace) -> int:
+    """Runs per in-memory figure: at least IN_MEMORY_RUNS unless asked otherwise."""
+    return repeats if args.repeats or args.quick else max(repeats, IN_MEMORY_RUNS)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny N and 1 run")
@@ -506,7 +515,13 @@ def main() -> int:
         for scenario in args.scenarios:
             n = size_of(scenario, store, args.quick)
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
-            rounds = 1 if scenario in SINGLE_RUN else repeats
+            rounds = (
+                1
+                if scenario in SINGLE_RUN
+                else in_memory_runs(repeats, args)
+                if store == "popo"
+                else repeats
+            )
             skip: set[str] = set()
             for round_number in range(rounds):
                 for config in configs:
