@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from recorder_contract import DatabaseRecorders, event
@@ -185,3 +186,36 @@ def test_closed_datastore_refuses_work(tmp_path: Path) -> None:
     datastore.close()
     with pytest.raises(InterfaceError, match="closed"):
         recorder.max_notification_id()
+
+
+def test_notifications_carry_the_originator_ids_that_were_recorded(tmp_path: Path) -> None:
+    datastore = SQLiteDatastore(str(tmp_path / "ids.sqlite"))
+    recorder = SQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    ids = [uuid4() for _ in range(50)] + [UUID(int=0), UUID(int=2**128 - 1)]
+    recorder.insert_events([event(i, 1) for i in ids])
+    read = [n.originator_id for n in recorder.select_notifications(1, 100)]
+    assert read == ids
+    for got, made in zip(read, ids):
+        assert (str(got), hash(got), got.bytes, got.version) == (
+            str(made),
+            hash(made),
+            made.bytes,
+            made.version,
+        )
+        assert isinstance(got, UUID) and got.is_safe == made.is_safe
+        assert pickle.loads(pickle.dumps(got)) == made
+    datastore.close()
+
+
+def test_a_stored_originator_id_of_the_wrong_length_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "short.sqlite")
+    datastore = SQLiteDatastore(path)
+    recorder = SQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    recorder.insert_events([event(uuid4(), 1)])
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE stored_events SET originator_id = ?", (b"\x01" * 15,))
+    with pytest.raises(ValueError, match="16 bytes, not 15"):
+        recorder.select_notifications(1, 10)
+    datastore.close()
