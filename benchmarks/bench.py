@@ -49,9 +49,9 @@ SCENARIOS = [
 # N per scenario: in memory, on a durable store, and with --quick.
 SIZES: dict[str, tuple[int, int, int]] = {
     "save": (2000, 200, 10),  # aggregates (5 commands each)
-    "get": (20000, 2000, 100),  # gets
+    "get": (20000, 10000, 100),  # gets
     "replay": (20, 10, 2),  # aggregates of 1,000 events
-    "log": (20000, 10000, 500),  # notifications
+    "log": (200000, 50000, 500),  # notifications (enough to read for 0.1 s or more)
     "system-st": (1000, 300, 30),  # add_trick commands
     "system-mt": (1000, 300, 30),  # add_trick commands
     "latency": (300, 200, 20),  # commands (each measured twice: hook and poll)
