@@ -252,7 +252,7 @@ def _uuid(value: bytes | str) -> UUID:
     if not isinstance(value, bytes):
         return UUID(value)
     if len(value) != 16:
-        raise ValueError(f"A stored originator id must be 16 bytes, not {len(value)}")
+        raise DataError(f"its originator id is {len(value)} bytes, not 16")
     uuid = _new_uuid(UUID)
     _set_slot(uuid, "int", int.from_bytes(value, "big"))
     _set_slot(uuid, "is_safe", SafeUUID.unknown)
@@ -450,10 +450,20 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
         rows = self._select_rows(
             statement, params, what=f"Selecting notifications from {self.events_table_name!r}"
         )
-        return [
-            new_notification(_uuid(originator_id), version, topic, bytes(state), nid)
-            for nid, originator_id, version, topic, state in rows
-        ]
+        try:
+            return [
+                new_notification(_uuid(originator_id), version, topic, bytes(state), nid)
+                for nid, originator_id, version, topic, state in rows
+            ]
+        except DataError as error:
+            raise DataError(
+                f"Notification {self._bad_row(rows)} in {self.events_table_name!r}: {error}"
+            ) from None
+
+    @staticmethod
+    def _bad_row(rows: list[Any]) -> int:
+        """The notification id of the first row whose originator id cannot be read."""
+        return next(row[0] for row in rows if isinstance(row[1], bytes) and len(row[1]) != 16)
 
     def max_notification_id(self) -> int | None:
         def select(conn: sqlite3.Connection) -> int | None:

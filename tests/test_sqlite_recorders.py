@@ -13,6 +13,7 @@ import pytest
 from recorder_contract import DatabaseRecorders, event
 
 from eventsourcing.persistence import (
+    DataError,
     InfrastructureFactory,
     InterfaceError,
     OperationalError,
@@ -213,9 +214,12 @@ def test_a_stored_originator_id_of_the_wrong_length_is_refused(tmp_path: Path) -
     datastore = SQLiteDatastore(path)
     recorder = SQLiteApplicationRecorder(datastore)
     recorder.create_table()
-    recorder.insert_events([event(uuid4(), 1)])
+    recorder.insert_events([event(uuid4(), 1), event(uuid4(), 1)])
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE stored_events SET originator_id = ?", (b"\x01" * 15,))
-    with pytest.raises(ValueError, match="16 bytes, not 15"):
+        conn.execute(
+            "UPDATE stored_events SET originator_id = ? WHERE notification_id = 2", (b"\x01" * 15,)
+        )
+    with pytest.raises(DataError, match="Notification 2 in 'stored_events'.* 15 bytes, not 16"):
         recorder.select_notifications(1, 10)
+    assert len(recorder.select_notifications(1, 1)) == 1
     datastore.close()
