@@ -56,13 +56,8 @@ class POPOAggregateRecorder(AggregateRecorder):
             taken.add(stored.originator_version)
 
     def _is_recorded(self, stored: StoredEvent) -> bool:
-        existing = self._events_by_originator.get(_key(stored.originator_id))
-        return bool(
-            existing
-            # Usually the next version: past the last one recorded, no search needed.
-            and existing[-1].originator_version >= stored.originator_version
-            and _has_version(existing, stored.originator_version)
-        )
+        events = self._events_by_originator.get(_key(stored.originator_id))
+        return _holds_version(events, stored.originator_version)
 
     def _append(self, stored_events: Sequence[StoredEvent]) -> None:
         for stored in stored_events:
@@ -70,7 +65,10 @@ class POPOAggregateRecorder(AggregateRecorder):
 
     def _append_one(self, stored: StoredEvent) -> None:
         key = _key(stored.originator_id)
-        events = self._events_by_originator.get(key)
+        self._place(key, self._events_by_originator.get(key), stored)
+
+    def _place(self, key: Any, events: list[StoredEvent] | None, stored: StoredEvent) -> None:
+        """Put ``stored`` in version order among ``events``, its originator's (under ``key``)."""
         if events is None:
             self._events_by_originator[key] = [stored]
         elif events[-1].originator_version < stored.originator_version:
@@ -103,6 +101,16 @@ class POPOAggregateRecorder(AggregateRecorder):
 
 def _key(originator_id: Any) -> Any:
     return originator_id.int if isinstance(originator_id, UUID) else originator_id
+
+
+def _holds_version(events: list[StoredEvent] | None, version: int) -> bool:
+    """Whether ``events`` (one originator's, in order) include ``version``."""
+    return bool(
+        events
+        # Usually the next version: past the last one recorded, no search needed.
+        and events[-1].originator_version >= version
+        and _has_version(events, version)
+    )
 
 
 def _conflict(stored: StoredEvent) -> RecordConflictError:
@@ -141,25 +149,13 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
 
     def _record_one(self, stored: StoredEvent, tracking: Tracking | None = None) -> list[int]:
         """Check and record one event (the usual save), looking its originator up once."""
-        originator_id = stored.originator_id
-        key = originator_id.int if isinstance(originator_id, UUID) else originator_id  # (_key)
+        key = _key(stored.originator_id)
         events = self._events_by_originator.get(key)
-        version = stored.originator_version
-        # Usually the next version: past the last one recorded, no search needed.
-        if (
-            events is not None
-            and events[-1].originator_version >= version
-            and _has_version(events, version)
-        ):
+        if _holds_version(events, stored.originator_version):
             raise _conflict(stored)  # (before any tracking conflict, as on the databases)
         if tracking is not None:
             self._track(tracking)
-        if events is None:
-            self._events_by_originator[key] = [stored]
-        elif events[-1].originator_version < version:
-            events.append(stored)
-        else:
-            events.insert(_index_of_version(events, version), stored)
+        self._place(key, events, stored)
         notifications = self._notifications
         notification_id = len(notifications) + 1
         notifications.append(notification_of(stored, notification_id))
