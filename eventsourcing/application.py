@@ -308,7 +308,7 @@ class Repository:
         for aggregate_id, aggregate in aggregates.items():
             # A copy: the caller may change its aggregate and fail to save it next time.
             # (Cheaper than fast-forwarding an older copy by the events just saved.)
-            self.cache.put(aggregate_id, copy_and_plan(aggregate))  # (as _cache)
+            self._cache(aggregate_id, aggregate)
 
     def clear_cache(self) -> None:
         """Forget cached aggregates (after a conflict showed one is stale)."""

@@ -85,8 +85,7 @@ class POPOAggregateRecorder(AggregateRecorder):
         limit: int | None = None,
     ) -> list[StoredEvent]:
         with self._lock:
-            key = originator_id.int if isinstance(originator_id, UUID) else originator_id
-            events = self._events_by_originator.get(key)  # (as _key(originator_id))
+            events = self._events_by_originator.get(_key(originator_id))
             if not events or (gt is not None and gt >= events[-1].originator_version):
                 return []  # (the second: a cached aggregate asking for news, usually none)
             lo = 0 if gt is None else _index_after_version(events, gt)
