@@ -65,7 +65,7 @@ DESCRIPTIONS = {
     "saw it (no cache helps)",
     "log": "read N notifications with `notification_log.select(start, 100)`",
     "system-st": "seed system (DogSchool -> Counters), 10 dogs, 10 tricks, N add_trick, "
-    "SingleThreadedRunner",
+    "SingleThreadedRunner (in memory: 5 fresh systems of N, one after the other, per run)",
     "system-mt": "same under MultiThreadedRunner, until Counters has processed all N",
     "latency": "MultiThreadedRunner: add_trick() returned -> Counters' write done; N commands",
     "catchup": "a fresh Counters catching up a backlog of N DogSchool events (MultiThreadedRunner)",
