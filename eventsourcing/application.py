@@ -24,7 +24,7 @@ from eventsourcing.persistence import (
     Tracking,
     Transcoder,
 )
-from eventsourcing.utils import Environment, strtobool
+from eventsourcing.utils import Environment, EventSourcingError, strtobool
 
 __all__ = [
     "AggregateNotFound",
@@ -43,7 +43,7 @@ __all__ = [
 TAggregate = TypeVar("TAggregate", bound=Aggregate)
 
 
-class AggregateNotFoundError(KeyError):
+class AggregateNotFoundError(EventSourcingError, KeyError):
     """No aggregate has this id (or none existed at the requested version)."""
 
     def __str__(self) -> str:

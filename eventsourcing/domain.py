@@ -21,7 +21,7 @@ from types import MethodType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
-from eventsourcing.utils import get_topic, resolve_topic, upcast_state
+from eventsourcing.utils import EventSourcingError, get_topic, resolve_topic, upcast_state
 
 __all__ = [
     "Aggregate",
@@ -29,6 +29,7 @@ __all__ = [
     "AggregateEvent",
     "CanMutateAggregate",
     "DomainEvent",
+    "EventSourcingError",
     "MetaAggregate",
     "MetaDomainEvent",
     "OriginatorIDError",
@@ -44,15 +45,15 @@ __all__ = [
 ]
 
 
-class ProgrammingError(Exception):
+class ProgrammingError(EventSourcingError):
     """A decorator or class was used in a way that cannot work."""
 
 
-class OriginatorIDError(Exception):
+class OriginatorIDError(EventSourcingError):
     """An event was applied to an aggregate with a different id."""
 
 
-class OriginatorVersionError(Exception):
+class OriginatorVersionError(EventSourcingError):
     """An event was applied out of sequence (its version is not the next one)."""
 
 

@@ -24,6 +24,7 @@ from uuid import UUID
 
 from eventsourcing.utils import (
     Environment,
+    EventSourcingError,
     TopicError,
     get_topic,
     resolve_topic,
@@ -35,7 +36,7 @@ from eventsourcing.utils import (
 # Errors, shaped like the DB-API's so that every store raises the same ones.
 
 
-class PersistenceError(Exception):
+class PersistenceError(EventSourcingError):
     """Base class for every error raised by the persistence layer."""
 
 

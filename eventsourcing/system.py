@@ -52,7 +52,7 @@ from eventsourcing.persistence import (
     Tracking,
     new_tracking,
 )
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import EventSourcingError, get_topic
 
 logger = logging.getLogger("eventsourcing")
 
@@ -79,19 +79,19 @@ __all__ = [
 TApplication = TypeVar("TApplication", bound=Application)
 
 
-class RunnerAlreadyStartedError(Exception):
+class RunnerAlreadyStartedError(EventSourcingError):
     """``start()`` was called on a runner that is already running."""
 
 
-class NotificationPullingError(Exception):
+class NotificationPullingError(EventSourcingError):
     """A follower could not read a leader's notification log."""
 
 
-class NotificationConvertingError(Exception):
+class NotificationConvertingError(EventSourcingError):
     """A notification could not be turned back into a domain event."""
 
 
-class EventProcessingError(Exception):
+class EventProcessingError(EventSourcingError):
     """A follower's policy raised while processing an event (the cause is attached)."""
 
 

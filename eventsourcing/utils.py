@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "Environment",
+    "EventSourcingError",
     "TopicError",
     "clear_topic_cache",
     "get_topic",
@@ -25,7 +26,11 @@ __all__ = [
 ]
 
 
-class TopicError(ImportError):
+class EventSourcingError(Exception):
+    """Base class of the errors this library raises."""
+
+
+class TopicError(EventSourcingError, ImportError):
     """A topic could not be resolved to a module or class."""
 
 
