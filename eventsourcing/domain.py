@@ -12,13 +12,22 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from operator import attrgetter
 from types import MethodType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    TypeVar,
+    cast,
+    runtime_checkable,
+)
 from uuid import UUID, uuid4
 
 from eventsourcing.utils import EventSourcingError, get_topic, resolve_topic, upcast_state
@@ -27,11 +36,19 @@ __all__ = [
     "Aggregate",
     "AggregateCreated",
     "AggregateEvent",
+    "BaseAggregate",
+    "CanInitAggregate",
     "CanMutateAggregate",
+    "CanSnapshotAggregate",
+    "CollectEventsProtocol",
     "DomainEvent",
+    "DomainEventProtocol",
     "EventSourcingError",
     "MetaAggregate",
     "MetaDomainEvent",
+    "MutableAggregateProtocol",
+    "ImmutableAggregateProtocol",
+    "MutableOrImmutableAggregate",
     "OriginatorIDError",
     "OriginatorVersionError",
     "ProgrammingError",
@@ -40,6 +57,7 @@ __all__ = [
     "VersionError",
     "aggregate",
     "create_utc_datetime_now",
+    "datetime_now_with_tzinfo",
     "event",
     "triggers",
 ]
@@ -76,6 +94,92 @@ def create_utc_datetime_now() -> datetime:
     return datetime.now(tz=timezone.utc)
 
 
+def datetime_now_with_tzinfo() -> datetime:
+    """The current time in the timezone ``TZINFO`` (UTC unless the environment says)."""
+    return datetime.now(tz=TZINFO)
+
+
+# ---------------------------------------------------------------------------
+# Protocols: what the library needs of events and aggregates that are not ours.
+# Code that receives a user's object uses only these public attributes.
+
+TAggregateID = TypeVar("TAggregateID", bound=UUID | str)
+TAggregateID_co = TypeVar("TAggregateID_co", bound=UUID | str, covariant=True)
+
+
+@runtime_checkable
+class DomainEventProtocol(Protocol[TAggregateID_co]):
+    """Any event: an originator's id and the version it moved that originator to."""
+
+    @property
+    def originator_id(self) -> TAggregateID_co: ...
+
+    @property
+    def originator_version(self) -> int: ...
+
+
+TDomainEvent = TypeVar("TDomainEvent", bound=DomainEventProtocol[Any])
+SDomainEvent = TypeVar("SDomainEvent", bound=DomainEventProtocol[Any])
+
+
+class MutableAggregateProtocol(Protocol[TAggregateID_co]):
+    """An aggregate whose version is changed in place as events are applied."""
+
+    @property
+    def id(self) -> TAggregateID_co: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @version.setter
+    def version(self, value: int) -> None: ...
+
+
+class ImmutableAggregateProtocol(Protocol[TAggregateID_co]):
+    """An aggregate replaced by a new one as each event is applied."""
+
+    @property
+    def id(self) -> TAggregateID_co: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+MutableOrImmutableAggregate = (
+    ImmutableAggregateProtocol[TAggregateID] | MutableAggregateProtocol[TAggregateID]
+)
+TMutableOrImmutableAggregate = TypeVar(
+    "TMutableOrImmutableAggregate", bound=MutableOrImmutableAggregate[Any]
+)
+
+
+@runtime_checkable
+class CollectEventsProtocol(Protocol):
+    """An aggregate that hands over the events it has triggered since it was saved."""
+
+    def collect_events(self) -> Sequence[DomainEventProtocol[Any]]: ...
+
+
+@runtime_checkable
+class CanMutateProtocol(DomainEventProtocol[Any], Protocol[TMutableOrImmutableAggregate]):
+    """An event that evolves an aggregate: the same one changed, or a new one."""
+
+    def mutate(
+        self, aggregate: TMutableOrImmutableAggregate | None
+    ) -> TMutableOrImmutableAggregate | None: ...
+
+
+@runtime_checkable
+class SnapshotProtocol(DomainEventProtocol[TAggregateID_co], Protocol):
+    """A snapshot: an event holding the whole state of an aggregate."""
+
+    @property
+    def state(self) -> Any: ...
+
+    @classmethod
+    def take(cls, aggregate: Any) -> Any: ...
+
+
 # ---------------------------------------------------------------------------
 # Events.
 
@@ -86,6 +190,13 @@ class MetaDomainEvent(type):
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
         cls = super().__new__(mcs, name, bases, namespace, **kw)
         dataclass(frozen=True)(cast(Any, cls))  # turns the class into a dataclass in place
+        # The refusals dataclass just added are inherited from DomainEvent instead, so
+        # that the class may still be decorated with @dataclass(frozen=True) explicitly
+        # (dataclass will not overwrite a __setattr__ in the class's own namespace).
+        if bases:
+            for name_ in ("__setattr__", "__delattr__"):
+                if name_ not in namespace:
+                    type.__delattr__(cls, name_)
         get_topic(cls)  # register, so a redefinition resolves to the latest class
         _note_plain_fields(cls, namespace)
         return cls
@@ -121,39 +232,105 @@ class DomainEvent(metaclass=MetaDomainEvent):
         return datetime.now(tz=TZINFO)
 
 
+def _refuse_setattr(event: object, name: str, value: Any) -> None:
+    raise dataclasses.FrozenInstanceError(
+        f"cannot assign to field {name!r} of {type(event).__qualname__}: events are immutable"
+    )
+
+
+def _refuse_delattr(event: object, name: str) -> None:
+    raise dataclasses.FrozenInstanceError(
+        f"cannot delete field {name!r} of {type(event).__qualname__}: events are immutable"
+    )
+
+
+# (Set after the class is made: dataclass refuses to replace ones written in its body.)
+type.__setattr__(DomainEvent, "__setattr__", _refuse_setattr)
+type.__setattr__(DomainEvent, "__delattr__", _refuse_delattr)
+
+
 TAggregate = TypeVar("TAggregate", bound="Aggregate")
 
 
+# Our own aggregate classes (every class MetaAggregate makes). For their instances the
+# library reads and writes the private attributes directly, found by one set lookup of
+# the type (no call); any other object is used only through its public attributes.
+_our_aggregate_classes: set[type] = set()
+
+
 class CanMutateAggregate(DomainEvent):
-    """An event that, applied to an aggregate, moves it to the event's version."""
+    """An event that, applied to an aggregate, moves it to the event's version.
+
+    The aggregate may be of any class with public ``id``, ``version`` and
+    ``modified_on``: ``apply()`` changes it, then its ``version`` and ``modified_on``
+    are set, or, if it is immutable (a frozen dataclass or model), it is replaced by
+    a copy with them. For such an aggregate ``apply()`` may also return the new
+    aggregate that replaces it.
+    """
 
     def mutate(self, aggregate: Any) -> Any:
-        if aggregate is None:
-            raise OriginatorVersionError(
-                f"{type(self).__qualname__} at version {self.originator_version} "
-                "cannot be applied before the aggregate is created"
-            )
+        if type(aggregate) not in _our_aggregate_classes:
+            return self._mutate_other(aggregate)
         # (Usually the very same id object: "is" spares UUID's __eq__, written in Python.)
         if self.originator_id is not aggregate._id and self.originator_id != aggregate._id:
-            raise OriginatorIDError(
-                f"{type(self).__qualname__} of originator {self.originator_id} "
-                f"cannot be applied to aggregate {aggregate._id}"
-            )
+            raise _id_error(self, aggregate._id)
         if self.originator_version != aggregate._version + 1:
-            raise OriginatorVersionError(
-                f"{type(self).__qualname__} at version {self.originator_version} cannot be "
-                f"applied to aggregate {aggregate._id} at version {aggregate._version}"
-            )
+            raise _version_error(self, aggregate._id, aggregate._version)
         self.apply(aggregate)
         aggregate._version = self.originator_version
         aggregate._modified_on = self.timestamp
         return aggregate
 
-    def apply(self, aggregate: Any) -> None:
-        """Change the aggregate; by default, run the method decorated with ``@event``."""
-        method = _applied_methods.get(type(self))
-        if method is not None:
-            method.apply(aggregate, self)
+    def _mutate_other(self, aggregate: Any) -> Any:
+        if aggregate is None:
+            raise OriginatorVersionError(
+                f"{type(self).__qualname__} at version {self.originator_version} "
+                "cannot be applied before the aggregate is created"
+            )
+        aggregate_id, version = aggregate.id, aggregate.version
+        if self.originator_id != aggregate_id:
+            raise _id_error(self, aggregate_id)
+        if self.originator_version != version + 1:
+            raise _version_error(self, aggregate_id, version)
+        successor = self.apply(aggregate)
+        if successor is not None:
+            aggregate = successor
+        changes = {"version": self.originator_version, "modified_on": self.timestamp}
+        return _with_public_attributes(aggregate, changes)
+
+    def apply(self, aggregate: Any) -> Any:
+        """Change the aggregate (by default, nothing more than its version and time).
+
+        An event class that a method decorated with ``@event`` triggers runs that
+        method's body first, then the class's own ``apply()``, if it has one.
+        """
+
+
+def _id_error(event: Any, aggregate_id: Any) -> OriginatorIDError:
+    return OriginatorIDError(
+        f"{type(event).__qualname__} of originator {event.originator_id} "
+        f"cannot be applied to aggregate {aggregate_id}"
+    )
+
+
+def _version_error(event: Any, aggregate_id: Any, version: int) -> OriginatorVersionError:
+    return OriginatorVersionError(
+        f"{type(event).__qualname__} at version {event.originator_version} cannot be "
+        f"applied to aggregate {aggregate_id} at version {version}"
+    )
+
+
+def _with_public_attributes(aggregate: Any, changes: dict[str, Any]) -> Any:
+    """Set public attributes of an aggregate not of ours; an immutable one is copied."""
+    params = getattr(type(aggregate), "__dataclass_params__", None)
+    if params is not None and params.frozen:
+        return dataclasses.replace(aggregate, **changes)
+    model_copy = getattr(aggregate, "model_copy", None)  # a model with pydantic's interface
+    if model_copy is not None and getattr(aggregate, "model_config", {}).get("frozen"):
+        return model_copy(update=changes)
+    for name, value in changes.items():
+        setattr(aggregate, name, value)
+    return aggregate
 
 
 _default_create_timestamp = DomainEvent.create_timestamp
@@ -166,7 +343,13 @@ class AggregateEvent(CanMutateAggregate):
 
 
 class AggregateCreated(AggregateEvent):
-    """The first event of an aggregate: it names the aggregate's class by topic."""
+    """The first event of an aggregate: it names the aggregate's class by topic.
+
+    Applied, it makes the aggregate: ``__init__`` is given the event's fields that it
+    takes by name (all of them if it takes ``**kwargs``), then the event's ``apply()``
+    runs. An aggregate class not of ours is called with them, and with its public
+    ``id``, ``version``, ``created_on`` and ``modified_on`` if it takes them.
+    """
 
     originator_topic: str
 
@@ -174,25 +357,70 @@ class AggregateCreated(AggregateEvent):
         if aggregate is not None:
             raise OriginatorVersionError(
                 f"{type(self).__qualname__} can only start an aggregate, "
-                f"but aggregate {aggregate._id} exists"
+                f"but aggregate {aggregate.id} exists"
             )
         aggregate_class = resolve_topic(self.originator_topic)
+        if aggregate_class not in _our_aggregate_classes:
+            return self._create_other(aggregate_class)
         new = object.__new__(aggregate_class)
         new._id = self.originator_id
         new._version = self.originator_version
         new._created_on = self.timestamp
         new._modified_on = self.timestamp
         new._pending_events = []
-        kwargs = {k: v for k, v in self.__dict__.items() if k not in _CREATED_FIELDS}
+        init = aggregate_class.__init__
+        kwargs = _arguments_taken(init, self.__dict__)
         if "id" not in kwargs and _init_takes_id(aggregate_class):
             kwargs["id"] = self.originator_id  # a declared id field is not stored twice
-        aggregate_class.__init__(new, **kwargs)
+        init(new, **kwargs)
+        if type(self).apply is not _default_apply:
+            self.apply(new)
         return new
+
+    def _create_other(self, aggregate_class: type) -> Any:
+        public = {
+            "id": self.originator_id,
+            "version": self.originator_version,
+            "created_on": self.timestamp,
+            "modified_on": self.timestamp,
+        }
+        fields = {**self.__dict__, **public}
+        new = aggregate_class(**_arguments_taken(aggregate_class, fields))
+        successor = self.apply(new)
+        if successor is not None:
+            new = successor
+        missing = {name: value for name, value in public.items() if not hasattr(new, name)}
+        return _with_public_attributes(new, missing) if missing else new
 
 
 _CREATED_FIELDS = frozenset(
     ["originator_id", "originator_version", "timestamp", "originator_topic"]
 )
+
+# For each __init__ (or class, for classes not of ours): the names of the parameters it
+# takes by keyword, or None if it takes **kwargs.
+_keyword_names: dict[Callable[..., Any], frozenset[str] | None] = {}
+
+
+def _arguments_taken(func: Callable[..., Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields that ``func`` takes: those it names; all but the created event's own
+    fields if it takes ``**kwargs``."""
+    try:
+        names = _keyword_names[func]
+    except KeyError:
+        names = _keyword_names[func] = _keyword_names_of(func)
+    if names is None:
+        taken = {k: v for k, v in fields.items() if k not in _CREATED_FIELDS}
+        return taken
+    return {k: v for k, v in fields.items() if k in names}
+
+
+def _keyword_names_of(func: Callable[..., Any]) -> frozenset[str] | None:
+    params = _signature(func).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in params if p.kind in named)
 
 
 def _init_takes_id(cls: type) -> bool:
@@ -204,9 +432,10 @@ def _init_takes_id(cls: type) -> bool:
 
 # Which decorated method each generated (or explicitly named) event class applies.
 _applied_methods: dict[type, _EventMethod] = {}
-# Those of them whose class has plain fields (see _plain_event_fields) and keeps the
-# default create_timestamp(), mutate() and apply(), with those fields: triggered, such
-# an event is made and applied straight away (see Aggregate.trigger_event).
+# Those of them whose class has plain fields (see _plain_event_fields), keeps the
+# default create_timestamp() and mutate(), and has no apply() of its own, with those
+# fields: triggered, such an event is made and applied straight away (see
+# Aggregate.trigger_event).
 _triggered_quickly: dict[type, tuple[frozenset[str], _EventMethod]] = {}
 
 
@@ -241,13 +470,6 @@ class _EventMethod:
         if self.func.__name__ == "__init__":
             return "Created"
         return "".join(part.capitalize() for part in self.func.__name__.split("_") if part)
-
-    def apply(self, aggregate: Any, domain_event: Any) -> None:
-        # A loop, not a comprehension: on Python 3.11 that is a call of its own.
-        kwargs = {}
-        for name in self.param_names:
-            kwargs[name] = getattr(domain_event, name)
-        self.func(aggregate, **kwargs)
 
     def _make_trigger(self) -> Callable[..., None]:
         """The function that an aggregate's method call runs: bind, then trigger the event."""
@@ -335,6 +557,7 @@ class MetaAggregate(type):
         **kw: Any,
     ):
         cls = super().__new__(mcs, name, bases, namespace, **kw)
+        _our_aggregate_classes.add(cls)
         if namespace.get("_is_base_aggregate"):
             return cls
         _declare_id_field(cls, namespace)
@@ -589,19 +812,44 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
                 _annotations_of(value),
             )
             setattr(cls, name, event_class)
+        if event_class in _applied_methods:
+            raise ProgrammingError(
+                f"{cls.__qualname__}.{attr}: the event class {event_class.__qualname__} "
+                "is already applied by another @event method"
+            )
         value.event_class = event_class
         _applied_methods[event_class] = value
-        _note_quick_trigger(event_class, value)
+        own_apply = getattr(event_class, "apply", _default_apply)
+        type.__setattr__(event_class, "apply", _applier(value, own_apply))
+        _note_quick_trigger(event_class, value, has_own_apply=own_apply is not _default_apply)
 
 
-def _note_quick_trigger(event_class: type, method: _EventMethod) -> None:
+def _applier(method: _EventMethod, own_apply: Callable[..., Any]) -> Callable[..., None]:
+    """The apply() of an event class that ``method`` applies: the method's body runs
+    with the event's fields, then the class's own apply() (say, of a base ``Event``
+    class written in the aggregate), as the documented API orders them."""
+    func = method.func
+    names = method.param_names
+
+    def apply(event: Any, aggregate: Any) -> None:
+        # A loop, not a comprehension: on Python 3.11 that is a call of its own.
+        kwargs = {}
+        for name in names:
+            kwargs[name] = getattr(event, name)
+        func(aggregate, **kwargs)
+
+    def apply_then_own(event: Any, aggregate: Any) -> None:
+        apply(event, aggregate)
+        own_apply(event, aggregate)
+
+    return apply if own_apply is _default_apply else apply_then_own
+
+
+def _note_quick_trigger(event_class: type, method: _EventMethod, *, has_own_apply: bool) -> None:
     names = _plain_event_fields.get(event_class)
-    own = (
-        getattr(event_class, "create_timestamp", None),
-        getattr(event_class, "mutate", None),
-        getattr(event_class, "apply", None),
-    )
-    if names is not None and own == (_default_create_timestamp, _default_mutate, _default_apply):
+    own = (getattr(event_class, "create_timestamp", None), getattr(event_class, "mutate", None))
+    defaults = (_default_create_timestamp, _default_mutate)
+    if names is not None and not has_own_apply and own == defaults:
         _triggered_quickly[event_class] = (names, method)
 
 
@@ -722,6 +970,10 @@ class Aggregate(metaclass=MetaAggregate):
     def __init__(self) -> None:
         pass
 
+    def __class_getitem__(cls, _id_type: Any) -> Any:
+        # BaseAggregate[UUID] (the documented generic form) is the class itself.
+        return cls
+
     @classmethod
     def create_id(cls, *args: Any, **kwargs: Any) -> UUID:
         """Return the id of a new aggregate; override to derive it from arguments."""
@@ -785,11 +1037,10 @@ class Aggregate(metaclass=MetaAggregate):
             self._modified_on = timestamp
             self._pending_events.append(new_event)
             return
+        if kwargs.get("timestamp") is None:  # (an event method may take a timestamp)
+            kwargs["timestamp"] = event_class.create_timestamp()  # type: ignore[attr-defined]
         new_event = event_class(
-            originator_id=self._id,
-            originator_version=self._version + 1,
-            timestamp=event_class.create_timestamp(),  # type: ignore[attr-defined]
-            **kwargs,
+            originator_id=self._id, originator_version=self._version + 1, **kwargs
         )
         new_event.mutate(self)
         self._pending_events.append(new_event)
@@ -814,6 +1065,16 @@ class Aggregate(metaclass=MetaAggregate):
 Aggregate._created_event_class = Aggregate.Created  # type: ignore[attr-defined]
 Aggregate._created_generated = False  # type: ignore[attr-defined]
 
+CanInitAggregate = AggregateCreated
+
+if TYPE_CHECKING:
+
+    class BaseAggregate(Aggregate, Generic[TAggregateID]):
+        """The documented generic base, ``BaseAggregate[UUID]``: our ``Aggregate``."""
+
+else:
+    BaseAggregate = Aggregate
+
 
 def _state(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in obj.__dict__.items() if k != "_pending_events"}
@@ -823,10 +1084,11 @@ def _start(cls: type, event_class: type, originator_id: Any, kwargs: dict[str, A
     """Trigger the created event of a new aggregate and return the aggregate."""
     if not isinstance(originator_id, UUID):
         raise TypeError(f"{cls.__qualname__}: the aggregate id {originator_id!r} is not a UUID")
+    if kwargs.get("timestamp") is None:  # (__init__ may take a timestamp)
+        kwargs = {**kwargs, "timestamp": event_class.create_timestamp()}  # type: ignore[attr-defined]
     created = event_class(
         originator_id=originator_id,
         originator_version=cls.INITIAL_VERSION,  # type: ignore[attr-defined]
-        timestamp=event_class.create_timestamp(),  # type: ignore[attr-defined]
         originator_topic=get_topic(cls),
         **kwargs,
     )
@@ -875,19 +1137,29 @@ def aggregate(cls: Any = None, *, created_event_name: str | None = None) -> Any:
 
 
 class Snapshot(DomainEvent):
-    """The whole state of an aggregate at a version, to start a replay from."""
+    """The whole state of an aggregate at a version, to start a replay from.
+
+    Any aggregate with public ``id`` and ``version`` can be taken: its state is its
+    attributes (``__dict__`` and ``__slots__``), or ``model_dump()`` for a model
+    that has one; ``mutate()`` makes it again without calling ``__init__`` (a model
+    with ``model_validate()`` is validated from the state instead).
+    """
 
     topic: str
     state: dict[str, Any]
 
     @classmethod
     def take(cls, aggregate: Any) -> Snapshot:
-        state = deepcopy(_state(aggregate))  # the snapshot must not change with the aggregate
+        if type(aggregate) in _our_aggregate_classes:
+            state = _state(aggregate)
+            state.pop("_id")
+            state.pop("_version")
+        else:
+            state = _public_state(aggregate)
+        state = deepcopy(state)  # the snapshot must not change with the aggregate
         class_version = getattr(type(aggregate), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
-        state.pop("_id")
-        state.pop("_version")
         return cls(  # type: ignore[call-arg]
             originator_id=aggregate.id,
             originator_version=aggregate.version,
@@ -905,9 +1177,45 @@ class Snapshot(DomainEvent):
             raise ProgrammingError(
                 f"Snapshot of {self.originator_id} at version {self.originator_version}: {error}"
             ) from None
+        if aggregate_class not in _our_aggregate_classes:
+            return _restore(aggregate_class, state)
         new = object.__new__(aggregate_class)
         new.__dict__.update(state)
         new._id = self.originator_id
         new._version = self.originator_version
         new._pending_events = []
         return new
+
+
+CanSnapshotAggregate = Snapshot
+
+
+def _public_state(aggregate: Any) -> dict[str, Any]:
+    """The state of an aggregate not of ours, from its public interface."""
+    model_dump = getattr(aggregate, "model_dump", None)
+    if callable(model_dump):
+        return dict(model_dump())
+    state = dict(getattr(aggregate, "__dict__", {}))
+    for name in _slot_names(type(aggregate)):
+        if name not in ("__dict__", "__weakref__") and hasattr(aggregate, name):
+            state[name] = getattr(aggregate, name)
+    return state
+
+
+def _slot_names(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return names
+
+
+def _restore(aggregate_class: type, state: dict[str, Any]) -> Any:
+    """Make an aggregate not of ours from a snapshot's state, without its __init__."""
+    model_validate = getattr(aggregate_class, "model_validate", None)
+    if callable(model_validate):
+        return model_validate(state)
+    new: Any = object.__new__(aggregate_class)
+    for name, value in state.items():
+        object.__setattr__(new, name, value)  # (also past a frozen dataclass's refusal)
+    return new
