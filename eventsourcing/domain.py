@@ -26,6 +26,7 @@ from typing import (
     Protocol,
     TypeVar,
     cast,
+    overload,
     runtime_checkable,
 )
 from uuid import UUID, uuid4
@@ -506,7 +507,28 @@ class _EventMethod:
         return self.__get__(obj)(*args, **kwargs)
 
 
-def event(arg: Any = None) -> Any:
+# The decorated method keeps its signature for type checkers (calls are checked as
+# calls of the method); at run time the decorator returns an _EventMethod.
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@overload
+def event(arg: str, /) -> Callable[[_F], _F]: ...
+
+
+@overload
+def event(arg: type[CanMutateAggregate], /) -> Callable[[_F], _F]: ...
+
+
+@overload
+def event(arg: None = None, /) -> Callable[[_F], _F]: ...
+
+
+@overload
+def event(arg: _F, /) -> _F: ...
+
+
+def event(arg: Any = None, /) -> Any:
     """Decorate a command method (or ``__init__``) so that calling it triggers an event.
 
     ``@event('Name')`` names the event class; ``@event`` alone derives it from the
@@ -571,16 +593,25 @@ class MetaAggregate(type):
     def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
         super().__init__(name, bases, namespace)
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        created_class = _created_event_class_of(cls)
-        init = cls.__init__  # type: ignore[misc]
-        arguments, given_id = _bind_init_arguments(cls, init, args, kwargs)
-        if "id" in arguments and not _has_field(created_class, "id"):
-            # An id declared as a field is the event's originator_id, not another field.
-            del arguments["id"]
-        originator_id = given_id if given_id is not None else _create_id(cls, arguments)
-        # Not through _create(): an explicit __init__ may take "id", which then stays a field.
-        return _start(cls, created_class, originator_id, arguments)
+
+def _construct(cls: type, /, *args: Any, **kwargs: Any) -> Any:
+    """MetaAggregate.__call__: make an aggregate by triggering its created event.
+
+    Set on the metaclass after it is made, so that type checkers check a call of an
+    aggregate class against its ``__init__`` and see an instance of it returned.
+    """
+    created_class = _created_event_class_of(cls)
+    init = cls.__init__  # type: ignore[misc]
+    arguments, given_id = _bind_init_arguments(cls, init, args, kwargs)
+    if "id" in arguments and not _has_field(created_class, "id"):
+        # An id declared as a field is the event's originator_id, not another field.
+        del arguments["id"]
+    originator_id = given_id if given_id is not None else _create_id(cls, arguments)
+    # Not through _create(): an explicit __init__ may take "id", which then stays a field.
+    return _start(cls, created_class, originator_id, arguments)
+
+
+type.__setattr__(MetaAggregate, "__call__", _construct)
 
 
 def _has_field(event_class: type, name: str) -> bool:
