@@ -9,8 +9,12 @@ and the documented names of the domain module.
 from __future__ import annotations
 
 import dataclasses
+import re
+import sys
+import types
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -519,3 +523,19 @@ def test_the_documented_names_and_class_hierarchy() -> None:
         "EventSourcingError",
     ):
         assert name in domain.__all__ and hasattr(domain, name)
+
+
+# -- the guide's example that needs pydantic ------------------------------------------
+
+
+def test_the_guides_pydantic_example_runs() -> None:
+    pytest.importorskip("pydantic")
+    guide = Path(__file__).resolve().parent.parent / "docs" / "guide.md"
+    blocks = re.findall(r"^```python pydantic\n(.*?)^```", guide.read_text(), re.DOTALL | re.M)
+    assert len(blocks) == 1
+    module = types.ModuleType("guide_pydantic_example")
+    sys.modules[module.__name__] = module  # its classes are named by topic
+    try:
+        exec(compile(blocks[0], "guide.md (pydantic block)", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
