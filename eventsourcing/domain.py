@@ -185,6 +185,26 @@ class SnapshotProtocol(DomainEventProtocol[TAggregateID_co], Protocol):
 # Events.
 
 
+def _refuse_setattr(event: object, name: str, value: Any) -> None:
+    raise dataclasses.FrozenInstanceError(
+        f"cannot assign to field {name!r} of {type(event).__qualname__}: events are immutable"
+    )
+
+
+def _refuse_delattr(event: object, name: str) -> None:
+    raise dataclasses.FrozenInstanceError(
+        f"cannot delete field {name!r} of {type(event).__qualname__}: events are immutable"
+    )
+
+
+_REFUSALS = (_refuse_setattr, _refuse_delattr)
+
+
+def _inherited(cls: type, name: str) -> Any:
+    """What ``cls`` would have as ``name`` without its own."""
+    return next((k.__dict__[name] for k in cls.__mro__[1:] if name in k.__dict__), None)
+
+
 class MetaDomainEvent(type):
     """Makes every event class an immutable dataclass, registered by topic."""
 
@@ -194,10 +214,9 @@ class MetaDomainEvent(type):
         # The refusals dataclass just added are inherited from DomainEvent instead, so
         # that the class may still be decorated with @dataclass(frozen=True) explicitly
         # (dataclass will not overwrite a __setattr__ in the class's own namespace).
-        if bases:
-            for name_ in ("__setattr__", "__delattr__"):
-                if name_ not in namespace:
-                    type.__delattr__(cls, name_)
+        for refusal in ("__setattr__", "__delattr__"):
+            if refusal not in namespace and _inherited(cls, refusal) in _REFUSALS:
+                type.__delattr__(cls, refusal)
         get_topic(cls)  # register, so a redefinition resolves to the latest class
         _note_plain_fields(cls, namespace)
         return cls
@@ -231,18 +250,6 @@ class DomainEvent(metaclass=MetaDomainEvent):
     @staticmethod
     def create_timestamp() -> datetime:
         return datetime.now(tz=TZINFO)
-
-
-def _refuse_setattr(event: object, name: str, value: Any) -> None:
-    raise dataclasses.FrozenInstanceError(
-        f"cannot assign to field {name!r} of {type(event).__qualname__}: events are immutable"
-    )
-
-
-def _refuse_delattr(event: object, name: str) -> None:
-    raise dataclasses.FrozenInstanceError(
-        f"cannot delete field {name!r} of {type(event).__qualname__}: events are immutable"
-    )
 
 
 # (Set after the class is made: dataclass refuses to replace ones written in its body.)
@@ -411,8 +418,7 @@ def _arguments_taken(func: Callable[..., Any], fields: dict[str, Any]) -> dict[s
     except KeyError:
         names = _keyword_names[func] = _keyword_names_of(func)
     if names is None:
-        taken = {k: v for k, v in fields.items() if k not in _CREATED_FIELDS}
-        return taken
+        return {k: v for k, v in fields.items() if k not in _CREATED_FIELDS}
     return {k: v for k, v in fields.items() if k in names}
 
 

@@ -490,6 +490,19 @@ def test_event_classes_may_be_decorated_as_frozen_dataclasses() -> None:
         del pinged.host
 
 
+def test_an_event_class_with_a_mixin_that_sets_attributes_stays_frozen() -> None:
+    class Settable:
+        def __setattr__(self, name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+    class Mixed(Settable, DomainEvent):
+        x: int
+
+    mixed = Mixed(originator_id=uuid4(), originator_version=1, timestamp=at(0), x=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mixed.x = 2
+
+
 # -- the documented names -------------------------------------------------------------
 
 
