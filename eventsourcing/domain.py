@@ -199,6 +199,9 @@ def _refuse_delattr(event: object, name: str) -> None:
 
 _REFUSALS = (_refuse_setattr, _refuse_delattr)
 
+# Each event method's applier (see _applier), with the apply() its class had before.
+_own_applies: dict[Callable[..., Any], Callable[..., Any]] = {}
+
 
 def _inherited(cls: type, name: str) -> Any:
     """What ``cls`` would have as ``name`` without its own."""
@@ -217,6 +220,9 @@ class MetaDomainEvent(type):
         for refusal in ("__setattr__", "__delattr__"):
             if refusal not in namespace and _inherited(cls, refusal) in _REFUSALS:
                 type.__delattr__(cls, refusal)
+        own_apply = _own_applies.get(getattr(cls, "apply", None))  # type: ignore[arg-type]
+        if own_apply is not None and "apply" not in namespace:
+            type.__setattr__(cls, "apply", own_apply)  # (an event method's applier is not)
         get_topic(cls)  # register, so a redefinition resolves to the latest class
         _note_plain_fields(cls, namespace)
         return cls
@@ -591,6 +597,7 @@ class MetaAggregate(type):
         _declare_id_field(cls, namespace)
         _define_init_from_annotations(cls, bases, namespace)
         _define_base_event(cls, bases, namespace)
+        namespace = _adopt_event_classes(cls, namespace)
         _define_method_events(cls, namespace)
         _define_created_event(cls, bases, namespace, created_event_name)
         get_topic(cls)
@@ -799,6 +806,37 @@ def _define_base_event(cls: type, bases: tuple[type, ...], namespace: dict[str, 
         cls.Event = _make_event_class(cls, "Event", event_bases, {})  # type: ignore[attr-defined]
 
 
+def _adopt_event_classes(cls: type, namespace: dict[str, Any]) -> dict[str, Any]:
+    """Make each event class written in the class body a subclass of its ``Event``.
+
+    As documented, ``isinstance(e, Dog.Event)`` holds for every event of ``Dog``,
+    even one whose class was written on ``Aggregate.Event``, and a base ``Event``'s
+    ``apply()`` applies to it. Such a class is replaced, on the aggregate class, by a
+    subclass of it and of ``Event`` with the same name; ``@event`` given the class
+    written uses its replacement. Returns the namespace with the replacements.
+    """
+    base_event = cls.Event  # type: ignore[attr-defined]
+    adopted: dict[type, type] = {}
+    for name, value in namespace.items():
+        if (
+            name == "Event"
+            or not isinstance(value, type)
+            or not issubclass(value, CanMutateAggregate)
+            or issubclass(value, base_event)
+        ):
+            continue
+        # Adopted bases too, so that the classes written keep their hierarchy.
+        bases = (value, *(adopted[b] for b in value.__bases__ if b in adopted), base_event)
+        adopted[value] = _make_event_class(cls, name, _mro_safe(bases), {})
+        type.__setattr__(cls, name, adopted[value])
+    if not adopted:
+        return namespace
+    for value in namespace.values():
+        if isinstance(value, _EventMethod) and value.event_spec in adopted:
+            value.event_spec = adopted[value.event_spec]
+    return {k: adopted.get(v, v) if isinstance(v, type) else v for k, v in namespace.items()}
+
+
 def _unique(classes: Iterable[type]) -> tuple[type, ...]:
     seen: list[type] = []
     for c in classes:
@@ -857,7 +895,10 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
         value.event_class = event_class
         _applied_methods[event_class] = value
         own_apply = getattr(event_class, "apply", _default_apply)
-        type.__setattr__(event_class, "apply", _applier(value, own_apply))
+        applier = _applier(value, own_apply)
+        type.__setattr__(event_class, "apply", applier)
+        _own_applies[applier] = own_apply
+        _keep_own_apply_in_subclasses(event_class, applier)
         _note_quick_trigger(event_class, value, has_own_apply=own_apply is not _default_apply)
 
 
@@ -880,6 +921,15 @@ def _applier(method: _EventMethod, own_apply: Callable[..., Any]) -> Callable[..
         own_apply(event, aggregate)
 
     return apply if own_apply is _default_apply else apply_then_own
+
+
+def _keep_own_apply_in_subclasses(event_class: type, applier: Callable[..., Any]) -> None:
+    """A method's body applies events of its class only: a subclass that would inherit
+    the applier gets back the apply() it had (see also MetaDomainEvent)."""
+    subclass: type
+    for subclass in event_class.__subclasses__():
+        if getattr(subclass, "apply", None) is applier:
+            type.__setattr__(subclass, "apply", _own_applies[applier])
 
 
 def _note_quick_trigger(event_class: type, method: _EventMethod, *, has_own_apply: bool) -> None:

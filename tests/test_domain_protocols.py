@@ -9,6 +9,7 @@ and the documented names of the domain module.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import re
 import sys
 import types
@@ -37,7 +38,7 @@ from eventsourcing.domain import (
     datetime_now_with_tzinfo,
     event,
 )
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -503,7 +504,59 @@ def test_an_event_class_with_a_mixin_that_sets_attributes_stays_frozen() -> None
         mixed.x = 2
 
 
-# -- the documented names -------------------------------------------------------------
+# -- every event class of an aggregate is one of its Events ------------------------------
+
+
+class Animal(Aggregate):
+    class Event(Aggregate.Event):
+        def apply(self, animal: Any) -> None:
+            animal.seen.append(type(self).__name__)
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+
+class Pet(Animal):
+    class Adopted(Aggregate.Event):
+        by: str
+
+    class Fostered(Adopted):
+        pass
+
+    class Barked(Animal.Event):
+        pass
+
+    @event(Adopted)
+    def adopt(self, by: str) -> None:
+        self.seen.append(f"adopted by {by}")
+
+    def bark(self) -> None:
+        self.trigger_event(self.Barked)
+
+    def foster(self, by: str) -> None:
+        self.trigger_event(self.Fostered, by=by)
+
+
+def test_event_classes_written_in_an_aggregate_become_its_events() -> None:
+    pet = Pet()
+    pet.adopt("Ann")
+    pet.bark()
+    pet.foster("Bo")
+    events = pet.collect_events()
+    for e in events:
+        assert isinstance(e, Pet.Event) and isinstance(e, Animal.Event), type(e).__mro__
+    assert issubclass(Pet.Fostered, Pet.Adopted)
+    expected = ["Created", "adopted by Ann", "Adopted", "Barked", "Fostered"]
+    assert pet.seen == expected and replay(events).seen == expected
+
+    class Later(Pet.Adopted):  # made after the method's applier: applies only itself
+        pass
+
+    pet.trigger_event(Later, by="Cy")
+    assert pet.seen[-1:] == ["Later"] and "adopted by Cy" not in pet.seen
+    restored = pickle.loads(pickle.dumps(events[1]))
+    assert type(restored) is Pet.Adopted and restored == events[1]
+    assert resolve_topic(get_topic(Pet.Adopted)) is Pet.Adopted
 
 
 def test_the_documented_names_and_class_hierarchy() -> None:
