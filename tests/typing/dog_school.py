@@ -6,10 +6,11 @@ Each line that mypy must flag ends with a comment ``E: <error code>``; each
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, event, triggers
+from eventsourcing.domain import Aggregate, BaseAggregate, Snapshot, event, triggers
 
 
 class Dog(Aggregate):
@@ -38,6 +39,21 @@ class Dog(Aggregate):
         pass
 
 
+class Cat(BaseAggregate[UUID]):
+    @event("Adopted")
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@dataclass
+class Bird(Aggregate):
+    name: str
+
+    @event("Sang")
+    def sing(self, song: str) -> None:
+        pass
+
+
 def domain_side() -> None:
     dog = Dog("Fido")
     reveal_type(dog)  # noqa: F821  # R: dog_school.Dog
@@ -61,6 +77,12 @@ def domain_side() -> None:
     Dog()  # E: call-arg
     dog.version = 3
     dog.id = dog.id  # E: misc
+    reveal_type(Snapshot.take(dog))  # noqa: F821  # R: eventsourcing.domain.Snapshot
+    reveal_type(Cat("Tom").id)  # noqa: F821  # R: uuid.UUID
+    Cat(name=1)  # E: arg-type
+    reveal_type(Bird("Tweety"))  # noqa: F821  # R: dog_school.Bird
+    Bird("Tweety").sing(1)  # E: arg-type
+    Bird(2)  # E: arg-type
 
 
 def application_side() -> None:
