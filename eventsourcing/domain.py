@@ -257,6 +257,10 @@ class DomainEvent(metaclass=MetaDomainEvent):
     def create_timestamp() -> datetime:
         return datetime.now(tz=TZINFO)
 
+    def __class_getitem__(cls, _id_type: Any) -> Any:
+        # CanMutateAggregate[UUID] (the documented generic form) is the class itself.
+        return cls
+
 
 # (Set after the class is made: dataclass refuses to replace ones written in its body.)
 type.__setattr__(DomainEvent, "__setattr__", _refuse_setattr)

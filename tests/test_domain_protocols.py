@@ -578,6 +578,8 @@ def test_the_documented_names_and_class_hierarchy() -> None:
         assert isinstance(e, DomainEventProtocol)
     assert isinstance(created, AggregateCreated) and isinstance(created, CanInitAggregate)
     assert isinstance(dog, Aggregate) and BaseAggregate is Aggregate
+    for generic in (CanMutateAggregate, CanInitAggregate, CanSnapshotAggregate, DomainEvent):
+        assert generic[UUID] is generic  # the documented generic forms
     assert CanSnapshotAggregate is Snapshot
     now = datetime_now_with_tzinfo()
     assert now.tzinfo is not None and abs(now - datetime.now(timezone.utc)) < timedelta(seconds=5)
