@@ -366,7 +366,8 @@ class AggregateCreated(AggregateEvent):
     Applied, it makes the aggregate: ``__init__`` is given the event's fields that it
     takes by name (all of them if it takes ``**kwargs``), then the event's ``apply()``
     runs. An aggregate class not of ours is called with them, and with its public
-    ``id``, ``version``, ``created_on`` and ``modified_on`` if it takes them.
+    ``id``, ``version``, ``created_on`` and ``modified_on`` if it takes them; those of
+    the four the new object lacks are set on it before ``apply()`` runs.
     """
 
     originator_topic: str
@@ -404,11 +405,11 @@ class AggregateCreated(AggregateEvent):
         }
         fields = {**self.__dict__, **public}
         new = aggregate_class(**_arguments_taken(aggregate_class, fields))
-        successor = self.apply(new)
-        if successor is not None:
-            new = successor
         missing = {name: value for name, value in public.items() if not hasattr(new, name)}
-        return _with_public_attributes(new, missing) if missing else new
+        if missing:
+            new = _with_public_attributes(new, missing)
+        successor = self.apply(new)
+        return new if successor is None else successor
 
 
 _CREATED_FIELDS = frozenset(

@@ -76,6 +76,8 @@ class Opened(AggregateCreated):
 
     def apply(self, account: Account) -> None:
         account.owner = self.owner  # type: ignore[attr-defined]
+        # The attributes __init__ did not set are there before apply() runs.
+        account.opened_at = account.modified_on  # type: ignore[attr-defined]
 
 
 class Deposited(AggregateEvent):
@@ -104,6 +106,7 @@ def test_a_plain_class_is_created_and_changed_through_its_public_attributes() ->
     assert account.id == events[0].originator_id and account.owner == "Ada"  # type: ignore[attr-defined]
     assert (account.version, account.created_on, account.balance) == (2, at(0), 5)
     assert account.modified_on == at(1)  # type: ignore[attr-defined]  # set on the object
+    assert account.opened_at == at(0)  # type: ignore[attr-defined]
     assert (account._id, account._version, account._pending_events) == (
         "not the id",
         -7,
