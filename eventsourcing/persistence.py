@@ -83,6 +83,14 @@ class TrackingConflictError(IntegrityError):
     """This upstream position was already recorded: the event was processed before."""
 
 
+class TranscodingNotRegisteredError(EventSourcingError, TypeError):
+    """A value of a type (or data of a name) no registered transcoding handles."""
+
+
+class MapperDeserialisationError(DataError, ValueError):
+    """The state of a stored event could not be turned back into a domain event."""
+
+
 # ---------------------------------------------------------------------------
 # Records.
 
@@ -332,6 +340,11 @@ _DATA_KEY = "_data_"
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring  # (C, quoted, escaped)
 
 
+def default_transcodings() -> list[Transcoding]:
+    """The transcodings of the types every application's events use."""
+    return [UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()]
+
+
 def _c_json_encoder(default: Callable[[Any], Any]) -> Callable[[Any, int], Any] | None:
     """json's C encoder, made once: ``JSONEncoder.encode`` makes one on every call.
 
@@ -354,7 +367,9 @@ class JSONTranscoder(Transcoder):
     """JSON with registered transcodings for types JSON does not know.
 
     A custom value is written as ``{"_type_": name, "_data_": encoded}``.
-    UUID, datetime and Decimal are registered from the start.
+    A new transcoder knows only JSON's own types: an application registers UUID,
+    Decimal and datetime (and its own types) in ``register_transcodings``; the
+    infrastructure factory's ``transcoder()`` comes with those three registered.
     """
 
     def __init__(self) -> None:
@@ -374,8 +389,6 @@ class JSONTranscoder(Transcoder):
         self._datetime_opening: str | None = None
         # The opening of a member of an object, by its name: '"name":'.
         self._member_openings: dict[str, str] = {}
-        for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
-            self.register(transcoding)
 
     def register(self, transcoding: Transcoding) -> None:
         self._by_type[transcoding.type] = transcoding
@@ -444,10 +457,9 @@ class JSONTranscoder(Transcoder):
                 if transcoding is not None:
                     break
             else:
-                raise TypeError(
-                    f"Object of type {type(obj).__qualname__} ({get_topic(type(obj))}) is not "
-                    "serializable: register a Transcoding for it, for example in the "
-                    "application's register_transcodings(transcoder) method"
+                raise TranscodingNotRegisteredError(
+                    f"Object of type {type(obj)} is not serializable. Please define "
+                    "and register a custom transcoding for this type."
                 )
         return {_TYPE_KEY: transcoding.name, _DATA_KEY: transcoding.encode(obj)}
 
@@ -456,10 +468,10 @@ class JSONTranscoder(Transcoder):
             name = obj[_TYPE_KEY]
             try:
                 transcoding = self._by_name[name]
-            except KeyError:
-                raise TypeError(
-                    f"Data serialized with transcoding {name!r} cannot be deserialized: "
-                    "register that Transcoding (register_transcodings)"
+            except (KeyError, TypeError):  # (TypeError: a name that is not a string)
+                raise TranscodingNotRegisteredError(
+                    f"Data serialized with name '{name}' is not deserializable. "
+                    "Please register a custom transcoding for this type."
                 ) from None
             return transcoding.decode(obj[_DATA_KEY])
         return obj
@@ -540,8 +552,12 @@ class Mapper:
         try:
             state = self._decode_state(stored_event.state)
         except Exception as error:
-            # Keep a more precise DataError (e.g. a failed decryption) as it is, with context.
-            error_class = type(error) if isinstance(error, DataError) else DataError
+            # Keep a more precise error (e.g. a failed decryption) as it is, with context.
+            error_class = (
+                type(error)
+                if isinstance(error, MapperDeserialisationError)
+                else MapperDeserialisationError
+            )
             raise error_class(
                 f"Cannot decode stored event of originator {stored_event.originator_id}, "
                 f"version {stored_event.originator_version}, topic {stored_event.topic!r}: "
@@ -799,8 +815,15 @@ class InfrastructureFactory(ABC):
         return cast(InfrastructureFactory, factory_cls(env))
 
     def transcoder(self) -> Transcoder:
+        """``TRANSCODER_TOPIC``'s class, or a JSONTranscoder that knows UUID, Decimal
+        and datetime (as an application registers them)."""
         topic = self.env.get(TRANSCODER_TOPIC)
-        return cast(Transcoder, resolve_topic(topic)()) if topic else JSONTranscoder()
+        if topic:
+            return cast(Transcoder, resolve_topic(topic)())
+        transcoder = JSONTranscoder()
+        for transcoding in default_transcodings():
+            transcoder.register(transcoding)
+        return transcoder
 
     def mapper(
         self, transcoder: Transcoder | None = None, mapper_class: type[Mapper] = Mapper

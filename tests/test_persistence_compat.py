@@ -77,3 +77,78 @@ def test_a_renamed_package_resolves_the_topics_of_its_modules() -> None:
     assert resolve_topic("renamedpackage_for_test.domain:Aggregate.Created") is Aggregate.Created
     assert resolve_topic("renamedpackage_for_test.domain") is eventsourcing.domain
     assert resolve_topic("renamedpackage_for_test") is eventsourcing
+
+
+# -- transcoding: a bare transcoder, and the documented errors ------------------------
+
+
+def test_a_new_json_transcoder_knows_only_json_types() -> None:
+    from datetime import date
+    from decimal import Decimal
+    from uuid import uuid4
+
+    from eventsourcing.persistence import (
+        DecimalAsStr,
+        JSONTranscoder,
+        TranscodingNotRegisteredError,
+    )
+
+    transcoder = JSONTranscoder()
+    plain = {"a": [1, 2.5, "x", None, True], "b": {"c": "d"}}
+    assert transcoder.decode(transcoder.encode(plain)) == plain
+    for value in (uuid4(), Decimal("1.5")):
+        with pytest.raises(TranscodingNotRegisteredError):
+            transcoder.encode({"value": value})
+    with pytest.raises(TypeError) as info:
+        transcoder.encode({"when": date(2024, 5, 1)})
+    assert str(info.value) == (
+        "Object of type <class 'datetime.date'> is not serializable. "
+        "Please define and register a custom transcoding for this type."
+    )
+    encoded = b'{"price":{"_type_":"decimal_str","_data_":"1.5"}}'
+    with pytest.raises(TranscodingNotRegisteredError) as decoding:
+        transcoder.decode(encoded)
+    assert str(decoding.value) == (
+        "Data serialized with name 'decimal_str' is not deserializable. "
+        "Please register a custom transcoding for this type."
+    )
+    transcoder.register(DecimalAsStr())
+    assert transcoder.decode(encoded) == {"price": Decimal("1.5")}
+
+
+def test_the_factory_transcoder_knows_the_types_of_events() -> None:
+    from datetime import datetime, timezone
+    from decimal import Decimal
+    from uuid import uuid4
+
+    from eventsourcing.persistence import InfrastructureFactory
+
+    transcoder = InfrastructureFactory.construct().transcoder()
+    state = {"id": uuid4(), "price": Decimal("2.50"), "at": datetime.now(timezone.utc)}
+    assert transcoder.decode(transcoder.encode(state)) == state
+
+
+def test_undecodable_state_is_a_mapper_deserialisation_error() -> None:
+    from uuid import uuid4
+
+    from eventsourcing.persistence import (
+        DataError,
+        JSONTranscoder,
+        Mapper,
+        MapperDeserialisationError,
+        StoredEvent,
+        TranscodingNotRegisteredError,
+    )
+    from eventsourcing.utils import EventSourcingError, get_topic
+
+    originator_id = uuid4()
+    stored = StoredEvent(
+        originator_id, 1, get_topic(Puppy.Registered), b'{"at":{"_type_":"unknown","_data_":1}}'
+    )
+    with pytest.raises(MapperDeserialisationError, match=str(originator_id)) as info:
+        Mapper(JSONTranscoder()).to_domain_event(stored)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, DataError)
+    assert isinstance(info.value, EventSourcingError)
+    assert isinstance(info.value.__cause__, TranscodingNotRegisteredError)
+    assert issubclass(TranscodingNotRegisteredError, TypeError)
+    assert issubclass(TranscodingNotRegisteredError, EventSourcingError)
