@@ -10,6 +10,7 @@ and comes back up the same path reversed. Stores (``popo``, ``sqlite``,
 
 from __future__ import annotations
 
+import inspect
 import json
 import json.scanner
 import os
@@ -497,9 +498,11 @@ class Compressor(Protocol):
 # The mapper: domain events <-> stored events.
 
 TDomainEvent = TypeVar("TDomainEvent")
+# The type of the ids of the aggregates whose events are mapped and stored.
+TAggregateID = TypeVar("TAggregateID", bound="UUID | str")
 
 
-class Mapper:
+class Mapper(Generic[TAggregateID]):
     """Converts domain events to stored events and back.
 
     On the way in: transcode, then compress, then encrypt; reversed on the way out.
@@ -727,10 +730,10 @@ def new_recording(domain_event: Any, notification: Notification) -> Recording[An
     return recording
 
 
-class EventStore:
+class EventStore(Generic[TAggregateID]):
     """Stores and retrieves domain events, through a mapper and a recorder."""
 
-    def __init__(self, mapper: Mapper, recorder: AggregateRecorder):
+    def __init__(self, mapper: Mapper[TAggregateID], recorder: AggregateRecorder):
         self.mapper = mapper
         self.recorder = recorder
 
@@ -747,14 +750,18 @@ class EventStore:
 
     def get(
         self,
-        originator_id: UUID,
+        originator_id: TAggregateID,
         gt: int | None = None,
         lte: int | None = None,
         desc: bool = False,
         limit: int | None = None,
     ) -> Iterator[Any]:
         stored_events = self.recorder.select_events(
-            originator_id, gt=gt, lte=lte, desc=desc, limit=limit
+            originator_id,  # type: ignore[arg-type]  # (stores take UUID or str ids)
+            gt=gt,
+            lte=lte,
+            desc=desc,
+            limit=limit,
         )
         return map(self.mapper.to_domain_event, stored_events)
 
@@ -789,9 +796,10 @@ class InfrastructureFactory(ABC):
     ) -> InfrastructureFactory:
         """Return the factory that ``PERSISTENCE_MODULE`` names (in memory by default).
 
-        The value is a module topic (``eventsourcing.sqlite``) whose ``Factory``
-        is used, or the topic of a factory class. Without ``env``, settings come
-        from ``os.environ`` (for ``application_name``, if given).
+        The value is the topic of a factory class, or of a module
+        (``eventsourcing.sqlite``): its ``Factory`` if it has one, else the one
+        InfrastructureFactory subclass it defines or imports. Without ``env``,
+        settings come from ``os.environ`` (for ``application_name``, if given).
         """
         if env is None:
             env = Environment(application_name, os.environ)
@@ -801,11 +809,7 @@ class InfrastructureFactory(ABC):
         except (TopicError, ImportError) as error:
             raise TopicError(f"Cannot resolve PERSISTENCE_MODULE {topic!r}: {error}") from error
         if isinstance(obj, ModuleType):
-            factory_cls = getattr(obj, "Factory", None)
-            if factory_cls is None:
-                raise TopicError(
-                    f"PERSISTENCE_MODULE {topic!r} has no 'Factory' (an InfrastructureFactory)"
-                )
+            factory_cls = getattr(obj, "Factory", None) or _factory_class_in(obj, topic)
         else:
             factory_cls = obj
         if not (isinstance(factory_cls, type) and issubclass(factory_cls, InfrastructureFactory)):
@@ -878,6 +882,26 @@ class InfrastructureFactory(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
+
+
+def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFactory]:
+    """The one concrete InfrastructureFactory subclass in ``module`` (the library's
+    abstract bases excepted), or TopicError saying how many there are."""
+    found = {
+        member
+        for member in vars(module).values()
+        if isinstance(member, type)
+        and issubclass(member, InfrastructureFactory)
+        and member not in _BASE_FACTORIES
+        and not inspect.isabstract(member)
+    }
+    if len(found) != 1:
+        names = ", ".join(sorted(cls.__name__ for cls in found)) or "none"
+        raise TopicError(
+            f"PERSISTENCE_MODULE {topic!r} must define one InfrastructureFactory subclass "
+            f"(or name one 'Factory'), found {len(found)}: {names}"
+        )
+    return found.pop()
 
 
 CREATE_TABLE = "CREATE_TABLE"
@@ -977,3 +1001,7 @@ class DatabaseFactory(InfrastructureFactory):
 
     def close(self) -> None:
         self.datastore.close()
+
+
+# Bases for stores' factories, not factories themselves (when found in a store's module).
+_BASE_FACTORIES = (InfrastructureFactory, DatabaseFactory)

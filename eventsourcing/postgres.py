@@ -72,6 +72,7 @@ from eventsourcing.utils import Environment
 
 __all__ = [
     "Factory",
+    "PostgresFactory",
     "PostgresAggregateRecorder",
     "PostgresApplicationRecorder",
     "PostgresDatastore",
@@ -998,7 +999,7 @@ POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = "POSTGRES_IDLE_IN_TRANSACTION_SES
 POSTGRES_SYNCHRONOUS_COMMIT = "POSTGRES_SYNCHRONOUS_COMMIT"
 
 
-class Factory(DatabaseFactory):
+class PostgresFactory(DatabaseFactory):
     """Builds PostgreSQL recorders; all of one application's recorders share one pool.
 
     Required: ``POSTGRES_DBNAME``, ``POSTGRES_HOST``, ``POSTGRES_USER``.
@@ -1039,3 +1040,6 @@ class Factory(DatabaseFactory):
         if not value:
             raise OSError(f"{key} is not set: the PostgreSQL store needs it")
         return str(value)
+
+
+Factory = PostgresFactory  # (the name PERSISTENCE_MODULE looks for first)

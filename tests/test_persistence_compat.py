@@ -152,3 +152,117 @@ def test_undecodable_state_is_a_mapper_deserialisation_error() -> None:
     assert isinstance(info.value.__cause__, TranscodingNotRegisteredError)
     assert issubclass(TranscodingNotRegisteredError, TypeError)
     assert issubclass(TranscodingNotRegisteredError, EventSourcingError)
+
+
+# -- the infrastructure factory: found in a module without a 'Factory' ----------------
+
+
+def _module(name: str, **members: object) -> object:
+    import sys
+    import types
+
+    module = types.ModuleType(name)
+    vars(module).update(members)
+    sys.modules[name] = module
+    return module
+
+
+def test_a_persistence_module_with_one_factory_class_needs_no_factory_attribute() -> None:
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.popo import POPOFactory
+    from eventsourcing.utils import Environment
+
+    class MemoryFactory(POPOFactory):
+        pass
+
+    _module("compat_one_factory", MemoryFactory=MemoryFactory, Environment=Environment)
+    env = Environment("", {"PERSISTENCE_MODULE": "compat_one_factory"})
+    assert type(InfrastructureFactory.construct(env)) is MemoryFactory
+
+
+def test_a_factory_attribute_wins_over_other_factory_classes() -> None:
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.popo import POPOFactory
+    from eventsourcing.utils import Environment
+
+    class Chosen(POPOFactory):
+        pass
+
+    _module("compat_factory_named", POPOFactory=POPOFactory, Chosen=Chosen, Factory=Chosen)
+    env = Environment("", {"PERSISTENCE_MODULE": "compat_factory_named"})
+    assert type(InfrastructureFactory.construct(env)) is Chosen
+
+
+def test_a_persistence_module_with_no_or_several_factories_is_named() -> None:
+    from eventsourcing.persistence import DatabaseFactory, InfrastructureFactory
+    from eventsourcing.popo import POPOFactory
+    from eventsourcing.utils import Environment, TopicError
+
+    class First(POPOFactory):
+        pass
+
+    class Second(POPOFactory):
+        pass
+
+    _module("compat_two_factories", First=First, Second=Second)
+    _module("compat_no_factory", InfrastructureFactory=InfrastructureFactory, DB=DatabaseFactory)
+    with pytest.raises(TopicError, match="'compat_two_factories'.*found 2: First, Second"):
+        InfrastructureFactory.construct(
+            Environment("", {"PERSISTENCE_MODULE": "compat_two_factories"})
+        )
+    with pytest.raises(TopicError, match="'compat_no_factory'.*found 0: none"):
+        InfrastructureFactory.construct(
+            Environment("", {"PERSISTENCE_MODULE": "compat_no_factory"})
+        )
+
+
+# -- names and generics ---------------------------------------------------------------
+
+
+def test_the_documented_names_of_factories_and_the_cipher() -> None:
+    import eventsourcing.cipher
+    import eventsourcing.cryptography
+    import eventsourcing.popo
+    import eventsourcing.postgres
+
+    assert eventsourcing.popo.Factory is eventsourcing.popo.POPOFactory
+    assert eventsourcing.postgres.Factory is eventsourcing.postgres.PostgresFactory
+    assert eventsourcing.cryptography.AESCipher is eventsourcing.cipher.AESCipher
+
+
+def test_the_cryptography_cipher_is_selected_by_its_topic() -> None:
+    from uuid import uuid4
+
+    from eventsourcing.application import Application
+    from eventsourcing.cryptography import AESCipher
+
+    app = Application(
+        env={
+            "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+            "CIPHER_KEY": AESCipher.create_key(32),
+        }
+    )
+    assert isinstance(app.mapper.cipher, AESCipher)
+    puppy = Puppy("Secret")
+    app.save(puppy)
+    assert b"Secret" not in app.recorder.select_events(puppy.id)[0].state
+    assert app.repository.get(puppy.id).name == "Secret"
+    assert uuid4() not in app.repository
+
+
+def test_mapper_and_event_store_are_generic_over_the_id_type() -> None:
+    from uuid import UUID
+
+    from eventsourcing.persistence import EventStore, Mapper, default_transcodings
+    from eventsourcing.persistence import JSONTranscoder as Transcoder
+    from eventsourcing.popo import POPOApplicationRecorder
+
+    transcoder = Transcoder()
+    for transcoding in default_transcodings():
+        transcoder.register(transcoding)
+    mapper: Mapper[UUID] = Mapper[UUID](transcoder)
+    store: EventStore[UUID] = EventStore[UUID](mapper, POPOApplicationRecorder())
+    puppy = Puppy("Rex")
+    store.put(puppy.collect_events())
+    assert [e.name for e in store.get(puppy.id)] == ["Rex"]
+    assert Mapper[str] is not None and EventStore[str] is not None
