@@ -32,13 +32,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 import psycopg.errors
 from psycopg import sql
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from eventsourcing.persistence import (
@@ -72,11 +74,13 @@ from eventsourcing.utils import Environment
 
 __all__ = [
     "Factory",
-    "PostgresFactory",
     "PostgresAggregateRecorder",
     "PostgresApplicationRecorder",
+    "PostgresCursor",
     "PostgresDatastore",
+    "PostgresFactory",
     "PostgresProcessRecorder",
+    "PostgresRecorder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,15 +109,36 @@ class PooledConnection(psycopg.Connection[Any]):
     ) -> psycopg.Cursor[Any]:
         cursor = self._statement_cursor
         if cursor is None or cursor.closed:
-            cursor = self._statement_cursor = self.cursor()
+            cursor = self._statement_cursor = self.cursor(row_factory=tuple_row)
         cursor.format = psycopg.pq.Format.BINARY if binary else psycopg.pq.Format.TEXT
         return cursor.execute(query, params, prepare=prepare)
 
 
 Connection = PooledConnection
 
+
+class PostgresCursor(psycopg.Cursor[DictRow]):
+    """The cursor of ``PostgresDatastore.transaction()``: rows are dicts keyed by
+    column name. A recorder's ``_insert_events`` leaves the notification ids of
+    the events it inserted in ``notification_ids``."""
+
+    notification_ids: list[int] | None = None
+
+    def __init__(self, connection: psycopg.Connection[Any]):
+        super().__init__(connection, row_factory=dict_row)
+
+
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer names
 CREATE_TABLE_LOCK_KEY = 0x65_76_65_6E_74_73  # advisory lock serialising our DDL
+
+
+def _check_identifier(name: str) -> None:
+    if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name:
+        raise ProgrammingError(
+            f"Invalid PostgreSQL table name {name!r} ({len(name.encode())} bytes): it must "
+            f"be 1 to {MAX_IDENTIFIER_BYTES} bytes, as PostgreSQL truncates longer names "
+            "(use a shorter application name)"
+        )
 
 
 def one_line(error: BaseException) -> str:
@@ -185,7 +210,9 @@ class PostgresDatastore:
         self.conn_max_age = conn_max_age
         self.pre_ping = pre_ping
         self.lock_timeout = lock_timeout
-        self.schema = schema.strip()
+        # The schema of the tables: "public" (the default) unless one is given.
+        self.schema = schema.strip() or "public"
+        self.schema_given = bool(schema.strip())
         self.pool_timeout = pool_timeout
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
@@ -303,6 +330,40 @@ class PostgresDatastore:
         finally:
             pool.putconn(conn)
 
+    @contextmanager
+    def get_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
+        """A pooled connection whose cursors give rows as dicts, for an extension's
+        queries, in a transaction committed at the end of the block (rolled back if
+        it raises)."""
+        with self.transaction(commit=True) as cursor:
+            conn = cursor.connection
+            conn.row_factory = dict_row
+            try:
+                yield conn
+            finally:
+                conn.row_factory = tuple_row
+
+    @contextmanager
+    def transaction(self, commit: bool = False) -> Iterator[PostgresCursor]:
+        """A cursor in a transaction of its own: committed at the end if ``commit``,
+        else rolled back; rolled back if the block raises. Errors of the database
+        are raised as ours (``IntegrityError``, ``ProgrammingError``...)."""
+        what = "Running a transaction"
+        try:
+            pool = self.pool()
+            conn = pool.getconn()
+        except PoolTimeout as error:
+            raise OperationalError(
+                f"{what}: no connection to {self.describe()} free within {self.pool_timeout}s"
+            ) from error
+        try:
+            with conn.transaction(force_rollback=not commit), PostgresCursor(conn) as cursor:
+                yield cursor
+        except psycopg.Error as error:
+            raise self.translate(error, what) from error
+        finally:
+            pool.putconn(conn)
+
     def _discard_broken_connections(self) -> None:
         if self._pool is not None:
             try:
@@ -333,13 +394,9 @@ class PostgresDatastore:
         return DatabaseError(message)
 
     def table(self, name: str) -> sql.Identifier:
-        """The quoted, schema-qualified name of a table."""
-        if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name:
-            raise ProgrammingError(
-                f"Invalid PostgreSQL table name {name!r}: it must be 1 to "
-                f"{MAX_IDENTIFIER_BYTES} bytes (use a shorter application name)"
-            )
-        return sql.Identifier(self.schema, name) if self.schema else sql.Identifier(name)
+        """The quoted, schema-qualified name of a table (ProgrammingError if too long)."""
+        _check_identifier(name)
+        return sql.Identifier(self.schema, name) if self.schema_given else sql.Identifier(name)
 
     def close(self) -> None:
         with self._pool_lock:
@@ -353,17 +410,68 @@ class PostgresDatastore:
 # Recorders.
 
 
-class PostgresAggregateRecorder(AggregateRecorder):
-    """Stored events keyed by (originator_id, originator_version)."""
+class PostgresRecorder:
+    """Base of the PostgreSQL recorders, and of extensions that keep tables of their own.
 
-    def __init__(self, datastore: PostgresDatastore, events_table_name: str = "stored_events"):
+    ``sql_create_statements`` are run, in order and in one transaction, by
+    ``create_table()``: an extension appends its own after ``__init__``, or
+    overrides ``construct_create_table_statements()``.
+    """
+
+    MAX_IDENTIFIER_LEN = MAX_IDENTIFIER_BYTES
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any):
+        super().__init__(**kwargs)
         self.datastore = datastore
+        self.sql_create_statements: list[sql.Composable] = []
+
+    @staticmethod
+    def check_identifier_length(table_name: str) -> None:
+        """ProgrammingError if PostgreSQL would truncate ``table_name`` (past 63 bytes)."""
+        _check_identifier(table_name)
+
+    def create_table(self) -> None:
+        def create(conn: Connection) -> None:
+            # Concurrent CREATE ... IF NOT EXISTS can still collide: serialise our DDL.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_TABLE_LOCK_KEY,))
+            if self.datastore.schema_given:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(self.datastore.schema)
+                    )
+                )
+            for statement in self.sql_create_statements:
+                conn.execute(statement)
+
+        self.datastore.run(create, what=f"Creating tables of {type(self).__name__}")
+
+
+class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
+    """Stored events keyed by (originator_id, originator_version).
+
+    An extension may override ``_insert_events(cursor, stored_events, **kwargs)``
+    to write rows of its own in the transaction that inserts the events (calling
+    ``super()._insert_events`` to insert them); the keyword arguments are those
+    given to ``insert_events`` (and ``Application.save``).
+    """
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        events_table_name: str = "stored_events",
+        **kwargs: Any,
+    ):
+        super().__init__(datastore, **kwargs)
         self.events_table_name = events_table_name
         self._events = datastore.table(events_table_name)
         self._statements: dict[Hashable, bytes] = {}
-        self.create_table_statements = self.construct_create_table_statements()
+        self.sql_create_statements.extend(self.construct_create_table_statements())
+        self.create_table_statements = self.sql_create_statements  # (an older name)
+        # Whether a subclass writes more in the transaction of an insert: then every
+        # insert goes through its _insert_events (else straight to the quick statements).
+        self._extended = _first_definer(type(self), "_insert_events") not in _OUR_RECORDERS
 
-    def construct_create_table_statements(self) -> list[sql.Composed]:
+    def construct_create_table_statements(self) -> list[sql.Composable]:
         return [
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
@@ -375,33 +483,46 @@ class PostgresAggregateRecorder(AggregateRecorder):
             ).format(self._events)
         ]
 
-    def create_table(self) -> None:
-        def create(conn: Connection) -> None:
-            # Concurrent CREATE ... IF NOT EXISTS can still collide: serialise our DDL.
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_TABLE_LOCK_KEY,))
-            if self.datastore.schema:
-                conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                        sql.Identifier(self.datastore.schema)
-                    )
-                )
-            for statement in self.create_table_statements:
-                conn.execute(statement)
-
-        self.datastore.run(create, what=f"Creating table {self.events_table_name!r}")
-
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, kwargs)
         if stored_events:
             self.datastore.run(
-                lambda conn: self._insert_events(conn, stored_events, returning=False),
+                lambda conn: self._insert_rows(conn, stored_events, returning=False),
                 what=inserting(self.events_table_name, stored_events),
             )
         return None
 
+    def _insert_extended(
+        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+    ) -> Sequence[int] | None:
+        """Insert through the subclass's ``_insert_events``, in one transaction."""
+
+        def insert(conn: Connection) -> Sequence[int] | None:
+            with PostgresCursor(conn) as cursor:
+                ids = self._insert_events(cursor, stored_events, **kwargs)
+                return ids if ids is not None else cursor.notification_ids
+
+        return self.datastore.run(
+            insert, what=inserting(self.events_table_name, stored_events, kwargs.get("tracking"))
+        )
+
     def _insert_events(
-        self, conn: Connection, stored_events: Sequence[StoredEvent], *, returning: bool
+        self, cursor: PostgresCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events with ``cursor``, in its transaction (the extension point)."""
+        if stored_events:
+            self._insert_rows(cursor.connection, stored_events, returning=False)
+        return None
+
+    def _insert_rows(
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        *,
+        returning: bool,
     ) -> list[int]:
         statement = sql.SQL(
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -496,7 +617,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
     last id for it (max over the table) cost ~70 us, a sixth of a one-event write.
     """
 
-    def construct_create_table_statements(self) -> list[sql.Composed]:
+    def construct_create_table_statements(self) -> list[sql.Composable]:
         return [
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
@@ -517,6 +638,8 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, kwargs)
         if not stored_events:
             return []
         _refuse_duplicates_within(stored_events, self.events_table_name)
@@ -526,8 +649,20 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             transaction=False,  # one statement: its own transaction
         )
 
+    def _insert_events(
+        self, cursor: PostgresCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events with ``cursor``, in its transaction (the extension point),
+        and return their notification ids (also left in ``cursor.notification_ids``)."""
+        ids: list[int] = []
+        if stored_events:
+            _refuse_duplicates_within(stored_events, self.events_table_name)
+            ids = self._insert_values_and_notify(cursor.connection, stored_events)
+        cursor.notification_ids = ids
+        return ids
+
     def _insert_values_and_notify(
-        self, conn: Connection, stored_events: Sequence[StoredEvent]
+        self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
     ) -> list[int]:
         """Take the table's write lock, insert the events and notify listeners: one
         statement, run as one transaction, committed (durably) before the server answers.
@@ -539,7 +674,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
 
     def _write(
         self,
-        conn: Connection,
+        conn: psycopg.Connection[Any],
         stored_events: Sequence[StoredEvent],
         kind: tuple[str, ...],
         build: Callable[[int | None], sql.Composable],
@@ -707,7 +842,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         self._tracking = datastore.table(tracking_table_name)
         super().__init__(datastore, events_table_name)
 
-    def construct_create_table_statements(self) -> list[sql.Composed]:
+    def construct_create_table_statements(self) -> list[sql.Composable]:
         return [
             *super().construct_create_table_statements(),
             sql.SQL(
@@ -724,27 +859,49 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         tracking: Tracking | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, dict(kwargs, tracking=tracking))
         if tracking is None:
             return super().insert_events(stored_events, **kwargs)
-
-        def insert(conn: Connection) -> list[int]:
-            if not stored_events:
-                self._advance_tracking(conn, tracking)
-                return []
-            ids = self._insert_tracked_and_notify(conn, stored_events, tracking)
-            if ids is None:
-                raise TrackingConflictError(self._refusal(conn, tracking))
-            return ids
-
         _refuse_duplicates_within(stored_events, self.events_table_name)
         return self.datastore.run(
-            insert,
+            lambda conn: self._insert_tracked(conn, stored_events, tracking),
             what=inserting(self.events_table_name, stored_events, tracking),
             transaction=False,  # each write is one statement
         )
 
+    def _insert_events(
+        self, cursor: PostgresCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        tracking: Tracking | None = kwargs.get("tracking")
+        if tracking is None:
+            return super()._insert_events(cursor, stored_events, **kwargs)
+        _refuse_duplicates_within(stored_events, self.events_table_name)
+        ids = cursor.notification_ids = self._insert_tracked(
+            cursor.connection, stored_events, tracking
+        )
+        return ids
+
+    def _insert_tracked(
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        tracking: Tracking,
+    ) -> list[int]:
+        """Insert the events and move the tracking position, or raise TrackingConflictError."""
+        if not stored_events:
+            self._advance_tracking(conn, tracking)
+            return []
+        ids = self._insert_tracked_and_notify(conn, stored_events, tracking)
+        if ids is None:
+            raise TrackingConflictError(self._refusal(conn, tracking))
+        return ids
+
     def _insert_tracked_and_notify(
-        self, conn: Connection, stored_events: Sequence[StoredEvent], tracking: Tracking
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        tracking: Tracking,
     ) -> list[int] | None:
         """Take the table's write lock, insert the events (moving the tracking position),
         and notify listeners: one statement, one transaction, one round trip.
@@ -783,7 +940,9 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
     def _sql_names(self) -> dict[str, sql.Composable]:
         return {**super()._sql_names(), "tracking": self._tracking}
 
-    def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
+    def _check_conflicts(
+        self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
+    ) -> None:
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
         statement = sql.SQL(
             "SELECT e.originator_id, e.originator_version FROM {} AS e "
@@ -806,7 +965,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
                 )
             seen.add(key)
 
-    def _advance_tracking(self, conn: Connection, tracking: Tracking) -> None:
+    def _advance_tracking(self, conn: psycopg.Connection[Any], tracking: Tracking) -> None:
         kind = _tracking_kind(tracking)
         statement = self._statement(
             ("track", kind),
@@ -815,7 +974,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         if len(conn.execute(statement, _tracking_params(tracking)).fetchall()) != 1:
             raise TrackingConflictError(self._refusal(conn, tracking))
 
-    def _refusal(self, conn: Connection, tracking: Tracking) -> str:
+    def _refusal(self, conn: psycopg.Connection[Any], tracking: Tracking) -> str:
         # The row, if any, is locked by the statement, so this read is stable.
         position = self._select_position(conn, tracking.application_name)
         return (
@@ -823,7 +982,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             or f"Tracking of {tracking.application_name!r} was not recorded"
         )
 
-    def _select_position(self, conn: Connection, application_name: str) -> int | None:
+    def _select_position(self, conn: psycopg.Connection[Any], application_name: str) -> int | None:
         statement = sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(
             self._tracking
         )
@@ -946,6 +1105,20 @@ def _refuse_duplicates_within(stored_events: Sequence[StoredEvent], table: str) 
                 "nothing was recorded"
             )
         seen.add(key)
+
+
+# The recorders of this module: a subclass whose _insert_events is one of theirs is
+# not extended, and inserts with the quick statements.
+_OUR_RECORDERS: tuple[type, ...] = (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresProcessRecorder,
+)
+
+
+def _first_definer(cls: type, name: str) -> type | None:
+    """The class in ``cls``'s MRO whose body defines ``name``."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
 class PostgresListener:
