@@ -84,6 +84,41 @@ class TrackingConflictError(IntegrityError):
     """This upstream position was already recorded: the event was processed before."""
 
 
+class OriginatorIDTypeError(PersistenceError, TypeError):
+    """An originator id of a type the store does not keep (see ``ORIGINATOR_ID_TYPE``)."""
+
+
+# The types of originator ids a store may keep, by ORIGINATOR_ID_TYPE (the first is the default).
+ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
+ORIGINATOR_ID_TYPES: dict[str, type] = {"uuid": UUID, "text": str}
+
+
+def originator_id_type(value: str | None) -> type:
+    """The type of ids that ``ORIGINATOR_ID_TYPE=value`` selects (UUID if unset)."""
+    if value is None or value == "":
+        return UUID
+    try:
+        return ORIGINATOR_ID_TYPES[
+            checked_mode(value, list(ORIGINATOR_ID_TYPES), ORIGINATOR_ID_TYPE)
+        ]
+    except ValueError as error:
+        raise OSError(str(error)) from None
+
+
+def wrong_id_type(originator_id: object, id_type: type, store: str) -> OriginatorIDTypeError:
+    """The error for an id that ``store``, which keeps ``id_type`` ids, cannot take."""
+    setting = "uuid" if id_type is UUID else "text"
+    hint = (
+        " (give the UUID, not its string form)"
+        if id_type is UUID and isinstance(originator_id, str)
+        else ""
+    )
+    return OriginatorIDTypeError(
+        f"Originator id {originator_id!r} is a {type(originator_id).__name__}, but {store} "
+        f"keeps {id_type.__name__} ids (ORIGINATOR_ID_TYPE={setting}){hint}"
+    )
+
+
 class TranscodingNotRegisteredError(EventSourcingError, TypeError):
     """A value of a type (or data of a name) no registered transcoding handles."""
 
@@ -133,7 +168,10 @@ def checked_mode(value: str, modes: Sequence[str], setting: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """A domain event as it is recorded: its identity, its topic and its state."""
+    """A domain event as it is recorded: its identity, its topic and its state.
+
+    (``originator_id`` is a str on stores whose ``ORIGINATOR_ID_TYPE`` is text.)
+    """
 
     originator_id: UUID
     originator_version: int
@@ -182,7 +220,7 @@ _set_notification_id = _slot_setter(Notification, "id")
 
 
 def new_stored_event(
-    originator_id: UUID, originator_version: int, topic: str, state: bytes
+    originator_id: UUID | str, originator_version: int, topic: str, state: bytes
 ) -> StoredEvent:
     stored = _new(StoredEvent)
     _set_originator_id(stored, originator_id)
@@ -193,7 +231,7 @@ def new_stored_event(
 
 
 def new_notification(
-    originator_id: UUID, originator_version: int, topic: str, state: bytes, id: int
+    originator_id: UUID | str, originator_version: int, topic: str, state: bytes, id: int
 ) -> Notification:
     notification = _new(Notification)
     _set_originator_id(notification, originator_id)

@@ -44,6 +44,8 @@ from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from eventsourcing.persistence import (
+    ORIGINATOR_ID_TYPE,
+    ORIGINATOR_ID_TYPES,
     AggregateRecorder,
     ApplicationRecorder,
     DatabaseError,
@@ -69,6 +71,7 @@ from eventsourcing.persistence import (
     new_notification,
     new_stored_event,
     tracking_conflict,
+    wrong_id_type,
 )
 from eventsourcing.utils import Environment
 
@@ -193,9 +196,14 @@ class PostgresDatastore:
         schema: str = "",
         pool_timeout: float = 30.0,
         synchronous_commit: str = "on",
+        originator_id_type: str = "uuid",
     ):
         self.synchronous_commit = checked_mode(
             synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"
+        )
+        # The column type of originator ids ("uuid" or "text") in the tables made here.
+        self.originator_id_type = checked_mode(
+            originator_id_type, list(ORIGINATOR_ID_TYPES), "originator_id_type"
         )
         self.dbname = dbname
         self.host = host
@@ -465,6 +473,9 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         self.events_table_name = events_table_name
         self._events = datastore.table(events_table_name)
         self._statements: dict[Hashable, bytes] = {}
+        # The SQL type of originator ids, and the Python type of the ids it takes.
+        self._id_sql_type = datastore.originator_id_type
+        self._id_type = ORIGINATOR_ID_TYPES[self._id_sql_type]
         self.sql_create_statements.extend(self.construct_create_table_statements())
         self.create_table_statements = self.sql_create_statements  # (an older name)
         # Whether a subclass writes more in the transaction of an insert: then every
@@ -475,12 +486,12 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         return [
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
-                "originator_id uuid NOT NULL, "
+                "originator_id {} NOT NULL, "
                 "originator_version bigint NOT NULL, "
                 "topic text NOT NULL, "
                 "state bytea NOT NULL, "
                 "PRIMARY KEY (originator_id, originator_version))"
-            ).format(self._events)
+            ).format(self._events, sql.SQL(self._id_sql_type))
         ]
 
     def insert_events(
@@ -489,6 +500,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         if self._extended:
             return self._insert_extended(stored_events, kwargs)
         if stored_events:
+            self._check_written(stored_events)
             self.datastore.run(
                 lambda conn: self._insert_rows(conn, stored_events, returning=False),
                 what=inserting(self.events_table_name, stored_events),
@@ -514,8 +526,34 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
     ) -> Sequence[int] | None:
         """Insert the events with ``cursor``, in its transaction (the extension point)."""
         if stored_events:
+            self._check_written(stored_events)
             self._insert_rows(cursor.connection, stored_events, returning=False)
         return None
+
+    def _check_written(self, stored_events: Sequence[StoredEvent]) -> None:
+        """Refuse ids of another type than the table's, and an event twice in one write."""
+        id_type = self._id_type
+        if len(stored_events) == 1:  # the usual save
+            originator_id = stored_events[0].originator_id
+            if type(originator_id) is not id_type and not isinstance(originator_id, id_type):
+                raise self._wrong_id(originator_id)
+            return
+        seen: set[tuple[Any, int]] = set()
+        for stored in stored_events:
+            originator_id = stored.originator_id
+            if type(originator_id) is not id_type and not isinstance(originator_id, id_type):
+                raise self._wrong_id(originator_id)
+            key = (originator_id, stored.originator_version)
+            if key in seen:
+                raise RecordConflictError(
+                    f"Event of originator {originator_id} at version "
+                    f"{stored.originator_version} is twice in one write to "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
+
+    def _wrong_id(self, originator_id: object) -> PersistenceError:
+        return wrong_id_type(originator_id, self._id_type, f"table {self.events_table_name!r}")
 
     def _insert_rows(
         self,
@@ -559,12 +597,15 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
 
     def select_events(
         self,
-        originator_id: UUID,
+        originator_id: UUID | str,
         gt: int | None = None,
         lte: int | None = None,
         desc: bool = False,
         limit: int | None = None,
     ) -> list[StoredEvent]:
+        id_type = self._id_type
+        if type(originator_id) is not id_type and not isinstance(originator_id, id_type):
+            raise self._wrong_id(originator_id)
         params: list[Any] = [originator_id]
         params += [v for v in (gt, lte) if v is not None]
         if limit is not None:
@@ -622,12 +663,12 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
                 "notification_id bigserial PRIMARY KEY, "
-                "originator_id uuid NOT NULL, "
+                "originator_id {} NOT NULL, "
                 "originator_version bigint NOT NULL, "
                 "topic text NOT NULL, "
                 "state bytea NOT NULL, "
                 "UNIQUE (originator_id, originator_version))"
-            ).format(self._events)
+            ).format(self._events, sql.SQL(self._id_sql_type))
         ]
 
     @property
@@ -642,7 +683,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             return self._insert_extended(stored_events, kwargs)
         if not stored_events:
             return []
-        _refuse_duplicates_within(stored_events, self.events_table_name)
+        self._check_written(stored_events)
         return self.datastore.run(
             lambda conn: self._insert_values_and_notify(conn, stored_events),
             what=inserting(self.events_table_name, stored_events),
@@ -656,7 +697,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         and return their notification ids (also left in ``cursor.notification_ids``)."""
         ids: list[int] = []
         if stored_events:
-            _refuse_duplicates_within(stored_events, self.events_table_name)
+            self._check_written(stored_events)
             ids = self._insert_values_and_notify(cursor.connection, stored_events)
         cursor.notification_ids = ids
         return ids
@@ -705,7 +746,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
 
     def _insert_sql(self, shape: int | None) -> sql.Composable:
         return self._write_sql(
-            _new_rows_cte(shape),
+            _new_rows_cte(shape, self._id_sql_type),
             "inserted AS (INSERT INTO {events} (originator_id, originator_version, topic, state) "
             "SELECT originator_id, originator_version, topic, state FROM new, lock "
             "ORDER BY position RETURNING notification_id)",
@@ -863,7 +904,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             return self._insert_extended(stored_events, dict(kwargs, tracking=tracking))
         if tracking is None:
             return super().insert_events(stored_events, **kwargs)
-        _refuse_duplicates_within(stored_events, self.events_table_name)
+        self._check_written(stored_events)
         return self.datastore.run(
             lambda conn: self._insert_tracked(conn, stored_events, tracking),
             what=inserting(self.events_table_name, stored_events, tracking),
@@ -876,7 +917,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         tracking: Tracking | None = kwargs.get("tracking")
         if tracking is None:
             return super()._insert_events(cursor, stored_events, **kwargs)
-        _refuse_duplicates_within(stored_events, self.events_table_name)
+        self._check_written(stored_events)
         ids = cursor.notification_ids = self._insert_tracked(
             cursor.connection, stored_events, tracking
         )
@@ -927,7 +968,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
     def _insert_tracked_sql(self, tracking_kind: str, shape: int | None) -> sql.Composable:
         """The tracked insert, of ``shape`` rows given as values, or (None) of four arrays."""
         return self._write_sql(
-            _new_rows_cte(shape),
+            _new_rows_cte(shape, self._id_sql_type),
             "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
             "USING (originator_id, originator_version) LIMIT 1)",
             f"tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})",
@@ -946,15 +987,15 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
         statement = sql.SQL(
             "SELECT e.originator_id, e.originator_version FROM {} AS e "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(originator_id, originator_version) "
+            "JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, originator_version) "
             "USING (originator_id, originator_version)"
-        ).format(self._events)
+        ).format(self._events, sql.SQL(self._id_sql_type))
         params = (
             [s.originator_id for s in stored_events],
             [s.originator_version for s in stored_events],
         )
         recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
-        seen: set[tuple[UUID, int]] = set()
+        seen: set[tuple[Any, int]] = set()
         for stored in stored_events:
             key = (stored.originator_id, stored.originator_version)
             if key in seen or key in recorded:
@@ -1063,17 +1104,17 @@ def _tracking_sql(kind: str, after: str) -> str:
 _VALUES_MAX = 16
 
 
-def _new_rows_cte(shape: int | None) -> str:
+def _new_rows_cte(shape: int | None, id_type: str) -> str:
     """The events to insert, numbered by ``position``: ``shape`` rows of values, or
-    (None) four arrays, one per column."""
+    (None) four arrays, one per column; originator ids of the SQL type ``id_type``."""
     columns = "originator_id, originator_version, topic, state, position"
     if shape is None:
         return (
-            "new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
+            f"new AS (SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], "
             f"%s::bytea[]) WITH ORDINALITY AS n({columns}))"
         )
     values = ", ".join(
-        f"(%s::uuid, %s::bigint, %s::text, %s::bytea, {position})"
+        f"(%s::{id_type}, %s::bigint, %s::text, %s::bytea, {position})"
         for position in range(1, shape + 1)
     )
     return f"new ({columns}) AS (VALUES {values})"
@@ -1092,19 +1133,6 @@ def _new_rows_params(stored_events: Sequence[StoredEvent], shape: int | None) ->
         for s in stored_events
         for value in (s.originator_id, s.originator_version, s.topic, s.state)
     ]
-
-
-def _refuse_duplicates_within(stored_events: Sequence[StoredEvent], table: str) -> None:
-    seen: set[tuple[UUID, int]] = set()
-    for stored in stored_events:
-        key = (stored.originator_id, stored.originator_version)
-        if key in seen:
-            raise RecordConflictError(
-                f"Event of originator {stored.originator_id} at version "
-                f"{stored.originator_version} is twice in one write to {table!r}; "
-                "nothing was recorded"
-            )
-        seen.add(key)
 
 
 # The recorders of this module: a subclass whose _insert_events is one of theirs is
@@ -1206,6 +1234,7 @@ class PostgresFactory(DatabaseFactory):
             synchronous_commit=self.setting_choice(
                 POSTGRES_SYNCHRONOUS_COMMIT, SYNCHRONOUS_COMMIT_MODES
             ),
+            originator_id_type=self.setting_choice(ORIGINATOR_ID_TYPE, list(ORIGINATOR_ID_TYPES)),
         )
 
     def _required(self, key: str) -> str:
