@@ -326,3 +326,71 @@ def test_a_table_name_past_the_identifier_limit_is_refused_at_construction(
     with pytest.raises(ProgrammingError, match="63 bytes"):
         PostgresApplicationRecorder.check_identifier_length("é" * 32)  # 64 bytes
     PostgresApplicationRecorder.check_identifier_length("e" * 63)
+
+
+# -- a process application's policy passes keyword arguments to its recorder ----------
+
+
+class IndexingRecorder(PostgresProcessRecorder):
+    """Keeps the words a policy gave as ``words=[...]``, with the events and tracking."""
+
+    def construct_create_table_statements(self) -> list[Composable]:
+        return [
+            *super().construct_create_table_statements(),
+            SQL("CREATE TABLE IF NOT EXISTS {} (word text, position bigint)").format(
+                Identifier(self.events_table_name + "_words")
+            ),
+        ]
+
+    def _insert_events(
+        self,
+        cursor: PostgresCursor,
+        stored_events: Sequence[StoredEvent],
+        *,
+        words: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(cursor, stored_events, **kwargs)
+        statement = SQL("INSERT INTO {} VALUES (%s, %s)").format(
+            Identifier(self.events_table_name + "_words")
+        )
+        for word in words:
+            cursor.execute(statement, (word, kwargs["tracking"].notification_id))
+        return ids
+
+    def words(self) -> list[str]:
+        statement = SQL("SELECT word FROM {} ORDER BY position, word").format(
+            Identifier(self.events_table_name + "_words")
+        )
+        with self.datastore.transaction() as cursor:
+            cursor.execute(statement)
+            return [row["word"] for row in cursor.fetchall()]
+
+
+class IndexingFactory(PostgresFactory):
+    process_recorder_class = IndexingRecorder
+
+
+def test_a_policy_passes_keyword_arguments_to_a_process_recorder_extension(
+    postgres_env: dict[str, str],
+) -> None:
+    from eventsourcing.dispatch import singledispatchmethod
+    from eventsourcing.system import ProcessApplication, SingleThreadedRunner, System
+
+    class Indexer(ProcessApplication):
+        @singledispatchmethod
+        def policy(self, domain_event: Any, processing_event: Any) -> None:
+            if isinstance(domain_event, Page.Created):
+                processing_event.collect_events(words=domain_event.body.split())
+
+    class Pages(Application):
+        pass
+
+    env = dict(postgres_env, PERSISTENCE_MODULE=f"{__name__}:IndexingFactory")
+    with SingleThreadedRunner(System(pipes=[[Pages, Indexer]]), env=env) as runner:
+        pages = runner.get(Pages)
+        pages.save(Page("how to fetch"))
+        indexer = runner.get(Indexer)
+        assert isinstance(indexer.recorder, IndexingRecorder)
+        assert indexer.recorder.words() == ["fetch", "how", "to"]
+        assert indexer.recorder.max_tracking_id("Pages") == 1
