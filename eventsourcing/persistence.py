@@ -811,6 +811,8 @@ PERSISTENCE_MODULE = "PERSISTENCE_MODULE"
 TRANSCODER_TOPIC = "TRANSCODER_TOPIC"
 MAPPER_TOPIC = "MAPPER_TOPIC"
 CIPHER_TOPIC = "CIPHER_TOPIC"
+CIPHER_KEY = "CIPHER_KEY"
+DEFAULT_CIPHER_TOPIC = "eventsourcing.cipher:AESCipher"
 COMPRESSOR_TOPIC = "COMPRESSOR_TOPIC"
 IS_SNAPSHOTTING_ENABLED = "IS_SNAPSHOTTING_ENABLED"
 
@@ -889,7 +891,11 @@ class InfrastructureFactory(ABC):
         )
 
     def cipher(self) -> Cipher | None:
+        """``CIPHER_TOPIC``'s cipher; the AES-GCM one if only ``CIPHER_KEY`` is set
+        (a key given means the state is to be encrypted); else None."""
         topic = self.env.get(CIPHER_TOPIC)
+        if not topic and self.env.get(CIPHER_KEY):
+            topic = DEFAULT_CIPHER_TOPIC
         if not topic:
             return None
         cipher_cls = resolve_topic(topic)

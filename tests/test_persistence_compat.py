@@ -266,3 +266,16 @@ def test_mapper_and_event_store_are_generic_over_the_id_type() -> None:
     store.put(puppy.collect_events())
     assert [e.name for e in store.get(puppy.id)] == ["Rex"]
     assert Mapper[str] is not None and EventStore[str] is not None
+
+
+def test_a_cipher_key_alone_encrypts_with_the_aes_cipher() -> None:
+    from eventsourcing.application import Application
+    from eventsourcing.cipher import AESCipher
+
+    app = Application(env={"CIPHER_KEY": AESCipher.create_key(16)})
+    assert isinstance(app.mapper.cipher, AESCipher)
+    puppy = Puppy("Secret")
+    app.save(puppy)
+    assert b"Secret" not in app.recorder.select_events(puppy.id)[0].state
+    assert app.repository.get(puppy.id).name == "Secret"
+    assert Application().mapper.cipher is None
