@@ -43,14 +43,56 @@ class POPOAggregateRecorder(AggregateRecorder):
         self._events_by_originator: dict[Any, list[StoredEvent]] = {}
         # The type of ids kept (UUID or str), or None for either.
         self.originator_id_type = originator_id_type
+        # Whether a subclass keeps more with each insert (see _insert_extended).
+        self._extended = _first_definer(type(self), "_insert_events") not in _OUR_RECORDERS
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, kwargs)
         with self._lock:
             self._check_conflicts(stored_events)
             self._append(stored_events)
         return None
+
+    def _insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Record the events, with the lock held (the extension point: a subclass may
+        keep more, with ``insert_events``'s keyword arguments, and call this)."""
+        self._check_conflicts(stored_events)
+        self._append(stored_events)
+        return None
+
+    def _insert_extended(
+        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+    ) -> Sequence[int] | None:
+        """Insert through a subclass's ``_insert_events``; if it raises, undo what was
+        recorded, so that nothing is (as a database's transaction would)."""
+        with self._lock:
+            undo = self._undo_point()
+            try:
+                return self._insert_events(stored_events, **kwargs)
+            except BaseException:
+                self._roll_back(stored_events, undo)
+                raise
+
+    def _undo_point(self) -> Any:
+        return None
+
+    def _roll_back(self, stored_events: Sequence[StoredEvent], undo: Any) -> None:
+        """Take out those of ``stored_events`` (the very objects) that were recorded."""
+        for stored in stored_events:
+            key = _key(stored.originator_id)
+            events = self._events_by_originator.get(key)
+            if not events:
+                continue
+            kept = [e for e in events if e is not stored]
+            if not kept:
+                del self._events_by_originator[key]
+            elif len(kept) < len(events):
+                events[:] = kept
 
     def _check_id(self, originator_id: Any) -> None:
         """Refuse an id of another type than the one kept (if one is)."""
@@ -186,11 +228,28 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, kwargs)
         with self._lock:
             if len(stored_events) == 1:  # the usual save
                 return self._record_one(stored_events[0])
             self._check_conflicts(stored_events)
             return self._append_with_ids(stored_events)
+
+    def _insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if len(stored_events) == 1:
+            return self._record_one(stored_events[0])
+        self._check_conflicts(stored_events)
+        return self._append_with_ids(stored_events)
+
+    def _undo_point(self) -> Any:
+        return len(self._notifications)
+
+    def _roll_back(self, stored_events: Sequence[StoredEvent], undo: Any) -> None:
+        super()._roll_back(stored_events, None)
+        del self._notifications[undo:]
 
     def _record_one(self, stored: StoredEvent, tracking: Tracking | None = None) -> list[int]:
         """Check and record one event (the usual save), looking its originator up once."""
@@ -268,6 +327,8 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
         tracking: Tracking | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, dict(kwargs, tracking=tracking))
         with self._lock:
             if len(stored_events) == 1:  # the usual processed event
                 return self._record_one(stored_events[0], tracking)
@@ -275,6 +336,25 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
             if tracking is not None:
                 self._track(tracking)
             return self._append_with_ids(stored_events)
+
+    def _insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        tracking: Tracking | None = kwargs.get("tracking")
+        if len(stored_events) == 1:
+            return self._record_one(stored_events[0], tracking)
+        self._check_conflicts(stored_events)
+        if tracking is not None:
+            self._track(tracking)
+        return self._append_with_ids(stored_events)
+
+    def _undo_point(self) -> Any:
+        return (super()._undo_point(), dict(self._positions))
+
+    def _roll_back(self, stored_events: Sequence[StoredEvent], undo: Any) -> None:
+        notifications_undo, positions = undo
+        super()._roll_back(stored_events, notifications_undo)
+        self._positions = positions
 
     def _track(self, tracking: Tracking) -> None:
         """Check the tracking record against the position, and move the position."""
@@ -295,6 +375,20 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
     def tracking_positions(self) -> dict[str, int]:
         with self._lock:
             return dict(self._positions)
+
+
+# The recorders of this module: a subclass whose _insert_events is one of theirs is
+# not extended, and records on the quick paths.
+_OUR_RECORDERS: tuple[type, ...] = (
+    POPOAggregateRecorder,
+    POPOApplicationRecorder,
+    POPOProcessRecorder,
+)
+
+
+def _first_definer(cls: type, name: str) -> type | None:
+    """The class in ``cls``'s MRO whose body defines ``name``."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
 class POPOFactory(InfrastructureFactory):

@@ -279,3 +279,73 @@ def test_a_cipher_key_alone_encrypts_with_the_aes_cipher() -> None:
     assert b"Secret" not in app.recorder.select_events(puppy.id)[0].state
     assert app.repository.get(puppy.id).name == "Secret"
     assert Application().mapper.cipher is None
+
+
+# -- the in-memory recorders' extension point -----------------------------------------
+
+
+def test_an_in_memory_recorder_extension_keeps_its_own_state_with_the_events() -> None:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import StoredEvent, Tracking
+    from eventsourcing.popo import POPOApplicationRecorder, POPOFactory, POPOProcessRecorder
+
+    class Indexed(POPOApplicationRecorder):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.index: dict[str, Any] = {}
+
+        def _insert_events(
+            self, stored_events: Sequence[StoredEvent], *, names: Sequence[str] = (), **kw: Any
+        ) -> Sequence[int] | None:
+            ids = super()._insert_events(stored_events, **kw)
+            for name in names:
+                if name == "fail":
+                    raise ValueError("the extension refused the name")
+                self.index[name] = stored_events[0].originator_id
+            return ids
+
+    class IndexedFactory(POPOFactory):
+        def application_recorder(self) -> Indexed:
+            return Indexed()
+
+    _module("compat_indexed_factory", IndexedFactory=IndexedFactory)
+
+    class Kennels(Application):
+        def register(self, name: str) -> Any:
+            puppy = Puppy(name)
+            return self.save(puppy, names=[name])
+
+    app = Kennels(env={"PERSISTENCE_MODULE": "compat_indexed_factory"})
+    (recording,) = app.register("Rex")
+    recorder = app.recorder
+    assert isinstance(recorder, Indexed)
+    assert recording.notification.id == 1
+    assert app.repository.get(recorder.index["Rex"]).name == "Rex"
+    with pytest.raises(ValueError, match="refused"):
+        app.register("fail")
+    assert recorder.max_notification_id() == 1
+    assert len(recorder.select_notifications(1, 10)) == 1
+    assert list(recorder.index) == ["Rex"]
+
+    class Tracked(POPOProcessRecorder):
+        def _insert_events(
+            self, stored_events: Sequence[StoredEvent], **kw: Any
+        ) -> Sequence[int] | None:
+            ids = super()._insert_events(stored_events, **kw)
+            if kw["tracking"].notification_id == 2:
+                raise ValueError("no second position")
+            return ids
+
+    tracked = Tracked()
+    event = StoredEvent(Puppy("A").id, 1, "t", b"{}")
+    assert list(tracked.insert_events([event], tracking=Tracking("Up", 1)) or []) == [1]
+    two = [StoredEvent(Puppy("B").id, 1, "t", b"{}"), StoredEvent(Puppy("C").id, 1, "t", b"{}")]
+    with pytest.raises(ValueError, match="second"):
+        tracked.insert_events(two, tracking=Tracking("Up", 2))
+    assert tracked.max_tracking_id("Up") == 1
+    assert tracked.max_notification_id() == 1
+    assert tracked.select_events(two[0].originator_id) == []
+    assert tracked.select_events(event.originator_id) == [event]
