@@ -12,7 +12,7 @@ from binascii import Error as Base64Error
 from collections.abc import Mapping
 from typing import Any
 
-from eventsourcing.persistence import DataError
+from eventsourcing.persistence import MapperDeserialisationError
 
 __all__ = ["AESCipher", "DecryptionError"]
 
@@ -20,7 +20,7 @@ NONCE_SIZE = 12  # the size AES-GCM is designed for
 KEY_SIZES = (16, 24, 32)
 
 
-class DecryptionError(DataError):
+class DecryptionError(MapperDeserialisationError):
     """Ciphertext could not be decrypted: wrong key, or the data was altered."""
 
 

@@ -10,6 +10,7 @@ and comes back up the same path reversed. Stores (``popo``, ``sqlite``,
 
 from __future__ import annotations
 
+import inspect
 import json
 import json.scanner
 import os
@@ -83,6 +84,49 @@ class TrackingConflictError(IntegrityError):
     """This upstream position was already recorded: the event was processed before."""
 
 
+class OriginatorIDTypeError(PersistenceError, TypeError):
+    """An originator id of a type the store does not keep (see ``ORIGINATOR_ID_TYPE``)."""
+
+
+# The types of originator ids a store may keep, by ORIGINATOR_ID_TYPE (the first is the default).
+ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
+ORIGINATOR_ID_TYPES: dict[str, type] = {"uuid": UUID, "text": str}
+
+
+def originator_id_type(value: str | None) -> type:
+    """The type of ids that ``ORIGINATOR_ID_TYPE=value`` selects (UUID if unset)."""
+    if value is None or value == "":
+        return UUID
+    try:
+        return ORIGINATOR_ID_TYPES[
+            checked_mode(value, list(ORIGINATOR_ID_TYPES), ORIGINATOR_ID_TYPE)
+        ]
+    except ValueError as error:
+        raise OSError(str(error)) from None
+
+
+def wrong_id_type(originator_id: object, id_type: type, store: str) -> OriginatorIDTypeError:
+    """The error for an id that ``store``, which keeps ``id_type`` ids, cannot take."""
+    setting = "uuid" if id_type is UUID else "text"
+    hint = (
+        " (give the UUID, not its string form)"
+        if id_type is UUID and isinstance(originator_id, str)
+        else ""
+    )
+    return OriginatorIDTypeError(
+        f"Originator id {originator_id!r} is a {type(originator_id).__name__}, but {store} "
+        f"keeps {id_type.__name__} ids (ORIGINATOR_ID_TYPE={setting}){hint}"
+    )
+
+
+class TranscodingNotRegisteredError(EventSourcingError, TypeError):
+    """A value of a type (or data of a name) no registered transcoding handles."""
+
+
+class MapperDeserialisationError(DataError, ValueError):
+    """The state of a stored event could not be turned back into a domain event."""
+
+
 # ---------------------------------------------------------------------------
 # Records.
 
@@ -124,7 +168,10 @@ def checked_mode(value: str, modes: Sequence[str], setting: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """A domain event as it is recorded: its identity, its topic and its state."""
+    """A domain event as it is recorded: its identity, its topic and its state.
+
+    (``originator_id`` is a str on stores whose ``ORIGINATOR_ID_TYPE`` is text.)
+    """
 
     originator_id: UUID
     originator_version: int
@@ -173,7 +220,7 @@ _set_notification_id = _slot_setter(Notification, "id")
 
 
 def new_stored_event(
-    originator_id: UUID, originator_version: int, topic: str, state: bytes
+    originator_id: UUID | str, originator_version: int, topic: str, state: bytes
 ) -> StoredEvent:
     stored = _new(StoredEvent)
     _set_originator_id(stored, originator_id)
@@ -184,7 +231,7 @@ def new_stored_event(
 
 
 def new_notification(
-    originator_id: UUID, originator_version: int, topic: str, state: bytes, id: int
+    originator_id: UUID | str, originator_version: int, topic: str, state: bytes, id: int
 ) -> Notification:
     notification = _new(Notification)
     _set_originator_id(notification, originator_id)
@@ -332,6 +379,11 @@ _DATA_KEY = "_data_"
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring  # (C, quoted, escaped)
 
 
+def default_transcodings() -> list[Transcoding]:
+    """The transcodings of the types every application's events use."""
+    return [UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()]
+
+
 def _c_json_encoder(default: Callable[[Any], Any]) -> Callable[[Any, int], Any] | None:
     """json's C encoder, made once: ``JSONEncoder.encode`` makes one on every call.
 
@@ -354,7 +406,9 @@ class JSONTranscoder(Transcoder):
     """JSON with registered transcodings for types JSON does not know.
 
     A custom value is written as ``{"_type_": name, "_data_": encoded}``.
-    UUID, datetime and Decimal are registered from the start.
+    A new transcoder knows only JSON's own types: an application registers UUID,
+    Decimal and datetime (and its own types) in ``register_transcodings``; the
+    infrastructure factory's ``transcoder()`` comes with those three registered.
     """
 
     def __init__(self) -> None:
@@ -374,8 +428,6 @@ class JSONTranscoder(Transcoder):
         self._datetime_opening: str | None = None
         # The opening of a member of an object, by its name: '"name":'.
         self._member_openings: dict[str, str] = {}
-        for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
-            self.register(transcoding)
 
     def register(self, transcoding: Transcoding) -> None:
         self._by_type[transcoding.type] = transcoding
@@ -444,10 +496,9 @@ class JSONTranscoder(Transcoder):
                 if transcoding is not None:
                     break
             else:
-                raise TypeError(
-                    f"Object of type {type(obj).__qualname__} ({get_topic(type(obj))}) is not "
-                    "serializable: register a Transcoding for it, for example in the "
-                    "application's register_transcodings(transcoder) method"
+                raise TranscodingNotRegisteredError(
+                    f"Object of type {type(obj)} is not serializable. Please define "
+                    "and register a custom transcoding for this type."
                 )
         return {_TYPE_KEY: transcoding.name, _DATA_KEY: transcoding.encode(obj)}
 
@@ -456,10 +507,10 @@ class JSONTranscoder(Transcoder):
             name = obj[_TYPE_KEY]
             try:
                 transcoding = self._by_name[name]
-            except KeyError:
-                raise TypeError(
-                    f"Data serialized with transcoding {name!r} cannot be deserialized: "
-                    "register that Transcoding (register_transcodings)"
+            except (KeyError, TypeError):  # (TypeError: a name that is not a string)
+                raise TranscodingNotRegisteredError(
+                    f"Data serialized with name '{name}' is not deserializable. "
+                    "Please register a custom transcoding for this type."
                 ) from None
             return transcoding.decode(obj[_DATA_KEY])
         return obj
@@ -485,9 +536,11 @@ class Compressor(Protocol):
 # The mapper: domain events <-> stored events.
 
 TDomainEvent = TypeVar("TDomainEvent")
+# The type of the ids of the aggregates whose events are mapped and stored.
+TAggregateID = TypeVar("TAggregateID", bound="UUID | str")
 
 
-class Mapper:
+class Mapper(Generic[TAggregateID]):
     """Converts domain events to stored events and back.
 
     On the way in: transcode, then compress, then encrypt; reversed on the way out.
@@ -540,8 +593,12 @@ class Mapper:
         try:
             state = self._decode_state(stored_event.state)
         except Exception as error:
-            # Keep a more precise DataError (e.g. a failed decryption) as it is, with context.
-            error_class = type(error) if isinstance(error, DataError) else DataError
+            # Keep a more precise error (e.g. a failed decryption) as it is, with context.
+            error_class = (
+                type(error)
+                if isinstance(error, MapperDeserialisationError)
+                else MapperDeserialisationError
+            )
             raise error_class(
                 f"Cannot decode stored event of originator {stored_event.originator_id}, "
                 f"version {stored_event.originator_version}, topic {stored_event.topic!r}: "
@@ -711,10 +768,10 @@ def new_recording(domain_event: Any, notification: Notification) -> Recording[An
     return recording
 
 
-class EventStore:
+class EventStore(Generic[TAggregateID]):
     """Stores and retrieves domain events, through a mapper and a recorder."""
 
-    def __init__(self, mapper: Mapper, recorder: AggregateRecorder):
+    def __init__(self, mapper: Mapper[TAggregateID], recorder: AggregateRecorder):
         self.mapper = mapper
         self.recorder = recorder
 
@@ -731,14 +788,18 @@ class EventStore:
 
     def get(
         self,
-        originator_id: UUID,
+        originator_id: TAggregateID,
         gt: int | None = None,
         lte: int | None = None,
         desc: bool = False,
         limit: int | None = None,
     ) -> Iterator[Any]:
         stored_events = self.recorder.select_events(
-            originator_id, gt=gt, lte=lte, desc=desc, limit=limit
+            originator_id,  # type: ignore[arg-type]  # (stores take UUID or str ids)
+            gt=gt,
+            lte=lte,
+            desc=desc,
+            limit=limit,
         )
         return map(self.mapper.to_domain_event, stored_events)
 
@@ -750,6 +811,8 @@ PERSISTENCE_MODULE = "PERSISTENCE_MODULE"
 TRANSCODER_TOPIC = "TRANSCODER_TOPIC"
 MAPPER_TOPIC = "MAPPER_TOPIC"
 CIPHER_TOPIC = "CIPHER_TOPIC"
+CIPHER_KEY = "CIPHER_KEY"
+DEFAULT_CIPHER_TOPIC = "eventsourcing.cipher:AESCipher"
 COMPRESSOR_TOPIC = "COMPRESSOR_TOPIC"
 IS_SNAPSHOTTING_ENABLED = "IS_SNAPSHOTTING_ENABLED"
 
@@ -773,9 +836,10 @@ class InfrastructureFactory(ABC):
     ) -> InfrastructureFactory:
         """Return the factory that ``PERSISTENCE_MODULE`` names (in memory by default).
 
-        The value is a module topic (``eventsourcing.sqlite``) whose ``Factory``
-        is used, or the topic of a factory class. Without ``env``, settings come
-        from ``os.environ`` (for ``application_name``, if given).
+        The value is the topic of a factory class, or of a module
+        (``eventsourcing.sqlite``): its ``Factory`` if it has one, else the one
+        InfrastructureFactory subclass it defines or imports. Without ``env``,
+        settings come from ``os.environ`` (for ``application_name``, if given).
         """
         if env is None:
             env = Environment(application_name, os.environ)
@@ -785,11 +849,7 @@ class InfrastructureFactory(ABC):
         except (TopicError, ImportError) as error:
             raise TopicError(f"Cannot resolve PERSISTENCE_MODULE {topic!r}: {error}") from error
         if isinstance(obj, ModuleType):
-            factory_cls = getattr(obj, "Factory", None)
-            if factory_cls is None:
-                raise TopicError(
-                    f"PERSISTENCE_MODULE {topic!r} has no 'Factory' (an InfrastructureFactory)"
-                )
+            factory_cls = getattr(obj, "Factory", None) or _factory_class_in(obj, topic)
         else:
             factory_cls = obj
         if not (isinstance(factory_cls, type) and issubclass(factory_cls, InfrastructureFactory)):
@@ -799,8 +859,15 @@ class InfrastructureFactory(ABC):
         return cast(InfrastructureFactory, factory_cls(env))
 
     def transcoder(self) -> Transcoder:
+        """``TRANSCODER_TOPIC``'s class, or a JSONTranscoder that knows UUID, Decimal
+        and datetime (as an application registers them)."""
         topic = self.env.get(TRANSCODER_TOPIC)
-        return cast(Transcoder, resolve_topic(topic)()) if topic else JSONTranscoder()
+        if topic:
+            return cast(Transcoder, resolve_topic(topic)())
+        transcoder = JSONTranscoder()
+        for transcoding in default_transcodings():
+            transcoder.register(transcoding)
+        return transcoder
 
     def mapper(
         self, transcoder: Transcoder | None = None, mapper_class: type[Mapper] = Mapper
@@ -824,7 +891,11 @@ class InfrastructureFactory(ABC):
         )
 
     def cipher(self) -> Cipher | None:
+        """``CIPHER_TOPIC``'s cipher; the AES-GCM one if only ``CIPHER_KEY`` is set
+        (a key given means the state is to be encrypted); else None."""
         topic = self.env.get(CIPHER_TOPIC)
+        if not topic and self.env.get(CIPHER_KEY):
+            topic = DEFAULT_CIPHER_TOPIC
         if not topic:
             return None
         cipher_cls = resolve_topic(topic)
@@ -855,6 +926,26 @@ class InfrastructureFactory(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
+
+
+def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFactory]:
+    """The one concrete InfrastructureFactory subclass in ``module`` (the library's
+    abstract bases excepted), or TopicError saying how many there are."""
+    found = {
+        member
+        for member in vars(module).values()
+        if isinstance(member, type)
+        and issubclass(member, InfrastructureFactory)
+        and member not in _BASE_FACTORIES
+        and not inspect.isabstract(member)
+    }
+    if len(found) != 1:
+        names = ", ".join(sorted(cls.__name__ for cls in found)) or "none"
+        raise TopicError(
+            f"PERSISTENCE_MODULE {topic!r} must define one InfrastructureFactory subclass "
+            f"(or name one 'Factory'), found {len(found)}: {names}"
+        )
+    return found.pop()
 
 
 CREATE_TABLE = "CREATE_TABLE"
@@ -954,3 +1045,7 @@ class DatabaseFactory(InfrastructureFactory):
 
     def close(self) -> None:
         self.datastore.close()
+
+
+# Bases for stores' factories, not factories themselves (when found in a store's module).
+_BASE_FACTORIES = (InfrastructureFactory, DatabaseFactory)

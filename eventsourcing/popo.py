@@ -2,6 +2,12 @@
 
 Thread-safe: one lock serialises writes, so notification ids are assigned and
 become visible in order, and a reader can never skip one.
+
+Ids: a recorder made with ``originator_id_type`` (UUID or str; the factory gives
+the one ``ORIGINATOR_ID_TYPE`` selects, if set) refuses ids of another type. One
+made without keeps either; then a UUID and its string form name different
+originators, and a read that finds nothing under one, but events under the
+other, says so instead of returning nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
+    ORIGINATOR_ID_TYPE,
     AggregateRecorder,
     ApplicationRecorder,
     InfrastructureFactory,
@@ -23,33 +30,94 @@ from eventsourcing.persistence import (
     Tracking,
     TrackingConflictError,
     notification_of,
+    originator_id_type,
     tracking_conflict,
+    wrong_id_type,
 )
 
 
 class POPOAggregateRecorder(AggregateRecorder):
-    def __init__(self) -> None:
+    def __init__(self, originator_id_type: type | None = None) -> None:
         self._lock = threading.RLock()
         # Keyed by the UUID's number: hashing a UUID is a call of Python code.
         self._events_by_originator: dict[Any, list[StoredEvent]] = {}
+        # The type of ids kept (UUID or str), or None for either.
+        self.originator_id_type = originator_id_type
+        # Whether a subclass keeps more with each insert (see _insert_extended).
+        self._extended = _first_definer(type(self), "_insert_events") not in _OUR_RECORDERS
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, kwargs)
         with self._lock:
             self._check_conflicts(stored_events)
             self._append(stored_events)
         return None
 
+    def _insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Record the events, with the lock held (the extension point: a subclass may
+        keep more, with ``insert_events``'s keyword arguments, and call this)."""
+        self._check_conflicts(stored_events)
+        self._append(stored_events)
+        return None
+
+    def _insert_extended(
+        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+    ) -> Sequence[int] | None:
+        """Insert through a subclass's ``_insert_events``; if it raises, undo what was
+        recorded, so that nothing is (as a database's transaction would)."""
+        with self._lock:
+            undo = self._undo_point()
+            try:
+                return self._insert_events(stored_events, **kwargs)
+            except BaseException:
+                self._roll_back(stored_events, undo)
+                raise
+
+    def _undo_point(self) -> Any:
+        return None
+
+    def _roll_back(self, stored_events: Sequence[StoredEvent], undo: Any) -> None:
+        """Take out those of ``stored_events`` (the very objects) that were recorded."""
+        for stored in stored_events:
+            key = _key(stored.originator_id)
+            events = self._events_by_originator.get(key)
+            if not events:
+                continue
+            kept = [e for e in events if e is not stored]
+            if not kept:
+                del self._events_by_originator[key]
+            elif len(kept) < len(events):
+                events[:] = kept
+
+    def _check_id(self, originator_id: Any) -> None:
+        """Refuse an id of another type than the one kept (if one is)."""
+        id_type = self.originator_id_type
+        if (
+            id_type is not None
+            and type(originator_id) is not id_type
+            and not isinstance(originator_id, id_type)
+        ):
+            raise wrong_id_type(originator_id, id_type, "this in-memory recorder")
+
     def _check_conflicts(self, stored_events: Sequence[StoredEvent]) -> None:
         if not stored_events:  # a follower's batch that only moves its position
             return
+        checks_ids = self.originator_id_type is not None
         if len(stored_events) == 1:  # the usual save: no duplicates within it to look for
+            if checks_ids:
+                self._check_id(stored_events[0].originator_id)
             if self._is_recorded(stored_events[0]):
                 raise _conflict(stored_events[0])
             return
         next_versions: dict[UUID, set[int]] = {}
         for stored in stored_events:
+            if checks_ids:
+                self._check_id(stored.originator_id)
             taken = next_versions.setdefault(stored.originator_id, set())
             if stored.originator_version in taken or self._is_recorded(stored):
                 raise _conflict(stored)
@@ -86,8 +154,12 @@ class POPOAggregateRecorder(AggregateRecorder):
     ) -> list[StoredEvent]:
         with self._lock:
             events = self._events_by_originator.get(_key(originator_id))
-            if not events or (gt is not None and gt >= events[-1].originator_version):
-                return []  # (the second: a cached aggregate asking for news, usually none)
+            if not events:
+                self._check_id(originator_id)
+                self._refuse_other_form(originator_id)
+                return []
+            if gt is not None and gt >= events[-1].originator_version:
+                return []  # (a cached aggregate asking for news, usually none)
             lo = 0 if gt is None else _index_after_version(events, gt)
             hi = len(events) if lte is None else _index_after_version(events, lte)
             selected = events[lo:hi]
@@ -96,6 +168,22 @@ class POPOAggregateRecorder(AggregateRecorder):
         if limit is not None:
             selected = selected[:limit]
         return selected
+
+    def _refuse_other_form(self, originator_id: Any) -> None:
+        """Raise if events are kept under the other form of ``originator_id`` (a UUID
+        for its string form, or the string form for a UUID): not a silent miss."""
+        other: Any = None
+        if isinstance(originator_id, UUID):
+            other = str(originator_id)
+        elif isinstance(originator_id, str):
+            try:
+                other = UUID(originator_id)
+            except ValueError:
+                return
+        if other is not None and self._events_by_originator.get(_key(other)):
+            raise wrong_id_type(
+                originator_id, type(other), "this in-memory recorder, for this originator,"
+            )
 
 
 def _key(originator_id: Any) -> Any:
@@ -133,21 +221,40 @@ def _index_after_version(events: list[StoredEvent], version: int) -> int:
 
 
 class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, originator_id_type: type | None = None) -> None:
+        super().__init__(originator_id_type)
         self._notifications: list[Notification] = []
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, kwargs)
         with self._lock:
             if len(stored_events) == 1:  # the usual save
                 return self._record_one(stored_events[0])
             self._check_conflicts(stored_events)
             return self._append_with_ids(stored_events)
 
+    def _insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if len(stored_events) == 1:
+            return self._record_one(stored_events[0])
+        self._check_conflicts(stored_events)
+        return self._append_with_ids(stored_events)
+
+    def _undo_point(self) -> Any:
+        return len(self._notifications)
+
+    def _roll_back(self, stored_events: Sequence[StoredEvent], undo: Any) -> None:
+        super()._roll_back(stored_events, None)
+        del self._notifications[undo:]
+
     def _record_one(self, stored: StoredEvent, tracking: Tracking | None = None) -> list[int]:
         """Check and record one event (the usual save), looking its originator up once."""
+        if self.originator_id_type is not None:
+            self._check_id(stored.originator_id)
         key = _key(stored.originator_id)
         events = self._events_by_originator.get(key)
         if _holds_version(events, stored.originator_version):
@@ -209,8 +316,8 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
 
 
 class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, originator_id_type: type | None = None) -> None:
+        super().__init__(originator_id_type)
         self._positions: dict[str, int] = {}
 
     def insert_events(
@@ -220,6 +327,8 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
         tracking: Tracking | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, dict(kwargs, tracking=tracking))
         with self._lock:
             if len(stored_events) == 1:  # the usual processed event
                 return self._record_one(stored_events[0], tracking)
@@ -227,6 +336,25 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
             if tracking is not None:
                 self._track(tracking)
             return self._append_with_ids(stored_events)
+
+    def _insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        tracking: Tracking | None = kwargs.get("tracking")
+        if len(stored_events) == 1:
+            return self._record_one(stored_events[0], tracking)
+        self._check_conflicts(stored_events)
+        if tracking is not None:
+            self._track(tracking)
+        return self._append_with_ids(stored_events)
+
+    def _undo_point(self) -> Any:
+        return (super()._undo_point(), dict(self._positions))
+
+    def _roll_back(self, stored_events: Sequence[StoredEvent], undo: Any) -> None:
+        notifications_undo, positions = undo
+        super()._roll_back(stored_events, notifications_undo)
+        self._positions = positions
 
     def _track(self, tracking: Tracking) -> None:
         """Check the tracking record against the position, and move the position."""
@@ -249,14 +377,39 @@ class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
             return dict(self._positions)
 
 
-class Factory(InfrastructureFactory):
-    """Builds in-memory recorders; nothing survives the process."""
+# The recorders of this module: a subclass whose _insert_events is one of theirs is
+# not extended, and records on the quick paths.
+_OUR_RECORDERS: tuple[type, ...] = (
+    POPOAggregateRecorder,
+    POPOApplicationRecorder,
+    POPOProcessRecorder,
+)
+
+
+def _first_definer(cls: type, name: str) -> type | None:
+    """The class in ``cls``'s MRO whose body defines ``name``."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
+
+
+class POPOFactory(InfrastructureFactory):
+    """Builds in-memory recorders; nothing survives the process.
+
+    ``ORIGINATOR_ID_TYPE`` (uuid or text), if set, makes the recorders refuse ids
+    of the other type; unset, they keep either.
+    """
+
+    def _id_type(self) -> type | None:
+        value = self.env.get(ORIGINATOR_ID_TYPE)
+        return originator_id_type(value) if value else None
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
-        return POPOAggregateRecorder()
+        return POPOAggregateRecorder(self._id_type())
 
     def application_recorder(self) -> ApplicationRecorder:
-        return POPOApplicationRecorder()
+        return POPOApplicationRecorder(self._id_type())
 
     def process_recorder(self) -> ProcessRecorder:
-        return POPOProcessRecorder()
+        return POPOProcessRecorder(self._id_type())
+
+
+Factory = POPOFactory  # (the name PERSISTENCE_MODULE looks for first)

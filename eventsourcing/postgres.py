@@ -32,16 +32,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 import psycopg.errors
 from psycopg import sql
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from eventsourcing.persistence import (
+    ORIGINATOR_ID_TYPE,
+    ORIGINATOR_ID_TYPES,
     AggregateRecorder,
     ApplicationRecorder,
     DatabaseError,
@@ -67,6 +71,7 @@ from eventsourcing.persistence import (
     new_notification,
     new_stored_event,
     tracking_conflict,
+    wrong_id_type,
 )
 from eventsourcing.utils import Environment
 
@@ -74,8 +79,11 @@ __all__ = [
     "Factory",
     "PostgresAggregateRecorder",
     "PostgresApplicationRecorder",
+    "PostgresCursor",
     "PostgresDatastore",
+    "PostgresFactory",
     "PostgresProcessRecorder",
+    "PostgresRecorder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,15 +112,36 @@ class PooledConnection(psycopg.Connection[Any]):
     ) -> psycopg.Cursor[Any]:
         cursor = self._statement_cursor
         if cursor is None or cursor.closed:
-            cursor = self._statement_cursor = self.cursor()
+            cursor = self._statement_cursor = self.cursor(row_factory=tuple_row)
         cursor.format = psycopg.pq.Format.BINARY if binary else psycopg.pq.Format.TEXT
         return cursor.execute(query, params, prepare=prepare)
 
 
 Connection = PooledConnection
 
+
+class PostgresCursor(psycopg.Cursor[DictRow]):
+    """The cursor of ``PostgresDatastore.transaction()``: rows are dicts keyed by
+    column name. A recorder's ``_insert_events`` leaves the notification ids of
+    the events it inserted in ``notification_ids``."""
+
+    notification_ids: list[int] | None = None
+
+    def __init__(self, connection: psycopg.Connection[Any]):
+        super().__init__(connection, row_factory=dict_row)
+
+
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer names
 CREATE_TABLE_LOCK_KEY = 0x65_76_65_6E_74_73  # advisory lock serialising our DDL
+
+
+def _check_identifier(name: str) -> None:
+    if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name:
+        raise ProgrammingError(
+            f"Invalid PostgreSQL table name {name!r} ({len(name.encode())} bytes): it must "
+            f"be 1 to {MAX_IDENTIFIER_BYTES} bytes, as PostgreSQL truncates longer names "
+            "(use a shorter application name)"
+        )
 
 
 def one_line(error: BaseException) -> str:
@@ -167,9 +196,14 @@ class PostgresDatastore:
         schema: str = "",
         pool_timeout: float = 30.0,
         synchronous_commit: str = "on",
+        originator_id_type: str = "uuid",
     ):
         self.synchronous_commit = checked_mode(
             synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"
+        )
+        # The column type of originator ids ("uuid" or "text") in the tables made here.
+        self.originator_id_type = checked_mode(
+            originator_id_type, list(ORIGINATOR_ID_TYPES), "originator_id_type"
         )
         self.dbname = dbname
         self.host = host
@@ -184,7 +218,9 @@ class PostgresDatastore:
         self.conn_max_age = conn_max_age
         self.pre_ping = pre_ping
         self.lock_timeout = lock_timeout
-        self.schema = schema.strip()
+        # The schema of the tables: "public" (the default) unless one is given.
+        self.schema = schema.strip() or "public"
+        self.schema_given = bool(schema.strip())
         self.pool_timeout = pool_timeout
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
@@ -302,6 +338,40 @@ class PostgresDatastore:
         finally:
             pool.putconn(conn)
 
+    @contextmanager
+    def get_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
+        """A pooled connection whose cursors give rows as dicts, for an extension's
+        queries, in a transaction committed at the end of the block (rolled back if
+        it raises)."""
+        with self.transaction(commit=True) as cursor:
+            conn = cursor.connection
+            conn.row_factory = dict_row
+            try:
+                yield conn
+            finally:
+                conn.row_factory = tuple_row
+
+    @contextmanager
+    def transaction(self, commit: bool = False) -> Iterator[PostgresCursor]:
+        """A cursor in a transaction of its own: committed at the end if ``commit``,
+        else rolled back; rolled back if the block raises. Errors of the database
+        are raised as ours (``IntegrityError``, ``ProgrammingError``...)."""
+        what = "Running a transaction"
+        try:
+            pool = self.pool()
+            conn = pool.getconn()
+        except PoolTimeout as error:
+            raise OperationalError(
+                f"{what}: no connection to {self.describe()} free within {self.pool_timeout}s"
+            ) from error
+        try:
+            with conn.transaction(force_rollback=not commit), PostgresCursor(conn) as cursor:
+                yield cursor
+        except psycopg.Error as error:
+            raise self.translate(error, what) from error
+        finally:
+            pool.putconn(conn)
+
     def _discard_broken_connections(self) -> None:
         if self._pool is not None:
             try:
@@ -332,13 +402,9 @@ class PostgresDatastore:
         return DatabaseError(message)
 
     def table(self, name: str) -> sql.Identifier:
-        """The quoted, schema-qualified name of a table."""
-        if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name:
-            raise ProgrammingError(
-                f"Invalid PostgreSQL table name {name!r}: it must be 1 to "
-                f"{MAX_IDENTIFIER_BYTES} bytes (use a shorter application name)"
-            )
-        return sql.Identifier(self.schema, name) if self.schema else sql.Identifier(name)
+        """The quoted, schema-qualified name of a table (ProgrammingError if too long)."""
+        _check_identifier(name)
+        return sql.Identifier(self.schema, name) if self.schema_given else sql.Identifier(name)
 
     def close(self) -> None:
         with self._pool_lock:
@@ -352,55 +418,149 @@ class PostgresDatastore:
 # Recorders.
 
 
-class PostgresAggregateRecorder(AggregateRecorder):
-    """Stored events keyed by (originator_id, originator_version)."""
+class PostgresRecorder:
+    """Base of the PostgreSQL recorders, and of extensions that keep tables of their own.
 
-    def __init__(self, datastore: PostgresDatastore, events_table_name: str = "stored_events"):
+    ``sql_create_statements`` are run, in order and in one transaction, by
+    ``create_table()``: an extension appends its own after ``__init__``, or
+    overrides ``construct_create_table_statements()``.
+    """
+
+    MAX_IDENTIFIER_LEN = MAX_IDENTIFIER_BYTES
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any):
+        super().__init__(**kwargs)
         self.datastore = datastore
-        self.events_table_name = events_table_name
-        self._events = datastore.table(events_table_name)
-        self._statements: dict[Hashable, bytes] = {}
-        self.create_table_statements = self.construct_create_table_statements()
+        self.sql_create_statements: list[sql.Composable] = []
 
-    def construct_create_table_statements(self) -> list[sql.Composed]:
-        return [
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                "originator_id uuid NOT NULL, "
-                "originator_version bigint NOT NULL, "
-                "topic text NOT NULL, "
-                "state bytea NOT NULL, "
-                "PRIMARY KEY (originator_id, originator_version))"
-            ).format(self._events)
-        ]
+    @staticmethod
+    def check_identifier_length(table_name: str) -> None:
+        """ProgrammingError if PostgreSQL would truncate ``table_name`` (past 63 bytes)."""
+        _check_identifier(table_name)
 
     def create_table(self) -> None:
         def create(conn: Connection) -> None:
             # Concurrent CREATE ... IF NOT EXISTS can still collide: serialise our DDL.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_TABLE_LOCK_KEY,))
-            if self.datastore.schema:
+            if self.datastore.schema_given:
                 conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                         sql.Identifier(self.datastore.schema)
                     )
                 )
-            for statement in self.create_table_statements:
+            for statement in self.sql_create_statements:
                 conn.execute(statement)
 
-        self.datastore.run(create, what=f"Creating table {self.events_table_name!r}")
+        self.datastore.run(create, what=f"Creating tables of {type(self).__name__}")
+
+
+class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
+    """Stored events keyed by (originator_id, originator_version).
+
+    An extension may override ``_insert_events(cursor, stored_events, **kwargs)``
+    to write rows of its own in the transaction that inserts the events (calling
+    ``super()._insert_events`` to insert them); the keyword arguments are those
+    given to ``insert_events`` (and ``Application.save``).
+    """
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        events_table_name: str = "stored_events",
+        **kwargs: Any,
+    ):
+        super().__init__(datastore, **kwargs)
+        self.events_table_name = events_table_name
+        self._events = datastore.table(events_table_name)
+        self._statements: dict[Hashable, bytes] = {}
+        # The SQL type of originator ids, and the Python type of the ids it takes.
+        self._id_sql_type = datastore.originator_id_type
+        self._id_type = ORIGINATOR_ID_TYPES[self._id_sql_type]
+        self.sql_create_statements.extend(self.construct_create_table_statements())
+        self.create_table_statements = self.sql_create_statements  # (an older name)
+        # Whether a subclass writes more in the transaction of an insert: then every
+        # insert goes through its _insert_events (else straight to the quick statements).
+        self._extended = _first_definer(type(self), "_insert_events") not in _OUR_RECORDERS
+
+    def construct_create_table_statements(self) -> list[sql.Composable]:
+        return [
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "originator_id {} NOT NULL, "
+                "originator_version bigint NOT NULL, "
+                "topic text NOT NULL, "
+                "state bytea NOT NULL, "
+                "PRIMARY KEY (originator_id, originator_version))"
+            ).format(self._events, sql.SQL(self._id_sql_type))
+        ]
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, kwargs)
         if stored_events:
+            self._check_written(stored_events)
             self.datastore.run(
-                lambda conn: self._insert_events(conn, stored_events, returning=False),
+                lambda conn: self._insert_rows(conn, stored_events, returning=False),
                 what=inserting(self.events_table_name, stored_events),
             )
         return None
 
+    def _insert_extended(
+        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+    ) -> Sequence[int] | None:
+        """Insert through the subclass's ``_insert_events``, in one transaction."""
+
+        def insert(conn: Connection) -> Sequence[int] | None:
+            with PostgresCursor(conn) as cursor:
+                ids = self._insert_events(cursor, stored_events, **kwargs)
+                return ids if ids is not None else cursor.notification_ids
+
+        return self.datastore.run(
+            insert, what=inserting(self.events_table_name, stored_events, kwargs.get("tracking"))
+        )
+
     def _insert_events(
-        self, conn: Connection, stored_events: Sequence[StoredEvent], *, returning: bool
+        self, cursor: PostgresCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events with ``cursor``, in its transaction (the extension point)."""
+        if stored_events:
+            self._check_written(stored_events)
+            self._insert_rows(cursor.connection, stored_events, returning=False)
+        return None
+
+    def _check_written(self, stored_events: Sequence[StoredEvent]) -> None:
+        """Refuse ids of another type than the table's, and an event twice in one write."""
+        id_type = self._id_type
+        if len(stored_events) == 1:  # the usual save
+            originator_id = stored_events[0].originator_id
+            if type(originator_id) is not id_type and not isinstance(originator_id, id_type):
+                raise self._wrong_id(originator_id)
+            return
+        seen: set[tuple[Any, int]] = set()
+        for stored in stored_events:
+            originator_id = stored.originator_id
+            if type(originator_id) is not id_type and not isinstance(originator_id, id_type):
+                raise self._wrong_id(originator_id)
+            key = (originator_id, stored.originator_version)
+            if key in seen:
+                raise RecordConflictError(
+                    f"Event of originator {originator_id} at version "
+                    f"{stored.originator_version} is twice in one write to "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
+
+    def _wrong_id(self, originator_id: object) -> PersistenceError:
+        return wrong_id_type(originator_id, self._id_type, f"table {self.events_table_name!r}")
+
+    def _insert_rows(
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        *,
+        returning: bool,
     ) -> list[int]:
         statement = sql.SQL(
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -437,12 +597,15 @@ class PostgresAggregateRecorder(AggregateRecorder):
 
     def select_events(
         self,
-        originator_id: UUID,
+        originator_id: UUID | str,
         gt: int | None = None,
         lte: int | None = None,
         desc: bool = False,
         limit: int | None = None,
     ) -> list[StoredEvent]:
+        id_type = self._id_type
+        if type(originator_id) is not id_type and not isinstance(originator_id, id_type):
+            raise self._wrong_id(originator_id)
         params: list[Any] = [originator_id]
         params += [v for v in (gt, lte) if v is not None]
         if limit is not None:
@@ -495,17 +658,17 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
     last id for it (max over the table) cost ~70 us, a sixth of a one-event write.
     """
 
-    def construct_create_table_statements(self) -> list[sql.Composed]:
+    def construct_create_table_statements(self) -> list[sql.Composable]:
         return [
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
                 "notification_id bigserial PRIMARY KEY, "
-                "originator_id uuid NOT NULL, "
+                "originator_id {} NOT NULL, "
                 "originator_version bigint NOT NULL, "
                 "topic text NOT NULL, "
                 "state bytea NOT NULL, "
                 "UNIQUE (originator_id, originator_version))"
-            ).format(self._events)
+            ).format(self._events, sql.SQL(self._id_sql_type))
         ]
 
     @property
@@ -516,17 +679,31 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, kwargs)
         if not stored_events:
             return []
-        _refuse_duplicates_within(stored_events, self.events_table_name)
+        self._check_written(stored_events)
         return self.datastore.run(
             lambda conn: self._insert_values_and_notify(conn, stored_events),
             what=inserting(self.events_table_name, stored_events),
             transaction=False,  # one statement: its own transaction
         )
 
+    def _insert_events(
+        self, cursor: PostgresCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events with ``cursor``, in its transaction (the extension point),
+        and return their notification ids (also left in ``cursor.notification_ids``)."""
+        ids: list[int] = []
+        if stored_events:
+            self._check_written(stored_events)
+            ids = self._insert_values_and_notify(cursor.connection, stored_events)
+        cursor.notification_ids = ids
+        return ids
+
     def _insert_values_and_notify(
-        self, conn: Connection, stored_events: Sequence[StoredEvent]
+        self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
     ) -> list[int]:
         """Take the table's write lock, insert the events and notify listeners: one
         statement, run as one transaction, committed (durably) before the server answers.
@@ -538,7 +715,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
 
     def _write(
         self,
-        conn: Connection,
+        conn: psycopg.Connection[Any],
         stored_events: Sequence[StoredEvent],
         kind: tuple[str, ...],
         build: Callable[[int | None], sql.Composable],
@@ -569,7 +746,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
 
     def _insert_sql(self, shape: int | None) -> sql.Composable:
         return self._write_sql(
-            _new_rows_cte(shape),
+            _new_rows_cte(shape, self._id_sql_type),
             "inserted AS (INSERT INTO {events} (originator_id, originator_version, topic, state) "
             "SELECT originator_id, originator_version, topic, state FROM new, lock "
             "ORDER BY position RETURNING notification_id)",
@@ -706,7 +883,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         self._tracking = datastore.table(tracking_table_name)
         super().__init__(datastore, events_table_name)
 
-    def construct_create_table_statements(self) -> list[sql.Composed]:
+    def construct_create_table_statements(self) -> list[sql.Composable]:
         return [
             *super().construct_create_table_statements(),
             sql.SQL(
@@ -723,27 +900,49 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         tracking: Tracking | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
+        if self._extended:
+            return self._insert_extended(stored_events, dict(kwargs, tracking=tracking))
         if tracking is None:
             return super().insert_events(stored_events, **kwargs)
-
-        def insert(conn: Connection) -> list[int]:
-            if not stored_events:
-                self._advance_tracking(conn, tracking)
-                return []
-            ids = self._insert_tracked_and_notify(conn, stored_events, tracking)
-            if ids is None:
-                raise TrackingConflictError(self._refusal(conn, tracking))
-            return ids
-
-        _refuse_duplicates_within(stored_events, self.events_table_name)
+        self._check_written(stored_events)
         return self.datastore.run(
-            insert,
+            lambda conn: self._insert_tracked(conn, stored_events, tracking),
             what=inserting(self.events_table_name, stored_events, tracking),
             transaction=False,  # each write is one statement
         )
 
+    def _insert_events(
+        self, cursor: PostgresCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        tracking: Tracking | None = kwargs.get("tracking")
+        if tracking is None:
+            return super()._insert_events(cursor, stored_events, **kwargs)
+        self._check_written(stored_events)
+        ids = cursor.notification_ids = self._insert_tracked(
+            cursor.connection, stored_events, tracking
+        )
+        return ids
+
+    def _insert_tracked(
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        tracking: Tracking,
+    ) -> list[int]:
+        """Insert the events and move the tracking position, or raise TrackingConflictError."""
+        if not stored_events:
+            self._advance_tracking(conn, tracking)
+            return []
+        ids = self._insert_tracked_and_notify(conn, stored_events, tracking)
+        if ids is None:
+            raise TrackingConflictError(self._refusal(conn, tracking))
+        return ids
+
     def _insert_tracked_and_notify(
-        self, conn: Connection, stored_events: Sequence[StoredEvent], tracking: Tracking
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        tracking: Tracking,
     ) -> list[int] | None:
         """Take the table's write lock, insert the events (moving the tracking position),
         and notify listeners: one statement, one transaction, one round trip.
@@ -769,7 +968,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
     def _insert_tracked_sql(self, tracking_kind: str, shape: int | None) -> sql.Composable:
         """The tracked insert, of ``shape`` rows given as values, or (None) of four arrays."""
         return self._write_sql(
-            _new_rows_cte(shape),
+            _new_rows_cte(shape, self._id_sql_type),
             "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
             "USING (originator_id, originator_version) LIMIT 1)",
             f"tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})",
@@ -782,19 +981,21 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
     def _sql_names(self) -> dict[str, sql.Composable]:
         return {**super()._sql_names(), "tracking": self._tracking}
 
-    def _check_conflicts(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> None:
+    def _check_conflicts(
+        self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
+    ) -> None:
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
         statement = sql.SQL(
             "SELECT e.originator_id, e.originator_version FROM {} AS e "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(originator_id, originator_version) "
+            "JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, originator_version) "
             "USING (originator_id, originator_version)"
-        ).format(self._events)
+        ).format(self._events, sql.SQL(self._id_sql_type))
         params = (
             [s.originator_id for s in stored_events],
             [s.originator_version for s in stored_events],
         )
         recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
-        seen: set[tuple[UUID, int]] = set()
+        seen: set[tuple[Any, int]] = set()
         for stored in stored_events:
             key = (stored.originator_id, stored.originator_version)
             if key in seen or key in recorded:
@@ -805,7 +1006,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
                 )
             seen.add(key)
 
-    def _advance_tracking(self, conn: Connection, tracking: Tracking) -> None:
+    def _advance_tracking(self, conn: psycopg.Connection[Any], tracking: Tracking) -> None:
         kind = _tracking_kind(tracking)
         statement = self._statement(
             ("track", kind),
@@ -814,7 +1015,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         if len(conn.execute(statement, _tracking_params(tracking)).fetchall()) != 1:
             raise TrackingConflictError(self._refusal(conn, tracking))
 
-    def _refusal(self, conn: Connection, tracking: Tracking) -> str:
+    def _refusal(self, conn: psycopg.Connection[Any], tracking: Tracking) -> str:
         # The row, if any, is locked by the statement, so this read is stable.
         position = self._select_position(conn, tracking.application_name)
         return (
@@ -822,7 +1023,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             or f"Tracking of {tracking.application_name!r} was not recorded"
         )
 
-    def _select_position(self, conn: Connection, application_name: str) -> int | None:
+    def _select_position(self, conn: psycopg.Connection[Any], application_name: str) -> int | None:
         statement = sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(
             self._tracking
         )
@@ -903,17 +1104,17 @@ def _tracking_sql(kind: str, after: str) -> str:
 _VALUES_MAX = 16
 
 
-def _new_rows_cte(shape: int | None) -> str:
+def _new_rows_cte(shape: int | None, id_type: str) -> str:
     """The events to insert, numbered by ``position``: ``shape`` rows of values, or
-    (None) four arrays, one per column."""
+    (None) four arrays, one per column; originator ids of the SQL type ``id_type``."""
     columns = "originator_id, originator_version, topic, state, position"
     if shape is None:
         return (
-            "new AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
+            f"new AS (SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], "
             f"%s::bytea[]) WITH ORDINALITY AS n({columns}))"
         )
     values = ", ".join(
-        f"(%s::uuid, %s::bigint, %s::text, %s::bytea, {position})"
+        f"(%s::{id_type}, %s::bigint, %s::text, %s::bytea, {position})"
         for position in range(1, shape + 1)
     )
     return f"new ({columns}) AS (VALUES {values})"
@@ -934,17 +1135,18 @@ def _new_rows_params(stored_events: Sequence[StoredEvent], shape: int | None) ->
     ]
 
 
-def _refuse_duplicates_within(stored_events: Sequence[StoredEvent], table: str) -> None:
-    seen: set[tuple[UUID, int]] = set()
-    for stored in stored_events:
-        key = (stored.originator_id, stored.originator_version)
-        if key in seen:
-            raise RecordConflictError(
-                f"Event of originator {stored.originator_id} at version "
-                f"{stored.originator_version} is twice in one write to {table!r}; "
-                "nothing was recorded"
-            )
-        seen.add(key)
+# The recorders of this module: a subclass whose _insert_events is one of theirs is
+# not extended, and inserts with the quick statements.
+_OUR_RECORDERS: tuple[type, ...] = (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresProcessRecorder,
+)
+
+
+def _first_definer(cls: type, name: str) -> type | None:
+    """The class in ``cls``'s MRO whose body defines ``name``."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
 class PostgresListener:
@@ -998,7 +1200,7 @@ POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = "POSTGRES_IDLE_IN_TRANSACTION_SES
 POSTGRES_SYNCHRONOUS_COMMIT = "POSTGRES_SYNCHRONOUS_COMMIT"
 
 
-class Factory(DatabaseFactory):
+class PostgresFactory(DatabaseFactory):
     """Builds PostgreSQL recorders; all of one application's recorders share one pool.
 
     Required: ``POSTGRES_DBNAME``, ``POSTGRES_HOST``, ``POSTGRES_USER``.
@@ -1032,6 +1234,7 @@ class Factory(DatabaseFactory):
             synchronous_commit=self.setting_choice(
                 POSTGRES_SYNCHRONOUS_COMMIT, SYNCHRONOUS_COMMIT_MODES
             ),
+            originator_id_type=self.setting_choice(ORIGINATOR_ID_TYPE, list(ORIGINATOR_ID_TYPES)),
         )
 
     def _required(self, key: str) -> str:
@@ -1039,3 +1242,6 @@ class Factory(DatabaseFactory):
         if not value:
             raise OSError(f"{key} is not set: the PostgreSQL store needs it")
         return str(value)
+
+
+Factory = PostgresFactory  # (the name PERSISTENCE_MODULE looks for first)

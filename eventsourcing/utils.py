@@ -67,7 +67,9 @@ def register_topic(old_topic: str, obj: Any) -> None:
     """Make ``old_topic`` resolve to ``obj``, after a class or module was renamed.
 
     ``old_topic`` may name a class (``oldmodule:OldName``), a module
-    (``oldmodule``), or a nested path prefix (``oldmodule:Outer``).
+    (``oldmodule``), a package whose modules follow (``oldpackage``, so that
+    ``oldpackage.sub:Name`` resolves in ``obj``'s ``sub``), or a nested path
+    prefix (``oldmodule:Outer``).
     """
     with _topic_lock:
         existing = _renamed_topics.get(old_topic)
@@ -103,6 +105,9 @@ def _resolve_uncached(topic: str) -> Any:
         prefix = module_name + (":" + ".".join(parts[:cut]) if cut else "")
         if prefix in _renamed_topics:
             return _get_attrs(_renamed_topics[prefix], parts[cut:], topic)
+    renamed_module = _renamed_package_module(module_name)
+    if renamed_module is not None:
+        return resolve_topic(renamed_module + (":" + qualname if qualname else ""))
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -111,6 +116,17 @@ def _resolve_uncached(topic: str) -> Any:
             " (if the class moved, call register_topic() with the old topic)"
         ) from error
     return _get_attrs(module, parts, topic)
+
+
+def _renamed_package_module(module_name: str) -> str | None:
+    """The module's name now, if a package above it was renamed (``old`` registered
+    for a package turns ``old.domain`` into ``<package>.domain``); else None."""
+    parts = module_name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        package = _renamed_topics.get(".".join(parts[:cut]))
+        if isinstance(package, ModuleType):
+            return ".".join([package.__name__, *parts[cut:]])
+    return None
 
 
 def _get_attrs(obj: Any, names: list[str], topic: str) -> Any:

@@ -337,7 +337,7 @@ def test_unknown_type_raises_type_error_and_records_nothing(persistence_env):
     wallet = Wallet()
     app.save(wallet)
     wallet.credit(Money(Decimal("1"), "EUR"))
-    with pytest.raises(TypeError, match="Money.*register_transcodings"):
+    with pytest.raises(TypeError, match="Money.*register a custom transcoding"):
         app.save(wallet)
     assert app.recorder.max_notification_id() == 1
     assert app.repository.get(wallet.id).version == 1

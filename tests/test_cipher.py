@@ -9,8 +9,16 @@ import pytest
 from eventsourcing.cipher import AESCipher, DecryptionError
 from eventsourcing.compressor import ZlibCompressor
 from eventsourcing.domain import DomainEvent
-from eventsourcing.persistence import DataError, JSONTranscoder, Mapper
+from eventsourcing.persistence import DataError, JSONTranscoder, Mapper, default_transcodings
 from eventsourcing.utils import Environment
+
+
+def json_transcoder() -> JSONTranscoder:
+    """A transcoder that knows UUID, Decimal and datetime, as applications' do."""
+    transcoder = JSONTranscoder()
+    for transcoding in default_transcodings():
+        transcoder.register(transcoding)
+    return transcoder
 
 
 def make_cipher(key: str | None = None) -> AESCipher:
@@ -83,7 +91,7 @@ class Noted(DomainEvent):
 
 def test_mapper_compresses_then_encrypts():
     cipher = make_cipher()
-    mapper = Mapper(JSONTranscoder(), compressor=ZlibCompressor(), cipher=cipher)
+    mapper = Mapper(json_transcoder(), compressor=ZlibCompressor(), cipher=cipher)
     event = Noted(
         originator_id=uuid4(),
         originator_version=1,
@@ -97,6 +105,6 @@ def test_mapper_compresses_then_encrypts():
     assert b'"text":"hello hello' in json_bytes
     assert mapper.to_domain_event(stored) == event
 
-    other = Mapper(JSONTranscoder(), compressor=ZlibCompressor(), cipher=make_cipher())
+    other = Mapper(json_transcoder(), compressor=ZlibCompressor(), cipher=make_cipher())
     with pytest.raises(DecryptionError, match=str(event.originator_id)):
         other.to_domain_event(stored)

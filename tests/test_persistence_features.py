@@ -16,9 +16,18 @@ from eventsourcing.persistence import (
     InfrastructureFactory,
     JSONTranscoder,
     Mapper,
+    default_transcodings,
 )
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.utils import Environment, TopicError, retry
+
+
+def json_transcoder() -> JSONTranscoder:
+    """A transcoder that knows UUID, Decimal and datetime, as applications' do."""
+    transcoder = JSONTranscoder()
+    for transcoding in default_transcodings():
+        transcoder.register(transcoding)
+    return transcoder
 
 
 class Diary(Aggregate):
@@ -79,7 +88,7 @@ def test_wrong_cipher_key_raises_and_changes_nothing(persistence_env, durable):
     before = stored(app, diary_id)
     wrong_env = Environment("", dict(env, CIPHER_KEY=AESCipher.create_key(32)))
     wrong = EventStore(
-        Mapper(JSONTranscoder(), compressor=ZlibCompressor(), cipher=AESCipher(wrong_env)),
+        Mapper(json_transcoder(), compressor=ZlibCompressor(), cipher=AESCipher(wrong_env)),
         app.recorder,
     )
     with pytest.raises(DecryptionError, match="CIPHER_KEY"):
@@ -124,7 +133,7 @@ def test_factory_construct_and_event_store(persistence_env):
     factory = InfrastructureFactory.construct(Environment("", persistence_env))
     recorder = factory.application_recorder()
     store = factory.event_store(
-        mapper=factory.mapper(transcoder=JSONTranscoder()), recorder=recorder
+        mapper=factory.mapper(transcoder=json_transcoder()), recorder=recorder
     )
     ping = Ping(
         originator_id=uuid4(), originator_version=1, timestamp=Ping.create_timestamp(), text="x"
@@ -144,12 +153,12 @@ def test_factory_construct_defaults_to_popo(monkeypatch):
 
 def test_undecodable_state_raises_data_error_naming_the_event():
     recorder = POPOApplicationRecorder()
-    store = EventStore(Mapper(JSONTranscoder()), recorder)
+    store = EventStore(Mapper(json_transcoder()), recorder)
     ping = Ping(
         originator_id=uuid4(), originator_version=1, timestamp=Ping.create_timestamp(), text="x"
     )
     store.put([ping])
-    other = EventStore(Mapper(JSONTranscoder(), compressor=ZlibCompressor()), recorder)
+    other = EventStore(Mapper(json_transcoder(), compressor=ZlibCompressor()), recorder)
     with pytest.raises(DataError, match=str(ping.originator_id)):
         list(other.get(ping.originator_id))
 
@@ -245,7 +254,7 @@ def test_event_states_are_written_as_json_writes_them():
     class Label(str):
         pass
 
-    transcoder = JSONTranscoder()
+    transcoder = json_transcoder()
     when = datetime(2026, 11, 28, 2, 30, 5, 12, tzinfo=timezone.utc)
     states = [
         {},

@@ -1,0 +1,147 @@
+"""ORIGINATOR_ID_TYPE: string ids on PostgreSQL (a text column) and in memory, UUIDs
+by default; an id of the wrong type for a store is a clear error, never a silent miss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from conftest import postgres_unreachable_reason
+
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    OriginatorIDTypeError,
+    RecordConflictError,
+    StoredEvent,
+    Tracking,
+    TrackingConflictError,
+)
+from eventsourcing.popo import POPOApplicationRecorder, POPOProcessRecorder
+from eventsourcing.utils import Environment
+
+
+class Noted(DomainEvent):
+    text: str
+
+
+def noted(originator_id: Any, version: int = 1) -> Noted:
+    return Noted(
+        originator_id=originator_id,
+        originator_version=version,
+        timestamp=Noted.create_timestamp(),
+        text=f"note {version}",
+    )
+
+
+def stored(originator_id: Any, version: int = 1) -> StoredEvent:
+    return StoredEvent(originator_id, version, "module:Topic", b"{}")
+
+
+@pytest.fixture(params=["popo", "postgres"])
+def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    if request.param == "popo":
+        yield {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        return
+    reason = postgres_unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    postgres_env = request.getfixturevalue("postgres_env")
+    yield dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
+
+
+def factory(env: dict[str, str], **settings: str) -> InfrastructureFactory:
+    return InfrastructureFactory.construct(Environment("Notes", dict(env, **settings)))
+
+
+def test_text_ids_are_stored_and_read_back_as_strings(store_env: dict[str, str]) -> None:
+    made = factory(store_env, ORIGINATOR_ID_TYPE="text")
+    events = made.event_store()
+    first, second = noted("note-1"), noted("note-1", 2)
+    others = [noted(f"bulk-{n}") for n in range(20)]  # (more than one statement's rows)
+    events.put([first, second])
+    events.put(others)
+    assert list(events.get("note-1")) == [first, second]
+    assert list(events.get("note-1", gt=1)) == [second]
+    notifications = events.recorder.select_notifications(1, 100)  # type: ignore[attr-defined]
+    assert [n.originator_id for n in notifications] == ["note-1", "note-1"] + [
+        f"bulk-{n}" for n in range(20)
+    ]
+    with pytest.raises(RecordConflictError):
+        events.put([noted("note-1", 2)])
+    made.close()
+
+
+def test_a_text_process_recorder_tracks_and_refuses_duplicates(store_env: dict[str, str]) -> None:
+    made = factory(store_env, ORIGINATOR_ID_TYPE="text")
+    recorder = made.process_recorder()
+    ids = recorder.insert_events([stored("a"), stored("b")], tracking=Tracking("Up", 1))
+    assert list(ids or []) == [1, 2]
+    with pytest.raises(RecordConflictError):
+        recorder.insert_events([stored("c"), stored("a")], tracking=Tracking("Up", 2))
+    with pytest.raises(TrackingConflictError):
+        recorder.insert_events([stored("c")], tracking=Tracking("Up", 1))
+    assert recorder.max_tracking_id("Up") == 1
+    assert [e.originator_id for e in recorder.select_events("a")] == ["a"]
+    made.close()
+
+
+def test_uuid_ids_are_the_default(store_env: dict[str, str]) -> None:
+    made = factory(store_env)
+    events = made.event_store()
+    event = noted(uuid4())
+    events.put([event])
+    assert list(events.get(event.originator_id)) == [event]
+    made.close()
+
+
+def test_an_id_of_the_wrong_type_is_a_clear_error(store_env: dict[str, str]) -> None:
+    uuid_store = factory(store_env, ORIGINATOR_ID_TYPE="uuid")
+    recorder = uuid_store.application_recorder()
+    with pytest.raises(OriginatorIDTypeError, match="'note-1' is a str.*UUID ids"):
+        recorder.insert_events([stored("note-1")])
+    with pytest.raises(OriginatorIDTypeError, match="'note-1' is a str.*UUID ids"):
+        recorder.select_events("note-1")
+    known = uuid4()
+    recorder.insert_events([stored(known)])
+    with pytest.raises(OriginatorIDTypeError, match="not its string form"):
+        recorder.select_events(str(known))
+    with pytest.raises(TypeError):  # (OriginatorIDTypeError is one)
+        recorder.insert_events([stored(uuid4()), stored("note-2")])
+    assert recorder.max_notification_id() == 1
+    uuid_store.close()
+
+    text_store = factory(store_env, ORIGINATOR_ID_TYPE="TEXT")
+    recorder = text_store.application_recorder()
+    with pytest.raises(OriginatorIDTypeError, match="is a UUID.*str ids.*text"):
+        recorder.insert_events([stored(uuid4())])
+    with pytest.raises(OriginatorIDTypeError, match="is a UUID"):
+        recorder.select_events(uuid4())
+    text_store.close()
+
+
+def test_a_bad_originator_id_type_is_named(store_env: dict[str, str]) -> None:
+    with pytest.raises(OSError, match="ORIGINATOR_ID_TYPE must be one of uuid, text, not 'int'"):
+        factory(store_env, ORIGINATOR_ID_TYPE="int").application_recorder()
+
+
+def test_in_memory_recorders_without_a_type_keep_either_but_never_miss_silently() -> None:
+    recorder = POPOApplicationRecorder()
+    known = uuid4()
+    recorder.insert_events([stored(known), stored("note-1")])
+    assert [e.originator_id for e in recorder.select_events(known)] == [known]
+    assert [e.originator_id for e in recorder.select_events("note-1")] == ["note-1"]
+    assert recorder.select_events(uuid4()) == []
+    assert recorder.select_events("other") == []
+    with pytest.raises(OriginatorIDTypeError, match=f"'{known}' is a str"):
+        recorder.select_events(str(known))
+    text_uuid = str(uuid4())
+    recorder.insert_events([stored(text_uuid)])
+    with pytest.raises(OriginatorIDTypeError, match="is a UUID"):
+        recorder.select_events(UUID(text_uuid))
+    with pytest.raises(OriginatorIDTypeError, match="is a str"):
+        POPOProcessRecorder(originator_id_type=UUID).insert_events(
+            [stored("x")], tracking=Tracking("Up", 1)
+        )
