@@ -44,7 +44,7 @@ from eventsourcing.persistence import (
     Transcoder,
     UUIDAsHex,
 )
-from eventsourcing.utils import Environment, EventSourcingError, strtobool
+from eventsourcing.utils import Environment, EnvType, EventSourcingError, strtobool
 
 __all__ = [
     "AggregateNotFound",
@@ -68,9 +68,6 @@ __all__ = [
 
 # ---------------------------------------------------------------------------
 # Names for typing applications (the documented 9.x API).
-
-# The settings an application is given.
-EnvType = Mapping[str, str]
 
 TAggregateID = TypeVar("TAggregateID", bound=UUID | str)
 TAggregateID_co = TypeVar("TAggregateID_co", bound=UUID | str, covariant=True)

@@ -44,6 +44,7 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 from eventsourcing.system import ProcessApplication, SingleThreadedRunner, System
+from eventsourcing.utils import EnvType as UtilsEnvType
 from examples.dogschool import Dog, DogSchool
 
 
@@ -703,6 +704,7 @@ def test_generic_classes_take_their_type_arguments_at_run_time() -> None:
     assert log.get_last() is None
     assert ProjectorFunction[ProjectedDog, Any] is not None
     assert MutableOrImmutableAggregate[UUID] is not None
+    assert EnvType is UtilsEnvType
 
 
 class LoggedId(LogEvent):
