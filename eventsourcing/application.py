@@ -249,17 +249,31 @@ _copies_quickly: dict[type, bool] = {}
 def _may_copy_quickly(cls: type) -> bool:
     """Whether ``copy_and_plan`` copies instances of ``cls`` as ``deepcopy`` would.
 
-    Only our own aggregate classes whose whole state is in ``__dict__`` (no
-    ``__slots__`` anywhere) and that do not say how to copy themselves. Decided
-    once per class.
+    So it does for a class (ours or not) whose instances keep their whole state in
+    ``__dict__`` (no ``__slots__`` anywhere, made by ``object.__new__``) and that
+    does not say how to copy or pickle itself: ``deepcopy`` then makes a bare
+    instance and gives it a deep copy of the ``__dict__``. Decided once per class.
     """
     quick = (
-        issubclass(cls, Aggregate)
+        cls.__new__ is object.__new__
         and not any("__slots__" in vars(klass) for klass in cls.__mro__)
-        and not any(hasattr(cls, name) for name in ("__deepcopy__", "__setstate__"))
+        and all(getattr(cls, name, None) is getattr(object, name, None) for name in _COPY_HOOKS)
     )
     _copies_quickly[cls] = quick
     return quick
+
+
+# What a class defines to be copied (or pickled) its own way.
+_COPY_HOOKS = (
+    "__copy__",
+    "__deepcopy__",
+    "__reduce__",
+    "__reduce_ex__",
+    "__getstate__",
+    "__setstate__",
+    "__getnewargs__",
+    "__getnewargs_ex__",
+)
 
 
 # ---------------------------------------------------------------------------
@@ -425,7 +439,7 @@ class Repository(Generic[TAggregateID]):
         if quick:
             self.cache.put(aggregate_id, copy_and_plan(aggregate))
         else:
-            # Any other kind of aggregate (slots, pydantic, frozen...): copied as
+            # Any other kind of aggregate (slots, pydantic...): copied as
             # ``copy.deepcopy`` copies it, so that the cache changes nothing it sees.
             self.cache.put(aggregate_id, (deepcopy(aggregate), None))
 
