@@ -334,7 +334,13 @@ class Repository(Generic[TAggregateID]):
         cache_maxsize: int | None = None,
         fastforward: bool = True,
         id_type: type = UUID,
+        *,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
     ):
+        # (``fastforward_skipping`` and ``deepcopy_from_cache`` are taken, as documented,
+        # and change nothing: fast-forwarding takes no lock to skip, and every caller
+        # gets its own copy, cheap for the usual aggregates.)
         self.event_store = event_store
         self.snapshot_store = snapshot_store
         # A maxsize of 0 means no limit; None, no cache.
@@ -348,6 +354,9 @@ class Repository(Generic[TAggregateID]):
         aggregate_id: TAggregateID | str,
         version: int | None = None,
         projector_func: None = None,
+        *,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
     ) -> Any: ...
 
     @overload
@@ -357,6 +366,8 @@ class Repository(Generic[TAggregateID]):
         version: int | None = None,
         *,
         projector_func: ProjectorFunction[TMutableOrImmutableAggregate, Any],
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
     ) -> TMutableOrImmutableAggregate: ...
 
     def get(
@@ -364,13 +375,16 @@ class Repository(Generic[TAggregateID]):
         aggregate_id: Any,
         version: int | None = None,
         projector_func: Any = None,
+        fastforward_skipping: bool = False,  # (positional defaults cost less per call)
+        deepcopy_from_cache: bool = True,
     ) -> Any:
         """Return the aggregate with this id, at ``version`` if given (else the latest).
 
         With ``projector_func``, the aggregate is ``projector_func(None, events)``,
         where ``events`` yields the latest snapshot (at or before ``version``), if
         any, then the later events. Raises ``AggregateNotFound`` if there is no such
-        aggregate.
+        aggregate. (``fastforward_skipping`` and ``deepcopy_from_cache`` change
+        nothing: see ``__init__``.)
         """
         if type(aggregate_id) is not self.id_type:
             aggregate_id = self.store_id(aggregate_id)
@@ -640,6 +654,9 @@ class Application(Generic[TAggregateID]):
     DEFAULT_CACHE_MAXSIZE = 1000
     CACHE_OFF = "off"
     AGGREGATE_CACHE_FASTFORWARD = "AGGREGATE_CACHE_FASTFORWARD"
+    # Documented settings that change nothing here (see Repository.__init__).
+    AGGREGATE_CACHE_FASTFORWARD_SKIPPING = "AGGREGATE_CACHE_FASTFORWARD_SKIPPING"
+    DEEPCOPY_FROM_AGGREGATE_CACHE = "DEEPCOPY_FROM_AGGREGATE_CACHE"
     ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
 
     project_aggregate = staticmethod(project_aggregate)

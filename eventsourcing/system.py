@@ -177,7 +177,14 @@ class _FollowerRepository(Repository):
         self._local = threading.local()
         self._written = LRUCache(written_maxsize)
 
-    def get(self, aggregate_id: Any, version: int | None = None, projector_func: Any = None) -> Any:
+    def get(
+        self,
+        aggregate_id: Any,
+        version: int | None = None,
+        projector_func: Any = None,
+        fastforward_skipping: bool = False,  # (positional defaults cost less per call)
+        deepcopy_from_cache: bool = True,
+    ) -> Any:
         if type(aggregate_id) is not self.id_type:
             aggregate_id = self.store_id(aggregate_id)
         local = self._local

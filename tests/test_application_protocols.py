@@ -479,6 +479,16 @@ def test_the_cache_copies_aggregates_that_say_how_their_own_way() -> None:
     assert type(got) is CountedDog and CountedDog.copies == copies + 1
 
 
+def test_get_takes_the_documented_cache_options_and_still_gives_copies() -> None:
+    app = DogSchool(env={"DEEPCOPY_FROM_AGGREGATE_CACHE": "n"})
+    dog_id = app.register_dog("Fido")
+    first = app.repository.get(dog_id, deepcopy_from_cache=False, fastforward_skipping=True)
+    first.tricks.append("never saved")
+    assert app.repository.get(dog_id, deepcopy_from_cache=False).tricks == []
+    repository = Repository(app.events, fastforward_skipping=True, deepcopy_from_cache=False)
+    assert repository.get(dog_id).name == "Fido"
+
+
 # -- saving events and aggregates of any class ------------------------------------------
 
 
