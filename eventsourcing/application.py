@@ -645,8 +645,13 @@ class Application(Generic[TAggregateID]):
     name: ClassVar[str] = "Application"
     env: ClassVar[Mapping[str, str]] = {}
     is_snapshotting_enabled: ClassVar[bool] = False
-    snapshotting_intervals: ClassVar[Mapping[type, int] | None] = None
-    snapshotting_projectors: ClassVar[Mapping[type, ProjectorFunction[Any, Any]] | None] = None
+    # (Keyed by the documented type, so that users' annotations of them check.)
+    snapshotting_intervals: ClassVar[
+        Mapping[type[MutableOrImmutableAggregate[Any]], int] | None
+    ] = None
+    snapshotting_projectors: ClassVar[
+        Mapping[type[MutableOrImmutableAggregate[Any]], ProjectorFunction[Any, Any]] | None
+    ] = None
     snapshot_class: ClassVar[type[Any] | None] = Snapshot
     log_section_size: ClassVar[int] = 10
 

@@ -777,8 +777,15 @@ def test_register_transcodings_registers_uuid_decimal_and_datetime_harmlessly_tw
 
 TYPED_PROGRAM = """
 from uuid import UUID
-from typing import Any, Iterable
-from eventsourcing.application import Application, EventSourcedLog, LogEvent, Repository
+from typing import Any, ClassVar, Iterable
+from eventsourcing.application import (
+    Application,
+    EventSourcedLog,
+    LogEvent,
+    MutableOrImmutableAggregate,
+    ProjectorFunction,
+    Repository,
+)
 
 class Dog:
     id: UUID
@@ -789,10 +796,20 @@ def project(dog: Dog | None, events: Iterable[Any]) -> Dog | None:
     return dog
 
 class School(Application[UUID]):
+    snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[UUID]], int]] = {
+        Dog: 5
+    }
+    snapshotting_projectors: ClassVar[
+        dict[type[MutableOrImmutableAggregate[UUID]], ProjectorFunction[Any, Any]]
+    ] = {Dog: project}
+
     def name_of(self, dog_id: UUID) -> str:
         dog = self.repository.get(dog_id, projector_func=project)
         reveal_type(dog)
         return dog.name
+
+class Kennel(Application[UUID]):
+    snapshotting_intervals = {Dog: 2}
 
 repository: Repository[UUID] = School().repository
 log: EventSourcedLog[LogEvent] = EventSourcedLog(School().events, UUID(int=1), LogEvent)
