@@ -685,6 +685,31 @@ def test_a_follower_keeps_and_reuses_aggregates_of_any_class() -> None:
         assert (type(kept), kept.version, kept.tricks) == (SlottedDog, 3, ["sit", "roll"])
 
 
+class ProjectingKennel(ProcessApplication):
+    """Keeps an immutable, projected dog per plain dog (events without mutate())."""
+
+    def policy(self, domain_event: Any, processing_event: ProcessingEvent[Any]) -> None:
+        if isinstance(domain_event, PlainRegistered):
+            event: Any = ProjectedRegistered(domain_event.originator_id, 1, now(), "kept")
+            dog = project_dog(None, [event])
+        else:
+            dog = self.repository.get(domain_event.originator_id, projector_func=project_dog)
+            event = ProjectedTrickAdded(dog.id, dog.version + 1, now(), domain_event.trick)
+            dog = project_dog(dog, [event])
+        processing_event.collect_events(dog, event)
+
+
+def test_a_follower_gives_a_batchs_own_aggregates_to_gets_with_a_projector() -> None:
+    system = System(pipes=[[PlainSchool, ProjectingKennel]])
+    with SingleThreadedRunner(system) as runner:
+        dog = PlainDog.register("Fido")
+        dog.add_trick("sit")
+        dog.add_trick("roll")
+        runner.get(PlainSchool).save(dog)  # three events in one batch
+        kept = runner.get(ProjectingKennel).repository.get(dog.id, projector_func=project_dog)
+        assert (kept.version, kept.tricks) == (3, ("sit", "roll"))
+
+
 # -- ids ----------------------------------------------------------------------------------------
 
 
