@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
+from itertools import chain
+from types import TracebackType
+from typing import (
+    Any,
+    ClassVar,
+    Generic,
+    NamedTuple,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, CanMutateAggregate, DomainEvent, Snapshot
+from eventsourcing.domain import (
+    Aggregate,
+    CanMutateAggregate,
+    DomainEvent,
+    ProgrammingError,
+    Snapshot,
+)
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
+    DatetimeAsISO,
+    DecimalAsStr,
     EventStore,
     InfrastructureFactory,
     Mapper,
@@ -23,24 +42,70 @@ from eventsourcing.persistence import (
     Recording,
     Tracking,
     Transcoder,
+    UUIDAsHex,
 )
-from eventsourcing.utils import Environment, EventSourcingError, strtobool
+from eventsourcing.utils import Environment, EnvType, EventSourcingError, strtobool
 
 __all__ = [
     "AggregateNotFound",
     "AggregateNotFoundError",
     "Application",
     "CanMutateAggregate",
+    "EnvType",
     "EventSourcedLog",
+    "LogEvent",
+    "MutableOrImmutableAggregate",
+    "ProgrammingError",
+    "ProjectorFunction",
     "Recording",
     "LocalNotificationLog",
     "NotificationLog",
     "ProcessingEvent",
     "Repository",
     "Section",
+    "project_aggregate",
 ]
 
-TAggregate = TypeVar("TAggregate", bound=Aggregate)
+# ---------------------------------------------------------------------------
+# Names for typing applications (the documented 9.x API).
+
+TAggregateID = TypeVar("TAggregateID", bound=UUID | str)
+TAggregateID_co = TypeVar("TAggregateID_co", bound=UUID | str, covariant=True)
+
+
+class MutableOrImmutableAggregate(Protocol[TAggregateID_co]):
+    """What the application needs of an aggregate of any style (our ``Aggregate``, a
+    plain or slotted class, a frozen dataclass, a pydantic model...): its id and
+    version (also ``created_on`` and ``modified_on``, and ``collect_events()`` if it
+    keeps its new events)."""
+
+    @property
+    def id(self) -> TAggregateID_co: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+TMutableOrImmutableAggregate = TypeVar("TMutableOrImmutableAggregate")
+TDomainEvent = TypeVar("TDomainEvent")
+
+# A function that makes an aggregate (or None) from an aggregate (or None) and events:
+# ``projector_func(None, events)`` reconstructs one from its snapshot and events.
+ProjectorFunction = Callable[
+    [TMutableOrImmutableAggregate | None, Iterable[TDomainEvent]],
+    TMutableOrImmutableAggregate | None,
+]
+
+
+def project_aggregate(aggregate: Any, domain_events: Iterable[Any]) -> Any:
+    """The default projector: each event's ``mutate()`` applied in turn."""
+    for domain_event in domain_events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
+class LogEvent(DomainEvent):
+    """Base class of the events of an ``EventSourcedLog`` (any ``DomainEvent`` will do)."""
 
 
 class AggregateNotFoundError(EventSourcingError, KeyError):
@@ -177,6 +242,40 @@ def _copy_value(value: Any, memo: dict[int, Any]) -> Any:
     return copied
 
 
+# Whether instances of a class may be copied by ``copy_and_plan`` (by class).
+_copies_quickly: dict[type, bool] = {}
+
+
+def _may_copy_quickly(cls: type) -> bool:
+    """Whether ``copy_and_plan`` copies instances of ``cls`` as ``deepcopy`` would.
+
+    So it does for a class (ours or not) whose instances keep their whole state in
+    ``__dict__`` (no ``__slots__`` anywhere, made by ``object.__new__``) and that
+    does not say how to copy or pickle itself: ``deepcopy`` then makes a bare
+    instance and gives it a deep copy of the ``__dict__``. Decided once per class.
+    """
+    quick = (
+        cls.__new__ is object.__new__
+        and not any("__slots__" in vars(klass) for klass in cls.__mro__)
+        and all(getattr(cls, name, None) is getattr(object, name, None) for name in _COPY_HOOKS)
+    )
+    _copies_quickly[cls] = quick
+    return quick
+
+
+# What a class defines to be copied (or pickled) its own way.
+_COPY_HOOKS = (
+    "__copy__",
+    "__deepcopy__",
+    "__reduce__",
+    "__reduce_ex__",
+    "__getstate__",
+    "__setstate__",
+    "__getnewargs__",
+    "__getnewargs_ex__",
+)
+
+
 # ---------------------------------------------------------------------------
 # The repository.
 
@@ -220,8 +319,13 @@ class LRUCache:
             self._items.pop(held, None)
 
 
-class Repository:
-    """Reconstructs aggregates from their events (starting from a snapshot if any)."""
+class Repository(Generic[TAggregateID]):
+    """Reconstructs aggregates from their events (starting from a snapshot if any).
+
+    ``id_type`` is the type of the store's ids (``UUID``, or ``str`` where
+    ``ORIGINATOR_ID_TYPE=text``): ``get`` takes a UUID or its string form on
+    either, and gives any other kind of id a ``TypeError`` naming it.
+    """
 
     def __init__(
         self,
@@ -229,71 +333,140 @@ class Repository:
         snapshot_store: EventStore | None = None,
         cache_maxsize: int | None = None,
         fastforward: bool = True,
+        id_type: type = UUID,
+        *,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
     ):
+        # (``fastforward_skipping`` and ``deepcopy_from_cache`` are taken, as documented,
+        # and change nothing: fast-forwarding takes no lock to skip, and every caller
+        # gets its own copy, cheap for the usual aggregates.)
         self.event_store = event_store
         self.snapshot_store = snapshot_store
+        # A maxsize of 0 means no limit; None, no cache.
         self.cache = LRUCache(cache_maxsize) if cache_maxsize is not None else None
         self.fastforward = fastforward
+        self.id_type = id_type
+
+    @overload
+    def get(
+        self,
+        aggregate_id: TAggregateID | str,
+        version: int | None = None,
+        projector_func: None = None,
+        *,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
+    ) -> Any: ...
+
+    @overload
+    def get(
+        self,
+        aggregate_id: TAggregateID | str,
+        version: int | None = None,
+        *,
+        projector_func: ProjectorFunction[TMutableOrImmutableAggregate, Any],
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
+    ) -> TMutableOrImmutableAggregate: ...
 
     def get(
         self,
-        aggregate_id: UUID,
+        aggregate_id: Any,
         version: int | None = None,
         projector_func: Any = None,
+        fastforward_skipping: bool = False,  # (positional defaults cost less per call)
+        deepcopy_from_cache: bool = True,
     ) -> Any:
         """Return the aggregate with this id, at ``version`` if given (else the latest).
 
-        Raises ``AggregateNotFound`` if there is no such aggregate.
+        With ``projector_func``, the aggregate is ``projector_func(None, events)``,
+        where ``events`` yields the latest snapshot (at or before ``version``), if
+        any, then the later events. Raises ``AggregateNotFound`` if there is no such
+        aggregate. (``fastforward_skipping`` and ``deepcopy_from_cache`` change
+        nothing: see ``__init__``.)
         """
+        if type(aggregate_id) is not self.id_type:
+            aggregate_id = self.store_id(aggregate_id)
         if self.cache is not None and version is None and projector_func is None:
             cached = self._get_cached(aggregate_id)
             if cached is not None:
                 return cached
-        aggregate = self._reconstruct(aggregate_id, version, projector_func)
-        if self.cache is not None and version is None and projector_func is None:
+            aggregate = self._reconstruct(aggregate_id, version, projector_func)
             self._cache(aggregate_id, aggregate)
-        return aggregate
+            return aggregate
+        return self._reconstruct(aggregate_id, version, projector_func)
+
+    def store_id(self, aggregate_id: Any) -> Any:
+        """``aggregate_id`` as the store holds ids: a UUID, or on a text-id store a str.
+
+        A UUID and its string form find the same aggregate on every store.
+        """
+        if self.id_type is UUID:
+            if isinstance(aggregate_id, UUID):
+                return aggregate_id
+            if isinstance(aggregate_id, str):
+                try:
+                    return UUID(aggregate_id)
+                except ValueError:
+                    pass
+            raise TypeError(
+                f"Aggregate id {aggregate_id!r} ({type(aggregate_id).__name__}) is neither a "
+                "UUID nor the string form of one (this store's ids are UUIDs; set "
+                "ORIGINATOR_ID_TYPE=text for string ids)"
+            )
+        if isinstance(aggregate_id, (str, UUID)):
+            return str(aggregate_id)
+        raise TypeError(
+            f"Aggregate id {aggregate_id!r} ({type(aggregate_id).__name__}) is neither a "
+            "str nor a UUID (this store's ids are text)"
+        )
 
     def _get_cached(self, aggregate_id: UUID) -> Any:
         """A copy of the cached aggregate (fast-forwarded), or None to reconstruct it.
 
-        The cache holds private copies of aggregates as saved, each with its plan
-        for copying (``copy_and_plan``); every caller gets its own copy.
+        The cache holds private copies of aggregates as saved (or as reconstructed),
+        each with its plan for copying (``copy_and_plan``, or None: ``deepcopy``);
+        every caller gets its own copy.
         """
         assert self.cache is not None
         entry = self.cache.get(aggregate_id)
         if entry is None:
             return None
         cached, plan = entry
-        if getattr(cached, "_pending_events", None):
-            return None  # changed since it was saved, and not saved again: not to be trusted
         if self.fastforward:
             newer = list(self.event_store.get(aggregate_id, gt=cached.version))
             if newer:
-                aggregate = copy_planned(cached, plan)
+                aggregate = copy_planned(cached, plan) if plan is not None else deepcopy(cached)
                 for domain_event in newer:
                     aggregate = domain_event.mutate(aggregate)
                 self._cache(aggregate_id, aggregate)
                 return aggregate
-        return copy_planned(cached, plan)
+        return copy_planned(cached, plan) if plan is not None else deepcopy(cached)
 
     def _cache(self, aggregate_id: UUID, aggregate: Any) -> None:
         """Keep a private copy of ``aggregate``, with its plan for copying."""
         assert self.cache is not None
-        self.cache.put(aggregate_id, copy_and_plan(aggregate))
+        quick = _copies_quickly.get(type(aggregate))
+        if quick is None:
+            quick = _may_copy_quickly(type(aggregate))
+        if quick:
+            self.cache.put(aggregate_id, copy_and_plan(aggregate))
+        else:
+            # Any other kind of aggregate (slots, pydantic...): copied as
+            # ``copy.deepcopy`` copies it, so that the cache changes nothing it sees.
+            self.cache.put(aggregate_id, (deepcopy(aggregate), None))
 
-    def _reconstruct(self, aggregate_id: UUID, version: int | None, projector_func: Any) -> Any:
-        aggregate: Any = None
-        gt = None
+    def _reconstruct(self, aggregate_id: Any, version: int | None, projector_func: Any) -> Any:
+        snapshots: list[Any] = []
         if self.snapshot_store is not None:
             snapshots = list(self.snapshot_store.get(aggregate_id, lte=version, desc=True, limit=1))
-            if snapshots:
-                aggregate = snapshots[0].mutate(None)
-                gt = snapshots[0].originator_version
+        gt = snapshots[0].originator_version if snapshots else None
         events = self.event_store.get(aggregate_id, gt=gt, lte=version)
         if projector_func is not None:
-            aggregate = projector_func(aggregate, events)
+            aggregate = projector_func(None, chain(snapshots, events))
         else:
+            aggregate = snapshots[0].mutate(None) if snapshots else None
             for domain_event in events:
                 aggregate = domain_event.mutate(aggregate)
         if aggregate is None:
@@ -310,6 +483,13 @@ class Repository:
             # (Cheaper than fast-forwarding an older copy by the events just saved.)
             self._cache(aggregate_id, aggregate)
 
+    def forget_others(self, domain_events: Iterable[Any], saved: Mapping[Any, Any]) -> None:
+        """Forget the cached aggregates of events saved without their aggregate."""
+        assert self.cache is not None
+        for domain_event in domain_events:
+            if domain_event.originator_id not in saved:
+                self.cache.discard(domain_event.originator_id)
+
     def clear_cache(self) -> None:
         """Forget cached aggregates (after a conflict showed one is stale)."""
         if self.cache is not None:
@@ -317,7 +497,7 @@ class Repository:
 
     def __contains__(self, aggregate_id: object) -> bool:
         try:
-            self.get(cast(UUID, aggregate_id))
+            self.get(cast(Any, aggregate_id))
         except AggregateNotFoundError:
             return False
         return True
@@ -399,56 +579,99 @@ class LocalNotificationLog(NotificationLog):
 # Processing events: what one save (or one processed upstream event) records.
 
 
-class ProcessingEvent:
+class ProcessingEvent(Generic[TAggregateID]):
     """Collects the new events of a unit of work, and where it came from (tracking)."""
 
     def __init__(self, tracking: Tracking | None = None):
         self.tracking = tracking
         self.events: list[Any] = []
-        self.aggregates: dict[UUID, Any] = {}
+        self.aggregates: dict[Any, Any] = {}
         self.saved_kwargs: dict[str, Any] = {}
 
     def collect_events(self, *objs: Any, **kwargs: Any) -> None:
-        """Take the pending events of aggregates (or domain events given directly)."""
+        """Take the new events of aggregates, and domain events given directly.
+
+        An event is any object with ``originator_id`` and ``originator_version``
+        (and ``timestamp``); an aggregate, any object with an ``id`` (and ``version``):
+        its ``collect_events()`` gives its new events, if it has that method (an
+        immutable aggregate does not: save its new events with it).
+        """
         for obj in objs:
-            if obj is None:
-                continue
-            if isinstance(obj, DomainEvent):
-                self.events.append(obj)
-            else:
+            if isinstance(obj, Aggregate):  # (our own: the usual case, first)
                 self.events.extend(obj.collect_events())
                 self.aggregates[obj.id] = obj
+            elif isinstance(obj, DomainEvent):
+                self.events.append(obj)
+            elif obj is not None:
+                self._collect_other(obj)
         self.saved_kwargs.update(kwargs)
+
+    def _collect_other(self, obj: Any) -> None:
+        """Collect an event or an aggregate that is not of our own classes."""
+        if hasattr(obj, "originator_id") and hasattr(obj, "originator_version"):
+            self.events.append(obj)
+            return
+        if not hasattr(obj, "id"):
+            raise TypeError(
+                f"Cannot save {obj!r}: neither an aggregate (no 'id') nor a domain event "
+                "(no 'originator_id' and 'originator_version')"
+            )
+        collect_events = getattr(obj, "collect_events", None)
+        if collect_events is not None:
+            self.events.extend(collect_events())
+        self.aggregates[obj.id] = obj
+
+    def save(self, *objs: Any, **kwargs: Any) -> None:
+        """The earlier name of ``collect_events``."""
+        self.collect_events(*objs, **kwargs)
 
 
 # ---------------------------------------------------------------------------
 # The application.
 
 
-class Application:
+class Application(Generic[TAggregateID]):
     """An event-sourced application: commands and queries over aggregates.
 
     Class attributes: ``name`` (default: the class name), ``env`` (default settings),
-    ``is_snapshotting_enabled``, ``snapshotting_intervals`` (``{Dog: 5}``).
+    ``is_snapshotting_enabled``, ``snapshotting_intervals`` (``{Dog: 5}``: a snapshot
+    at every 5th version), ``snapshotting_projectors`` (``{Dog: project_dog}``: how
+    to reconstruct an aggregate whose events have no ``mutate()`` for a snapshot),
+    ``snapshot_class`` (used unless the aggregate class has a nested ``Snapshot``).
+
+    A context manager: ``with DogSchool() as app:`` closes the application on exit.
     """
 
     name: ClassVar[str] = "Application"
     env: ClassVar[Mapping[str, str]] = {}
     is_snapshotting_enabled: ClassVar[bool] = False
-    snapshotting_intervals: ClassVar[Mapping[type, int] | None] = None
-    snapshot_class: ClassVar[type[Snapshot]] = Snapshot
+    # (Keyed by the documented type, so that users' annotations of them check.)
+    snapshotting_intervals: ClassVar[
+        Mapping[type[MutableOrImmutableAggregate[Any]], int] | None
+    ] = None
+    snapshotting_projectors: ClassVar[
+        Mapping[type[MutableOrImmutableAggregate[Any]], ProjectorFunction[Any, Any]] | None
+    ] = None
+    snapshot_class: ClassVar[type[Any] | None] = Snapshot
     log_section_size: ClassVar[int] = 10
 
     AGGREGATE_CACHE_MAXSIZE = "AGGREGATE_CACHE_MAXSIZE"
     DEFAULT_CACHE_MAXSIZE = 1000
+    CACHE_OFF = "off"
     AGGREGATE_CACHE_FASTFORWARD = "AGGREGATE_CACHE_FASTFORWARD"
+    # Documented settings that change nothing here (see Repository.__init__).
+    AGGREGATE_CACHE_FASTFORWARD_SKIPPING = "AGGREGATE_CACHE_FASTFORWARD_SKIPPING"
+    DEEPCOPY_FROM_AGGREGATE_CACHE = "DEEPCOPY_FROM_AGGREGATE_CACHE"
+    ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
+
+    project_aggregate = staticmethod(project_aggregate)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
 
-    def __init__(self, env: Mapping[str, str] | None = None):
+    def __init__(self, env: EnvType | None = None):
         self.env = self.construct_env(self.name, env)  # type: ignore[misc]
         self.factory = self.construct_factory()
         self.mapper = self.construct_mapper()
@@ -461,7 +684,7 @@ class Application:
 
     # -- construction hooks ------------------------------------------------
 
-    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         return Environment.for_application(name, type(self).env, env)
 
     def construct_factory(self) -> InfrastructureFactory:
@@ -469,11 +692,19 @@ class Application:
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = self.factory.transcoder()
-        self.register_transcodings(transcoder)
+        # (A transcoder that takes no transcodings is left as it is.)
+        if type(transcoder).register is not Transcoder.register:
+            self.register_transcodings(transcoder)
         return transcoder
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
-        """Override to register custom ``Transcoding``s for the types in your events."""
+        """Register the transcodings of the types in events: UUID, Decimal and datetime.
+
+        Extend it (calling ``super()``) to register custom ``Transcoding``s.
+        """
+        transcoder.register(UUIDAsHex())
+        transcoder.register(DecimalAsStr())
+        transcoder.register(DatetimeAsISO())
 
     def construct_mapper(self) -> Mapper:
         return self.factory.mapper(transcoder=self.construct_transcoder())
@@ -496,35 +727,48 @@ class Application:
             return strtobool(setting)
         return bool(type(self).is_snapshotting_enabled or type(self).snapshotting_intervals)
 
-    def construct_repository(self) -> Repository:
+    def construct_repository(self) -> Repository[TAggregateID]:
         return Repository(
             event_store=self.events,
             snapshot_store=self.snapshots,
             cache_maxsize=self._cache_maxsize(),
             fastforward=self._cache_fastforward(),
+            id_type=self._id_type(),
         )
+
+    def _id_type(self) -> type:
+        """The type of the store's ids: str where ``ORIGINATOR_ID_TYPE=text``, else UUID."""
+        setting = self.env.get(self.ORIGINATOR_ID_TYPE) or "uuid"
+        return str if setting.lower() == "text" else UUID
 
     def _cache_fastforward(self) -> bool:
         return strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y"))
 
     def _cache_maxsize(self) -> int | None:
-        """The aggregate cache's size: ``AGGREGATE_CACHE_MAXSIZE``; "0" turns it off.
+        """The aggregate cache's size (None: no cache), from ``AGGREGATE_CACHE_MAXSIZE``.
 
-        Unset, a cache of ``DEFAULT_CACHE_MAXSIZE`` is used, because a cached
-        aggregate fast-forwarded from the store (one cheap read of newer events)
-        is always the same as one replayed in full. Without fast-forwarding, a
-        cache is used only when asked for: it cannot see other processes' writes.
+        A positive number: a least-recently-used cache of that many aggregates;
+        "0": a cache without limit; "off": no cache. Unset, a cache of
+        ``DEFAULT_CACHE_MAXSIZE`` is used, because a cached aggregate fast-forwarded
+        from the store (one cheap read of newer events) is always the same as one
+        replayed in full. Without fast-forwarding, a cache is used only when asked
+        for: it cannot see other processes' writes.
         """
         setting = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
         if setting in (None, ""):
             return self.DEFAULT_CACHE_MAXSIZE if self._cache_fastforward() else None
+        if setting.strip().lower() == self.CACHE_OFF:
+            return None
         try:
             maxsize = int(setting)
         except ValueError:
+            maxsize = -1
+        if maxsize < 0:
             raise ValueError(
-                f"AGGREGATE_CACHE_MAXSIZE must be a whole number, not {setting!r}"
-            ) from None
-        return maxsize or None
+                f"AGGREGATE_CACHE_MAXSIZE must be a number of aggregates (0 for no limit) "
+                f"or '{self.CACHE_OFF}', not {setting!r}"
+            )
+        return maxsize
 
     def construct_notification_log(self) -> LocalNotificationLog:
         return LocalNotificationLog(self.recorder, section_size=self.log_section_size)
@@ -540,7 +784,7 @@ class Application:
 
         Raises ``RecordConflictError`` (and records nothing) if any aggregate is stale.
         """
-        processing_event = ProcessingEvent()
+        processing_event: ProcessingEvent[Any] = ProcessingEvent()
         processing_event.collect_events(*objs, **kwargs)
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
@@ -549,7 +793,7 @@ class Application:
         return recordings
 
     def _record(
-        self, processing_event: ProcessingEvent, make_recordings: bool = True
+        self, processing_event: ProcessingEvent[Any], make_recordings: bool = True
     ) -> list[Recording[Any]]:
         recordings = self.events.put(
             processing_event.events,
@@ -557,22 +801,64 @@ class Application:
             tracking=processing_event.tracking,
             **processing_event.saved_kwargs,
         )
-        self.repository.cache_saved(processing_event.aggregates)
+        repository = self.repository
+        repository.cache_saved(processing_event.aggregates)
+        if repository.cache is not None and not repository.fastforward:
+            # Events saved without their aggregate leave its cached copy behind.
+            repository.forget_others(processing_event.events, processing_event.aggregates)
         return recordings
 
-    def _take_snapshots(self, processing_event: ProcessingEvent) -> None:
+    def _take_snapshots(self, processing_event: ProcessingEvent[Any]) -> None:
+        """Snapshot each saved aggregate at every version its interval divides."""
         intervals = type(self).snapshotting_intervals
         if not intervals or self.snapshots is None:
             return
-        for aggregate in processing_event.aggregates.values():
-            interval = intervals.get(type(aggregate))
-            if interval and aggregate.version % interval == 0:
-                self.snapshots.put([self.snapshot_class.take(aggregate)])
+        aggregates = {
+            aggregate_id: aggregate
+            for aggregate_id, aggregate in processing_event.aggregates.items()
+            if type(aggregate) in intervals
+        }
+        if not aggregates:
+            return
+        for domain_event in processing_event.events:
+            aggregate = aggregates.get(domain_event.originator_id)
+            if aggregate is None:
+                continue
+            interval = intervals[type(aggregate)]
+            if interval and domain_event.originator_version % interval == 0:
+                self._take_interval_snapshot(aggregate, domain_event)
+
+    def _take_interval_snapshot(self, aggregate: Any, domain_event: Any) -> None:
+        """Snapshot ``aggregate`` at the version of ``domain_event`` (just saved)."""
+        version = domain_event.originator_version
+        projectors = type(self).snapshotting_projectors or {}
+        projector_func = projectors.get(type(aggregate))
+        if projector_func is None:
+            if isinstance(aggregate, Aggregate) and aggregate.version == version:
+                # What a replay to this version would make: this very aggregate, saved.
+                assert self.snapshots is not None
+                self.snapshots.put([self._snapshot_class(aggregate).take(aggregate)])
+                return
+            if not callable(getattr(domain_event, "mutate", None)):
+                raise ProgrammingError(
+                    f"Cannot take snapshot of {type(aggregate).__qualname__} {aggregate.id} "
+                    f"at version {version}: its event {type(domain_event).__qualname__} "
+                    "has no mutate() method to reconstruct it with. Map "
+                    f"{type(aggregate).__qualname__} to its projector function in "
+                    f"{type(self).__qualname__}.snapshotting_projectors"
+                )
+        self.take_snapshot(domain_event.originator_id, version, projector_func)
 
     def take_snapshot(
-        self, aggregate_id: UUID, version: int | None = None, projector_func: Any = None
+        self,
+        aggregate_id: TAggregateID | str,
+        version: int | None = None,
+        projector_func: ProjectorFunction[Any, Any] | None = None,
     ) -> None:
-        """Record a snapshot of the aggregate (at ``version``, if given)."""
+        """Record a snapshot of the aggregate as recorded (at ``version``, if given).
+
+        ``projector_func`` reconstructs it as in ``repository.get``.
+        """
         if self.snapshots is None:
             raise AssertionError(
                 f"Snapshotting is not enabled for application {self.name!r}: set "
@@ -581,7 +867,17 @@ class Application:
         aggregate = self.repository.get(
             aggregate_id, version=version, projector_func=projector_func
         )
-        self.snapshots.put([self.snapshot_class.take(aggregate)])
+        self.snapshots.put([self._snapshot_class(aggregate).take(aggregate)])
+
+    def _snapshot_class(self, aggregate: Any) -> Any:
+        """The aggregate class's nested ``Snapshot`` class, else ``snapshot_class``."""
+        snapshot_class = getattr(type(aggregate), "Snapshot", None) or type(self).snapshot_class
+        if snapshot_class is None:
+            raise AssertionError(
+                f"No snapshot class for {type(aggregate).__qualname__}: define a nested "
+                f"'Snapshot' class on it, or set {type(self).__qualname__}.snapshot_class"
+            )
+        return snapshot_class
 
     def notify(self, new_events: Sequence[Any]) -> None:
         """Called after new events are recorded (override to react)."""
@@ -597,37 +893,60 @@ class Application:
         self.closing.set()
         self.factory.close()
 
+    def __enter__(self: TApplication) -> TApplication:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-class EventSourcedLog(Generic[TAggregate]):
+TApplication = TypeVar("TApplication", bound=Application[Any])
+
+
+class EventSourcedLog(Generic[TDomainEvent]):
     """An append-only sequence of events, one logged item each (for example, ids).
 
-    ``trigger_event(**fields)`` makes the next item; ``get_first``/``get_last``/
-    ``get(gt, lte, desc, limit)`` read them back.
+    ``trigger_event(**fields)`` makes the next item (an instance of ``logged_cls``,
+    for example a ``LogEvent`` or ``DomainEvent`` subclass), to be saved;
+    ``get_first``/``get_last``/``get(gt, lte, desc, limit)`` read them back.
     """
 
-    def __init__(self, events: EventStore, originator_id: UUID, logged_cls: type):
+    def __init__(
+        self, events: EventStore, originator_id: UUID | str, logged_cls: type[TDomainEvent]
+    ):
         self.events = events
         self.originator_id = originator_id
         self.logged_cls = logged_cls
 
-    def trigger_event(self, next_originator_version: int | None = None, **kwargs: Any) -> Any:
+    def trigger_event(
+        self, next_originator_version: int | None = None, **kwargs: Any
+    ) -> TDomainEvent:
         if next_originator_version is None:
-            last = self.get_last()
+            last: Any = self.get_last()
             next_originator_version = 1 if last is None else last.originator_version + 1
-        return self.logged_cls(
+        create_timestamp = getattr(self.logged_cls, "create_timestamp", None)
+        if create_timestamp is None:
+            create_timestamp = DomainEvent.create_timestamp
+        logged: TDomainEvent = cast(Any, self.logged_cls)(
             originator_id=self.originator_id,
             originator_version=next_originator_version,
-            timestamp=self.logged_cls.create_timestamp(),  # type: ignore[attr-defined]
+            timestamp=create_timestamp(),
             **kwargs,
         )
+        return logged
 
-    def get_first(self) -> Any:
+    def get_first(self) -> TDomainEvent | None:
         return next(self.get(limit=1), None)
 
-    def get_last(self) -> Any:
+    def get_last(self) -> TDomainEvent | None:
         return next(self.get(desc=True, limit=1), None)
 
     def get(
@@ -637,5 +956,8 @@ class EventSourcedLog(Generic[TAggregate]):
         lte: int | None = None,
         desc: bool = False,
         limit: int | None = None,
-    ) -> Iterator[Any]:
-        return self.events.get(self.originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+    ) -> Iterator[TDomainEvent]:
+        return cast(
+            Iterator[TDomainEvent],
+            self.events.get(cast(Any, self.originator_id), gt=gt, lte=lte, desc=desc, limit=limit),
+        )

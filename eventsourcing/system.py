@@ -44,6 +44,7 @@ from eventsourcing.application import (
     ProcessingEvent,
     Repository,
 )
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
     Notification,
@@ -177,11 +178,19 @@ class _FollowerRepository(Repository):
         self._written = LRUCache(written_maxsize)
 
     def get(
-        self, aggregate_id: UUID, version: int | None = None, projector_func: Any = None
+        self,
+        aggregate_id: Any,
+        version: int | None = None,
+        projector_func: Any = None,
+        fastforward_skipping: bool = False,  # (positional defaults cost less per call)
+        deepcopy_from_cache: bool = True,
     ) -> Any:
+        if type(aggregate_id) is not self.id_type:
+            aggregate_id = self.store_id(aggregate_id)
         local = self._local
-        aggregates: dict[UUID, Any] | None = getattr(local, "aggregates", None)
-        if aggregates is not None and version is None and projector_func is None:
+        aggregates: dict[Any, Any] | None = getattr(local, "aggregates", None)
+        if aggregates is not None and version is None:
+            # (With a projector too: what the batch holds is the latest state.)
             aggregate = aggregates.get(aggregate_id)
             if aggregate is None:
                 aggregate = self._written.get(aggregate_id)
@@ -212,7 +221,7 @@ class _FollowerRepository(Repository):
             if aggregate_id not in aggregates:
                 self._written.discard(aggregate_id)  # changed but not collected: unsure
         for aggregate_id, aggregate in aggregates.items():
-            if not aggregate._pending_events:
+            if not _has_pending_events(aggregate):
                 self._written.put(aggregate_id, aggregate)
 
     def cache_saved(self, aggregates: Mapping[UUID, Any]) -> None:
@@ -221,6 +230,17 @@ class _FollowerRepository(Repository):
     def clear_cache(self) -> None:
         super().clear_cache()
         self._written.clear()
+
+
+def _has_pending_events(aggregate: Any) -> bool:
+    """Whether an aggregate changed after it was collected (so it is not to be kept).
+
+    An aggregate not of our classes is asked for its public ``pending_events``; one
+    without them (an immutable aggregate) cannot have changed.
+    """
+    if isinstance(aggregate, Aggregate):
+        return bool(aggregate._pending_events)
+    return bool(getattr(aggregate, "pending_events", None))
 
 
 class _Handover:
@@ -484,7 +504,7 @@ class Follower(Application):
         position: int,
     ) -> None:
         tracking = new_tracking(self.tracking_name(leader_name), notifications[-1].id, position)
-        processing_event = ProcessingEvent(tracking)
+        processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking)
         repository: _FollowerRepository = self.repository  # type: ignore[assignment]
         repository.begin_batch(processing_event.aggregates)
         try:
@@ -539,7 +559,7 @@ class Follower(Application):
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Process one upstream event and record its effects with ``tracking``."""
-        processing_event = ProcessingEvent(tracking=tracking)
+        processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking=tracking)
         self.policy(domain_event, processing_event)
         recordings = self._record(processing_event, make_recordings=self._is_followed())
         self._positions[tracking.application_name] = tracking.notification_id

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 __all__ = [
+    "EnvType",
     "Environment",
     "EventSourcingError",
     "TopicError",
@@ -168,6 +169,10 @@ def strtobool(value: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError(f"Invalid truth value {value!r}: expected one of {sorted(_TRUE | _FALSE)}")
+
+
+# The settings given to an application (the documented 9.x name).
+EnvType = Mapping[str, str]
 
 
 class Environment(dict[str, str]):

@@ -78,7 +78,7 @@ def test_durable_store_is_seen_by_a_second_application(persistence_env, durable)
 
 def test_take_snapshot_and_get_from_it(persistence_env):
     # No cache, so that every get reads the store.
-    env = dict(persistence_env, IS_SNAPSHOTTING_ENABLED="y", AGGREGATE_CACHE_MAXSIZE="0")
+    env = dict(persistence_env, IS_SNAPSHOTTING_ENABLED="y", AGGREGATE_CACHE_MAXSIZE="off")
     app, dog_id = school_with_tricks(env, 4)
     app.take_snapshot(dog_id, version=3)
     snapshots = list(app.snapshots.get(dog_id))
@@ -129,7 +129,7 @@ def test_is_snapshotting_enabled_attribute_and_env_override(persistence_env):
 
 def test_upcast_stored_events_and_snapshots(persistence_env):
     # No cache: the class is redefined below, as it would be in a new process.
-    env = dict(persistence_env, IS_SNAPSHOTTING_ENABLED="y", AGGREGATE_CACHE_MAXSIZE="0")
+    env = dict(persistence_env, IS_SNAPSHOTTING_ENABLED="y", AGGREGATE_CACHE_MAXSIZE="off")
 
     class Shelf(Aggregate):
         def __init__(self, a):

@@ -147,7 +147,7 @@ def test_a_failed_save_leaves_the_cache_as_recorded() -> None:
 
 
 def test_cache_settings() -> None:
-    assert DogSchool(env={"AGGREGATE_CACHE_MAXSIZE": "0"}).repository.cache is None
+    assert DogSchool(env={"AGGREGATE_CACHE_MAXSIZE": "off"}).repository.cache is None
     assert DogSchool(env={"AGGREGATE_CACHE_FASTFORWARD": "n"}).repository.cache is None
     with pytest.raises(ValueError, match="AGGREGATE_CACHE_MAXSIZE.*'lots'"):
         DogSchool(env={"AGGREGATE_CACHE_MAXSIZE": "lots"})
