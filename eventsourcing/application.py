@@ -16,7 +16,6 @@ from typing import (
     ClassVar,
     Generic,
     NamedTuple,
-    Protocol,
     TypeVar,
     cast,
     overload,
@@ -27,8 +26,12 @@ from eventsourcing.domain import (
     Aggregate,
     CanMutateAggregate,
     DomainEvent,
+    MutableOrImmutableAggregate,
     ProgrammingError,
     Snapshot,
+    TAggregateID,
+    TDomainEvent,
+    TMutableOrImmutableAggregate,
 )
 from eventsourcing.persistence import (
     AggregateRecorder,
@@ -68,26 +71,6 @@ __all__ = [
 
 # ---------------------------------------------------------------------------
 # Names for typing applications (the documented 9.x API).
-
-TAggregateID = TypeVar("TAggregateID", bound=UUID | str)
-TAggregateID_co = TypeVar("TAggregateID_co", bound=UUID | str, covariant=True)
-
-
-class MutableOrImmutableAggregate(Protocol[TAggregateID_co]):
-    """What the application needs of an aggregate of any style (our ``Aggregate``, a
-    plain or slotted class, a frozen dataclass, a pydantic model...): its id and
-    version (also ``created_on`` and ``modified_on``, and ``collect_events()`` if it
-    keeps its new events)."""
-
-    @property
-    def id(self) -> TAggregateID_co: ...
-
-    @property
-    def version(self) -> int: ...
-
-
-TMutableOrImmutableAggregate = TypeVar("TMutableOrImmutableAggregate")
-TDomainEvent = TypeVar("TDomainEvent")
 
 # A function that makes an aggregate (or None) from an aggregate (or None) and events:
 # ``projector_func(None, events)`` reconstructs one from its snapshot and events.
