@@ -2,6 +2,9 @@
 
 import sys
 
-from eventsourcing.cli import main
+try:
+    from keel_eventsourcing_cli import main
+except ImportError:  # the package copied alone onto the path, without its entry module
+    from eventsourcing.cli import main
 
 sys.exit(main())

@@ -10,6 +10,7 @@ process pointed at the same database works on the same system, on any machine.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO, cast
 
+from eventsourcing import __distribution__, __version__
 from eventsourcing.application import Application
 from eventsourcing.persistence import PersistenceError, ProcessRecorder
 from eventsourcing.system import Follower, Partition, System, WorkerRunner
@@ -53,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventsourcing", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -74,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     status_parser.add_argument("--watch", action="store_true", help="repeat until interrupted")
     status_parser.add_argument("--interval", type=float, default=2.0, help="seconds (--watch)")
     return parser
+
+
+def version_line() -> str:
+    """The distribution's name and installed version (the package's own, if not installed)."""
+    try:
+        version = importlib.metadata.version(__distribution__)
+    except importlib.metadata.PackageNotFoundError:
+        version = __version__
+    return f"{__distribution__} {version}"
 
 
 def load_system(path: str) -> System:

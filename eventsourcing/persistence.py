@@ -209,13 +209,21 @@ _new = object.__new__
 
 
 def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
-    return cast(Callable[[Any, Any], None], vars(cls)[name].__set__)
+    """The setter of the slot that instances of ``cls`` read ``name`` from."""
+    owner = next(klass for klass in cls.__mro__ if name in vars(klass))
+    return cast(Callable[[Any, Any], None], vars(owner)[name].__set__)
 
 
 _set_originator_id = _slot_setter(StoredEvent, "originator_id")
 _set_originator_version = _slot_setter(StoredEvent, "originator_version")
 _set_topic = _slot_setter(StoredEvent, "topic")
 _set_state = _slot_setter(StoredEvent, "state")
+# Python 3.10 gives a slotted dataclass subclass slots of its own for its base's
+# fields too, and reads them there; from 3.11 these are the base's setters above.
+_set_notification_originator_id = _slot_setter(Notification, "originator_id")
+_set_notification_originator_version = _slot_setter(Notification, "originator_version")
+_set_notification_topic = _slot_setter(Notification, "topic")
+_set_notification_state = _slot_setter(Notification, "state")
 _set_notification_id = _slot_setter(Notification, "id")
 
 
@@ -234,10 +242,10 @@ def new_notification(
     originator_id: UUID | str, originator_version: int, topic: str, state: bytes, id: int
 ) -> Notification:
     notification = _new(Notification)
-    _set_originator_id(notification, originator_id)
-    _set_originator_version(notification, originator_version)
-    _set_topic(notification, topic)
-    _set_state(notification, state)
+    _set_notification_originator_id(notification, originator_id)
+    _set_notification_originator_version(notification, originator_version)
+    _set_notification_topic(notification, topic)
+    _set_notification_state(notification, state)
     _set_notification_id(notification, id)
     return notification
 
@@ -245,10 +253,10 @@ def new_notification(
 def notification_of(stored: StoredEvent, id: int) -> Notification:
     """The notification a stored event became, at position ``id``."""
     notification = _new(Notification)  # (as new_notification, one call less per event)
-    _set_originator_id(notification, stored.originator_id)
-    _set_originator_version(notification, stored.originator_version)
-    _set_topic(notification, stored.topic)
-    _set_state(notification, stored.state)
+    _set_notification_originator_id(notification, stored.originator_id)
+    _set_notification_originator_version(notification, stored.originator_version)
+    _set_notification_topic(notification, stored.topic)
+    _set_notification_state(notification, stored.state)
     _set_notification_id(notification, id)
     return notification
 

@@ -63,6 +63,8 @@ __all__ = [
     "Leader",
     "MultiProcessRunner",
     "MultiThreadedRunner",
+    "NewMultiThreadedRunner",
+    "NewSingleThreadedRunner",
     "NotificationConvertingError",
     "NotificationLogReader",
     "NotificationPullingError",
@@ -961,6 +963,13 @@ class MultiThreadedRunner(Runner):
 
 # ---------------------------------------------------------------------------
 # Beyond one process: each application in its own process, sharing a database.
+
+
+# The documented 9.x API also names newer variants of the two runners. For a user they
+# behave as the runners of the same kind (processing before each command returns; a
+# follower's work in threads, its errors raised on the caller's side), so here they are those.
+NewSingleThreadedRunner = SingleThreadedRunner
+NewMultiThreadedRunner = MultiThreadedRunner
 
 
 class WorkerRunner(MultiThreadedRunner):
