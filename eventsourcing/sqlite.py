@@ -364,11 +364,11 @@ def wrong_id_type(originator_id: object, id_type: str) -> DataError:
     kind = type(originator_id).__name__
     if id_type == "uuid":
         return DataError(
-            f"Originator id {originator_id!r} is a {kind}, not a UUID: this store keeps "
+            f"Originator id {originator_id!r} is of type {kind}, not UUID: this store keeps "
             "UUIDs (set ORIGINATOR_ID_TYPE=text to keep string ids)"
         )
     return DataError(
-        f"Originator id {originator_id!r} is a {kind}, not a str (ORIGINATOR_ID_TYPE=text)"
+        f"Originator id {originator_id!r} is of type {kind}, not str (ORIGINATOR_ID_TYPE=text)"
     )
 
 

@@ -21,6 +21,7 @@ import pytest
 from reference_library import VERSIONS, ReferenceLibrary, build_all, run_script
 
 SCRIPT = Path(__file__).with_name("old_data_app.py")
+TEXT_IDS_SCRIPT = Path(__file__).with_name("old_data_text_ids.py")
 OURS = Path(__file__).resolve().parents[1] / "eventsourcing"
 
 # Our SQLite layout as it was made before the text layout was supported (kept here,
@@ -66,14 +67,16 @@ def environment(**settings: str) -> dict[str, str]:
     return {**env, **settings}
 
 
-def by_ours(step: str, env: dict[str, str]) -> dict[str, Any]:
-    result = run_script(sys.executable, SCRIPT, step, env=env)
+def by_ours(*args: str, env: dict[str, str], script: Path = SCRIPT) -> dict[str, Any]:
+    result = run_script(sys.executable, script, *args, env=env)
     assert Path(result["library"]) == OURS
     return result
 
 
-def by_reference(library: ReferenceLibrary, step: str, env: dict[str, str]) -> dict[str, Any]:
-    result = library.run(SCRIPT, step, env=env)
+def by_reference(
+    library: ReferenceLibrary, *args: str, env: dict[str, str], script: Path = SCRIPT
+) -> dict[str, Any]:
+    result = library.run(script, *args, env=env)
     assert Path(result["library"]) != OURS
     return result
 
@@ -85,16 +88,16 @@ def assert_each_trick_counted_once(state: dict[str, Any]) -> None:
 
 def write_extend_check(library: ReferenceLibrary, env: dict[str, str]) -> None:
     """The reference writes, ours reads and extends, the reference reads and goes on."""
-    written = by_reference(library, "write", env)["after"]
+    written = by_reference(library, "write", env=env)["after"]
     assert written["dogs"]["Fido"]["snapshots"] == [4] and written["tracking"]
-    extended = by_ours("extend", env)
+    extended = by_ours("extend", env=env)
     assert extended["before"] == written  # aggregates, snapshots, log, counts, tracking
     after = extended["after"]
     assert after["dogs"]["Rex"]["tricks"] == ["sit"]
     assert after["dogs"]["Fido"]["snapshots"] == [4, 6]
     assert after["log"][: len(written["log"])] == written["log"]
     assert [n[0] for n in after["log"]] == list(range(1, len(after["log"]) + 1))
-    checked = by_reference(library, "check", env)
+    checked = by_reference(library, "check", env=env)
     assert checked["before"] == after
     assert checked["after"]["dogs"]["Rex"]["tricks"] == ["sit", "roll"]
     for state in (written, after, checked["after"]):
@@ -133,8 +136,8 @@ def test_a_sqlite_database_of_our_earlier_layout_keeps_working(tmp_path: Path) -
         for statement in OUR_EARLIER_DDL:
             conn.execute(statement)
     env = environment(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=str(db))
-    written = by_ours("write", env)["after"]
-    extended = by_ours("extend", env)
+    written = by_ours("write", env=env)["after"]
+    extended = by_ours("extend", env=env)
     assert extended["before"] == written
     assert extended["after"]["dogs"]["Fido"]["snapshots"] == [4, 6]
     assert_each_trick_counted_once(extended["after"])
@@ -148,3 +151,27 @@ def test_a_sqlite_database_of_our_earlier_layout_keeps_working(tmp_path: Path) -
         "counters_tracking",
     }
     assert ids == {16}  # UUIDs as their 16 bytes, as before
+
+
+def test_string_ids_of_the_reference_are_read_and_extended_both_ways(
+    reference_libraries: dict[str, ReferenceLibrary | str], tmp_path: Path
+) -> None:
+    library = reference(reference_libraries, "9.5.6")  # text ids came with 9.5
+    env = environment(
+        PERSISTENCE_MODULE="eventsourcing.sqlite",
+        SQLITE_DBNAME=str(tmp_path / "pages.db"),
+        ORIGINATOR_ID_TYPE="text",
+    )
+    written = by_reference(library, "page-home", "page-about", env=env, script=TEXT_IDS_SCRIPT)
+    extended = by_ours("page-home", "page-new", env=env, script=TEXT_IDS_SCRIPT)
+    checked = by_reference(library, "page-about", env=env, script=TEXT_IDS_SCRIPT)
+    expected = [
+        [1, "page-home", "str", 1],
+        [2, "page-about", "str", 1],
+        [3, "page-home", "str", 2],
+        [4, "page-new", "str", 1],
+        [5, "page-about", "str", 2],
+    ]
+    assert written["notifications"] == expected[:2]
+    assert extended["notifications"] == expected[:4]
+    assert checked["notifications"] == expected
