@@ -502,21 +502,12 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             self._insert_rows(cursor.connection, stored_events)
         return None
 
-    def _id_rows(self, stored_events: Sequence[StoredEvent]) -> list[tuple[Any, int, str, bytes]]:
-        id_param = self._id_param
-        if id_param is not None:
-            return [
-                (id_param(s.originator_id), s.originator_version, s.topic, s.state)
-                for s in stored_events
-            ]
-        try:
-            return [
-                (s.originator_id.bytes, s.originator_version, s.topic, s.state)
-                for s in stored_events
-            ]
-        except AttributeError:
-            bad = next(s for s in stored_events if not isinstance(s.originator_id, UUID))
-            raise wrong_id_type(bad.originator_id, "uuid") from None
+    def _rows_with_id_param(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+        id_param: Callable[[Any], Any] = self._id_param  # type: ignore[assignment]
+        return [
+            (id_param(s.originator_id), s.originator_version, s.topic, s.state)
+            for s in stored_events
+        ]
 
     def _id_value(self, originator_id: Any) -> Any:
         """``originator_id`` as this table keeps it."""
@@ -532,7 +523,17 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             f"INSERT INTO {self._events} "
             "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
         )
-        rows = self._id_rows(stored_events)
+        if self._id_param is None:  # UUIDs as bytes: the usual case, without a call
+            try:
+                rows = [
+                    (s.originator_id.bytes, s.originator_version, s.topic, s.state)
+                    for s in stored_events
+                ]
+            except AttributeError:
+                bad = next(s for s in stored_events if not isinstance(s.originator_id, UUID))
+                raise wrong_id_type(bad.originator_id, "uuid") from None
+        else:
+            rows = self._rows_with_id_param(stored_events)
         if len(rows) == 1:  # the usual save: a failed insert leaves nothing to undo
             try:
                 rowid = conn.execute(statement, rows[0]).lastrowid
