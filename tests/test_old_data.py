@@ -16,9 +16,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from uuid import NAMESPACE_URL, uuid4, uuid5
 
 import pytest
+from recorder_contract import event
 from reference_library import VERSIONS, ReferenceLibrary, build_all, run_script
+
+from eventsourcing.persistence import Tracking, TrackingConflictError
+from eventsourcing.sqlite import Factory
+from eventsourcing.utils import Environment
 
 SCRIPT = Path(__file__).with_name("old_data_app.py")
 TEXT_IDS_SCRIPT = Path(__file__).with_name("old_data_text_ids.py")
@@ -175,3 +181,71 @@ def test_string_ids_of_the_reference_are_read_and_extended_both_ways(
     assert written["notifications"] == expected[:2]
     assert extended["notifications"] == expected[:4]
     assert checked["notifications"] == expected
+
+
+# ---------------------------------------------------------------------------
+# The text layout without the reference (these run without a network too).
+
+# The tables the reference makes, as it makes them (kept here, as data).
+TEXT_LAYOUT_EVENTS_DDL = (
+    "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, "
+    "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
+)
+ROW_PER_POSITION_TRACKING_DDL = (  # 9.3: a row per processed notification
+    "CREATE TABLE tracking (application_name TEXT, notification_id INTEGER, "
+    "PRIMARY KEY (application_name, notification_id)) WITHOUT ROWID"
+)
+
+
+def text_layout_database(path: Path, *statements: str) -> None:
+    with sqlite3.connect(path) as conn:
+        for statement in (TEXT_LAYOUT_EVENTS_DDL, *statements):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO stored_events VALUES (?, 1, 'dogs:Registered', x'7b7d')",
+            (uuid5(NAMESPACE_URL, "/dogs/Fido").hex,),
+        )
+
+
+def test_new_tables_of_a_text_layout_database_take_its_layout(tmp_path: Path) -> None:
+    db = tmp_path / "text.db"
+    text_layout_database(db)
+    factory = Factory(Environment("DogSchool", {"SQLITE_DBNAME": str(db)}))
+    recorder = factory.process_recorder()
+    snapshots = factory.aggregate_recorder("snapshots")
+    fido, rex = uuid5(NAMESPACE_URL, "/dogs/Fido"), uuid4()
+    assert recorder.select_notifications(1, 10)[0].originator_id == fido
+    assert recorder.insert_events([event(rex, 1)], tracking=Tracking("Upstream", 5)) == [2]
+    snapshots.insert_events([event(fido, 1)])
+    assert snapshots.select_events(fido) == [event(fido, 1)]
+    assert recorder.tracking_positions() == {"Upstream": 5}
+    factory.close()
+    with sqlite3.connect(db) as conn:
+        schema = {name: sql for name, sql in conn.execute("SELECT name, sql FROM sqlite_master")}
+        tracked = conn.execute("SELECT * FROM tracking ORDER BY application_name").fetchall()
+        kept_ids = conn.execute("SELECT originator_id FROM stored_snapshots").fetchall()
+    assert set(schema) == {"stored_events", "stored_snapshots", "tracking"} | {
+        name for name in schema if name.startswith("sqlite_autoindex")
+    }
+    assert "originator_id TEXT" in schema["stored_snapshots"]
+    assert "PRIMARY KEY (application_name))" in schema["tracking"]
+    # Marked as a table of one row per application, as the reference marks its own.
+    assert tracked == [("Upstream", 5), ("__migration__", 1)]
+    assert kept_ids == [(fido.hex,)]
+
+
+def test_a_tracking_table_of_a_row_per_position_gets_a_row_per_batch(tmp_path: Path) -> None:
+    db = tmp_path / "rows.db"
+    text_layout_database(db, ROW_PER_POSITION_TRACKING_DDL)
+    factory = Factory(Environment("Counters", {"SQLITE_DBNAME": str(db)}))
+    recorder = factory.process_recorder()
+    recorder.insert_events([], tracking=Tracking("DogSchool", 1))
+    recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("DogSchool", 4, 1))
+    with pytest.raises(TrackingConflictError, match="Notification 3 of 'DogSchool'"):
+        recorder.insert_events([], tracking=Tracking("DogSchool", 3))
+    assert recorder.max_tracking_id("DogSchool") == 4
+    assert recorder.tracking_positions() == {"DogSchool": 4}
+    factory.close()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT * FROM tracking ORDER BY notification_id").fetchall()
+    assert rows == [("DogSchool", 1), ("DogSchool", 4)]
