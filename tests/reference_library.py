@@ -17,13 +17,14 @@ from typing import Any
 # The latest release of each line the old-data tests cover (9.3 tracks a row per
 # processed position; 9.4 and 9.5 one row per upstream application).
 VERSIONS = ("9.3.5", "9.4.6", "9.5.6")
-INSTALL_TIMEOUT = 600  # seconds
+TIMEOUT = 600  # seconds for one installing command
 
 
 @dataclass
 class ReferenceLibrary:
     version: str
     python: Path
+    has_postgres: bool  # whether its PostgreSQL driver could be installed too
 
     def run(self, script: Path, *args: str, env: dict[str, str]) -> dict[str, Any]:
         """Run ``script`` under this library; return the JSON of its last output line."""
@@ -45,30 +46,35 @@ def run_script(python: Path | str, script: Path, *args: str, env: dict[str, str]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def build(version: str, directory: Path, extras: str = "") -> ReferenceLibrary | str:
-    """A venv with ``eventsourcing{extras}=={version}``, or why it could not be made."""
+def build(version: str, directory: Path) -> ReferenceLibrary | str:
+    """A venv with ``eventsourcing=={version}`` (and, if it installs, a PostgreSQL
+    driver of a version it accepts), or why it could not be made."""
     venv = directory / f"reference-{version}"
     python = venv / "bin" / "python"
-    if not python.exists():
-        steps = [
-            [sys.executable, "-m", "venv", "--without-pip", str(venv)],
-            [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
-            + ["--disable-pip-version-check", f"eventsourcing{extras}=={version}"],
-        ]
-        for step in steps:
-            try:
-                subprocess.run(
-                    step, capture_output=True, text=True, check=True, timeout=INSTALL_TIMEOUT
-                )
-            except (subprocess.SubprocessError, OSError) as error:
-                output = getattr(error, "stderr", None) or str(error)
-                lines = [line for line in output.splitlines() if "WARNING" not in line]
-                return f"eventsourcing=={version} cannot be installed: {(lines or [''])[-1]}"
-    return ReferenceLibrary(version, python)
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
+    failure = install([sys.executable, "-m", "venv", "--without-pip", str(venv)]) or install(
+        [*pip, f"eventsourcing=={version}"]
+    )
+    if failure:
+        return f"eventsourcing=={version} cannot be installed: {failure}"
+    # Binary wheels: nothing to compile (9.3 asks for psycopg's C build, < 3.3).
+    driver = "psycopg[binary,pool]" + ("<3.3" if version.startswith("9.3.") else "")
+    return ReferenceLibrary(version, python, has_postgres=not install([*pip, driver]))
 
 
-def build_all(directory: Path, extras: dict[str, str]) -> dict[str, ReferenceLibrary | str]:
-    """Every version of VERSIONS, built in parallel (``extras`` per version, if any)."""
+def install(command: list[str]) -> str:
+    """Run an installing command; return its last line of error ('' if it worked)."""
+    try:
+        subprocess.run(command, capture_output=True, text=True, check=True, timeout=TIMEOUT)
+    except (subprocess.SubprocessError, OSError) as error:
+        output = getattr(error, "stderr", None) or str(error)
+        lines = [line for line in output.splitlines() if "WARNING" not in line]
+        return (lines or ["failed"])[-1]
+    return ""
+
+
+def build_all(directory: Path) -> dict[str, ReferenceLibrary | str]:
+    """Every version of VERSIONS, built in parallel."""
     with ThreadPoolExecutor(len(VERSIONS)) as pool:
-        built = pool.map(lambda v: build(v, directory, extras.get(v, "")), VERSIONS)
+        built = pool.map(lambda version: build(version, directory), VERSIONS)
         return dict(zip(VERSIONS, built))

@@ -56,7 +56,7 @@ OUR_EARLIER_DDL = [
 def reference_libraries(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, ReferenceLibrary | str]:
-    return build_all(tmp_path_factory.mktemp("reference"), {"9.5.6": "[postgres]"})
+    return build_all(tmp_path_factory.mktemp("reference"))
 
 
 def reference(libraries: dict[str, ReferenceLibrary | str], version: str) -> ReferenceLibrary:
@@ -128,10 +128,28 @@ def test_a_sqlite_database_of_the_reference_is_read_and_extended_both_ways(
     }
 
 
+# 9.3 keeps a tracking row per processed notification; our PostgreSQL recorder reads
+# one row per application (not the highest), so it processes again and conflicts.
+POSTGRES_ROW_PER_POSITION = pytest.mark.xfail(
+    strict=True, reason="PostgreSQL tracking of a row per position (9.3) is not read yet"
+)
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        pytest.param(v, marks=POSTGRES_ROW_PER_POSITION) if v.startswith("9.3.") else v
+        for v in VERSIONS
+    ],
+)
 def test_a_postgres_database_of_the_reference_is_read_and_extended_both_ways(
-    reference_libraries: dict[str, ReferenceLibrary | str], postgres_env: dict[str, str]
+    reference_libraries: dict[str, ReferenceLibrary | str],
+    version: str,
+    postgres_env: dict[str, str],
 ) -> None:
-    library = reference(reference_libraries, "9.5.6")
+    library = reference(reference_libraries, version)
+    if not library.has_postgres:
+        pytest.skip(f"no PostgreSQL driver could be installed for eventsourcing=={version}")
     env = environment(PERSISTENCE_MODULE="eventsourcing.postgres", **postgres_env)
     write_extend_check(library, env)
 
