@@ -744,14 +744,15 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
     ):
         self.tracking_table_name = tracking_table_name
         self._tracking = quote_identifier(tracking_table_name)
-        super().__init__(datastore, events_table_name)
-
-    def _detect_layout(self, table: str) -> tuple[Columns, bool]:
-        layout = super()._detect_layout(table)
-        columns, _ = super()._detect_layout(self.tracking_table_name)
+        columns = datastore.run(
+            lambda conn: table_columns(conn, tracking_table_name),
+            write=False,
+            what=f"Reading the layout of {tracking_table_name!r}",
+        )
         self._tracking_is_new = not columns
+        # A row per processed position: the position in its key (as 9.3 made them).
         self._row_per_position = columns.get("notification_id", ("", 0))[1] > 0
-        return layout
+        super().__init__(datastore, events_table_name)
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()

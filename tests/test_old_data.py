@@ -74,7 +74,8 @@ def environment(**settings: str) -> dict[str, str]:
 
 
 def by_ours(*args: str, env: dict[str, str], script: Path = SCRIPT) -> dict[str, Any]:
-    result = run_script(sys.executable, script, *args, env=env)
+    # This checkout's package, whatever this interpreter has installed.
+    result = run_script(sys.executable, script, *args, env={**env, "PYTHONPATH": str(OURS.parent)})
     assert Path(result["library"]) == OURS
     return result
 
