@@ -360,30 +360,21 @@ def _text(value: Any) -> str:
     return value
 
 
-def wrong_id_type(originator_id: object, id_type: str) -> DataError:
-    kind = type(originator_id).__name__
-    if id_type == "uuid":
-        return DataError(
-            f"Originator id {originator_id!r} is of type {kind}, not UUID: this store keeps "
-            "UUIDs (set ORIGINATOR_ID_TYPE=text to keep string ids)"
-        )
-    return DataError(
-        f"Originator id {originator_id!r} is of type {kind}, not str (ORIGINATOR_ID_TYPE=text)"
+class OriginatorIDTypeError(PersistenceError, TypeError):
+    """An originator id of a type the store does not keep (see ``ORIGINATOR_ID_TYPE``)."""
+
+
+def wrong_id_type(originator_id: object, id_type: type, store: str) -> OriginatorIDTypeError:
+    setting = "uuid" if id_type is UUID else "text"
+    hint = (
+        " (give the UUID, not its string form)"
+        if id_type is UUID and isinstance(originator_id, str)
+        else ""
     )
-
-
-def _uuid_as_hex(originator_id: Any) -> str:
-    if isinstance(originator_id, UUID):
-        return originator_id.hex
-    raise wrong_id_type(originator_id, "uuid")
-
-
-def _id_as_text(originator_id: Any) -> str:
-    if isinstance(originator_id, str):
-        return originator_id
-    if isinstance(originator_id, UUID):  # kept as the text layout keeps UUIDs
-        return originator_id.hex
-    raise wrong_id_type(originator_id, "text")
+    return OriginatorIDTypeError(
+        f"Originator id {originator_id!r} is a {type(originator_id).__name__}, but {store} "
+        f"keeps {id_type.__name__} ids (ORIGINATOR_ID_TYPE={setting}){hint}"
+    )
 
 
 Columns = dict[str, tuple[str, int]]
@@ -418,12 +409,13 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         self._events = quote_identifier(events_table_name)
         self.originator_id_type = datastore.originator_id_type
         columns, self.text_layout = self._detect_layout(events_table_name)
+        self._id_type: type = str if self.originator_id_type == "text" else UUID
         # Our UUID ids are written as .bytes inline (the usual path); others through this.
         self._id_param: Callable[[Any], Any] | None = None
         if self.originator_id_type == "text":
-            self._id_param = _id_as_text
+            self._id_param = self._text_id
         elif self.text_layout:
-            self._id_param = _uuid_as_hex
+            self._id_param = self._uuid_as_hex
         self._read_id: Callable[[Any], Any] = _text if self.originator_id_type == "text" else _uuid
         in_rowid = self.text_layout and "notification_id" not in columns
         self._position = "rowid" if in_rowid else "notification_id"
@@ -502,6 +494,19 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             self._insert_rows(cursor.connection, stored_events)
         return None
 
+    def _wrong_id(self, originator_id: object) -> OriginatorIDTypeError:
+        return wrong_id_type(originator_id, self._id_type, f"table {self.events_table_name!r}")
+
+    def _text_id(self, originator_id: Any) -> str:
+        if isinstance(originator_id, str):
+            return originator_id
+        raise self._wrong_id(originator_id)
+
+    def _uuid_as_hex(self, originator_id: Any) -> str:
+        if isinstance(originator_id, UUID):
+            return originator_id.hex
+        raise self._wrong_id(originator_id)
+
     def _rows_with_id_param(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
         id_param: Callable[[Any], Any] = self._id_param  # type: ignore[assignment]
         return [
@@ -514,7 +519,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         if self._id_param is not None:
             return self._id_param(originator_id)
         if not isinstance(originator_id, UUID):
-            raise wrong_id_type(originator_id, "uuid")
+            raise self._wrong_id(originator_id)
         return originator_id.bytes
 
     def _insert_rows(self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]) -> int:
@@ -531,7 +536,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
                 ]
             except AttributeError:
                 bad = next(s for s in stored_events if not isinstance(s.originator_id, UUID))
-                raise wrong_id_type(bad.originator_id, "uuid") from None
+                raise self._wrong_id(bad.originator_id) from None
         else:
             rows = self._rows_with_id_param(stored_events)
         if len(rows) == 1:  # the usual save: a failed insert leaves nothing to undo
@@ -594,7 +599,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             try:
                 params: list[Any] = [originator_id.bytes]
             except AttributeError:
-                raise wrong_id_type(originator_id, "uuid") from None
+                raise self._wrong_id(originator_id) from None
         else:
             params = [self._id_param(originator_id)]
         if gt is not None:

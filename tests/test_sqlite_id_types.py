@@ -1,8 +1,9 @@
 """ORIGINATOR_ID_TYPE on SQLite: ``uuid`` (the default) or ``text``; an id of the
-wrong type is refused with an error naming it."""
+wrong type for the store is refused with an error naming it, its type and the table."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
 )
-from eventsourcing.sqlite import Factory, SQLiteDatastore
+from eventsourcing.sqlite import Factory, OriginatorIDTypeError, SQLiteDatastore
 from eventsourcing.utils import Environment
 
 
@@ -73,12 +74,19 @@ def test_a_string_id_conflict_is_named(text_factory: Factory) -> None:
     assert recorder.max_notification_id() == 1
 
 
-def test_a_uuid_under_text_ids_is_kept_as_its_hex(text_factory: Factory) -> None:
-    recorder = text_factory.application_recorder()
+def test_a_uuid_in_a_text_store_is_an_error_naming_it(text_factory: Factory) -> None:
+    recorder = text_factory.process_recorder()
     dog_id = uuid4()
-    recorder.insert_events([stored(dog_id, 1)])
-    assert recorder.select_events(dog_id) == [stored(dog_id, 1)]
-    assert recorder.select_notifications(1, 1)[0].originator_id == dog_id.hex
+    message = (
+        re.escape(f"{dog_id!r} is a UUID, but table 'pages_events' keeps str ids (") + ".*=text"
+    )
+    with pytest.raises(OriginatorIDTypeError, match=message):
+        recorder.insert_events([stored("page-home", 1), stored(dog_id, 1)])
+    with pytest.raises(OriginatorIDTypeError, match=message):
+        recorder.insert_events([stored(dog_id, 1)], tracking=Tracking("Up", 1))
+    with pytest.raises(OriginatorIDTypeError, match=message):
+        recorder.select_events(dog_id)
+    assert recorder.max_notification_id() is None
 
 
 def test_uuid_stays_the_default(uuid_factory: Factory, tmp_path: Path) -> None:
@@ -98,13 +106,18 @@ def test_a_string_id_in_a_uuid_store_is_an_error_naming_it(
 ) -> None:
     recorder = uuid_factory.process_recorder()
     batch = [stored(uuid4(), 1) for _ in range(events - 1)] + [stored("dog-fido", 1)]
-    message = "Originator id 'dog-fido' is of type str, not UUID.*ORIGINATOR_ID_TYPE=text"
-    with pytest.raises(DataError, match=message):
+    message = (
+        r"Originator id 'dog-fido' is a str, but table 'dogs_events' keeps UUID ids "
+        r"\(ORIGINATOR_ID_TYPE=uuid\) \(give the UUID, not its string form\)"
+    )
+    with pytest.raises(OriginatorIDTypeError, match=message):
         recorder.insert_events(batch)
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(OriginatorIDTypeError, match=message):
         recorder.insert_events(batch, tracking=Tracking("Dogs", 1))
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(OriginatorIDTypeError, match=message):
         recorder.select_events("dog-fido")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # (it is one, and a PersistenceError)
+        recorder.select_events(str(uuid4()))  # type: ignore[arg-type]
     assert recorder.max_notification_id() is None
     assert recorder.max_tracking_id("Dogs") is None
 
@@ -113,16 +126,17 @@ def test_an_id_neither_str_nor_uuid_in_a_text_store_is_an_error_naming_it(
     text_factory: Factory,
 ) -> None:
     recorder = text_factory.application_recorder()
-    with pytest.raises(DataError, match=r"Originator id 42 is of type int, not str"):
+    message = r"Originator id 42 is a int, but table 'pages_events' keeps str ids"
+    with pytest.raises(OriginatorIDTypeError, match=message):
         recorder.insert_events([stored(42, 1)])
-    with pytest.raises(DataError, match=r"Originator id 42 is of type int, not str"):
+    with pytest.raises(OriginatorIDTypeError, match=message):
         recorder.select_events(42)  # type: ignore[arg-type]
 
 
 def test_text_that_is_no_uuid_in_a_uuid_store_is_named_by_its_notification(
     text_factory: Factory, tmp_path: Path
 ) -> None:
-    text_factory.application_recorder().insert_events([stored(uuid4(), 1), stored("home", 1)])
+    text_factory.application_recorder().insert_events([stored(str(uuid4()), 1), stored("home", 1)])
     env = {"SQLITE_DBNAME": str(tmp_path / "text.db")}
     as_uuids = Factory(Environment("Pages", env)).application_recorder()
     assert isinstance(as_uuids.select_notifications(1, 1)[0].originator_id, UUID)
