@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from uuid import UUID, SafeUUID
@@ -63,13 +63,17 @@ __all__ = [
     "Factory",
     "SQLiteAggregateRecorder",
     "SQLiteApplicationRecorder",
+    "SQLiteCursor",
     "SQLiteDatastore",
+    "SQLiteFactory",
     "SQLiteProcessRecorder",
 ]
 
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a writer waits for the write lock
 # FULL, not NORMAL, by default: under WAL, NORMAL may lose the last commits on power loss.
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+# How originator ids are kept: UUIDs (the default) or strings.
+ORIGINATOR_ID_TYPES = ("uuid", "text")
 
 T = TypeVar("T")
 
@@ -81,10 +85,19 @@ def is_memory_db_name(db_name: str) -> bool:
 class SQLiteDatastore:
     """Connections to one SQLite database, safe to use from many threads."""
 
-    def __init__(self, db_name: str, lock_timeout: float | None = None, synchronous: str = "FULL"):
+    def __init__(
+        self,
+        db_name: str,
+        lock_timeout: float | None = None,
+        synchronous: str = "FULL",
+        originator_id_type: str = "uuid",
+    ):
         if not db_name:
             raise ValueError("SQLiteDatastore needs a db_name (a path, ':memory:' or a URI)")
         self.synchronous = checked_mode(synchronous, SYNCHRONOUS_MODES, "synchronous")
+        self.originator_id_type = checked_mode(
+            originator_id_type, ORIGINATOR_ID_TYPES, "originator_id_type"
+        )
         self.db_name = db_name
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else float(lock_timeout)
         self.is_memory = is_memory_db_name(db_name)
@@ -201,6 +214,28 @@ class SQLiteDatastore:
                     conn.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        """A transaction, for recorders' subclasses to read and write their own tables.
+
+        ``commit=True`` takes the write lock at once (as every write here does) and
+        commits at the end; ``commit=False`` reads, and is rolled back at the end.
+        An exception rolls back either way.
+        """
+        with self.connection() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE" if commit else "BEGIN")
+                with SQLiteCursor(conn) as cursor:
+                    yield cursor
+                conn.execute("COMMIT" if commit else "ROLLBACK")
+            except BaseException as error:
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(error, sqlite3.Error):
+                    raise translate_error(error, "A transaction") from error
+                raise
+
     def close(self) -> None:
         self._closed = True
         with self._opened_lock:
@@ -211,6 +246,49 @@ class SQLiteDatastore:
             if self._memory_conn is not None:
                 self._memory_conn.close()
                 self._memory_conn = None
+
+
+class SQLiteCursor:
+    """A cursor in one of a datastore's transactions (``SQLiteDatastore.transaction``).
+
+    Rows are ``sqlite3.Row``: read by column name (``row["topic"]``) or position.
+    """
+
+    def __init__(self, connection: sqlite3.Connection):
+        self.connection = connection
+        self._cursor = connection.cursor()
+        self._cursor.row_factory = sqlite3.Row
+
+    def __enter__(self) -> SQLiteCursor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def execute(self, statement: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> None:
+        self._cursor.execute(statement, params)
+
+    def executemany(
+        self, statement: str, seq_of_params: Iterable[Sequence[Any] | Mapping[str, Any]]
+    ) -> None:
+        self._cursor.executemany(statement, seq_of_params)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def close(self) -> None:
+        self._cursor.close()
 
 
 def translate_error(error: sqlite3.Error, what: str) -> PersistenceError:
@@ -241,6 +319,19 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# ---------------------------------------------------------------------------
+# Originator ids, and the two table layouts.
+#
+# Our tables keep a UUID as its 16 bytes and number notifications in an
+# AUTOINCREMENT column. Tables written by the documented 9.x API keep ids as text
+# (a UUID as its 32 hex digits) and number notifications by the rowid; such a
+# database is read and extended in its own layout, so that it stays readable by
+# what wrote it. With ORIGINATOR_ID_TYPE=text, ids are strings in either layout.
+
+TEXT_LAYOUT_EVENTS_TABLE = "stored_events"  # a database in the text layout has this table
+# The text layout's mark that its tracking table holds one row per application.
+SINGLE_ROW_TRACKING_MARK = "__migration__"
+
 _new_uuid = UUID.__new__
 _set_slot = object.__setattr__
 
@@ -248,9 +339,12 @@ _set_slot = object.__setattr__
 def _uuid(value: bytes | str) -> UUID:
     """The UUID stored as ``value``: equal to ``UUID(bytes=value)``, made without
     UUID.__init__'s argument checks, which cost more than the rest of reading a
-    notification (0.8 against 0.3 us)."""
+    notification (0.8 against 0.3 us). Text (the text layout's hex) is parsed."""
     if not isinstance(value, bytes):
-        return UUID(value)
+        try:
+            return UUID(value)
+        except (TypeError, ValueError):
+            raise DataError(f"its originator id {value!r} is not a UUID") from None
     if len(value) != 16:
         raise DataError(f"its originator id is {len(value)} bytes, not 16")
     uuid = _new_uuid(UUID)
@@ -259,19 +353,96 @@ def _uuid(value: bytes | str) -> UUID:
     return uuid
 
 
+def _text(value: Any) -> str:
+    """A string id as it was stored."""
+    if not isinstance(value, str):
+        raise DataError(f"its originator id {value!r} is not text")
+    return value
+
+
+class OriginatorIDTypeError(PersistenceError, TypeError):
+    """An originator id of a type the store does not keep (see ``ORIGINATOR_ID_TYPE``)."""
+
+
+def wrong_id_type(originator_id: object, id_type: type, store: str) -> OriginatorIDTypeError:
+    setting = "uuid" if id_type is UUID else "text"
+    hint = (
+        " (give the UUID, not its string form)"
+        if id_type is UUID and isinstance(originator_id, str)
+        else ""
+    )
+    return OriginatorIDTypeError(
+        f"Originator id {originator_id!r} is a {type(originator_id).__name__}, but {store} "
+        f"keeps {id_type.__name__} ids (ORIGINATOR_ID_TYPE={setting}){hint}"
+    )
+
+
+Columns = dict[str, tuple[str, int]]
+
+
+def table_columns(conn: sqlite3.Connection, table: str) -> Columns:
+    """Each column's declared type and primary-key position (0: none); empty: no table."""
+    rows = conn.execute(f"PRAGMA table_info({quote_identifier(table)})").fetchall()
+    return {str(row[1]): (str(row[2]).upper(), int(row[5])) for row in rows}
+
+
+def keeps_ids_as_text(columns: Columns) -> bool:
+    return columns.get("originator_id", ("", 0))[0] == "TEXT"
+
+
 class SQLiteAggregateRecorder(AggregateRecorder):
     """Stored events keyed by (originator_id, originator_version).
 
-    ``originator_id`` is stored as its 16 bytes.
+    A new table keeps ``originator_id`` as its 16 bytes (or, with
+    ORIGINATOR_ID_TYPE=text, as text), unless the database is in the text layout
+    (see above). An existing table is used in the layout it has.
+
+    A subclass may override ``_insert_events(cursor, stored_events, **kwargs)`` to
+    write rows of its own in the same transaction (``super()._insert_events`` first;
+    the keyword arguments of ``Application.save`` arrive in ``kwargs``), and
+    ``construct_create_table_statements`` to create its tables.
     """
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
         self.datastore = datastore
         self.events_table_name = events_table_name
         self._events = quote_identifier(events_table_name)
+        self.originator_id_type = datastore.originator_id_type
+        columns, self.text_layout = self._detect_layout(events_table_name)
+        self._id_type: type = str if self.originator_id_type == "text" else UUID
+        # Our UUID ids are written as .bytes inline (the usual path); others through this.
+        self._id_param: Callable[[Any], Any] | None = None
+        if self.originator_id_type == "text":
+            self._id_param = self._text_id
+        elif self.text_layout:
+            self._id_param = self._uuid_as_hex
+        self._read_id: Callable[[Any], Any] = _text if self.originator_id_type == "text" else _uuid
+        in_rowid = self.text_layout and "notification_id" not in columns
+        self._position = "rowid" if in_rowid else "notification_id"
+        # A subclass's _insert_events is called in every insert; ours are skipped
+        # (the statements they would run are made directly, a call less per save).
+        self._routes_inserts = type(self)._insert_events not in _OUR_INSERT_EVENTS
         self.create_table_statements = self.construct_create_table_statements()
 
+    def _detect_layout(self, table: str) -> tuple[Columns, bool]:
+        """The columns of ``table``, and whether it is (or, new, will be) in the text layout."""
+
+        def detect(conn: sqlite3.Connection) -> tuple[Columns, bool]:
+            columns = table_columns(conn, table)
+            if columns:
+                return columns, keeps_ids_as_text(columns)
+            # A new table of a database in the text layout takes that layout too.
+            return columns, keeps_ids_as_text(table_columns(conn, TEXT_LAYOUT_EVENTS_TABLE))
+
+        return self.datastore.run(detect, write=False, what=f"Reading the layout of {table!r}")
+
     def construct_create_table_statements(self) -> list[str]:
+        if self.text_layout:
+            return [
+                f"CREATE TABLE IF NOT EXISTS {self._events} ("
+                "originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+                "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID"
+            ]
         return [
             f"CREATE TABLE IF NOT EXISTS {self._events} ("
             "originator_id BLOB NOT NULL, "
@@ -291,24 +462,83 @@ class SQLiteAggregateRecorder(AggregateRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._routes_inserts:
+            return self._insert_through_subclass(stored_events, kwargs)
         if not stored_events:
             return None
         self.datastore.run(
-            lambda conn: self._insert_events(conn, stored_events),
+            lambda conn: self._insert_rows(conn, stored_events),
             write=True,
             what=inserting(self.events_table_name, stored_events),
         )
         return None
 
-    def _insert_events(self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]) -> int:
+    def _insert_through_subclass(
+        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+    ) -> Sequence[int] | None:
+        def insert(conn: sqlite3.Connection) -> Sequence[int] | None:
+            with SQLiteCursor(conn) as cursor:
+                return self._insert_events(cursor, stored_events, **kwargs)
+
+        return self.datastore.run(
+            insert,
+            write=True,
+            what=inserting(self.events_table_name, stored_events, kwargs.get("tracking")),
+        )
+
+    def _insert_events(
+        self, cursor: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events in the cursor's transaction (the hook for subclasses)."""
+        if stored_events:
+            self._insert_rows(cursor.connection, stored_events)
+        return None
+
+    def _wrong_id(self, originator_id: object) -> OriginatorIDTypeError:
+        return wrong_id_type(originator_id, self._id_type, f"table {self.events_table_name!r}")
+
+    def _text_id(self, originator_id: Any) -> str:
+        if isinstance(originator_id, str):
+            return originator_id
+        raise self._wrong_id(originator_id)
+
+    def _uuid_as_hex(self, originator_id: Any) -> str:
+        if isinstance(originator_id, UUID):
+            return originator_id.hex
+        raise self._wrong_id(originator_id)
+
+    def _rows_with_id_param(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+        id_param: Callable[[Any], Any] = self._id_param  # type: ignore[assignment]
+        return [
+            (id_param(s.originator_id), s.originator_version, s.topic, s.state)
+            for s in stored_events
+        ]
+
+    def _id_value(self, originator_id: Any) -> Any:
+        """``originator_id`` as this table keeps it."""
+        if self._id_param is not None:
+            return self._id_param(originator_id)
+        if not isinstance(originator_id, UUID):
+            raise self._wrong_id(originator_id)
+        return originator_id.bytes
+
+    def _insert_rows(self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]) -> int:
         """Insert the events; return the rowid of the last one."""
         statement = (
             f"INSERT INTO {self._events} "
             "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
         )
-        rows = [
-            (s.originator_id.bytes, s.originator_version, s.topic, s.state) for s in stored_events
-        ]
+        if self._id_param is None:  # UUIDs as bytes: the usual case, without a call
+            try:
+                rows = [
+                    (s.originator_id.bytes, s.originator_version, s.topic, s.state)
+                    for s in stored_events
+                ]
+            except AttributeError:
+                bad = next(s for s in stored_events if not isinstance(s.originator_id, UUID))
+                raise self._wrong_id(bad.originator_id) from None
+        else:
+            rows = self._rows_with_id_param(stored_events)
         if len(rows) == 1:  # the usual save: a failed insert leaves nothing to undo
             try:
                 rowid = conn.execute(statement, rows[0]).lastrowid
@@ -331,12 +561,12 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent], error: Exception
     ) -> RecordConflictError:
         """Name the first event of the batch that is a duplicate or already recorded."""
-        seen: set[tuple[UUID, int]] = set()
+        seen: set[tuple[Any, int]] = set()
         for s in stored_events:
             key = (s.originator_id, s.originator_version)
             exists = conn.execute(
                 f"SELECT 1 FROM {self._events} WHERE originator_id = ? AND originator_version = ?",
-                (s.originator_id.bytes, s.originator_version),
+                (self._id_value(s.originator_id), s.originator_version),
             ).fetchone()
             if key in seen or exists:
                 return RecordConflictError(
@@ -365,7 +595,13 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         statement = (
             f"SELECT originator_version, topic, state FROM {self._events} WHERE originator_id = ?"
         )
-        params: list[Any] = [originator_id.bytes]
+        if self._id_param is None:
+            try:
+                params: list[Any] = [originator_id.bytes]
+            except AttributeError:
+                raise self._wrong_id(originator_id) from None
+        else:
+            params = [self._id_param(originator_id)]
         if gt is not None:
             statement += " AND originator_version > ?"
             params.append(gt)
@@ -391,6 +627,12 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
     """Stored events numbered 1, 2, 3, ... in order of recording."""
 
     def construct_create_table_statements(self) -> list[str]:
+        if self.text_layout:  # numbered by the rowid
+            return [
+                f"CREATE TABLE IF NOT EXISTS {self._events} ("
+                "originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+                "PRIMARY KEY (originator_id, originator_version))"
+            ]
         # AUTOINCREMENT: ids of deleted rows are never handed out again.
         return [
             f"CREATE TABLE IF NOT EXISTS {self._events} ("
@@ -405,6 +647,8 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if self._routes_inserts:
+            return self._insert_through_subclass(stored_events, kwargs)
         if not stored_events:
             return []
         return self.datastore.run(
@@ -413,10 +657,18 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
             what=inserting(self.events_table_name, stored_events),
         )
 
+    def _insert_events(
+        self, cursor: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events in the cursor's transaction; return their notification ids."""
+        if not stored_events:
+            return []
+        return self._insert_events_returning_ids(cursor.connection, stored_events)
+
     def _insert_events_returning_ids(
         self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]
     ) -> list[int]:
-        last = self._insert_events(conn, stored_events)
+        last = self._insert_rows(conn, stored_events)
         # We hold the write lock, so the batch took consecutive ids ending at the last one.
         return list(range(last - len(stored_events) + 1, last + 1))
 
@@ -429,30 +681,30 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> list[Notification]:
+        position = self._position
         statement = (
-            "SELECT notification_id, originator_id, originator_version, topic, state "
+            f"SELECT {position}, originator_id, originator_version, topic, state "
             f"FROM {self._events} WHERE 1 = 1"
         )
         params: list[Any] = []
         if start is not None:
-            statement += (
-                " AND notification_id >= ?" if inclusive_of_start else (" AND notification_id > ?")
-            )
+            statement += f" AND {position} {'>=' if inclusive_of_start else '>'} ?"
             params.append(start)
         if stop is not None:
-            statement += " AND notification_id <= ?"
+            statement += f" AND {position} <= ?"
             params.append(stop)
         if topics:
             statement += f" AND topic IN ({', '.join('?' for _ in topics)})"
             params.extend(topics)
-        statement += " ORDER BY notification_id LIMIT ?"
+        statement += f" ORDER BY {position} LIMIT ?"
         params.append(max(limit, 0))
         rows = self._select_rows(
             statement, params, what=f"Selecting notifications from {self.events_table_name!r}"
         )
+        read_id = self._read_id
         try:
             return [
-                new_notification(_uuid(originator_id), version, topic, bytes(state), nid)
+                new_notification(read_id(originator_id), version, topic, bytes(state), nid)
                 for nid, originator_id, version, topic, state in rows
             ]
         except DataError as error:
@@ -460,14 +712,19 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
                 f"Notification {self._bad_row(rows)} in {self.events_table_name!r}: {error}"
             ) from None
 
-    @staticmethod
-    def _bad_row(rows: list[Any]) -> int:
+    def _bad_row(self, rows: list[Any]) -> int:
         """The notification id of the first row whose originator id cannot be read."""
-        return next(row[0] for row in rows if isinstance(row[1], bytes) and len(row[1]) != 16)
+        for row in rows:
+            try:
+                self._read_id(row[1])
+            except DataError:
+                return int(row[0])
+        raise AssertionError("no unreadable originator id")  # pragma: no cover
 
     def max_notification_id(self) -> int | None:
         def select(conn: sqlite3.Connection) -> int | None:
-            (value,) = conn.execute(f"SELECT MAX(notification_id) FROM {self._events}").fetchone()
+            statement = f"SELECT MAX({self._position}) FROM {self._events}"
+            (value,) = conn.execute(statement).fetchone()
             return value
 
         return self.datastore.run(
@@ -478,7 +735,11 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
 
 
 class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
-    """Also records, per upstream application, the position processed in its log."""
+    """Also records, per upstream application, the position processed in its log.
+
+    In the text layout a tracking table may hold a row per processed position
+    (then one is added per advance) or a row per application (then it is updated).
+    """
 
     def __init__(
         self,
@@ -488,15 +749,36 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
     ):
         self.tracking_table_name = tracking_table_name
         self._tracking = quote_identifier(tracking_table_name)
+        columns = datastore.run(
+            lambda conn: table_columns(conn, tracking_table_name),
+            write=False,
+            what=f"Reading the layout of {tracking_table_name!r}",
+        )
+        self._tracking_is_new = not columns
+        # A row per processed position: the position in its key (as 9.3 made them).
+        self._row_per_position = columns.get("notification_id", ("", 0))[1] > 0
         super().__init__(datastore, events_table_name)
 
     def construct_create_table_statements(self) -> list[str]:
-        return [
-            *super().construct_create_table_statements(),
+        statements = super().construct_create_table_statements()
+        if not self.text_layout:
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {self._tracking} ("
+                "application_name TEXT PRIMARY KEY, "
+                "notification_id INTEGER NOT NULL)"
+            )
+            return statements
+        statements.append(
             f"CREATE TABLE IF NOT EXISTS {self._tracking} ("
-            "application_name TEXT PRIMARY KEY, "
-            "notification_id INTEGER NOT NULL)",
-        ]
+            "application_name TEXT, notification_id INTEGER, "
+            "PRIMARY KEY (application_name)) WITHOUT ROWID"
+        )
+        if self._tracking_is_new:  # marked as a row per application, as it is
+            statements.append(
+                f"INSERT OR IGNORE INTO {self._tracking} (application_name, notification_id) "
+                f"VALUES ('{SINGLE_ROW_TRACKING_MARK}', 1)"
+            )
+        return statements
 
     def insert_events(
         self,
@@ -505,6 +787,8 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
         tracking: Tracking | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
+        if self._routes_inserts:
+            return self._insert_through_subclass(stored_events, dict(kwargs, tracking=tracking))
         if tracking is None:
             return super().insert_events(stored_events, **kwargs)
 
@@ -521,10 +805,20 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
             what=inserting(self.events_table_name, stored_events, tracking),
         )
 
+    def _insert_events(
+        self, cursor: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events, and the ``tracking`` keyword argument if given."""
+        ids = super()._insert_events(cursor, stored_events, **kwargs)
+        tracking: Tracking | None = kwargs.get("tracking")
+        if tracking is not None:
+            self._advance_tracking(cursor.connection, tracking)
+        return ids
+
     def _advance_tracking(self, conn: sqlite3.Connection, tracking: Tracking) -> None:
         # Safe to read then write: BEGIN IMMEDIATE holds the write lock.
         previous = tracking.previous_notification_id
-        if previous and tracking.notification_id > previous:
+        if previous and tracking.notification_id > previous and not self._row_per_position:
             # The usual case, in one statement: move on from where the batch began.
             moved = conn.execute(
                 f"UPDATE {self._tracking} SET notification_id = ? "
@@ -538,19 +832,25 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
         )
         if conflict is not None:
             raise TrackingConflictError(conflict)
-        conn.execute(
-            f"INSERT INTO {self._tracking} (application_name, notification_id) VALUES (?, ?) "
-            "ON CONFLICT (application_name) "
-            "DO UPDATE SET notification_id = excluded.notification_id",
-            (tracking.application_name, tracking.notification_id),
-        )
+        if self._row_per_position:
+            statement = (
+                f"INSERT INTO {self._tracking} (application_name, notification_id) VALUES (?, ?)"
+            )
+        else:
+            statement = (
+                f"INSERT INTO {self._tracking} (application_name, notification_id) VALUES (?, ?) "
+                "ON CONFLICT (application_name) "
+                "DO UPDATE SET notification_id = excluded.notification_id"
+            )
+        conn.execute(statement, (tracking.application_name, tracking.notification_id))
 
     def _select_position(self, conn: sqlite3.Connection, application_name: str) -> int | None:
+        # MAX: a text-layout table may hold a row per processed position.
         row = conn.execute(
-            f"SELECT notification_id FROM {self._tracking} WHERE application_name = ?",
+            f"SELECT MAX(notification_id) FROM {self._tracking} WHERE application_name = ?",
             (application_name,),
         ).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None or row[0] is None else int(row[0])
 
     def max_tracking_id(self, application_name: str) -> int | None:
         return self.datastore.run(
@@ -562,12 +862,26 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
 
     def tracking_positions(self) -> dict[str, int]:
         def select(conn: sqlite3.Connection) -> dict[str, int]:
-            rows = conn.execute(f"SELECT application_name, notification_id FROM {self._tracking}")
-            return {str(name): int(position) for name, position in rows}
+            rows = conn.execute(
+                f"SELECT application_name, MAX(notification_id) FROM {self._tracking} "
+                "GROUP BY application_name"
+            )
+            positions = {str(name): int(position) for name, position in rows}
+            if self.text_layout:
+                positions.pop(SINGLE_ROW_TRACKING_MARK, None)
+            return positions
 
         return self.datastore.run(
             select, write=False, what=f"Selecting positions from {self.tracking_table_name!r}"
         )
+
+
+# Our own inserts, which insert_events makes without calling them (see __init__).
+_OUR_INSERT_EVENTS = {
+    SQLiteAggregateRecorder._insert_events,
+    SQLiteApplicationRecorder._insert_events,
+    SQLiteProcessRecorder._insert_events,
+}
 
 
 # ---------------------------------------------------------------------------
@@ -576,15 +890,26 @@ class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
 SQLITE_DBNAME = "SQLITE_DBNAME"
 SQLITE_LOCK_TIMEOUT = "SQLITE_LOCK_TIMEOUT"
 SQLITE_SYNCHRONOUS = "SQLITE_SYNCHRONOUS"
+ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
+
+# The tables of an application whose database is in the text layout.
+TEXT_LAYOUT_TABLE_NAMES = {
+    "events": TEXT_LAYOUT_EVENTS_TABLE,
+    "snapshots": "stored_snapshots",
+    "tracking": "tracking",
+}
 
 
-class Factory(DatabaseFactory):
-    """Builds SQLite recorders from ``SQLITE_DBNAME``, ``SQLITE_LOCK_TIMEOUT`` and
-    ``SQLITE_SYNCHRONOUS`` (``FULL``, the default, or ``NORMAL``: see the module docstring).
+class SQLiteFactory(DatabaseFactory):
+    """Builds SQLite recorders from ``SQLITE_DBNAME``, ``SQLITE_LOCK_TIMEOUT``,
+    ``SQLITE_SYNCHRONOUS`` (``FULL``, the default, or ``NORMAL``: see the module
+    docstring) and ``ORIGINATOR_ID_TYPE`` (``uuid``, the default, or ``text``).
 
     Tables are ``<name>_events``, ``<name>_snapshots`` and ``<name>_tracking``
     (lower-cased application name), or ``stored_events``, ``snapshots`` and
-    ``notification_tracking`` when the environment has no application name.
+    ``notification_tracking`` when the environment has no application name. In a
+    database in the text layout (see above) that has no such events table, they
+    are that layout's ``stored_events``, ``stored_snapshots`` and ``tracking``.
     """
 
     aggregate_recorder_class = SQLiteAggregateRecorder
@@ -601,4 +926,39 @@ class Factory(DatabaseFactory):
             )
         timeout = self.setting_float(SQLITE_LOCK_TIMEOUT, None)
         synchronous = self.setting_choice(SQLITE_SYNCHRONOUS, SYNCHRONOUS_MODES)
-        self.datastore = SQLiteDatastore(db_name, lock_timeout=timeout, synchronous=synchronous)
+        id_type = self.setting_choice(ORIGINATOR_ID_TYPE, ORIGINATOR_ID_TYPES)
+        self.datastore = SQLiteDatastore(
+            db_name, lock_timeout=timeout, synchronous=synchronous, originator_id_type=id_type
+        )
+        self._table_names_checked = False
+
+    def _check_table_names(self) -> None:
+        """Take the text layout's table names if the database has those and not ours."""
+        if self._table_names_checked:
+            return
+        ours = self.table_names["events"]
+
+        def in_text_layout(conn: sqlite3.Connection) -> bool:
+            columns = table_columns(conn, ours)
+            if columns and ours != TEXT_LAYOUT_EVENTS_TABLE:
+                return False
+            return keeps_ids_as_text(table_columns(conn, TEXT_LAYOUT_EVENTS_TABLE))
+
+        if self.datastore.run(in_text_layout, write=False, what="Reading the table layout"):
+            self.table_names = dict(TEXT_LAYOUT_TABLE_NAMES)
+        self._table_names_checked = True
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        self._check_table_names()
+        return super().aggregate_recorder(purpose)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        self._check_table_names()
+        return super().application_recorder()
+
+    def process_recorder(self) -> ProcessRecorder:
+        self._check_table_names()
+        return super().process_recorder()
+
+
+Factory = SQLiteFactory
