@@ -42,6 +42,7 @@ from eventsourcing.persistence import (
     Notification,
     NotSupportedError,
     OperationalError,
+    OriginatorIDTypeError,
     PersistenceError,
     ProcessRecorder,
     ProgrammingError,
@@ -56,6 +57,7 @@ from eventsourcing.persistence import (
     new_notification,
     new_stored_event,
     tracking_conflict,
+    wrong_id_type,
 )
 from eventsourcing.utils import Environment
 
@@ -358,23 +360,6 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise DataError(f"its originator id {value!r} is not text")
     return value
-
-
-class OriginatorIDTypeError(PersistenceError, TypeError):
-    """An originator id of a type the store does not keep (see ``ORIGINATOR_ID_TYPE``)."""
-
-
-def wrong_id_type(originator_id: object, id_type: type, store: str) -> OriginatorIDTypeError:
-    setting = "uuid" if id_type is UUID else "text"
-    hint = (
-        " (give the UUID, not its string form)"
-        if id_type is UUID and isinstance(originator_id, str)
-        else ""
-    )
-    return OriginatorIDTypeError(
-        f"Originator id {originator_id!r} is a {type(originator_id).__name__}, but {store} "
-        f"keeps {id_type.__name__} ids (ORIGINATOR_ID_TYPE={setting}){hint}"
-    )
 
 
 Columns = dict[str, tuple[str, int]]

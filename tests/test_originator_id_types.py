@@ -4,6 +4,7 @@ by default; an id of the wrong type for a store is a clear error, never a silent
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -40,10 +41,16 @@ def stored(originator_id: Any, version: int = 1) -> StoredEvent:
     return StoredEvent(originator_id, version, "module:Topic", b"{}")
 
 
-@pytest.fixture(params=["popo", "postgres"])
-def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+@pytest.fixture(params=["popo", "sqlite", "postgres"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     if request.param == "popo":
         yield {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        return
+    if request.param == "sqlite":
+        yield {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(tmp_path / "ids.db"),
+        }
         return
     reason = postgres_unreachable_reason()
     if reason is not None:
