@@ -420,6 +420,17 @@ class ProcessingEvent:
                 self.aggregates[obj.id] = obj
         self.saved_kwargs.update(kwargs)
 
+    def save(self, *objs: Any, **kwargs: Any) -> None:
+        """Deprecated (as in the documented 9.x API): use ``collect_events()``."""
+        import warnings
+
+        warnings.warn(
+            "ProcessingEvent.save() is deprecated: use collect_events()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.collect_events(*objs, **kwargs)
+
 
 # ---------------------------------------------------------------------------
 # The application.
