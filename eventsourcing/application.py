@@ -343,7 +343,13 @@ class NotificationLog:
         raise NotImplementedError
 
     def select(
-        self, start: int | None, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
     ) -> list[Notification]:
         raise NotImplementedError
 
