@@ -11,12 +11,14 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.system import (
+    MultiProcessRunner,
     MultiThreadedRunner,
     NotificationConvertingError,
     ProcessApplication,
     ProcessingEvent,
     SingleThreadedRunner,
     System,
+    WorkerRunner,
 )
 from eventsourcing.utils import get_topic
 
@@ -193,3 +195,31 @@ def test_overridden_pulling_steps_are_used_by_pull_and_process() -> None:
     follower.pull_and_process(kennel.name)
     assert follower.seen == ["converted 2", "Registered", "Registered"]
     assert follower.recorder.max_tracking_id("Kennel") == 4
+
+
+class Registrations(Listener):
+    topics = [get_topic(Pet.Registered)]
+
+
+def test_runners_of_other_processes_see_a_topic_follower_is_done(tmp_path) -> None:
+    # Its position stays at the last Registered: the Barked after it are not lag.
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "db")}
+    system = System(pipes=[[Kennel, Registrations]])
+    kennel = Kennel(env=env)
+    for i in range(3):
+        kennel.register_and_bark(f"pet{i}", barks=2)
+
+    worker = WorkerRunner(system, apps=["Registrations"], env=env, poll_interval=0.05)
+    with worker:
+        worker.wait(timeout=10)
+        assert worker.get(Registrations).seen == ["Registered"] * 3
+        assert worker.lag() == {("Registrations", "Kennel"): 0}
+
+    processes = MultiProcessRunner(system, env=env)  # its apps only, no worker started
+    processes._construct_apps()
+    try:
+        assert processes._all_caught_up()
+        kennel.register_and_bark("late", barks=0)
+        assert not processes._all_caught_up()
+    finally:
+        processes._close_apps()
