@@ -103,6 +103,11 @@ class NotificationLogReader:
     """Reads a notification log in order, section by section."""
 
     def __init__(self, notification_log: NotificationLog, section_size: int = 10):
+        if isinstance(section_size, bool) or not isinstance(section_size, int) or section_size < 1:
+            raise ValueError(
+                f"A notification log reader's section_size must be a positive integer, "
+                f"not {section_size!r}"
+            )
         self.notification_log = notification_log
         self.section_size = section_size
 

@@ -14,6 +14,7 @@ from eventsourcing.system import (
     MultiProcessRunner,
     MultiThreadedRunner,
     NotificationConvertingError,
+    NotificationLogReader,
     ProcessApplication,
     ProcessingEvent,
     SingleThreadedRunner,
@@ -223,3 +224,16 @@ def test_runners_of_other_processes_see_a_topic_follower_is_done(tmp_path) -> No
         assert not processes._all_caught_up()
     finally:
         processes._close_apps()
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, "10"])
+def test_a_reader_refuses_a_section_size_that_is_not_a_positive_integer(size: Any) -> None:
+    with pytest.raises(ValueError, match=f"section_size must be a positive integer, not {size!r}"):
+        NotificationLogReader(Kennel().notification_log, section_size=size)
+
+    class Misconfigured(Listener):
+        pull_section_size = size
+
+    kennel = Kennel()
+    with pytest.raises(ValueError, match="section_size must be a positive integer"):
+        Misconfigured().follow(kennel.name, kennel.notification_log)
