@@ -45,14 +45,20 @@ from eventsourcing.application import (
     Repository,
 )
 from eventsourcing.persistence import (
+    CIPHER_KEY,
+    CIPHER_TOPIC,
+    COMPRESSOR_TOPIC,
+    MAPPER_TOPIC,
     IntegrityError,
+    Mapper,
     Notification,
     ProcessRecorder,
     Recording,
     Tracking,
     new_tracking,
 )
-from eventsourcing.utils import EventSourcingError, get_topic
+from eventsourcing.popo import POPOFactory
+from eventsourcing.utils import Environment, EventSourcingError, get_topic
 
 logger = logging.getLogger("eventsourcing")
 
@@ -328,6 +334,10 @@ class Partition:
         return f"{self.index}/{self.count}"
 
 
+# The settings that decide how stored events are decoded.
+_MAPPER_SETTINGS = (MAPPER_TOPIC, CIPHER_TOPIC, CIPHER_KEY, COMPRESSOR_TOPIC)
+
+
 class Follower(Application):
     """An application that processes the events of the applications it follows."""
 
@@ -362,6 +372,7 @@ class Follower(Application):
         self.topics = self._checked_topics()
         self.batch_delay = self._batch_delay()
         self.readers: dict[str, NotificationLogReader] = {}
+        self.mappers: dict[str, Mapper] = {}
         self._positions: dict[str, int] = {}
         self._upstream_listener: Callable[[str], None] | None = None
         self._processing_lock = threading.Lock()
@@ -428,6 +439,16 @@ class Follower(Application):
     def follow(self, name: str, log: NotificationLog) -> None:
         """Follow the notification log of the application called ``name``."""
         self.readers[name] = NotificationLogReader(log, section_size=self.pull_section_size)
+        self.mappers[name] = self._leader_mapper(name)
+
+    def _leader_mapper(self, leader_name: str) -> Mapper:
+        """The mapper that decodes the stored events of ``leader_name``: this follower's,
+        unless the settings differ for that application (``DOGSCHOOL_CIPHER_KEY``...)."""
+        leader_env = Environment(leader_name, self.env)
+        if all(leader_env.get(key) == self.env.get(key) for key in _MAPPER_SETTINGS):
+            return self.mapper
+        # A factory only to read the settings: the in-memory one opens nothing.
+        return POPOFactory(leader_env).mapper(self.mapper.transcoder, type(self.mapper))
 
     def pull_notifications(
         self,
@@ -457,10 +478,11 @@ class Follower(Application):
     ) -> list[tuple[Any, Tracking]]:
         """Each notification of ``leader_name`` as its domain event, with the tracking
         record of its position."""
+        mapper = self.mappers.get(leader_name, self.mapper)
         jobs = []
         for notification in notifications:
             try:
-                domain_event = self.mapper.to_domain_event(notification)
+                domain_event = mapper.to_domain_event(notification)
             except Exception as error:
                 raise self._converting_error(leader_name, notification, error) from error
             jobs.append((domain_event, Tracking(self.tracking_name(leader_name), notification.id)))
@@ -647,7 +669,9 @@ class Follower(Application):
             return
         try:
             if domain_event is None:
-                domain_event = self.mapper.to_domain_event(notification)
+                domain_event = self.mappers.get(leader_name, self.mapper).to_domain_event(
+                    notification
+                )
         except Exception as error:
             failure: Exception = self._converting_error(leader_name, notification, error)
             raise _BatchItemError(index, failure) from error

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from eventsourcing.application import Application
+from eventsourcing.cipher import AESCipher
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.system import (
@@ -237,3 +238,24 @@ def test_a_reader_refuses_a_section_size_that_is_not_a_positive_integer(size: An
     kennel = Kennel()
     with pytest.raises(ValueError, match="section_size must be a positive integer"):
         Misconfigured().follow(kennel.name, kennel.notification_log)
+
+
+def test_a_leaders_events_are_decoded_with_the_settings_for_that_application() -> None:
+    # Only the kennel's events are encrypted (KENNEL_CIPHER_KEY): the listener's own
+    # are not, and it reads the kennel's with the kennel's key.
+    env = {"KENNEL_CIPHER_KEY": AESCipher.create_key(16), "COMPRESSOR_TOPIC": "zlib"}
+    kennel = Kennel(env=env)
+    kennel.register_and_bark("Fido")
+    listener = AllListener(env=env)
+    assert listener.mapper.cipher is None
+    listener.follow(kennel.name, kennel.notification_log)
+    assert listener.mappers["Kennel"].cipher is not None
+    listener.pull_and_process(kennel.name)
+    assert listener.seen == ["Registered", "Barked"]
+    jobs = listener.convert_notifications(kennel.name, kennel.notification_log.select(1, 10))
+    assert [type(domain_event).__name__ for domain_event, _ in jobs] == ["Registered", "Barked"]
+
+    plain = Kennel()  # the same settings for both: the follower's own mapper serves
+    follower = AllListener()
+    follower.follow(plain.name, plain.notification_log)
+    assert follower.mappers["Kennel"] is follower.mapper
