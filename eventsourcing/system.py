@@ -639,11 +639,12 @@ class Follower(Application):
         processing_event = ProcessingEvent(tracking)
         repository: _FollowerRepository = self.repository  # type: ignore[assignment]
         repository.begin_batch(processing_event.aggregates)
+        mapper = self.mappers.get(leader_name, self.mapper)
         try:
             for index, notification in enumerate(notifications):
                 domain_event = domain_events[index] if domain_events is not None else None
                 self._process_notification(
-                    leader_name, index, notification, domain_event, processing_event
+                    leader_name, index, notification, domain_event, processing_event, mapper
                 )
             # Recordings only for followers of this one (a leader too): they cost
             # a notification per event.
@@ -664,14 +665,13 @@ class Follower(Application):
         notification: Notification,
         domain_event: Any,
         processing_event: ProcessingEvent,
+        mapper: Mapper,
     ) -> None:
         if self.partition is not None and not self.partition.owns(notification.originator_id):
             return
         try:
             if domain_event is None:
-                domain_event = self.mappers.get(leader_name, self.mapper).to_domain_event(
-                    notification
-                )
+                domain_event = mapper.to_domain_event(notification)
         except Exception as error:
             failure: Exception = self._converting_error(leader_name, notification, error)
             raise _BatchItemError(index, failure) from error
