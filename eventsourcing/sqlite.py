@@ -595,6 +595,7 @@ class Factory(DatabaseFactory):
     SQLITE_DBNAME = SQLITE_DBNAME
     SQLITE_LOCK_TIMEOUT = SQLITE_LOCK_TIMEOUT
     SQLITE_SYNCHRONOUS = SQLITE_SYNCHRONOUS
+    ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
 
     def __init__(self, env: Environment | None = None):
         super().__init__(env)

@@ -80,6 +80,7 @@ FACTORY_SETTINGS = {
         "SQLITE_DBNAME",
         "SQLITE_LOCK_TIMEOUT",
         "SQLITE_SYNCHRONOUS",
+        "ORIGINATOR_ID_TYPE",
         "CREATE_TABLE",
     ],
     eventsourcing.postgres.PostgresFactory: [
