@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
@@ -506,7 +507,13 @@ class NotificationLog:
         raise NotImplementedError
 
     def select(
-        self, start: int | None, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
     ) -> list[Notification]:
         raise NotImplementedError
 
@@ -605,7 +612,12 @@ class ProcessingEvent(Generic[TAggregateID]):
         self.aggregates[obj.id] = obj
 
     def save(self, *objs: Any, **kwargs: Any) -> None:
-        """The earlier name of ``collect_events``."""
+        """Deprecated (as in the documented 9.x API): use ``collect_events()``."""
+        warnings.warn(
+            "ProcessingEvent.save() is deprecated: use collect_events()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         self.collect_events(*objs, **kwargs)
 
 

@@ -12,9 +12,9 @@ from binascii import Error as Base64Error
 from collections.abc import Mapping
 from typing import Any
 
-from eventsourcing.persistence import MapperDeserialisationError
+from eventsourcing.persistence import Cipher, MapperDeserialisationError
 
-__all__ = ["AESCipher", "DecryptionError"]
+__all__ = ["AESCipher", "Cipher", "DecryptionError"]
 
 NONCE_SIZE = 12  # the size AES-GCM is designed for
 KEY_SIZES = (16, 24, 32)

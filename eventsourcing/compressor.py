@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["ZlibCompressor"]
+from eventsourcing.persistence import Compressor
+
+__all__ = ["Compressor", "ZlibCompressor"]
 
 
 class ZlibCompressor:

@@ -835,6 +835,15 @@ class InfrastructureFactory(ABC):
     # it). Nothing to gain where a commit costs next to nothing, as in memory.
     follower_batch_delay = 0.0
 
+    # The names of the settings read here (the documented 9.x class attributes).
+    PERSISTENCE_MODULE = PERSISTENCE_MODULE
+    TRANSCODER_TOPIC = TRANSCODER_TOPIC
+    MAPPER_TOPIC = MAPPER_TOPIC
+    CIPHER_TOPIC = CIPHER_TOPIC
+    CIPHER_KEY = CIPHER_KEY
+    COMPRESSOR_TOPIC = COMPRESSOR_TOPIC
+    IS_SNAPSHOTTING_ENABLED = IS_SNAPSHOTTING_ENABLED
+
     def __init__(self, env: Environment | None = None):
         self.env = env if env is not None else Environment()
 
@@ -995,6 +1004,8 @@ class DatabaseFactory(InfrastructureFactory):
     # about once per 5-8 events instead of once per event, and a threaded system on
     # SQLite 40-60% (PostgreSQL ~20%) faster. A follower woken now and then is not delayed.
     follower_batch_delay = 0.002
+
+    CREATE_TABLE = CREATE_TABLE
 
     def __init__(self, env: Environment | None = None):
         super().__init__(env)

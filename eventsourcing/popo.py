@@ -398,6 +398,8 @@ class POPOFactory(InfrastructureFactory):
     of the other type; unset, they keep either.
     """
 
+    ORIGINATOR_ID_TYPE = ORIGINATOR_ID_TYPE
+
     def _id_type(self) -> type | None:
         value = self.env.get(ORIGINATOR_ID_TYPE)
         return originator_id_type(value) if value else None

@@ -901,6 +901,12 @@ class SQLiteFactory(DatabaseFactory):
     application_recorder_class = SQLiteApplicationRecorder
     process_recorder_class = SQLiteProcessRecorder
 
+    # The names of the settings read here (the documented 9.x class attributes).
+    SQLITE_DBNAME = SQLITE_DBNAME
+    SQLITE_LOCK_TIMEOUT = SQLITE_LOCK_TIMEOUT
+    SQLITE_SYNCHRONOUS = SQLITE_SYNCHRONOUS
+    ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
+
     def __init__(self, env: Environment | None = None):
         super().__init__(env)
         db_name = self.env.get(SQLITE_DBNAME)

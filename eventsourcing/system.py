@@ -46,14 +46,20 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
+    CIPHER_KEY,
+    CIPHER_TOPIC,
+    COMPRESSOR_TOPIC,
+    MAPPER_TOPIC,
     IntegrityError,
+    Mapper,
     Notification,
     ProcessRecorder,
     Recording,
     Tracking,
     new_tracking,
 )
-from eventsourcing.utils import EventSourcingError, get_topic
+from eventsourcing.popo import POPOFactory
+from eventsourcing.utils import Environment, EventSourcingError, get_topic
 
 logger = logging.getLogger("eventsourcing")
 
@@ -106,6 +112,11 @@ class NotificationLogReader:
     """Reads a notification log in order, section by section."""
 
     def __init__(self, notification_log: NotificationLog, section_size: int = 10):
+        if isinstance(section_size, bool) or not isinstance(section_size, int) or section_size < 1:
+            raise ValueError(
+                f"A notification log reader's section_size must be a positive integer, "
+                f"not {section_size!r}"
+            )
         self.notification_log = notification_log
         self.section_size = section_size
 
@@ -118,15 +129,26 @@ class NotificationLogReader:
             section_id = section.next_id
 
     def select(
-        self, *, start: int = 1, stop: int | None = None, topics: Sequence[str] = ()
-    ) -> Iterator[Notification]:
-        """Yield notifications from ``start`` (up to ``stop``) whose topic is in ``topics``."""
+        self,
+        *,
+        start: int | None = None,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        inclusive_of_start: bool = True,
+    ) -> Iterator[list[Notification]]:
+        """Yield lists of up to ``section_size`` notifications, in order, from ``start``
+        (or after it, unless ``inclusive_of_start``; from the first if None) up to
+        ``stop``, of the given ``topics`` only (all if none are given)."""
+        inclusive = inclusive_of_start
         while True:
-            batch = self.notification_log.select(start, self.section_size, stop=stop, topics=topics)
-            yield from batch
+            batch = self.notification_log.select(
+                start, self.section_size, stop=stop, topics=topics, inclusive_of_start=inclusive
+            )
+            if batch:
+                yield batch
             if len(batch) < self.section_size:
-                return
-            start = batch[-1].id + 1
+                return  # the end of the log (or of the range) when it was read
+            start, inclusive = batch[-1].id, False
 
 
 # ---------------------------------------------------------------------------
@@ -268,10 +290,16 @@ class _Handover:
                 del held[next(iter(held))]  # the oldest: the log still has it
 
     def take(
-        self, leader_name: str, first: int, limit: int, stop: int | None
+        self,
+        leader_name: str,
+        first: int,
+        limit: int,
+        stop: int | None,
+        topics: Sequence[str] = (),
     ) -> tuple[list[Notification], list[Any]]:
         """The notifications and domain events of up to ``limit`` recordings with ids
-        ``first``, ``first + 1``, ... (to ``stop``)."""
+        ``first``, ``first + 1``, ... (to ``stop``); of ``topics`` only, if given (the
+        others are passed over)."""
         notifications: list[Notification] = []
         domain_events: list[Any] = []
         with self._lock:
@@ -280,11 +308,14 @@ class _Handover:
                 return notifications, domain_events
             while held and next(iter(held)) < first:
                 del held[next(iter(held))]  # processed already (read from the log)
-            last = first + limit - 1 if stop is None else min(stop, first + limit - 1)
-            for notification_id in range(first, last + 1):
+            notification_id = first
+            while len(notifications) < limit and (stop is None or notification_id <= stop):
                 recording = held.pop(notification_id, None)
                 if recording is None:
                     break
+                notification_id += 1
+                if topics and recording.notification.topic not in topics:
+                    continue
                 notifications.append(recording.notification)
                 domain_events.append(recording.domain_event)
             return notifications, domain_events
@@ -325,6 +356,10 @@ class Partition:
         return f"{self.index}/{self.count}"
 
 
+# The settings that decide how stored events are decoded.
+_MAPPER_SETTINGS = (MAPPER_TOPIC, CIPHER_TOPIC, CIPHER_KEY, COMPRESSOR_TOPIC)
+
+
 class Follower(Application):
     """An application that processes the events of the applications it follows."""
 
@@ -341,19 +376,47 @@ class Follower(Application):
     # events arrived during the last one (group commit). None: the store's default
     # (2 ms on SQLite and PostgreSQL, 0 in memory). FOLLOWER_BATCH_DELAY overrides both.
     batch_delay: float | None = None
+    # The topics of the upstream events to process (all if empty): the others are
+    # not even read, since the log is queried for these topics only.
+    topics: Sequence[str] = ()
+    # The size of the batches that ``pull_notifications`` yields.
+    pull_section_size = 10
 
     FOLLOWER_BATCH_DELAY = "FOLLOWER_BATCH_DELAY"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "follow_topics" in cls.__dict__:  # the older name of ``topics``
+            cls.topics = cls.__dict__["follow_topics"]
+
     def __init__(self, env: Mapping[str, str] | None = None):
         super().__init__(env)
+        self.topics = self._checked_topics()
         self.batch_delay = self._batch_delay()
         self.readers: dict[str, NotificationLogReader] = {}
+        self.mappers: dict[str, Mapper] = {}
         self._positions: dict[str, int] = {}
         self._upstream_listener: Callable[[str], None] | None = None
         self._processing_lock = threading.Lock()
         self._handover = _Handover(self.handover_maxsize)
         self.partition: Partition | None = None
         self._policy = self.policy  # bound once (binding a dispatching policy costs calls)
+        # Overridden pulling steps are used as they are, without the quick paths.
+        cls = type(self)
+        self._custom_pulling = any(
+            getattr(cls, name) is not getattr(Follower, name)
+            for name in ("pull_notifications", "filter_received_notifications")
+        )
+        self._custom_converting = cls.convert_notifications is not Follower.convert_notifications
+
+    def _checked_topics(self) -> tuple[str, ...]:
+        topics = self.topics
+        if isinstance(topics, str) or not all(isinstance(topic, str) for topic in topics):
+            raise TypeError(
+                f"{type(self).__qualname__}.topics must be a list of topic strings "
+                f"(get_topic(EventClass)), not {topics!r}"
+            )
+        return tuple(topics)
 
     def _batch_delay(self) -> float:
         """Seconds to wait before the next batch when events arrived during the last one.
@@ -397,7 +460,73 @@ class Follower(Application):
 
     def follow(self, name: str, log: NotificationLog) -> None:
         """Follow the notification log of the application called ``name``."""
-        self.readers[name] = NotificationLogReader(log)
+        self.readers[name] = NotificationLogReader(log, section_size=self.pull_section_size)
+        self.mappers[name] = self._leader_mapper(name)
+
+    def _leader_mapper(self, leader_name: str) -> Mapper:
+        """The mapper that decodes the stored events of ``leader_name``: this follower's,
+        unless the settings differ for that application (``DOGSCHOOL_CIPHER_KEY``...)."""
+        leader_env = Environment(leader_name, self.env)
+        if all(leader_env.get(key) == self.env.get(key) for key in _MAPPER_SETTINGS):
+            return self.mapper
+        # A factory only to read the settings: the in-memory one opens nothing.
+        return POPOFactory(leader_env).mapper(self.mapper.transcoder, type(self.mapper))
+
+    def pull_notifications(
+        self,
+        leader_name: str,
+        start: int | None,
+        stop: int | None = None,
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Iterator[list[Notification]]:
+        """Yield lists of the notifications of ``leader_name`` from ``start`` (after it,
+        unless ``inclusive_of_start``) up to ``stop``, of this follower's ``topics``."""
+        return self._reader(leader_name).select(
+            start=start, stop=stop, topics=self.topics, inclusive_of_start=inclusive_of_start
+        )
+
+    def filter_received_notifications(
+        self, notifications: Sequence[Notification]
+    ) -> Sequence[Notification]:
+        """The notifications of this follower's ``topics`` (all, if it has none)."""
+        topics = self.topics
+        if not topics:
+            return notifications
+        return [notification for notification in notifications if notification.topic in topics]
+
+    def convert_notifications(
+        self, leader_name: str, notifications: Iterable[Notification]
+    ) -> list[tuple[Any, Tracking]]:
+        """Each notification of ``leader_name`` as its domain event, with the tracking
+        record of its position."""
+        mapper = self.mappers.get(leader_name, self.mapper)
+        jobs = []
+        for notification in notifications:
+            try:
+                domain_event = mapper.to_domain_event(notification)
+            except Exception as error:
+                raise self._converting_error(leader_name, notification, error) from error
+            jobs.append((domain_event, Tracking(self.tracking_name(leader_name), notification.id)))
+        return jobs
+
+    def _reader(self, leader_name: str) -> NotificationLogReader:
+        try:
+            return self.readers[leader_name]
+        except KeyError:
+            raise NotificationPullingError(
+                f"{self.name} does not follow {leader_name!r} (follows: {sorted(self.readers)})"
+            ) from None
+
+    def _converting_error(
+        self, leader_name: str, notification: Notification, error: Exception
+    ) -> NotificationConvertingError:
+        failure = NotificationConvertingError(
+            f"{self.name} could not convert notification {notification.id} of "
+            f"{leader_name} (topic {notification.topic!r}): {error}"
+        )
+        failure.__cause__ = error
+        return failure
 
     def receive_recording_event(self, recording_event: RecordingEvent) -> None:
         """Called by a leader after it recorded; runners use it to schedule processing."""
@@ -444,12 +573,14 @@ class Follower(Application):
                 position = self.position(leader_name)
                 first = max(position + 1, start or 1)
                 notifications, handed_events = self._handover.take(
-                    leader_name, first, self.batch_size, stop
+                    leader_name, first, self.batch_size, stop, self.topics
                 )
                 domain_events: list[Any] | None = handed_events
-                if not notifications:
+                if not notifications or self._custom_pulling:
                     notifications = self._pull(leader_name, first, stop)
                     domain_events = None
+                if self._custom_converting and notifications:
+                    domain_events = self._converted(leader_name, notifications)
                 if not notifications:
                     return
                 try:
@@ -485,18 +616,39 @@ class Follower(Application):
                     time.sleep(random.uniform(0, 0.002 * min(conflicts, 50)))
 
     def _pull(self, leader_name: str, first: int, stop: int | None) -> list[Notification]:
+        """The next batch from ``first``: of this follower's topics, queried as such."""
+        reader = self._reader(leader_name)
         try:
-            reader = self.readers[leader_name]
-        except KeyError:
-            raise NotificationPullingError(
-                f"{self.name} does not follow {leader_name!r} (follows: {sorted(self.readers)})"
-            ) from None
-        try:
-            return reader.notification_log.select(first, self.batch_size, stop=stop)
+            if self._custom_pulling:
+                return self._pull_with_overrides(leader_name, first, stop)
+            return reader.notification_log.select(
+                first, self.batch_size, stop=stop, topics=self.topics
+            )
         except Exception as error:
             raise NotificationPullingError(
                 f"{self.name} could not read the notification log of {leader_name}: {error}"
             ) from error
+
+    def _pull_with_overrides(
+        self, leader_name: str, first: int, stop: int | None
+    ) -> list[Notification]:
+        """The next batch, from the subclass's ``pull_notifications`` and
+        ``filter_received_notifications``."""
+        for batch in self.pull_notifications(leader_name, first, stop):
+            notifications = list(self.filter_received_notifications(batch))
+            if notifications:
+                return notifications
+        return []
+
+    def _converted(self, leader_name: str, notifications: list[Notification]) -> list[Any]:
+        """The domain events of ``notifications``, from the subclass's ``convert_notifications``."""
+        jobs = self.convert_notifications(leader_name, notifications)
+        if len(jobs) != len(notifications):
+            raise NotificationConvertingError(
+                f"{self.name}.convert_notifications() returned {len(jobs)} events for "
+                f"{len(notifications)} notifications of {leader_name}"
+            )
+        return [domain_event for domain_event, _ in jobs]
 
     def _process_and_record(
         self,
@@ -509,11 +661,12 @@ class Follower(Application):
         processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking)
         repository: _FollowerRepository = self.repository  # type: ignore[assignment]
         repository.begin_batch(processing_event.aggregates)
+        mapper = self.mappers.get(leader_name, self.mapper)
         try:
             for index, notification in enumerate(notifications):
                 domain_event = domain_events[index] if domain_events is not None else None
                 self._process_notification(
-                    leader_name, index, notification, domain_event, processing_event
+                    leader_name, index, notification, domain_event, processing_event, mapper
                 )
             # Recordings only for followers of this one (a leader too): they cost
             # a notification per event.
@@ -534,18 +687,15 @@ class Follower(Application):
         notification: Notification,
         domain_event: Any,
         processing_event: ProcessingEvent,
+        mapper: Mapper,
     ) -> None:
         if self.partition is not None and not self.partition.owns(notification.originator_id):
             return
         try:
             if domain_event is None:
-                domain_event = self.mapper.to_domain_event(notification)
+                domain_event = mapper.to_domain_event(notification)
         except Exception as error:
-            failure: Exception = NotificationConvertingError(
-                f"{self.name} could not convert notification {notification.id} of "
-                f"{leader_name} (topic {notification.topic!r}): {error}"
-            )
-            failure.__cause__ = error
+            failure: Exception = self._converting_error(leader_name, notification, error)
             raise _BatchItemError(index, failure) from error
         try:
             self._policy(domain_event, processing_event)
@@ -572,6 +722,20 @@ class Follower(Application):
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
         """Override: respond to an upstream event, collecting new events in
         ``processing_event`` (``processing_event.collect_events(aggregate)``)."""
+
+
+def _has_unprocessed(
+    log: NotificationLog, position: int, recorded: int, topics: Sequence[str]
+) -> bool:
+    """Whether a follower at ``position`` of a log in which ``recorded`` is the last
+    id has yet to process one of its notifications (of ``topics``, if any: the
+    position of a follower of some topics stays at the last of those it processed)."""
+    if position >= recorded:
+        return False
+    if not topics:
+        return True
+    after = log.select(position, 1, stop=recorded, topics=topics, inclusive_of_start=False)
+    return bool(after)
 
 
 class _BatchItemError(Exception):
@@ -937,8 +1101,10 @@ class MultiThreadedRunner(Runner):
         # Edges in pipe order, so a processor's output is checked after its input.
         for leader_name, follower_name in self._local_edges():
             follower = cast(Follower, self.apps[follower_name])
-            recorded = self.apps[leader_name].recorder.max_notification_id() or 0
-            if follower.position(leader_name) < recorded:
+            leader = self.apps[leader_name]
+            recorded = leader.recorder.max_notification_id() or 0
+            position = follower.position(leader_name)
+            if _has_unprocessed(leader.notification_log, position, recorded, follower.topics):
                 return False
         return True
 
@@ -1044,14 +1210,17 @@ class WorkerRunner(MultiThreadedRunner):
 
     def lag(self) -> dict[tuple[str, str], int]:
         """How many notifications each local follower has yet to process, per leader."""
-        return {
-            (follower, leader): max(
-                0,
-                (self.apps[leader].recorder.max_notification_id() or 0)
-                - cast(Follower, self.apps[follower]).position(leader),
+        lags = {}
+        for leader_name, follower_name in self._local_edges():
+            leader = self.apps[leader_name]
+            follower = cast(Follower, self.apps[follower_name])
+            recorded = leader.recorder.max_notification_id() or 0
+            position = follower.position(leader_name)
+            unprocessed = _has_unprocessed(
+                leader.notification_log, position, recorded, follower.topics
             )
-            for leader, follower in self._local_edges()
-        }
+            lags[(follower_name, leader_name)] = recorded - position if unprocessed else 0
+        return lags
 
 
 class MultiProcessRunner(Runner):
@@ -1123,11 +1292,13 @@ class MultiProcessRunner(Runner):
 
     def _all_caught_up(self) -> bool:
         for leader_name, follower_name in self.system.edges:
-            recorded = self.apps[leader_name].recorder.max_notification_id() or 0
-            recorder = cast(ProcessRecorder, self.apps[follower_name].recorder)
+            leader = self.apps[leader_name]
+            recorded = leader.recorder.max_notification_id() or 0
+            follower = cast(Follower, self.apps[follower_name])
             for partition in self._partitions_of(follower_name):
                 name = leader_name if partition is None else partition.tracking_name(leader_name)
-                if (recorder.max_tracking_id(name) or 0) < recorded:
+                position = follower.process_recorder.max_tracking_id(name) or 0
+                if _has_unprocessed(leader.notification_log, position, recorded, follower.topics):
                     return False
         return True
 

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import wraps
 from types import ModuleType
 from typing import Any, TypeVar
@@ -18,10 +18,12 @@ __all__ = [
     "EventSourcingError",
     "TopicError",
     "clear_topic_cache",
+    "construct_topic",
     "get_topic",
     "register_topic",
     "resolve_topic",
     "retry",
+    "reversed_keys",
     "strtobool",
     "upcast_state",
 ]
@@ -62,6 +64,18 @@ def get_topic(obj: Any) -> str:
     except TypeError:
         pass
     return topic
+
+
+def construct_topic(obj: Any, /) -> str:
+    """The topic of a class or function, made anew: its ``TOPIC`` attribute if it
+    declares one, else ``module:qualname`` (``get_topic`` remembers what it made)."""
+    declared = getattr(obj, "TOPIC", None)
+    if isinstance(declared, str):
+        return declared
+    try:
+        return f"{obj.__module__}:{obj.__qualname__}"
+    except AttributeError:
+        raise TypeError(f"Cannot make a topic for {obj!r}: it has no module or qualname") from None
 
 
 def register_topic(old_topic: str, obj: Any) -> None:
@@ -210,6 +224,11 @@ class Environment(dict[str, str]):
         if given:
             merged.update(given)
         return cls(name, merged)
+
+
+def reversed_keys(mapping: Mapping[Any, Any]) -> Iterator[Any]:
+    """The keys of ``mapping``, last first (dicts keep their insertion order)."""
+    return reversed(list(mapping.keys()))
 
 
 F = TypeVar("F", bound=Callable[..., Any])

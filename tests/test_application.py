@@ -251,8 +251,14 @@ def test_select_with_topics_and_reader(persistence_env):
     reader = NotificationLogReader(app.notification_log, section_size=2)
     assert [n.id for n in reader.read(start=1)] == [1, 2, 3, 4]
     assert [n.id for n in reader.read(start=3)] == [3, 4]
-    assert [n.id for n in reader.select(start=1, topics=[added])] == [2, 3, 4]
-    assert [n.id for n in reader.select(start=1, stop=3)] == [1, 2, 3]
+    # select() yields lists of up to section_size notifications.
+    batches = list(reader.select(start=1, topics=[added]))
+    assert [[n.id for n in batch] for batch in batches] == [[2, 3], [4]]
+    assert [n.id for batch in reader.select(start=1, stop=3) for n in batch] == [1, 2, 3]
+    after_2 = reader.select(start=2, inclusive_of_start=False)
+    assert [n.id for batch in after_2 for n in batch] == [3, 4]
+    assert [n.id for batch in reader.select(start=None) for n in batch] == [1, 2, 3, 4]
+    assert list(reader.select(start=5)) == []
 
 
 # -- event-sourced log -----------------------------------------------------------------
