@@ -585,7 +585,7 @@ class Follower(Application):
                     return
                 try:
                     try:
-                        self._process_and_record(
+                        recorded = self._process_and_record(
                             leader_name, notifications, domain_events, position
                         )
                     except _BatchItemError as failure:
@@ -600,7 +600,9 @@ class Follower(Application):
                             )
                         raise failure.error from failure.error.__cause__
                     if progress is not None:
-                        progress(leader_name, notifications[-1].id)
+                        progress(leader_name, notifications[recorded - 1].id)
+                    if recorded < len(notifications):
+                        continue  # the batch was cut short: the rest is processed next
                     if len(notifications) < self.batch_size:
                         return  # that was the end of the log (a leader signals news)
                 except IntegrityError:
@@ -656,7 +658,15 @@ class Follower(Application):
         notifications: list[Notification],
         domain_events: list[Any] | None,
         position: int,
-    ) -> None:
+    ) -> int:
+        """Process ``notifications`` and record their effects in one transaction;
+        return how many were recorded (all, unless the batch was cut short).
+
+        A policy that gives keyword arguments for the recorder (``collect_events(...,
+        **kwargs)``) ends its batch: the arguments of two upstream events would
+        otherwise be merged into one set, and a recorder extension would see only
+        the last of each name.
+        """
         tracking = new_tracking(self.tracking_name(leader_name), notifications[-1].id, position)
         processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking)
         repository: _FollowerRepository = self.repository  # type: ignore[assignment]
@@ -668,6 +678,12 @@ class Follower(Application):
                 self._process_notification(
                     leader_name, index, notification, domain_event, processing_event, mapper
                 )
+                if processing_event.saved_kwargs and index + 1 < len(notifications):
+                    notifications = notifications[: index + 1]
+                    processing_event.tracking = new_tracking(
+                        tracking.application_name, notification.id, position
+                    )
+                    break
             # Recordings only for followers of this one (a leader too): they cost
             # a notification per event.
             recordings = self._record(processing_event, make_recordings=self._is_followed())
@@ -679,6 +695,7 @@ class Follower(Application):
         self._take_snapshots(processing_event)
         self._notify(recordings)
         self.notify(processing_event.events)
+        return len(notifications)
 
     def _process_notification(
         self,

@@ -331,25 +331,32 @@ def test_kwargs_and_tracking_reach_the_process_recorder_one_event_at_a_time(
     ]
 
 
-def test_kwargs_reach_the_process_recorder_when_a_batch_gathers_many_events(
+def test_kwargs_of_each_upstream_event_reach_the_process_recorder_apart(
     seeing_env: dict[str, str],
 ) -> None:
     school = DogSchool(env=seeing_env)
     dog_id = school.register_dog("Fido")
-    for _ in range(5):
-        school.add_trick(dog_id, "sit")
+    for trick in ["sit", "beg", "roll", "sit", "beg"]:
+        school.add_trick(dog_id, trick)
     SEEN.clear()
-    # Started after the tricks: the follower catches up on all six notifications in one
-    # batch, which records a counter's creation and its five increments.
+    # Started after the tricks, the follower catches up on six notifications. Events
+    # without keyword arguments share a batch; an event whose policy gives some ends
+    # its batch, so that each event's arguments reach the recorder as they were given
+    # (merged into one batch, the last "tag" would hide the others).
     runner = MultiThreadedRunner(System(pipes=[[DogSchool, TaggingCounters]]), env=seeing_env)
     runner.start()
     try:
         runner.wait(timeout=10)
-        assert runner.get(TaggingCounters).get_count("sit") == 5
+        counters = runner.get(TaggingCounters)
+        assert [counters.get_count(t) for t in ["sit", "beg", "roll"]] == [2, 2, 1]
     finally:
         runner.stop()
     assert [entry for entry in SEEN if entry[0] == "process"] == [
-        ("process", {"tag": "sit", "tracking": 6}, 6)
+        ("process", {"tag": "sit", "tracking": 2}, 2),  # the registration, and a new counter
+        ("process", {"tag": "beg", "tracking": 3}, 2),
+        ("process", {"tag": "roll", "tracking": 4}, 2),
+        ("process", {"tag": "sit", "tracking": 5}, 1),  # an increment
+        ("process", {"tag": "beg", "tracking": 6}, 1),
     ]
 
 
