@@ -421,6 +421,12 @@ class ProcessingEvent:
         self.saved_kwargs.update(kwargs)
 
 
+def _snapshot_class(app: Application, aggregate: Any) -> Any:
+    """The class of the aggregate's snapshots: its nested ``Snapshot`` class (our
+    aggregates have one), else the application's ``snapshot_class``."""
+    return getattr(type(aggregate), "Snapshot", app.snapshot_class)
+
+
 # ---------------------------------------------------------------------------
 # The application.
 
@@ -567,7 +573,7 @@ class Application:
         for aggregate in processing_event.aggregates.values():
             interval = intervals.get(type(aggregate))
             if interval and aggregate.version % interval == 0:
-                self.snapshots.put([self.snapshot_class.take(aggregate)])
+                self.snapshots.put([_snapshot_class(self, aggregate).take(aggregate)])
 
     def take_snapshot(
         self, aggregate_id: UUID, version: int | None = None, projector_func: Any = None
@@ -581,7 +587,7 @@ class Application:
         aggregate = self.repository.get(
             aggregate_id, version=version, projector_func=projector_func
         )
-        self.snapshots.put([self.snapshot_class.take(aggregate)])
+        self.snapshots.put([_snapshot_class(self, aggregate).take(aggregate)])
 
     def notify(self, new_events: Sequence[Any]) -> None:
         """Called after new events are recorded (override to react)."""

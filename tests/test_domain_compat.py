@@ -210,6 +210,23 @@ def test_an_aggregate_has_a_nested_snapshot_class() -> None:
     assert type(taken) is Parrot.Snapshot and taken.mutate(None).name == "Polly"
 
 
+def test_the_application_snapshots_an_aggregate_with_its_nested_class() -> None:
+    class Aviary(Application):
+        snapshotting_intervals = {Parrot: 2}
+
+    app = Aviary()
+    parrot = Parrot("Polly")
+    parrot.teach("hello")
+    app.save(parrot)  # version 2: a snapshot, automatically
+    app.take_snapshot(parrot.id, version=1)
+    snapshots = list(app.snapshots.get(parrot.id))  # type: ignore[union-attr]
+    assert [(type(s), s.originator_version) for s in snapshots] == [
+        (Parrot.Snapshot, 1),
+        (Parrot.Snapshot, 2),
+    ]
+    assert app.repository.get(parrot.id).name == "Polly (hello)"
+
+
 # -- R4: @event on property setters ----------------------------------------------------
 
 
