@@ -17,7 +17,7 @@ from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from operator import attrgetter
-from types import MethodType
+from types import GenericAlias, MethodType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -206,7 +206,24 @@ class CanCreateTimestamp:
         return datetime.now(tz=TZINFO)
 
 
-class HasOriginatorIDVersion(Generic[TAggregateID]):
+if TYPE_CHECKING:
+    from typing import Generic as _GenericForTypeCheckers
+else:
+
+    class _GenericForTypeCheckers:
+        """Generic for type checkers only: at run time ``_GenericForTypeCheckers[T]``
+        adds no base class, so event classes do not have Generic in their MRO (each
+        class more there costs attribute lookups on events, replayed by the thousand)."""
+
+        def __class_getitem__(cls, _params: Any) -> Any:
+            return _NoBase()
+
+    class _NoBase:
+        def __mro_entries__(self, _bases: tuple[Any, ...]) -> tuple[type, ...]:
+            return ()
+
+
+class HasOriginatorIDVersion(_GenericForTypeCheckers[TAggregateID]):
     """A mixin for event classes: an originator's id and the version it moved it to.
 
     ``originator_id_type`` is the id type given as the class's type argument (``UUID``
@@ -217,6 +234,11 @@ class HasOriginatorIDVersion(Generic[TAggregateID]):
     originator_id: TAggregateID
     originator_version: int
     originator_id_type: ClassVar[type[UUID] | type[str] | None] = None
+
+    if not TYPE_CHECKING:
+        # CanMutateAggregate[str]: an alias that get_origin()/get_args() read, and
+        # that, as a base class, stands for the class itself.
+        __class_getitem__ = classmethod(GenericAlias)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
