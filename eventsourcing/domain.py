@@ -1325,7 +1325,58 @@ def _set_version(aggregate: Any, value: int) -> None:
     aggregate._version = value
 
 
-class Aggregate(metaclass=MetaAggregate):
+_TBaseAggregate = TypeVar("_TBaseAggregate", bound="BaseAggregate[Any]")
+
+if TYPE_CHECKING:
+
+    class BaseAggregate(Generic[TAggregateID], metaclass=MetaAggregate):
+        """The documented generic base, as type checkers see it: ``BaseAggregate[str]``
+        has ``str`` ids, and ``Aggregate`` is ``BaseAggregate[UUID]``. At run time
+        ``BaseAggregate`` is ``Aggregate`` (``BaseAggregate[str]`` too): the id type of
+        an aggregate is that of its created event class (its ``originator_id_type``)."""
+
+        INITIAL_VERSION: ClassVar[int]
+
+        @classmethod
+        def create_id(cls, *args: Any, **kwargs: Any) -> TAggregateID: ...
+
+        @classmethod
+        def _create(
+            cls: type[_TBaseAggregate],
+            event_class: type,
+            *,
+            id: TAggregateID | None = None,
+            **kwargs: Any,
+        ) -> _TBaseAggregate: ...
+
+        @property
+        def id(self) -> TAggregateID: ...
+
+        @property
+        def version(self) -> int: ...
+
+        @version.setter
+        def version(self, value: int) -> None: ...
+
+        @property
+        def created_on(self) -> datetime: ...
+
+        @property
+        def modified_on(self) -> datetime: ...
+
+        @property
+        def pending_events(self) -> list[Any]: ...
+
+        def trigger_event(self, event_class: type, **kwargs: Any) -> None: ...
+
+        def collect_events(self) -> list[Any]: ...
+
+    _TypedAggregateBase = BaseAggregate
+else:
+    _TypedAggregateBase = _GenericForTypeCheckers  # ([UUID] adds no base class)
+
+
+class Aggregate(_TypedAggregateBase[UUID], metaclass=MetaAggregate):
     """Base class of event-sourced aggregates."""
 
     _is_base_aggregate: ClassVar[bool] = True
@@ -1365,24 +1416,7 @@ class Aggregate(metaclass=MetaAggregate):
         originator_id = id if id is not None else _create_id(cls, kwargs)
         return cast(TAggregate, _start(cls, event_class, originator_id, kwargs))
 
-    if TYPE_CHECKING:
-
-        @property
-        def id(self) -> UUID: ...
-
-        @property
-        def version(self) -> int: ...
-
-        @version.setter
-        def version(self, value: int) -> None: ...
-
-        @property
-        def created_on(self) -> datetime: ...
-
-        @property
-        def modified_on(self) -> datetime: ...
-
-    else:
+    if not TYPE_CHECKING:  # (typed in BaseAggregate)
         # Read in C (attrgetter), without a Python call: the library reads them on
         # every save and get.
         id = property(attrgetter("_id"), doc="The aggregate's id (a UUID).")
@@ -1444,13 +1478,8 @@ Aggregate._created_event_class = Aggregate.Created  # type: ignore[attr-defined]
 Aggregate._created_generated = False  # type: ignore[attr-defined]
 
 
-if TYPE_CHECKING:
-
-    class BaseAggregate(Aggregate, Generic[TAggregateID]):
-        """The documented generic base, ``BaseAggregate[UUID]``: our ``Aggregate``."""
-
-else:
-    BaseAggregate = Aggregate
+if not TYPE_CHECKING:
+    BaseAggregate = Aggregate  # (see _TypedAggregateBase)
 
 
 def _state(obj: Any) -> dict[str, Any]:
