@@ -27,6 +27,7 @@ from eventsourcing.domain import (
     Aggregate,
     CanMutateAggregate,
     DomainEvent,
+    LogEvent,
     MutableOrImmutableAggregate,
     ProgrammingError,
     Snapshot,
@@ -86,10 +87,6 @@ def project_aggregate(aggregate: Any, domain_events: Iterable[Any]) -> Any:
     for domain_event in domain_events:
         aggregate = domain_event.mutate(aggregate)
     return aggregate
-
-
-class LogEvent(DomainEvent):
-    """Base class of the events of an ``EventSourcedLog`` (any ``DomainEvent`` will do)."""
 
 
 class AggregateNotFoundError(EventSourcingError, KeyError):

@@ -17,7 +17,7 @@ from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from operator import attrgetter
-from types import MethodType
+from types import GenericAlias, MethodType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -26,25 +26,37 @@ from typing import (
     Protocol,
     TypeVar,
     cast,
+    get_args,
+    get_origin,
     overload,
     runtime_checkable,
 )
 from uuid import UUID, uuid4
 
-from eventsourcing.utils import EventSourcingError, get_topic, resolve_topic, upcast_state
+from eventsourcing.utils import (
+    EventSourcingError,
+    TopicError,  # (exported here too, as documented)
+    get_topic,
+    resolve_topic,
+    upcast_state,
+)
 
 __all__ = [
     "Aggregate",
     "AggregateCreated",
     "AggregateEvent",
     "BaseAggregate",
+    "CanCreateTimestamp",
     "CanInitAggregate",
     "CanMutateAggregate",
     "CanSnapshotAggregate",
     "CollectEventsProtocol",
+    "CommandMethodDecorator",
     "DomainEvent",
     "DomainEventProtocol",
     "EventSourcingError",
+    "HasOriginatorIDVersion",
+    "LogEvent",
     "MetaAggregate",
     "MetaDomainEvent",
     "MutableAggregateProtocol",
@@ -55,6 +67,7 @@ __all__ = [
     "ProgrammingError",
     "Snapshot",
     "TZINFO",
+    "TopicError",
     "VersionError",
     "aggregate",
     "create_utc_datetime_now",
@@ -185,89 +198,75 @@ class SnapshotProtocol(DomainEventProtocol[TAggregateID_co], Protocol):
 # Events.
 
 
-def _refuse_setattr(event: object, name: str, value: Any) -> None:
-    raise dataclasses.FrozenInstanceError(
-        f"cannot assign to field {name!r} of {type(event).__qualname__}: events are immutable"
-    )
-
-
-def _refuse_delattr(event: object, name: str) -> None:
-    raise dataclasses.FrozenInstanceError(
-        f"cannot delete field {name!r} of {type(event).__qualname__}: events are immutable"
-    )
-
-
-_REFUSALS = (_refuse_setattr, _refuse_delattr)
-
-# Each event method's applier (see _applier), with the apply() its class had before.
-_own_applies: dict[Callable[..., Any], Callable[..., Any]] = {}
-
-
-def _inherited(cls: type, name: str) -> Any:
-    """What ``cls`` would have as ``name`` without its own."""
-    return next((k.__dict__[name] for k in cls.__mro__[1:] if name in k.__dict__), None)
-
-
-class MetaDomainEvent(type):
-    """Makes every event class an immutable dataclass, registered by topic."""
-
-    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
-        cls = super().__new__(mcs, name, bases, namespace, **kw)
-        dataclass(frozen=True)(cast(Any, cls))  # turns the class into a dataclass in place
-        # The refusals dataclass just added are inherited from DomainEvent instead, so
-        # that the class may still be decorated with @dataclass(frozen=True) explicitly
-        # (dataclass will not overwrite a __setattr__ in the class's own namespace).
-        for refusal in ("__setattr__", "__delattr__"):
-            if refusal not in namespace and _inherited(cls, refusal) in _REFUSALS:
-                type.__delattr__(cls, refusal)
-        own_apply = _own_applies.get(getattr(cls, "apply", None))  # type: ignore[arg-type]
-        if own_apply is not None and "apply" not in namespace:
-            type.__setattr__(cls, "apply", own_apply)  # (an event method's applier is not)
-        get_topic(cls)  # register, so a redefinition resolves to the latest class
-        _note_plain_fields(cls, namespace)
-        return cls
-
-
-# Event classes whose __init__ only sets their fields (the dataclass's own, and no
-# __post_init__), with those fields: triggering an event of one of them sets the
-# fields directly, as the frozen dataclass __init__ is slow (object.__setattr__).
-_plain_event_fields: dict[type, frozenset[str]] = {}
-
-
-def _note_plain_fields(cls: type, namespace: dict[str, Any]) -> None:
-    fields = dataclasses.fields(cast(Any, cls))  # InitVars and ClassVars are not fields
-    plain = (
-        "__init__" not in namespace
-        and not hasattr(cls, "__post_init__")
-        and len(fields) == len(cast(Any, cls).__dataclass_fields__)
-        and all(f.init for f in fields)
-    )
-    if plain:
-        _plain_event_fields[cls] = frozenset(f.name for f in fields)
-
-
-class DomainEvent(metaclass=MetaDomainEvent):
-    """Something that happened to an originator, at a version and a time."""
-
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
+class CanCreateTimestamp:
+    """Gives an event class ``create_timestamp()``: the time an event happens, now."""
 
     @staticmethod
     def create_timestamp() -> datetime:
         return datetime.now(tz=TZINFO)
 
-    def __class_getitem__(cls, _id_type: Any) -> Any:
-        # CanMutateAggregate[UUID] (the documented generic form) is the class itself.
-        return cls
+
+if TYPE_CHECKING:
+    from typing import Generic as _GenericForTypeCheckers
+else:
+
+    class _GenericForTypeCheckers:
+        """Generic for type checkers only: at run time ``_GenericForTypeCheckers[T]``
+        adds no base class, so event classes do not have Generic in their MRO (each
+        class more there costs attribute lookups on events, replayed by the thousand)."""
+
+        def __class_getitem__(cls, _params: Any) -> Any:
+            return _NoBase()
+
+    class _NoBase:
+        def __mro_entries__(self, _bases: tuple[Any, ...]) -> tuple[type, ...]:
+            return ()
 
 
-# (Set after the class is made: dataclass refuses to replace ones written in its body.)
-type.__setattr__(DomainEvent, "__setattr__", _refuse_setattr)
-type.__setattr__(DomainEvent, "__delattr__", _refuse_delattr)
+class HasOriginatorIDVersion(_GenericForTypeCheckers[TAggregateID]):
+    """A mixin for event classes: an originator's id and the version it moved it to.
+
+    ``originator_id_type`` is the id type given as the class's type argument (``UUID``
+    or ``str``, as in ``CanMutateAggregate[str]``), inherited by subclasses; ``None``
+    if no class in the hierarchy was given one.
+    """
+
+    originator_id: TAggregateID
+    originator_version: int
+    originator_id_type: ClassVar[type[UUID] | type[str] | None] = None
+
+    if not TYPE_CHECKING:
+        # CanMutateAggregate[str]: an alias that get_origin()/get_args() read, and
+        # that, as a base class, stands for the class itself.
+        __class_getitem__ = classmethod(GenericAlias)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "originator_id_type" not in cls.__dict__:
+            id_type = _id_type_argument(cls)
+            if id_type is not None:
+                cls.originator_id_type = id_type
 
 
-TAggregate = TypeVar("TAggregate", bound="Aggregate")
+def _id_type_argument(cls: type) -> type[UUID] | type[str] | None:
+    """The id type written as a type argument of one of ``cls``'s bases, if any."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if not (isinstance(origin, type) and issubclass(origin, HasOriginatorIDVersion)):
+            continue
+        for argument in get_args(base)[:1]:
+            if argument is UUID or argument is str:
+                return cast("type[UUID] | type[str]", argument)
+            if argument is not Any and not isinstance(argument, TypeVar):
+                raise TypeError(
+                    f"{cls.__qualname__}: the aggregate id type {argument!r} given to "
+                    f"{origin.__qualname__} is neither UUID nor str"
+                )
+    return None
+
+
+# Each event method's applier (see _applier), with the apply() its class had before.
+_own_applies: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
 # Our own aggregate classes (every class MetaAggregate makes). For their instances the
@@ -276,15 +275,26 @@ TAggregate = TypeVar("TAggregate", bound="Aggregate")
 _our_aggregate_classes: set[type] = set()
 
 
-class CanMutateAggregate(DomainEvent):
-    """An event that, applied to an aggregate, moves it to the event's version.
+class CanMutateAggregate(HasOriginatorIDVersion[TAggregateID], CanCreateTimestamp):
+    """A mixin for event classes: applied to an aggregate, the event moves it to its version.
 
-    The aggregate may be of any class with public ``id``, ``version`` and
-    ``modified_on``: ``apply()`` changes it, then its ``version`` and ``modified_on``
-    are set, or, if it is immutable (a frozen dataclass or model), it is replaced by
-    a copy with them. For such an aggregate ``apply()`` may also return the new
-    aggregate that replaces it.
+    A plain class (no metaclass), so that events of any kind (dataclasses, models)
+    may derive from it. The aggregate may be of any class with public ``id``,
+    ``version`` and ``modified_on``: ``apply()`` changes it, then its ``version`` and
+    ``modified_on`` are set, or, if it is immutable (a frozen dataclass or model), it
+    is replaced by a copy with them. For such an aggregate ``apply()`` may also
+    return the new aggregate that replaces it.
     """
+
+    timestamp: datetime
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own_apply = _own_applies.get(getattr(cls, "apply", None))  # type: ignore[arg-type]
+        if own_apply is not None and "apply" not in cls.__dict__:
+            # A subclass of an event class that an @event method applies does not
+            # inherit the method's body: it gets back the apply() the class had.
+            type.__setattr__(cls, "apply", own_apply)
 
     def mutate(self, aggregate: Any) -> Any:
         if type(aggregate) not in _our_aggregate_classes:
@@ -351,17 +361,13 @@ def _with_public_attributes(aggregate: Any, changes: dict[str, Any]) -> Any:
     return aggregate
 
 
-_default_create_timestamp = DomainEvent.create_timestamp
+_default_create_timestamp = CanCreateTimestamp.create_timestamp
 _default_mutate = CanMutateAggregate.mutate
 _default_apply = CanMutateAggregate.apply
 
 
-class AggregateEvent(CanMutateAggregate):
-    """Base class of aggregate events."""
-
-
-class AggregateCreated(AggregateEvent):
-    """The first event of an aggregate: it names the aggregate's class by topic.
+class CanInitAggregate(CanMutateAggregate[TAggregateID]):
+    """A mixin for the first event of an aggregate: it names the aggregate's class by topic.
 
     Applied, it makes the aggregate: ``__init__`` is given the event's fields that it
     takes by name (all of them if it takes ``**kwargs``), then the event's ``apply()``
@@ -388,7 +394,7 @@ class AggregateCreated(AggregateEvent):
         new._modified_on = self.timestamp
         new._pending_events = []
         init = aggregate_class.__init__
-        kwargs = _arguments_taken(init, self.__dict__)
+        kwargs = _arguments_taken(init, vars(self))
         if "id" not in kwargs and _init_takes_id(aggregate_class):
             kwargs["id"] = self.originator_id  # a declared id field is not stored twice
         init(new, **kwargs)
@@ -403,13 +409,99 @@ class AggregateCreated(AggregateEvent):
             "created_on": self.timestamp,
             "modified_on": self.timestamp,
         }
-        fields = {**self.__dict__, **public}
+        fields = {**vars(self), **public}
         new = aggregate_class(**_arguments_taken(aggregate_class, fields))
         missing = {name: value for name, value in public.items() if not hasattr(new, name)}
         if missing:
             new = _with_public_attributes(new, missing)
         successor = self.apply(new)
         return new if successor is None else successor
+
+
+def _refuse_setattr(event: object, name: str, value: Any) -> None:
+    raise dataclasses.FrozenInstanceError(
+        f"cannot assign to field {name!r} of {type(event).__qualname__}: events are immutable"
+    )
+
+
+def _refuse_delattr(event: object, name: str) -> None:
+    raise dataclasses.FrozenInstanceError(
+        f"cannot delete field {name!r} of {type(event).__qualname__}: events are immutable"
+    )
+
+
+_REFUSALS = (_refuse_setattr, _refuse_delattr)
+
+
+def _inherited(cls: type, name: str) -> Any:
+    """What ``cls`` would have as ``name`` without its own."""
+    return next((k.__dict__[name] for k in cls.__mro__[1:] if name in k.__dict__), None)
+
+
+class MetaDomainEvent(type):
+    """Makes every event class an immutable dataclass, registered by topic."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
+        cls = super().__new__(mcs, name, bases, namespace, **kw)
+        dataclass(frozen=True)(cast(Any, cls))  # turns the class into a dataclass in place
+        # The refusals dataclass just added are inherited from DomainEvent instead, so
+        # that the class may still be decorated with @dataclass(frozen=True) explicitly
+        # (dataclass will not overwrite a __setattr__ in the class's own namespace).
+        for refusal in ("__setattr__", "__delattr__"):
+            if refusal not in namespace and _inherited(cls, refusal) in _REFUSALS:
+                type.__delattr__(cls, refusal)
+        get_topic(cls)  # register, so a redefinition resolves to the latest class
+        _note_plain_fields(cls, namespace)
+        return cls
+
+
+# Event classes whose __init__ only sets their fields (the dataclass's own, and no
+# __post_init__), with those fields: triggering an event of one of them sets the
+# fields directly, as the frozen dataclass __init__ is slow (object.__setattr__).
+_plain_event_fields: dict[type, frozenset[str]] = {}
+
+
+def _note_plain_fields(cls: type, namespace: dict[str, Any]) -> None:
+    fields = dataclasses.fields(cast(Any, cls))  # InitVars and ClassVars are not fields
+    plain = (
+        "__init__" not in namespace
+        and not hasattr(cls, "__post_init__")
+        and len(fields) == len(cast(Any, cls).__dataclass_fields__)
+        and all(f.init for f in fields)
+    )
+    if plain:
+        _plain_event_fields[cls] = frozenset(f.name for f in fields)
+
+
+class DomainEvent(CanCreateTimestamp, metaclass=MetaDomainEvent):
+    """Something that happened to an originator, at a version and a time."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+
+    def __class_getitem__(cls, _id_type: Any) -> Any:
+        # DomainEvent[UUID] is the class itself.
+        return cls
+
+
+# (Set after the class is made: dataclass refuses to replace ones written in its body.)
+type.__setattr__(DomainEvent, "__setattr__", _refuse_setattr)
+type.__setattr__(DomainEvent, "__delattr__", _refuse_delattr)
+
+
+class AggregateEvent(CanMutateAggregate[UUID], DomainEvent):
+    """Base class of aggregate events."""
+
+
+class AggregateCreated(CanInitAggregate[UUID], AggregateEvent):
+    """The first event of an aggregate (see CanInitAggregate)."""
+
+    originator_topic: str
+
+
+class LogEvent(DomainEvent):
+    """An event of an event-sourced log (a DomainEvent: the documented name kept)."""
 
 
 _CREATED_FIELDS = frozenset(
@@ -443,6 +535,9 @@ def _keyword_names_of(func: Callable[..., Any]) -> frozenset[str] | None:
 
 def _init_takes_id(cls: type) -> bool:
     return "id" in _signature(cls.__init__).parameters  # type: ignore[misc]
+
+
+TAggregate = TypeVar("TAggregate", bound="Aggregate")
 
 
 # ---------------------------------------------------------------------------
@@ -524,9 +619,64 @@ class _EventMethod:
         return self.__get__(obj)(*args, **kwargs)
 
 
+class _EventProperty(_EventMethod):
+    """``@event("Name")`` over a property with a setter: assigning to the property
+    triggers the event, whose one field is the setter's value parameter; the setter's
+    body applies it. Reading the property reads it as usual."""
+
+    def __init__(self, prop: property, event_spec: str | type | None):
+        if prop.fset is None:
+            raise ProgrammingError(
+                f"@event cannot decorate the property {_property_name(prop)!r}, "
+                "which has no setter: decorate its setter"
+            )
+        _require_event_spec_for_setter(prop.fset, event_spec)
+        super().__init__(prop.fset, event_spec)
+        _require_one_value_parameter(self)
+        self.prop = prop
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        return self.prop.__get__(obj, objtype)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self._trigger(obj, value)
+
+
+def _event_method(func: Any, event_spec: str | type | None) -> _EventMethod:
+    if isinstance(func, property):
+        return _EventProperty(func, event_spec)
+    return _EventMethod(func, event_spec)
+
+
+def _property_name(prop: property) -> str:
+    accessor = prop.fget or prop.fset
+    return getattr(accessor, "__name__", "?")
+
+
+def _require_event_spec_for_setter(setter: Any, event_spec: Any) -> None:
+    # A class name derived from a property's name would not say what happened.
+    if event_spec is None:
+        raise ProgrammingError(
+            f"@event on the setter of property {setter.__name__!r} needs an event "
+            "name or class: @event('NameChanged')"
+        )
+
+
+def _require_one_value_parameter(setter: _EventMethod) -> None:
+    if len(setter.param_names) != 1:
+        raise ProgrammingError(
+            f"the property setter {setter.func.__qualname__}() must take one value "
+            f"(it takes {', '.join(setter.param_names) or 'none'})"
+        )
+
+
+# The documented name of the class of decorated methods.
+CommandMethodDecorator = _EventMethod
+
+
 # The decorated method keeps its signature for type checkers (calls are checked as
 # calls of the method); at run time the decorator returns an _EventMethod.
-_F = TypeVar("_F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any] | property)
 
 
 @overload
@@ -554,8 +704,8 @@ def event(arg: Any = None, /) -> Any:
     """
     if isinstance(arg, _EventMethod):
         raise ProgrammingError("@event applied twice to one method")
-    if inspect.isfunction(arg):
-        return _EventMethod(arg, None)
+    if inspect.isfunction(arg) or isinstance(arg, property):
+        return _event_method(arg, None)
     if (
         arg is None
         or isinstance(arg, str)
@@ -566,7 +716,7 @@ def event(arg: Any = None, /) -> Any:
         def decorator(func: Callable[..., Any]) -> _EventMethod:
             if isinstance(func, _EventMethod):
                 raise ProgrammingError("@event applied twice to one method")
-            return _EventMethod(func, spec)
+            return _event_method(func, spec)
 
         return decorator
     raise ProgrammingError(f"@event takes an event name, an event class or a method, not {arg!r}")
@@ -620,7 +770,7 @@ def _construct(cls: type, /, *args: Any, **kwargs: Any) -> Any:
     """
     created_class = _created_event_class_of(cls)
     init = cls.__init__  # type: ignore[misc]
-    arguments, given_id = _bind_init_arguments(cls, init, args, kwargs)
+    arguments, given_id = _bind_init_arguments(cls, init, args, kwargs, created_class)
     if "id" in arguments and not _has_field(created_class, "id"):
         # An id declared as a field is the event's originator_id, not another field.
         del arguments["id"]
@@ -701,8 +851,12 @@ def _binder(func: Callable[..., Any]) -> _ArgumentBinder:
 
 
 def _bind_init_arguments(
-    cls: type, init: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[dict[str, Any], UUID | None]:
+    cls: type,
+    init: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    created_class: type,
+) -> tuple[dict[str, Any], UUID | str | None]:
     """Bind a constructor call to ``__init__``; also return an explicit ``id=``, if given."""
     sig = _signature(init)
     takes_id = "id" in sig.parameters
@@ -718,12 +872,25 @@ def _bind_init_arguments(
             raise TypeError(f"{cls.__qualname__}.__init__() cannot take *{param.name}")
     if takes_id:
         given_id = arguments.get("id")
-    if given_id is not None and not isinstance(given_id, UUID):
+    id_types = _id_types(created_class)
+    if given_id is not None and not isinstance(given_id, id_types):
         raise TypeError(
-            f"{cls.__qualname__}() argument 'id' must be a UUID, "
+            f"{cls.__qualname__}() argument 'id' must be {_id_types_named(id_types)}, "
             f"not {type(given_id).__qualname__} {given_id!r}"
         )
-    return arguments, given_id
+    return arguments, cast("UUID | str | None", given_id)
+
+
+def _id_types(event_class: type) -> tuple[type, ...]:
+    """The types an id of an aggregate created by ``event_class`` may have: the event
+    class's ``originator_id_type`` (say ``UUID`` for ``Aggregate.Created``, ``str`` for
+    an event class derived from ``CanInitAggregate[str]``), else either."""
+    id_type = getattr(event_class, "originator_id_type", None)
+    return (id_type,) if id_type is not None else (UUID, str)
+
+
+def _id_types_named(id_types: tuple[type, ...]) -> str:
+    return " or ".join(f"a {t.__name__}" for t in id_types)
 
 
 class _DeclaredId:
@@ -863,8 +1030,16 @@ def _make_event_class(
         "__qualname__": f"{owner.__qualname__}.{name}",
         "__module__": owner.__module__,
     }
-    metaclass = type(bases[0]) if bases else MetaDomainEvent
-    return metaclass(name, bases, namespace)
+    return _most_derived_metaclass(bases)(name, bases, namespace)
+
+
+def _most_derived_metaclass(bases: tuple[type, ...]) -> type:
+    """The metaclass a class with ``bases`` gets (events may be models, with their own)."""
+    winner: type = MetaDomainEvent if not bases else type(bases[0])
+    for base in bases[1:]:
+        if issubclass(type(base), winner):
+            winner = type(base)
+    return winner
 
 
 def _annotations_of(method: _EventMethod) -> dict[str, Any]:
@@ -872,9 +1047,7 @@ def _annotations_of(method: _EventMethod) -> dict[str, Any]:
 
 
 def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
-    for attr, value in namespace.items():
-        if not isinstance(value, _EventMethod) or attr == "__init__":
-            continue
+    for attr, value in _event_methods_of(namespace):
         spec = value.event_spec
         if isinstance(spec, type):
             event_class = spec
@@ -905,6 +1078,21 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
         _own_applies[applier] = own_apply
         _keep_own_apply_in_subclasses(event_class, applier)
         _note_quick_trigger(event_class, value, has_own_apply=own_apply is not _default_apply)
+
+
+def _event_methods_of(namespace: dict[str, Any]) -> list[tuple[str, _EventMethod]]:
+    """The class body's @event methods, including property setters decorated with
+    ``@event`` under ``@name.setter`` (each once), but not ``__init__``."""
+    found: dict[_EventMethod, str] = {}
+    for attr, value in namespace.items():
+        if isinstance(value, property) and isinstance(value.fset, _EventMethod):
+            if value.fset not in found:  # (not also in the body, as property(get, set) may)
+                _require_event_spec_for_setter(value.fset.func, value.fset.event_spec)
+                _require_one_value_parameter(value.fset)
+                found[value.fset] = attr
+        elif isinstance(value, _EventMethod) and attr != "__init__":
+            found[value] = attr
+    return [(attr, method) for method, attr in found.items()]
 
 
 def _applier(method: _EventMethod, own_apply: Callable[..., Any]) -> Callable[..., None]:
@@ -966,7 +1154,7 @@ def _define_created_event(
     declared = {
         k: v
         for k, v in namespace.items()
-        if isinstance(v, type) and issubclass(v, AggregateCreated)
+        if isinstance(v, type) and issubclass(v, CanInitAggregate)
     }
     if created_event_name is not None:
         if created_event_name in declared:
@@ -1037,11 +1225,158 @@ def _inherited_created_name(cls: type) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------------
+# Snapshots.
+
+
+_TSnapshot = TypeVar("_TSnapshot", bound="CanSnapshotAggregate[Any]")
+
+
+class CanSnapshotAggregate(HasOriginatorIDVersion[TAggregateID], CanCreateTimestamp):
+    """A mixin for snapshot classes: the whole state of an aggregate at a version.
+
+    Any aggregate with public ``id`` and ``version`` can be taken: its state is its
+    attributes (``__dict__`` and ``__slots__``), or ``model_dump()`` for a model
+    that has one; ``mutate()`` makes it again without calling ``__init__`` (a model
+    with ``model_validate()`` is validated from the state instead).
+    """
+
+    topic: str
+    state: Any
+
+    @classmethod
+    def take(cls: type[_TSnapshot], aggregate: Any) -> _TSnapshot:
+        if type(aggregate) in _our_aggregate_classes:
+            state = _state(aggregate)
+            state.pop("_id")
+            state.pop("_version")
+        else:
+            state = _public_state(aggregate)
+        state = deepcopy(state)  # the snapshot must not change with the aggregate
+        class_version = getattr(type(aggregate), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        return cls(  # type: ignore[call-arg]
+            originator_id=aggregate.id,
+            originator_version=aggregate.version,
+            timestamp=cls.create_timestamp(),
+            topic=get_topic(type(aggregate)),
+            state=state,
+        )
+
+    def mutate(self, _: Any = None) -> Any:
+        aggregate_class = resolve_topic(self.topic)
+        state = deepcopy(dict(self.state))  # each aggregate made from it is independent
+        try:
+            upcast_state(aggregate_class, state, state.pop("class_version", 1))
+        except ValueError as error:
+            raise ProgrammingError(
+                f"Snapshot of {self.originator_id} at version {self.originator_version}: {error}"
+            ) from None
+        if aggregate_class not in _our_aggregate_classes:
+            return _restore(aggregate_class, state)
+        new = object.__new__(aggregate_class)
+        new.__dict__.update(state)
+        new._id = self.originator_id
+        new._version = self.originator_version
+        new._pending_events = []
+        return new
+
+
+class Snapshot(CanSnapshotAggregate[UUID], DomainEvent):
+    """The snapshot class of our aggregates (``Aggregate.Snapshot``)."""
+
+    topic: str
+    state: dict[str, Any]
+
+
+def _public_state(aggregate: Any) -> dict[str, Any]:
+    """The state of an aggregate not of ours, from its public interface."""
+    model_dump = getattr(aggregate, "model_dump", None)
+    if callable(model_dump):
+        return dict(model_dump())
+    state = dict(getattr(aggregate, "__dict__", {}))
+    for name in _slot_names(type(aggregate)):
+        if name not in ("__dict__", "__weakref__") and hasattr(aggregate, name):
+            state[name] = getattr(aggregate, name)
+    return state
+
+
+def _slot_names(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return names
+
+
+def _restore(aggregate_class: type, state: dict[str, Any]) -> Any:
+    """Make an aggregate not of ours from a snapshot's state, without its __init__."""
+    model_validate = getattr(aggregate_class, "model_validate", None)
+    if callable(model_validate):
+        return model_validate(state)
+    new: Any = object.__new__(aggregate_class)
+    for name, value in state.items():
+        object.__setattr__(new, name, value)  # (also past a frozen dataclass's refusal)
+    return new
+
+
 def _set_version(aggregate: Any, value: int) -> None:
     aggregate._version = value
 
 
-class Aggregate(metaclass=MetaAggregate):
+_TBaseAggregate = TypeVar("_TBaseAggregate", bound="BaseAggregate[Any]")
+
+if TYPE_CHECKING:
+
+    class BaseAggregate(Generic[TAggregateID], metaclass=MetaAggregate):
+        """The documented generic base, as type checkers see it: ``BaseAggregate[str]``
+        has ``str`` ids, and ``Aggregate`` is ``BaseAggregate[UUID]``. At run time
+        ``BaseAggregate`` is ``Aggregate`` (``BaseAggregate[str]`` too): the id type of
+        an aggregate is that of its created event class (its ``originator_id_type``)."""
+
+        INITIAL_VERSION: ClassVar[int]
+
+        @classmethod
+        def create_id(cls, *args: Any, **kwargs: Any) -> TAggregateID: ...
+
+        @classmethod
+        def _create(
+            cls: type[_TBaseAggregate],
+            event_class: type,
+            *,
+            id: TAggregateID | None = None,
+            **kwargs: Any,
+        ) -> _TBaseAggregate: ...
+
+        @property
+        def id(self) -> TAggregateID: ...
+
+        @property
+        def version(self) -> int: ...
+
+        @version.setter
+        def version(self, value: int) -> None: ...
+
+        @property
+        def created_on(self) -> datetime: ...
+
+        @property
+        def modified_on(self) -> datetime: ...
+
+        @property
+        def pending_events(self) -> list[Any]: ...
+
+        def trigger_event(self, event_class: type, **kwargs: Any) -> None: ...
+
+        def collect_events(self) -> list[Any]: ...
+
+    _TypedAggregateBase = BaseAggregate
+else:
+    _TypedAggregateBase = _GenericForTypeCheckers  # ([UUID] adds no base class)
+
+
+class Aggregate(_TypedAggregateBase[UUID], metaclass=MetaAggregate):
     """Base class of event-sourced aggregates."""
 
     _is_base_aggregate: ClassVar[bool] = True
@@ -1052,6 +1387,8 @@ class Aggregate(metaclass=MetaAggregate):
 
     class Created(Event, AggregateCreated):
         pass
+
+    Snapshot = Snapshot
 
     _id: UUID
     _version: int
@@ -1079,24 +1416,7 @@ class Aggregate(metaclass=MetaAggregate):
         originator_id = id if id is not None else _create_id(cls, kwargs)
         return cast(TAggregate, _start(cls, event_class, originator_id, kwargs))
 
-    if TYPE_CHECKING:
-
-        @property
-        def id(self) -> UUID: ...
-
-        @property
-        def version(self) -> int: ...
-
-        @version.setter
-        def version(self, value: int) -> None: ...
-
-        @property
-        def created_on(self) -> datetime: ...
-
-        @property
-        def modified_on(self) -> datetime: ...
-
-    else:
+    if not TYPE_CHECKING:  # (typed in BaseAggregate)
         # Read in C (attrgetter), without a Python call: the library reads them on
         # every save and get.
         id = property(attrgetter("_id"), doc="The aggregate's id (a UUID).")
@@ -1157,15 +1477,9 @@ class Aggregate(metaclass=MetaAggregate):
 Aggregate._created_event_class = Aggregate.Created  # type: ignore[attr-defined]
 Aggregate._created_generated = False  # type: ignore[attr-defined]
 
-CanInitAggregate = AggregateCreated
 
-if TYPE_CHECKING:
-
-    class BaseAggregate(Aggregate, Generic[TAggregateID]):
-        """The documented generic base, ``BaseAggregate[UUID]``: our ``Aggregate``."""
-
-else:
-    BaseAggregate = Aggregate
+if not TYPE_CHECKING:
+    BaseAggregate = Aggregate  # (see _TypedAggregateBase)
 
 
 def _state(obj: Any) -> dict[str, Any]:
@@ -1174,8 +1488,12 @@ def _state(obj: Any) -> dict[str, Any]:
 
 def _start(cls: type, event_class: type, originator_id: Any, kwargs: dict[str, Any]) -> Any:
     """Trigger the created event of a new aggregate and return the aggregate."""
-    if not isinstance(originator_id, UUID):
-        raise TypeError(f"{cls.__qualname__}: the aggregate id {originator_id!r} is not a UUID")
+    id_types = _id_types(event_class)
+    if not isinstance(originator_id, id_types):
+        raise TypeError(
+            f"{cls.__qualname__}: the aggregate id {originator_id!r} is not "
+            f"{_id_types_named(id_types)} (the id type of {event_class.__qualname__})"
+        )
     if kwargs.get("timestamp") is None:  # (__init__ may take a timestamp)
         kwargs = {**kwargs, "timestamp": event_class.create_timestamp()}  # type: ignore[attr-defined]
     created = event_class(
@@ -1222,92 +1540,3 @@ def aggregate(cls: Any = None, *, created_event_name: str | None = None) -> Any:
         )
 
     return decorate(cls) if cls is not None else decorate
-
-
-# ---------------------------------------------------------------------------
-# Snapshots.
-
-
-class Snapshot(DomainEvent):
-    """The whole state of an aggregate at a version, to start a replay from.
-
-    Any aggregate with public ``id`` and ``version`` can be taken: its state is its
-    attributes (``__dict__`` and ``__slots__``), or ``model_dump()`` for a model
-    that has one; ``mutate()`` makes it again without calling ``__init__`` (a model
-    with ``model_validate()`` is validated from the state instead).
-    """
-
-    topic: str
-    state: dict[str, Any]
-
-    @classmethod
-    def take(cls, aggregate: Any) -> Snapshot:
-        if type(aggregate) in _our_aggregate_classes:
-            state = _state(aggregate)
-            state.pop("_id")
-            state.pop("_version")
-        else:
-            state = _public_state(aggregate)
-        state = deepcopy(state)  # the snapshot must not change with the aggregate
-        class_version = getattr(type(aggregate), "class_version", 1)
-        if class_version > 1:
-            state["class_version"] = class_version
-        return cls(  # type: ignore[call-arg]
-            originator_id=aggregate.id,
-            originator_version=aggregate.version,
-            timestamp=cls.create_timestamp(),
-            topic=get_topic(type(aggregate)),
-            state=state,
-        )
-
-    def mutate(self, _: Any = None) -> Any:
-        aggregate_class = resolve_topic(self.topic)
-        state = deepcopy(dict(self.state))  # each aggregate made from it is independent
-        try:
-            upcast_state(aggregate_class, state, state.pop("class_version", 1))
-        except ValueError as error:
-            raise ProgrammingError(
-                f"Snapshot of {self.originator_id} at version {self.originator_version}: {error}"
-            ) from None
-        if aggregate_class not in _our_aggregate_classes:
-            return _restore(aggregate_class, state)
-        new = object.__new__(aggregate_class)
-        new.__dict__.update(state)
-        new._id = self.originator_id
-        new._version = self.originator_version
-        new._pending_events = []
-        return new
-
-
-CanSnapshotAggregate = Snapshot
-
-
-def _public_state(aggregate: Any) -> dict[str, Any]:
-    """The state of an aggregate not of ours, from its public interface."""
-    model_dump = getattr(aggregate, "model_dump", None)
-    if callable(model_dump):
-        return dict(model_dump())
-    state = dict(getattr(aggregate, "__dict__", {}))
-    for name in _slot_names(type(aggregate)):
-        if name not in ("__dict__", "__weakref__") and hasattr(aggregate, name):
-            state[name] = getattr(aggregate, name)
-    return state
-
-
-def _slot_names(cls: type) -> list[str]:
-    names: list[str] = []
-    for klass in cls.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        names.extend([slots] if isinstance(slots, str) else slots)
-    return names
-
-
-def _restore(aggregate_class: type, state: dict[str, Any]) -> Any:
-    """Make an aggregate not of ours from a snapshot's state, without its __init__."""
-    model_validate = getattr(aggregate_class, "model_validate", None)
-    if callable(model_validate):
-        return model_validate(state)
-    new: Any = object.__new__(aggregate_class)
-    for name, value in state.items():
-        object.__setattr__(new, name, value)  # (also past a frozen dataclass's refusal)
-    return new

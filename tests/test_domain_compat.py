@@ -1,0 +1,317 @@
+"""The documented 9.x domain API, second round: event mixins, string ids, nested
+snapshot classes, ``@event`` on property setters, and documented names."""
+
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError, dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from eventsourcing import domain
+from eventsourcing.application import Application
+from eventsourcing.domain import (
+    Aggregate,
+    AggregateEvent,
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    CanSnapshotAggregate,
+    DomainEvent,
+    ProgrammingError,
+    Snapshot,
+    event,
+)
+from eventsourcing.utils import TopicError
+
+
+def replay(events: list[Any]) -> Any:
+    aggregate = None
+    for e in events:
+        aggregate = e.mutate(aggregate)
+    return aggregate
+
+
+# -- R1: the "can" classes are plain mixins ------------------------------------------
+
+
+def test_the_event_mixins_are_plain_classes_that_dataclass_events_derive_from() -> None:
+    @dataclass(frozen=True)
+    class Event(CanMutateAggregate[UUID]):
+        originator_id: UUID
+        originator_version: int
+        timestamp: datetime
+
+    @dataclass(frozen=True)
+    class Opened(Event, CanInitAggregate[UUID]):
+        originator_topic: str
+        owner: str
+
+    for mixin in (CanMutateAggregate, CanInitAggregate, CanSnapshotAggregate):
+        assert type(mixin) is type  # no metaclass of ours to conflict with a model's
+
+    class Account(Aggregate):
+        @event(Opened)
+        def __init__(self, owner: str) -> None:
+            self.owner = owner
+
+    account = Account("Ann")
+    (opened,) = account.collect_events()
+    assert type(opened) is Opened and not isinstance(opened, DomainEvent)
+    with pytest.raises(FrozenInstanceError):
+        opened.owner = "Bob"  # type: ignore[misc]
+    copy = replay([opened])
+    assert (copy.id, copy.version, copy.owner) == (account.id, 1, "Ann")
+
+
+def test_a_model_event_class_may_derive_from_the_mixins() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class ModelEvent(pydantic.BaseModel, CanMutateAggregate[UUID]):  # type: ignore[misc]
+        model_config = pydantic.ConfigDict(frozen=True)
+        originator_id: UUID
+        originator_version: int
+        timestamp: datetime
+
+    class ModelCreated(ModelEvent, CanInitAggregate[UUID]):  # type: ignore[misc]
+        originator_topic: str
+
+    class ModelSnapshot(pydantic.BaseModel, CanSnapshotAggregate[UUID]):  # type: ignore[misc]
+        originator_id: UUID
+        originator_version: int
+        timestamp: datetime
+        topic: str
+        state: dict[str, Any]
+
+    class ModelAggregate(Aggregate):
+        class Event(ModelEvent):  # type: ignore[misc,valid-type]
+            pass
+
+        class Created(Event, ModelCreated):  # type: ignore[misc,valid-type]
+            pass
+
+        Snapshot = ModelSnapshot  # type: ignore[assignment]
+
+    class Cat(ModelAggregate):
+        @event("Registered")
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @event("Renamed")
+        def rename(self, name: str) -> None:
+            self.name = name
+
+    cat = Cat("Tom")
+    cat.rename("Tim")
+    events = cat.collect_events()
+    assert all(isinstance(e, pydantic.BaseModel) for e in events)
+    assert replay(events).name == "Tim"
+    snapshot = Cat.Snapshot.take(cat)
+    assert isinstance(snapshot, ModelSnapshot) and snapshot.mutate(None).name == "Tim"
+
+
+# -- R2: string ids ---------------------------------------------------------------------
+
+
+class Kennel(BaseAggregate[str]):
+    @dataclass(frozen=True)
+    class Event(CanMutateAggregate[str]):
+        originator_id: str
+        originator_version: int
+        timestamp: datetime
+
+    @dataclass(frozen=True)
+    class Registered(Event, CanInitAggregate[str]):
+        originator_topic: str
+        name: str
+
+    @dataclass(frozen=True)
+    class Renamed(Event):
+        name: str
+
+    @staticmethod
+    def create_id(name: str) -> str:
+        return f"kennel-{name}"
+
+    @event(Registered)
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @event(Renamed)
+    def rename(self, name: str) -> None:
+        self.name = name
+
+
+def test_an_aggregate_with_events_typed_with_str_ids_has_a_str_id() -> None:
+    kennel = Kennel("north")
+    kennel.rename("south")
+    assert kennel.id == "kennel-north" and kennel.version == 2
+    app = Application(env={"IS_SNAPSHOTTING_ENABLED": "y"})
+    app.save(kennel)
+    assert app.repository.get("kennel-north").name == "south"
+    app.take_snapshot("kennel-north")
+    (snapshot,) = app.snapshots.get("kennel-north")  # type: ignore[union-attr]
+    assert snapshot.originator_id == "kennel-north"
+
+
+def test_the_id_type_of_event_classes_is_their_type_argument() -> None:
+    assert Kennel.Event.originator_id_type is str
+    assert Kennel.Registered.originator_id_type is str
+    assert AggregateEvent.originator_id_type is UUID
+    assert Aggregate.Created.originator_id_type is UUID
+    assert Snapshot.originator_id_type is UUID
+    assert CanMutateAggregate.originator_id_type is None
+    with pytest.raises(TypeError, match=r"Odd: the aggregate id type <class 'int'>.*UUID nor str"):
+
+        class Odd(CanMutateAggregate[int]):  # type: ignore[type-var]
+            pass
+
+
+def test_an_id_of_another_type_than_the_created_events_is_refused() -> None:
+    class Dog(Aggregate):
+        @staticmethod
+        def create_id(name: str) -> str:  # type: ignore[override]
+            return f"dog-{name}"
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    with pytest.raises(TypeError, match=r"Dog: the aggregate id 'dog-x' is not a UUID"):
+        Dog("x")
+    with pytest.raises(TypeError, match=r"Kennel\(\) argument 'id' must be a str"):
+        Kennel(name="x", id=uuid4())  # type: ignore[call-arg]
+    assert Kennel(name="x", id="k1").id == "k1"  # type: ignore[call-arg]
+
+
+# -- R3: an aggregate's nested Snapshot class ------------------------------------------
+
+
+class Parrot(Aggregate):
+    class Snapshot(Aggregate.Snapshot):
+        pass
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @event("Taught")
+    def teach(self, word: str) -> None:
+        self.name += f" ({word})"
+
+
+def test_an_aggregate_has_a_nested_snapshot_class() -> None:
+    class Dog(Aggregate):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    assert Aggregate.Snapshot is Snapshot and Dog.Snapshot is Snapshot
+    taken = Parrot.Snapshot.take(Parrot("Polly"))
+    assert type(taken) is Parrot.Snapshot and taken.mutate(None).name == "Polly"
+
+
+def test_the_application_snapshots_an_aggregate_with_its_nested_class() -> None:
+    class Aviary(Application):
+        snapshotting_intervals = {Parrot: 2}
+
+    app = Aviary()
+    parrot = Parrot("Polly")
+    parrot.teach("hello")
+    app.save(parrot)  # version 2: a snapshot, automatically
+    app.take_snapshot(parrot.id, version=1)
+    snapshots = list(app.snapshots.get(parrot.id))  # type: ignore[union-attr]
+    assert [(type(s), s.originator_version) for s in snapshots] == [
+        (Parrot.Snapshot, 1),
+        (Parrot.Snapshot, 2),
+    ]
+    assert app.repository.get(parrot.id).name == "Polly (hello)"
+
+
+# -- R4: @event on property setters ----------------------------------------------------
+
+
+def test_event_under_a_property_setter_triggers_on_assignment() -> None:
+    class Dog(Aggregate):
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        @property
+        def name(self) -> str:
+            return self._name
+
+        @name.setter
+        @event("NameChanged")
+        def name(self, value: str) -> None:
+            self._name = value
+
+    dog = Dog("Fido")
+    dog.name = "Rex"
+    assert dog.name == "Rex" and dog.version == 2
+    events = dog.collect_events()
+    assert type(events[1]) is Dog.NameChanged and events[1].value == "Rex"
+    assert replay(events).name == "Rex"
+
+
+def test_event_over_a_property_setter_triggers_on_assignment() -> None:
+    class Dog(Aggregate):
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        @property
+        def name(self) -> str:
+            return self._name
+
+        @event("NameChanged")
+        @name.setter
+        def name(self, value: str) -> None:
+            self._name = value
+
+    dog = Dog("Fido")
+    dog.name = "Rex"
+    assert dog.name == "Rex" and dog.version == 2
+    events = dog.collect_events()
+    assert type(events[1]) is Dog.NameChanged and events[1].value == "Rex"
+    assert replay(events).name == "Rex"
+
+
+def test_event_on_a_property_needs_a_setter_and_an_event_name() -> None:
+    with pytest.raises(ProgrammingError, match=r"setter of property 'name' needs an event name"):
+
+        class Named(Aggregate):
+            @property
+            def name(self) -> str:
+                return ""
+
+            @name.setter
+            @event
+            def name(self, value: str) -> None:
+                pass
+
+    with pytest.raises(ProgrammingError, match=r"property 'name', which has no setter"):
+
+        class ReadOnly(Aggregate):
+            @event("Named")  # type: ignore[arg-type]
+            @property
+            def name(self) -> str:
+                return ""
+
+
+# -- R9: documented names -------------------------------------------------------------
+
+
+def test_the_documented_names_of_the_domain_module() -> None:
+    assert domain.TopicError is TopicError
+    assert issubclass(domain.LogEvent, DomainEvent)
+    assert issubclass(CanMutateAggregate, domain.HasOriginatorIDVersion)
+    assert issubclass(CanMutateAggregate, domain.CanCreateTimestamp)
+    assert issubclass(DomainEvent, domain.CanCreateTimestamp)
+    assert domain.CanCreateTimestamp.create_timestamp().tzinfo is not None
+    assert isinstance(Parrot.__dict__["teach"], domain.CommandMethodDecorator)
+    for name in (
+        "TopicError",
+        "LogEvent",
+        "HasOriginatorIDVersion",
+        "CanCreateTimestamp",
+        "CommandMethodDecorator",
+    ):
+        assert name in domain.__all__
