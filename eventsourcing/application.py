@@ -304,8 +304,9 @@ class Repository(Generic[TAggregateID]):
     """Reconstructs aggregates from their events (starting from a snapshot if any).
 
     ``id_type`` is the type of the store's ids (``UUID``, or ``str`` where
-    ``ORIGINATOR_ID_TYPE=text``): ``get`` takes a UUID or its string form on
-    either, and gives any other kind of id a ``TypeError`` naming it.
+    ``ORIGINATOR_ID_TYPE=text``; None where the store keeps either, as in memory):
+    ``get`` takes a UUID or its string form on every store, and gives any other kind
+    of id a ``TypeError`` naming it (unless the store keeps either).
     """
 
     def __init__(
@@ -314,7 +315,7 @@ class Repository(Generic[TAggregateID]):
         snapshot_store: EventStore | None = None,
         cache_maxsize: int | None = None,
         fastforward: bool = True,
-        id_type: type = UUID,
+        id_type: type | None = UUID,
         *,
         fastforward_skipping: bool = False,
         deepcopy_from_cache: bool = True,
@@ -327,7 +328,8 @@ class Repository(Generic[TAggregateID]):
         # A maxsize of 0 means no limit; None, no cache.
         self.cache = LRUCache(cache_maxsize) if cache_maxsize is not None else None
         self.fastforward = fastforward
-        self.id_type = id_type
+        self.id_type: type = id_type or UUID  # (compared with each id given to get)
+        self.keeps_any_id = id_type is None
 
     @overload
     def get(
@@ -390,7 +392,8 @@ class Repository(Generic[TAggregateID]):
                 try:
                     return UUID(aggregate_id)
                 except ValueError:
-                    pass
+                    if self.keeps_any_id:
+                        return aggregate_id
             raise TypeError(
                 f"Aggregate id {aggregate_id!r} ({type(aggregate_id).__name__}) is neither a "
                 "UUID nor the string form of one (this store's ids are UUIDs; set "
@@ -728,10 +731,13 @@ class Application(Generic[TAggregateID]):
             id_type=self._id_type(),
         )
 
-    def _id_type(self) -> type:
-        """The type of the store's ids: str where ``ORIGINATOR_ID_TYPE=text``, else UUID."""
-        setting = self.env.get(self.ORIGINATOR_ID_TYPE) or "uuid"
-        return str if setting.lower() == "text" else UUID
+    def _id_type(self) -> type | None:
+        """The type of the store's ids: str where ``ORIGINATOR_ID_TYPE=text``, else
+        UUID; None (either) unset on a store that keeps both kinds (in memory)."""
+        setting = self.env.get(self.ORIGINATOR_ID_TYPE)
+        if not setting and getattr(self.recorder, "originator_id_type", UUID) is None:
+            return None
+        return str if (setting or "uuid").lower() == "text" else UUID
 
     def _cache_fastforward(self) -> bool:
         return strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y"))
