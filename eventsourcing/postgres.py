@@ -23,6 +23,8 @@ position cannot move. (The statement sees the table as it was when it began: an
 event that another writer committed while this one waited for the lock is found
 by the unique key instead, and the write fails as a plain save's does; a moved
 position is found by the update itself, which rereads a row changed meanwhile.)
+A tracking table of a row per processed position takes a transaction of a few
+statements instead (see ``PostgresProcessRecorder``).
 
 Every identifier (schema, table) is quoted with ``psycopg.sql.Identifier``.
 """
@@ -871,7 +873,18 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
 
 
 class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
-    """Also records, per upstream application, the position processed in its log."""
+    """Also records, per upstream application, the position processed in its log.
+
+    Our tracking table holds a row per upstream application, moved by each write.
+    An existing table that holds a row per processed position instead (its primary
+    key on the application name and the position, as 9.3 made them) is kept so,
+    that what wrote it can read it on: a row is added per batch, and the position
+    is the highest. Such a write takes the events table's write lock first (as
+    every write to the events table does), then reads the position, checks it and
+    adds the row, in one transaction: so writers to one tracking table check one
+    at a time, each seeing the rows of those before it, and of two that processed
+    overlapping batches, the second is refused.
+    """
 
     def __init__(
         self,
@@ -882,6 +895,21 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         self.tracking_table_name = tracking_table_name
         self._tracking = datastore.table(tracking_table_name)
         super().__init__(datastore, events_table_name)
+        self._row_per_position = "notification_id" in self._tracking_primary_key()
+
+    def _tracking_primary_key(self) -> set[str]:
+        """The columns of the tracking table's primary key (none if there is no table)."""
+        statement = (
+            "SELECT a.attname FROM pg_index AS i JOIN pg_attribute AS a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary"
+        )
+        name = self._tracking.as_string(None)
+        return self.datastore.run(
+            lambda conn: {str(row[0]) for row in conn.execute(statement, (name,))},
+            what=f"Reading the layout of {self.tracking_table_name!r}",
+            transaction=False,
+        )
 
     def construct_create_table_statements(self) -> list[sql.Composable]:
         return [
@@ -908,7 +936,8 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         return self.datastore.run(
             lambda conn: self._insert_tracked(conn, stored_events, tracking),
             what=inserting(self.events_table_name, stored_events, tracking),
-            transaction=False,  # each write is one statement
+            # Each write to our table is one statement; to a row per position, several.
+            transaction=self._row_per_position,
         )
 
     def _insert_events(
@@ -930,6 +959,8 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         tracking: Tracking,
     ) -> list[int]:
         """Insert the events and move the tracking position, or raise TrackingConflictError."""
+        if self._row_per_position:
+            return self._insert_tracked_in_steps(conn, stored_events, tracking)
         if not stored_events:
             self._advance_tracking(conn, tracking)
             return []
@@ -981,6 +1012,44 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
     def _sql_names(self) -> dict[str, sql.Composable]:
         return {**super()._sql_names(), "tracking": self._tracking}
 
+    def _insert_tracked_in_steps(
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        tracking: Tracking,
+    ) -> list[int]:
+        """Insert the events and add a tracking row, in the caller's transaction
+        (for a tracking table of a row per position: see the class docstring)."""
+        if stored_events:  # first, as in one statement: a recorded event is named as such
+            ids = self._insert_values_and_notify(conn, stored_events)
+        else:
+            ids = []
+            conn.execute(self._statement(("lock",), self._lock_sql))
+        # A statement after the lock is held sees every earlier writer's rows.
+        position = self._select_position(conn, tracking.application_name)
+        conflict = tracking_conflict(tracking, position)
+        if conflict is not None:
+            raise TrackingConflictError(conflict)
+        statement = self._statement(
+            ("add tracking row",),
+            lambda: sql.SQL(
+                "INSERT INTO {} (application_name, notification_id) VALUES (%s, %s)"
+            ).format(self._tracking),
+        )
+        try:
+            conn.execute(statement, (tracking.application_name, tracking.notification_id))
+        except psycopg.errors.UniqueViolation as error:  # by a writer that took no lock
+            raise TrackingConflictError(
+                f"Notification {tracking.notification_id} of {tracking.application_name!r} "
+                "is already processed; nothing was recorded"
+            ) from error
+        return ids
+
+    def _lock_sql(self) -> sql.Composable:
+        return sql.SQL("SELECT pg_advisory_xact_lock({lock_key}::regclass::oid::bigint)").format(
+            **self._sql_names()
+        )
+
     def _check_conflicts(
         self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
     ) -> None:
@@ -1024,11 +1093,15 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         )
 
     def _select_position(self, conn: psycopg.Connection[Any], application_name: str) -> int | None:
-        statement = sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(
-            self._tracking
+        # MAX: a table may hold a row per processed position (see the class docstring).
+        statement = self._statement(
+            ("select position",),
+            lambda: sql.SQL(
+                "SELECT MAX(notification_id) FROM {} WHERE application_name = %s"
+            ).format(self._tracking),
         )
         row = conn.execute(statement, (application_name,)).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None or row[0] is None else int(row[0])
 
     def max_tracking_id(self, application_name: str) -> int | None:
         return self.datastore.run(
@@ -1039,9 +1112,9 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         )
 
     def tracking_positions(self) -> dict[str, int]:
-        statement = sql.SQL("SELECT application_name, notification_id FROM {}").format(
-            self._tracking
-        )
+        statement = sql.SQL(
+            "SELECT application_name, MAX(notification_id) FROM {} GROUP BY application_name"
+        ).format(self._tracking)
 
         def select(conn: Connection) -> dict[str, int]:
             return {str(name): int(pos) for name, pos in conn.execute(statement).fetchall()}

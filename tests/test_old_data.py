@@ -129,20 +129,7 @@ def test_a_sqlite_database_of_the_reference_is_read_and_extended_both_ways(
     }
 
 
-# 9.3 keeps a tracking row per processed notification; our PostgreSQL recorder reads
-# one row per application (not the highest), so it processes again and conflicts.
-POSTGRES_ROW_PER_POSITION = pytest.mark.xfail(
-    strict=True, reason="PostgreSQL tracking of a row per position (9.3) is not read yet"
-)
-
-
-@pytest.mark.parametrize(
-    "version",
-    [
-        pytest.param(v, marks=POSTGRES_ROW_PER_POSITION) if v.startswith("9.3.") else v
-        for v in VERSIONS
-    ],
-)
+@pytest.mark.parametrize("version", VERSIONS)
 def test_a_postgres_database_of_the_reference_is_read_and_extended_both_ways(
     reference_libraries: dict[str, ReferenceLibrary | str],
     version: str,

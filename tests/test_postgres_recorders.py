@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -23,7 +23,9 @@ from eventsourcing.persistence import (
     OperationalError,
     ProgrammingError,
     RecordConflictError,
+    StoredEvent,
     Tracking,
+    TrackingConflictError,
 )
 from eventsourcing.postgres import (
     Factory,
@@ -421,4 +423,198 @@ def test_pooled_connections_reuse_one_cursor_and_replace_it_when_closed(
         return [type(conn).__name__]
 
     assert datastore.run(statements, what="statements") == ["PooledConnection"]
+    datastore.close()
+
+
+# ---------------------------------------------------------------------------
+# A tracking table of a row per processed position (as 9.3 made them), made here by
+# hand: kept in its layout, a row added per batch, the position read as the highest.
+
+ROW_PER_POSITION_TRACKING_DDL = (
+    "CREATE TABLE {} (application_name text, notification_id bigint, "
+    "PRIMARY KEY (application_name, notification_id))"
+)
+
+
+class ExtendedProcessRecorder(PostgresProcessRecorder):
+    """Writes through ``_insert_events``, as an extension that adds rows of its own."""
+
+    def _insert_events(
+        self, cursor: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        return super()._insert_events(cursor, stored_events, **kwargs)
+
+
+def _row_per_position_recorder(
+    settings: dict[str, Any],
+    rows: Sequence[tuple[str, int]] = (),
+    recorder_class: type[PostgresProcessRecorder] = PostgresProcessRecorder,
+) -> tuple[PostgresDatastore, PostgresProcessRecorder]:
+    """A process recorder on a tracking table of a row per position, holding ``rows``."""
+    tracking = f"rows_tracking_{uuid4().hex[:8]}"
+    with psycopg.connect(**settings) as conn:
+        conn.execute(
+            psycopg.sql.SQL(ROW_PER_POSITION_TRACKING_DDL).format(psycopg.sql.Identifier(tracking))
+        )
+        for row in rows:
+            conn.execute(
+                psycopg.sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(
+                    psycopg.sql.Identifier(tracking)
+                ),
+                row,
+            )
+    datastore = make_datastore(settings)
+    recorder = recorder_class(datastore, f"rows_{uuid4().hex[:8]}", tracking)
+    recorder.create_table()
+    return datastore, recorder
+
+
+def _tracking_rows(settings: dict[str, Any], table: str) -> list[tuple[str, int]]:
+    with psycopg.connect(**settings) as conn:
+        statement = psycopg.sql.SQL(
+            "SELECT application_name, notification_id FROM {} "
+            "ORDER BY application_name, notification_id"
+        ).format(psycopg.sql.Identifier(table))
+        return [(str(name), int(position)) for name, position in conn.execute(statement)]
+
+
+@pytest.mark.parametrize(
+    "recorder_class", [PostgresProcessRecorder, ExtendedProcessRecorder], ids=["ours", "extended"]
+)
+def test_a_tracking_table_of_a_row_per_position_gets_a_row_per_batch(
+    postgres_test_database: dict[str, Any], recorder_class: type[PostgresProcessRecorder]
+) -> None:
+    datastore, recorder = _row_per_position_recorder(
+        postgres_test_database,
+        [("DogSchool", 1), ("DogSchool", 2), ("DogSchool", 3)],  # the lowest comes first
+        recorder_class,
+    )
+    assert recorder.max_tracking_id("DogSchool") == 3
+    assert recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("DogSchool", 5, 3)) == [1]
+    assert recorder.insert_events([], tracking=Tracking("DogSchool", 6, 5)) == []
+    recorder.insert_events([], tracking=Tracking("Other", 2))
+    refused = {
+        r"is already processed \(position 6\)": Tracking("DogSchool", 5),
+        "moved to 6 while a batch from 5": Tracking("DogSchool", 7, 5),
+    }
+    for message, tracking in refused.items():
+        for events in ([], [event(uuid4(), 1)]):
+            with pytest.raises(TrackingConflictError, match=message):
+                recorder.insert_events(events, tracking=tracking)
+    assert recorder.max_notification_id() == 1  # the refused events were not recorded
+    assert recorder.max_tracking_id("DogSchool") == 6
+    assert recorder.tracking_positions() == {"DogSchool": 6, "Other": 2}
+    assert _tracking_rows(postgres_test_database, recorder.tracking_table_name) == [
+        ("DogSchool", 1),
+        ("DogSchool", 2),
+        ("DogSchool", 3),
+        ("DogSchool", 5),
+        ("DogSchool", 6),
+        ("Other", 2),
+    ]
+    datastore.close()
+
+
+def test_our_tracking_table_keeps_one_row_per_application(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    datastore, recorder = _recorder_at_position_1(postgres_test_database)
+    recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("up", 3, 1))
+    recorder.insert_events([], tracking=Tracking("up", 4, 3))
+    assert _tracking_rows(postgres_test_database, recorder.tracking_table_name) == [("up", 4)]
+    datastore.close()
+
+
+@pytest.mark.parametrize("with_events", [True, False], ids=["events", "no events"])
+def test_of_two_overlapping_batches_into_a_row_per_position_only_one_is_recorded(
+    postgres_test_database: dict[str, Any], with_events: bool
+) -> None:
+    """Two writers that processed overlapping batches from position 3 wait for the
+    write lock together; the first to get it records its batch, the second finds
+    the first's row and is refused."""
+    datastore, recorder = _row_per_position_recorder(postgres_test_database, [("up", 3)])
+    events = psycopg.sql.Identifier(recorder.events_table_name)
+    outcomes: list[Any] = []
+
+    def write(position: int) -> None:
+        batch = [event(uuid4(), 1)] if with_events else []
+        try:
+            recorder.insert_events(batch, tracking=Tracking("up", position, 3))
+            outcomes.append(position)
+        except TrackingConflictError as error:
+            outcomes.append(error)
+
+    with (
+        psycopg.connect(**postgres_test_database) as blocker,
+        psycopg.connect(**postgres_test_database, autocommit=True) as observer,
+    ):
+        _take_write_lock(blocker, events)
+        writers = [threading.Thread(target=write, args=(position,)) for position in (4, 5)]
+        for writer in writers:
+            writer.start()
+        _wait_until_locks_are_waited_for(observer, postgres_test_database["dbname"], 2)
+        blocker.rollback()
+        for writer in writers:
+            writer.join(5)
+    recorded = [outcome for outcome in outcomes if isinstance(outcome, int)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, TrackingConflictError)]
+    assert len(recorded) == 1 and len(refused) == 1, outcomes
+    assert "while a batch from 3" in str(refused[0])
+    assert _tracking_rows(postgres_test_database, recorder.tracking_table_name) == [
+        ("up", 3),
+        ("up", recorded[0]),
+    ]
+    assert recorder.max_notification_id() == (1 if with_events else None)
+    datastore.close()
+
+
+def _wait_until_locks_are_waited_for(
+    conn: psycopg.Connection[Any], dbname: str, count: int
+) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
+            "WHERE NOT granted AND datname = %s",
+            (dbname,),
+        ).fetchone()
+        if row and row[0] >= count:
+            return
+        assert time.monotonic() < deadline, f"{count} writers never waited for the lock"
+        time.sleep(0.01)
+
+
+def test_a_row_per_position_added_meanwhile_by_a_writer_without_the_lock_refuses_the_write(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    """A writer that adds its tracking row before taking any lock (as the library that
+    made such tables did) is found by the primary key: the waiting write is refused
+    as a tracking conflict, and records nothing."""
+    datastore, recorder = _row_per_position_recorder(postgres_test_database, [("up", 3)])
+    outcome: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            recorder.insert_events([event(uuid4(), 1)], tracking=Tracking("up", 4, 3))
+        except BaseException as error:
+            outcome.append(error)
+
+    with (
+        psycopg.connect(**postgres_test_database) as other,
+        psycopg.connect(**postgres_test_database, autocommit=True) as observer,
+    ):
+        other.execute(
+            psycopg.sql.SQL("INSERT INTO {} VALUES ('up', 4)").format(
+                psycopg.sql.Identifier(recorder.tracking_table_name)
+            )
+        )
+        writer = threading.Thread(target=write)
+        writer.start()
+        _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
+        other.commit()
+        writer.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], TrackingConflictError), outcome
+    assert "Notification 4 of 'up' is already processed" in str(outcome[0])
+    assert recorder.max_notification_id() is None
+    assert recorder.max_tracking_id("up") == 4
     datastore.close()
