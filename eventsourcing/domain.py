@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
@@ -23,16 +23,28 @@ from typing import (
     Any,
     ClassVar,
     Generic,
-    Protocol,
     TypeVar,
     cast,
     get_args,
     get_origin,
     overload,
-    runtime_checkable,
 )
 from uuid import UUID, uuid4
 
+from eventsourcing._protocols import (
+    CanMutateProtocol,
+    CollectEventsProtocol,
+    DomainEventProtocol,
+    ImmutableAggregateProtocol,
+    MutableAggregateProtocol,
+    MutableOrImmutableAggregate,
+    SDomainEvent,
+    SnapshotProtocol,
+    TAggregateID,
+    TAggregateID_co,
+    TDomainEvent,
+    TMutableOrImmutableAggregate,
+)
 from eventsourcing.utils import (
     EventSourcingError,
     TopicError,  # (exported here too, as documented)
@@ -49,6 +61,7 @@ __all__ = [
     "CanCreateTimestamp",
     "CanInitAggregate",
     "CanMutateAggregate",
+    "CanMutateProtocol",
     "CanSnapshotAggregate",
     "CollectEventsProtocol",
     "CommandMethodDecorator",
@@ -56,16 +69,22 @@ __all__ = [
     "DomainEventProtocol",
     "EventSourcingError",
     "HasOriginatorIDVersion",
+    "ImmutableAggregateProtocol",
     "LogEvent",
     "MetaAggregate",
     "MetaDomainEvent",
     "MutableAggregateProtocol",
-    "ImmutableAggregateProtocol",
     "MutableOrImmutableAggregate",
     "OriginatorIDError",
     "OriginatorVersionError",
     "ProgrammingError",
+    "SDomainEvent",
     "Snapshot",
+    "SnapshotProtocol",
+    "TAggregateID",
+    "TAggregateID_co",
+    "TDomainEvent",
+    "TMutableOrImmutableAggregate",
     "TZINFO",
     "TopicError",
     "VersionError",
@@ -111,87 +130,6 @@ def create_utc_datetime_now() -> datetime:
 def datetime_now_with_tzinfo() -> datetime:
     """The current time in the timezone ``TZINFO`` (UTC unless the environment says)."""
     return datetime.now(tz=TZINFO)
-
-
-# ---------------------------------------------------------------------------
-# Protocols: what the library needs of events and aggregates that are not ours.
-# Code that receives a user's object uses only these public attributes.
-
-TAggregateID = TypeVar("TAggregateID", bound=UUID | str)
-TAggregateID_co = TypeVar("TAggregateID_co", bound=UUID | str, covariant=True)
-
-
-@runtime_checkable
-class DomainEventProtocol(Protocol[TAggregateID_co]):
-    """Any event: an originator's id and the version it moved that originator to."""
-
-    @property
-    def originator_id(self) -> TAggregateID_co: ...
-
-    @property
-    def originator_version(self) -> int: ...
-
-
-TDomainEvent = TypeVar("TDomainEvent", bound=DomainEventProtocol[Any])
-SDomainEvent = TypeVar("SDomainEvent", bound=DomainEventProtocol[Any])
-
-
-class MutableAggregateProtocol(Protocol[TAggregateID_co]):
-    """An aggregate whose version is changed in place as events are applied."""
-
-    @property
-    def id(self) -> TAggregateID_co: ...
-
-    @property
-    def version(self) -> int: ...
-
-    @version.setter
-    def version(self, value: int) -> None: ...
-
-
-class ImmutableAggregateProtocol(Protocol[TAggregateID_co]):
-    """An aggregate replaced by a new one as each event is applied."""
-
-    @property
-    def id(self) -> TAggregateID_co: ...
-
-    @property
-    def version(self) -> int: ...
-
-
-MutableOrImmutableAggregate = (
-    ImmutableAggregateProtocol[TAggregateID] | MutableAggregateProtocol[TAggregateID]
-)
-TMutableOrImmutableAggregate = TypeVar(
-    "TMutableOrImmutableAggregate", bound=MutableOrImmutableAggregate[Any]
-)
-
-
-@runtime_checkable
-class CollectEventsProtocol(Protocol):
-    """An aggregate that hands over the events it has triggered since it was saved."""
-
-    def collect_events(self) -> Sequence[DomainEventProtocol[Any]]: ...
-
-
-@runtime_checkable
-class CanMutateProtocol(DomainEventProtocol[Any], Protocol[TMutableOrImmutableAggregate]):
-    """An event that evolves an aggregate: the same one changed, or a new one."""
-
-    def mutate(
-        self, aggregate: TMutableOrImmutableAggregate | None
-    ) -> TMutableOrImmutableAggregate | None: ...
-
-
-@runtime_checkable
-class SnapshotProtocol(DomainEventProtocol[TAggregateID_co], Protocol):
-    """A snapshot: an event holding the whole state of an aggregate."""
-
-    @property
-    def state(self) -> Any: ...
-
-    @classmethod
-    def take(cls, aggregate: Any) -> Any: ...
 
 
 # ---------------------------------------------------------------------------
