@@ -981,7 +981,15 @@ def _most_derived_metaclass(bases: tuple[type, ...]) -> type:
 
 
 def _annotations_of(method: _EventMethod) -> dict[str, Any]:
-    return {name: Any for name in method.param_names}
+    """The event's fields: the method's parameters, with their annotations (an event
+    class that converts its fields, such as a pydantic model, needs them to read its
+    values back from storage)."""
+    parameters = method.signature.parameters
+    return {name: _annotation(parameters[name]) for name in method.param_names}
+
+
+def _annotation(parameter: inspect.Parameter) -> Any:
+    return Any if parameter.annotation is parameter.empty else parameter.annotation
 
 
 def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
@@ -1125,7 +1133,9 @@ def _make_created_class(cls: type, name: str, bases: tuple[type, ...]) -> type:
     params = list(_signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
     if _declares_id(cls):
         params = [p for p in params if p.name != "id"]  # the id is the event's originator_id
-    annotations = {p.name: Any for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    annotations = {
+        p.name: _annotation(p) for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
     inherited = _unique(_created_class_of_base(b) for b in bases if hasattr(b, "Created"))
     event_bases = _mro_safe(inherited + (cls.Event,))  # type: ignore[attr-defined]
     created = _make_event_class(cls, name, event_bases, annotations)

@@ -4,8 +4,8 @@ snapshot classes, ``@event`` on property setters, and documented names."""
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, get_type_hints
 from uuid import UUID, uuid4
 
 import pytest
@@ -315,3 +315,64 @@ def test_the_documented_names_of_the_domain_module() -> None:
         "CommandMethodDecorator",
     ):
         assert name in domain.__all__
+
+
+def test_generated_event_classes_keep_the_methods_annotations() -> None:
+    class Kennel(Aggregate):
+        @event("Opened")
+        def __init__(self, name: str, opened_on: datetime) -> None:
+            self.name = name
+
+        @event("Moved")
+        def move(self, to: UUID, at: datetime) -> None:
+            self.site = to
+
+        @event("Noted")
+        def note(self, text) -> None:  # type: ignore[no-untyped-def]
+            self.text = text
+
+    # (This module's annotations are strings: they are resolved as a model would.)
+    moved = get_type_hints(Kennel.Moved)
+    assert (moved["to"], moved["at"]) == (UUID, datetime)
+    opened = get_type_hints(Kennel.Opened)
+    assert (opened["name"], opened["opened_on"]) == (str, datetime)
+    assert get_type_hints(Kennel.Noted)["text"] is Any
+
+
+def test_model_event_classes_made_by_event_methods_convert_their_fields() -> None:
+    # A model class converts what it is given to its fields' types (reading events
+    # back from JSON, say): it can only do that if the generated class has them.
+    pydantic = pytest.importorskip("pydantic")
+
+    class ModelEvent(pydantic.BaseModel, CanMutateAggregate[UUID]):  # type: ignore[misc]
+        model_config = pydantic.ConfigDict(frozen=True)
+        originator_id: UUID
+        originator_version: int
+        timestamp: datetime
+
+    class ModelCreated(ModelEvent, CanInitAggregate[UUID]):  # type: ignore[misc]
+        originator_topic: str
+
+    class ModelAggregate(Aggregate):
+        class Event(ModelEvent):  # type: ignore[misc,valid-type]
+            pass
+
+        class Created(Event, ModelCreated):  # type: ignore[misc,valid-type]
+            pass
+
+    class Van(ModelAggregate):
+        @event("Moved")
+        def move(self, to: UUID, at: datetime) -> None:
+            self.site = to
+
+    van_id, site, at = uuid4(), uuid4(), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    moved = Van.Moved.model_validate(  # type: ignore[attr-defined]
+        {
+            "originator_id": str(van_id),
+            "originator_version": 2,
+            "timestamp": at.isoformat(),
+            "to": str(site),
+            "at": at.isoformat(),
+        }
+    )
+    assert (moved.to, moved.at) == (site, at)
