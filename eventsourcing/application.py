@@ -54,6 +54,7 @@ from eventsourcing.utils import Environment, EnvType, EventSourcingError, strtob
 __all__ = [
     "AggregateNotFound",
     "AggregateNotFoundError",
+    "Cache",
     "Application",
     "CanMutateAggregate",
     "EnvType",
@@ -64,6 +65,7 @@ __all__ = [
     "ProjectorFunction",
     "Recording",
     "LocalNotificationLog",
+    "MutatorFunction",
     "NotificationLog",
     "ProcessingEvent",
     "Repository",
@@ -78,6 +80,11 @@ __all__ = [
 # ``projector_func(None, events)`` reconstructs one from its snapshot and events.
 ProjectorFunction = Callable[
     [TMutableOrImmutableAggregate | None, Iterable[TDomainEvent]],
+    TMutableOrImmutableAggregate | None,
+]
+# A function that applies one event to an aggregate (or None), giving the aggregate.
+MutatorFunction = Callable[
+    [TDomainEvent, TMutableOrImmutableAggregate | None],
     TMutableOrImmutableAggregate | None,
 ]
 
@@ -298,6 +305,10 @@ class LRUCache:
         held = key.int if isinstance(key, UUID) else key
         with self._lock:
             self._items.pop(held, None)
+
+
+# The documented name of the aggregate cache's class.
+Cache = LRUCache
 
 
 class Repository(Generic[TAggregateID]):

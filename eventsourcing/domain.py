@@ -1416,9 +1416,13 @@ class Aggregate(_TypedAggregateBase[UUID], metaclass=MetaAggregate):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        attrs = [f"id={self._id!r}", f"version={self._version!r}"]
-        attrs += [f"{k}={v!r}" for k, v in _state(self).items() if not k.startswith("_")]
-        return f"{type(self).__qualname__}({', '.join(attrs)})"
+        # As documented: the class's name, its id, version and times, then the rest
+        # of its state (names without their leading underscore).
+        state = _state(self)
+        first = ("_id", "_version", "_created_on", "_modified_on")
+        attrs = [f"{k[1:]}={state[k]!r}" for k in first if k in state]
+        attrs += [f"{k.lstrip('_')}={v!r}" for k, v in state.items() if k not in first]
+        return f"{type(self).__name__}({', '.join(attrs)})"
 
 
 # The base class is made before the metaclass's machinery applies: set it by hand.

@@ -869,3 +869,12 @@ def test_typed_programs_check_with_mypy(tmp_path: Path) -> None:
         'note: Revealed type is "eventsourcing.domain.LogEvent | None"',
         'error: "Dog" has no attribute "nmae"  [attr-defined]',
     ], result.stdout
+
+
+def test_the_documented_names_of_mutators_and_the_cache() -> None:
+    from eventsourcing import application
+
+    assert {"Cache", "MutatorFunction"} <= set(application.__all__)
+    assert application.Cache is application.LRUCache
+    # A generic alias: subscripted in annotations, as the documented API's users do.
+    assert application.MutatorFunction[Any, Any] is not None

@@ -376,3 +376,16 @@ def test_model_event_classes_made_by_event_methods_convert_their_fields() -> Non
         }
     )
     assert (moved.to, moved.at) == (site, at)
+
+
+def test_an_aggregates_repr_names_its_class_id_version_times_and_state() -> None:
+    class Parrot(Aggregate):
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self._words = ["hello"]
+
+    parrot = Parrot("Polly")
+    assert repr(parrot) == (
+        f"Parrot(id={parrot.id!r}, version=1, created_on={parrot.created_on!r}, "
+        f"modified_on={parrot.modified_on!r}, name='Polly', words=['hello'])"
+    )
