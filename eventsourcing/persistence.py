@@ -823,6 +823,8 @@ CIPHER_KEY = "CIPHER_KEY"
 DEFAULT_CIPHER_TOPIC = "eventsourcing.cipher:AESCipher"
 COMPRESSOR_TOPIC = "COMPRESSOR_TOPIC"
 IS_SNAPSHOTTING_ENABLED = "IS_SNAPSHOTTING_ENABLED"
+APPLICATION_RECORDER_TOPIC = "APPLICATION_RECORDER_TOPIC"
+PROCESS_RECORDER_TOPIC = "PROCESS_RECORDER_TOPIC"
 
 TFactory = TypeVar("TFactory", bound="InfrastructureFactory")
 
@@ -1043,19 +1045,37 @@ class DatabaseFactory(InfrastructureFactory):
             recorder.create_table()
         return recorder
 
+    # Settings naming a recorder class of the store to use instead of its own.
+    APPLICATION_RECORDER_TOPIC = APPLICATION_RECORDER_TOPIC
+    PROCESS_RECORDER_TOPIC = PROCESS_RECORDER_TOPIC
+
+    def _recorder_class(self, setting: str, default: type[Any]) -> type[Any]:
+        """The class named by ``setting`` (a topic), else ``default``; TopicError naming
+        the setting if it names no class derived from ``default``'s interface."""
+        topic = self.env.get(setting)
+        if not topic:
+            return default
+        cls = resolve_topic(topic)
+        interface = ProcessRecorder if issubclass(default, ProcessRecorder) else ApplicationRecorder
+        if not (isinstance(cls, type) and issubclass(cls, interface)):
+            raise TopicError(f"{setting} {topic!r} names no {interface.__name__} class: {cls!r}")
+        return cls
+
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         table = self.table_names["snapshots" if purpose == "snapshots" else "events"]
         recorder = self.aggregate_recorder_class(self.datastore, events_table_name=table)
         return cast(AggregateRecorder, self._created(recorder))
 
     def application_recorder(self) -> ApplicationRecorder:
-        recorder = self.application_recorder_class(
-            self.datastore, events_table_name=self.table_names["events"]
+        recorder_class = self._recorder_class(
+            APPLICATION_RECORDER_TOPIC, self.application_recorder_class
         )
+        recorder = recorder_class(self.datastore, events_table_name=self.table_names["events"])
         return cast(ApplicationRecorder, self._created(recorder))
 
     def process_recorder(self) -> ProcessRecorder:
-        recorder = self.process_recorder_class(
+        recorder_class = self._recorder_class(PROCESS_RECORDER_TOPIC, self.process_recorder_class)
+        recorder = recorder_class(
             self.datastore,
             events_table_name=self.table_names["events"],
             tracking_table_name=self.table_names["tracking"],

@@ -31,7 +31,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 from eventsourcing.system import MultiThreadedRunner, SingleThreadedRunner, System
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import TopicError, get_topic
 from examples.dogschool import Counter, Counters, Dog, DogSchool
 
 
@@ -376,3 +376,18 @@ def test_rows_of_the_hook_are_plain_rows_for_our_own_queries(datastore: SQLiteDa
     assert recorder.select_events(a) == [event(a, 1)]
     with sqlite3.connect(datastore.db_name) as conn:
         assert conn.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0] == 1
+
+
+def test_recorder_topics_choose_the_recorder_classes(tmp_path: Path) -> None:
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(tmp_path / "topics.db"),
+        "APPLICATION_RECORDER_TOPIC": get_topic(SearchablePagesRecorder),
+        "PROCESS_RECORDER_TOPIC": get_topic(SeeingProcessRecorder),
+    }
+    assert type(Application(env=env).recorder) is SearchablePagesRecorder
+    assert type(Counters(env=env).recorder) is SeeingProcessRecorder
+    assert SQLiteFactory.PROCESS_RECORDER_TOPIC == "PROCESS_RECORDER_TOPIC"
+    wrong = dict(env, APPLICATION_RECORDER_TOPIC=get_topic(SQLiteDatastore))
+    with pytest.raises(TopicError, match="_RECORDER_TOPIC .* names no ApplicationRecorder"):
+        Application(env=wrong)
