@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from itertools import chain
 from types import TracebackType
@@ -42,6 +42,7 @@ from eventsourcing.persistence import (
     DecimalAsStr,
     EventStore,
     InfrastructureFactory,
+    JSONTranscoder,
     Mapper,
     Notification,
     Recording,
@@ -265,6 +266,59 @@ _COPY_HOOKS = (
 
 
 # ---------------------------------------------------------------------------
+# Whether saved events read back as they were: only then may a cache keep the
+# aggregate they were saved from, as it is the aggregate a replay would make.
+
+# Values that our JSON transcoding reads back as the very same values (with UUID,
+# Decimal and datetime transcodings registered, as applications register them).
+_READ_BACK_EXACTLY: frozenset[type] = frozenset({str, int, float, bool, type(None), UUID, Decimal})
+_UTC = timezone.utc
+
+
+def events_read_back_as_saved(events: Iterable[Any]) -> bool:
+    """Whether our mapper gives back each of ``events`` with values equal to and of
+    the same types as its own (a tuple reads back as a list, a datetime in another
+    zone with a fixed offset, a value of a registered type as whatever its
+    transcoding makes: those do not)."""
+    for domain_event in events:
+        state = getattr(domain_event, "__dict__", None)
+        if state is None:
+            return False
+        for value in state.values():
+            kind = type(value)
+            if kind in _READ_BACK_EXACTLY:
+                continue
+            if kind is datetime:
+                if value.tzinfo is not _UTC and value.tzinfo is not None:
+                    return False
+            elif not _reads_back_as_it_is(value):
+                return False
+    return True
+
+
+def _reads_back_as_it_is(value: Any) -> bool:
+    kind = type(value)
+    if kind in _READ_BACK_EXACTLY:
+        return True
+    if kind is datetime:
+        return value.tzinfo is _UTC or value.tzinfo is None
+    if kind is list:
+        return all(map(_reads_back_as_it_is, value))
+    if kind is dict:
+        return all(type(key) is str for key in value) and all(
+            map(_reads_back_as_it_is, value.values())
+        )
+    return False
+
+
+def _checks_read_back(event_store: EventStore) -> bool:
+    """Whether ``events_read_back_as_saved`` speaks for this store's mapper: ours,
+    with our JSON transcoder (another may read back anything)."""
+    mapper = getattr(event_store, "mapper", None)
+    return type(mapper) is Mapper and type(mapper.transcoder) is JSONTranscoder
+
+
+# ---------------------------------------------------------------------------
 # The repository.
 
 
@@ -335,6 +389,8 @@ class Repository(Generic[TAggregateID]):
         # and change nothing: fast-forwarding takes no lock to skip, and every caller
         # gets its own copy, cheap for the usual aggregates.)
         self.event_store = event_store
+        # Whether saved aggregates may be cached as they are (see cache_saved).
+        self.checks_read_back = _checks_read_back(event_store)
         self.snapshot_store = snapshot_store
         # A maxsize of 0 means no limit; None, no cache.
         self.cache = LRUCache(cache_maxsize) if cache_maxsize is not None else None
@@ -469,9 +525,20 @@ class Repository(Generic[TAggregateID]):
             raise AggregateNotFoundError(f"Aggregate {aggregate_id}{at} not found")
         return aggregate
 
-    def cache_saved(self, aggregates: Mapping[UUID, Any]) -> None:
-        """Remember aggregates just saved, so the next get needs no replay."""
+    def cache_saved(self, aggregates: Mapping[UUID, Any], events: Sequence[Any] = ()) -> None:
+        """Remember aggregates just saved, so the next get needs no replay.
+
+        Only if their ``events`` read back as they were saved: otherwise the aggregate
+        a replay makes may differ from the one in memory (a tuple the events held is a
+        list after a replay), and a cache would show it. The next get then brings a
+        copy cached before up to date from the store (or replays the events).
+        """
         if self.cache is None:
+            return
+        if not (self.checks_read_back and events_read_back_as_saved(events)):
+            if not self.fastforward:  # (a copy cached before would not be brought up to date)
+                for aggregate_id in aggregates:
+                    self.cache.discard(aggregate_id)
             return
         for aggregate_id, aggregate in aggregates.items():
             # A copy: the caller may change its aggregate and fail to save it next time.
@@ -811,7 +878,7 @@ class Application(Generic[TAggregateID]):
             **processing_event.saved_kwargs,
         )
         repository = self.repository
-        repository.cache_saved(processing_event.aggregates)
+        repository.cache_saved(processing_event.aggregates, processing_event.events)
         if repository.cache is not None and not repository.fastforward:
             # Events saved without their aggregate leave its cached copy behind.
             repository.forget_others(processing_event.events, processing_event.aggregates)

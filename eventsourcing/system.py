@@ -43,6 +43,7 @@ from eventsourcing.application import (
     NotificationLog,
     ProcessingEvent,
     Repository,
+    events_read_back_as_saved,
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
@@ -231,12 +232,16 @@ class _FollowerRepository(Repository):
         local.aggregates = aggregates
         local.taken_from_memory = set()
 
-    def end_batch(self, recorded: bool) -> None:
-        """Keep in memory what the batch recorded; forget what it changed otherwise."""
+    def end_batch(self, recorded: bool, events: Sequence[Any] = ()) -> None:
+        """Keep in memory what the batch recorded (if its ``events`` read back as they
+        were recorded, so that what is kept is what a replay would make); forget
+        what it changed otherwise."""
         local = self._local
         aggregates: dict[UUID, Any] = local.aggregates
         taken_from_memory: set[UUID] = local.taken_from_memory
         local.aggregates = None
+        if recorded and not (self.checks_read_back and events_read_back_as_saved(events)):
+            recorded = False  # (forgotten like a failed batch's: read again when next needed)
         if not recorded:
             for aggregate_id in taken_from_memory | aggregates.keys():
                 self._written.discard(aggregate_id)
@@ -248,7 +253,7 @@ class _FollowerRepository(Repository):
             if not _has_pending_events(aggregate):
                 self._written.put(aggregate_id, aggregate)
 
-    def cache_saved(self, aggregates: Mapping[UUID, Any]) -> None:
+    def cache_saved(self, aggregates: Mapping[UUID, Any], events: Sequence[Any] = ()) -> None:
         """Nothing: what a follower writes is kept in its own memory (see ``end_batch``)."""
 
     def clear_cache(self) -> None:
@@ -690,7 +695,7 @@ class Follower(Application):
         except BaseException:
             repository.end_batch(recorded=False)
             raise
-        repository.end_batch(recorded=True)
+        repository.end_batch(recorded=True, events=processing_event.events)
         self._positions[leader_name] = notifications[-1].id
         self._take_snapshots(processing_event)
         self._notify(recordings)
