@@ -66,8 +66,8 @@ def test_the_event_mixins_are_plain_classes_that_dataclass_events_derive_from() 
     assert (copy.id, copy.version, copy.owner) == (account.id, 1, "Ann")
 
 
-def test_a_model_event_class_may_derive_from_the_mixins() -> None:
-    pydantic = pytest.importorskip("pydantic")
+def model_aggregate_base(pydantic: Any) -> type[Aggregate]:
+    """A base aggregate class whose events are (frozen) pydantic models."""
 
     class ModelEvent(pydantic.BaseModel, CanMutateAggregate[UUID]):  # type: ignore[misc]
         model_config = pydantic.ConfigDict(frozen=True)
@@ -78,13 +78,6 @@ def test_a_model_event_class_may_derive_from_the_mixins() -> None:
     class ModelCreated(ModelEvent, CanInitAggregate[UUID]):  # type: ignore[misc]
         originator_topic: str
 
-    class ModelSnapshot(pydantic.BaseModel, CanSnapshotAggregate[UUID]):  # type: ignore[misc]
-        originator_id: UUID
-        originator_version: int
-        timestamp: datetime
-        topic: str
-        state: dict[str, Any]
-
     class ModelAggregate(Aggregate):
         class Event(ModelEvent):  # type: ignore[misc,valid-type]
             pass
@@ -92,6 +85,20 @@ def test_a_model_event_class_may_derive_from_the_mixins() -> None:
         class Created(Event, ModelCreated):  # type: ignore[misc,valid-type]
             pass
 
+    return ModelAggregate
+
+
+def test_a_model_event_class_may_derive_from_the_mixins() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class ModelSnapshot(pydantic.BaseModel, CanSnapshotAggregate[UUID]):  # type: ignore[misc]
+        originator_id: UUID
+        originator_version: int
+        timestamp: datetime
+        topic: str
+        state: dict[str, Any]
+
+    class ModelAggregate(model_aggregate_base(pydantic)):  # type: ignore[misc]
         Snapshot = ModelSnapshot  # type: ignore[assignment]
 
     class Cat(ModelAggregate):
@@ -344,23 +351,7 @@ def test_model_event_classes_made_by_event_methods_convert_their_fields() -> Non
     # back from JSON, say): it can only do that if the generated class has them.
     pydantic = pytest.importorskip("pydantic")
 
-    class ModelEvent(pydantic.BaseModel, CanMutateAggregate[UUID]):  # type: ignore[misc]
-        model_config = pydantic.ConfigDict(frozen=True)
-        originator_id: UUID
-        originator_version: int
-        timestamp: datetime
-
-    class ModelCreated(ModelEvent, CanInitAggregate[UUID]):  # type: ignore[misc]
-        originator_topic: str
-
-    class ModelAggregate(Aggregate):
-        class Event(ModelEvent):  # type: ignore[misc,valid-type]
-            pass
-
-        class Created(Event, ModelCreated):  # type: ignore[misc,valid-type]
-            pass
-
-    class Van(ModelAggregate):
+    class Van(model_aggregate_base(pydantic)):  # type: ignore[misc]
         @event("Moved")
         def move(self, to: UUID, at: datetime) -> None:
             self.site = to
