@@ -645,6 +645,12 @@ def _upcast(cls: type, state: dict[str, Any], from_version: int) -> dict[str, An
 # Recorders: the interfaces each store implements.
 
 
+def first_definer(cls: type, name: str) -> type | None:
+    """The class in ``cls``'s MRO whose body defines ``name`` (a store checks with it
+    whether a subclass of its recorders extends ``_insert_events``)."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
+
+
 class Recorder(ABC):  # noqa: B024 (a marker base shared by every recorder)
     """Base class of every recorder."""
 

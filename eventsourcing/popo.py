@@ -29,6 +29,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    first_definer,
     notification_of,
     originator_id_type,
     tracking_conflict,
@@ -44,7 +45,7 @@ class POPOAggregateRecorder(AggregateRecorder):
         # The type of ids kept (UUID or str), or None for either.
         self.originator_id_type = originator_id_type
         # Whether a subclass keeps more with each insert (see _insert_extended).
-        self._extended = _first_definer(type(self), "_insert_events") not in _OUR_RECORDERS
+        self._extended = first_definer(type(self), "_insert_events") not in _OUR_RECORDERS
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -384,11 +385,6 @@ _OUR_RECORDERS: tuple[type, ...] = (
     POPOApplicationRecorder,
     POPOProcessRecorder,
 )
-
-
-def _first_definer(cls: type, name: str) -> type | None:
-    """The class in ``cls``'s MRO whose body defines ``name``."""
-    return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
 class POPOFactory(InfrastructureFactory):

@@ -69,6 +69,7 @@ from eventsourcing.persistence import (
     What,
     checked_mode,
     describe,
+    first_definer,
     inserting,
     new_notification,
     new_stored_event,
@@ -482,7 +483,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         self.create_table_statements = self.sql_create_statements  # (an older name)
         # Whether a subclass writes more in the transaction of an insert: then every
         # insert goes through its _insert_events (else straight to the quick statements).
-        self._extended = _first_definer(type(self), "_insert_events") not in _OUR_RECORDERS
+        self._extended = first_definer(type(self), "_insert_events") not in _OUR_RECORDERS
 
     def construct_create_table_statements(self) -> list[sql.Composable]:
         return [
@@ -1215,11 +1216,6 @@ _OUR_RECORDERS: tuple[type, ...] = (
     PostgresApplicationRecorder,
     PostgresProcessRecorder,
 )
-
-
-def _first_definer(cls: type, name: str) -> type | None:
-    """The class in ``cls``'s MRO whose body defines ``name``."""
-    return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
 class PostgresListener:
