@@ -45,6 +45,19 @@ from psycopg import sql
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from eventsourcing._postgres_commits import (
+    SETTLED_SQL,
+    CommitLayout,
+    add_stamp_column_sql,
+    held_write_sql,
+    lock_until_commit_sql,
+    parallel_write_sql,
+    read_layout,
+    release_after_error,
+    settled_rows_sql,
+    settled_topic_rows_sql,
+    stamp_column_sql,
+)
 from eventsourcing.persistence import (
     ORIGINATOR_ID_TYPE,
     ORIGINATOR_ID_TYPES,
@@ -516,6 +529,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         """Insert through the subclass's ``_insert_events``, in one transaction."""
 
         def insert(conn: Connection) -> Sequence[int] | None:
+            self._begin_extended_write(conn)
             with PostgresCursor(conn) as cursor:
                 ids = self._insert_events(cursor, stored_events, **kwargs)
                 return ids if ids is not None else cursor.notification_ids
@@ -523,6 +537,9 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         return self.datastore.run(
             insert, what=inserting(self.events_table_name, stored_events, kwargs.get("tracking"))
         )
+
+    def _begin_extended_write(self, conn: psycopg.Connection[Any]) -> None:
+        """Begin the transaction of an extension's write (nothing to do without ids)."""
 
     def _insert_events(
         self, cursor: PostgresCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -670,9 +687,35 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                 "originator_version bigint NOT NULL, "
                 "topic text NOT NULL, "
                 "state bytea NOT NULL, "
+                f"{stamp_column_sql()}, "
                 "UNIQUE (originator_id, originator_version))"
-            ).format(self._events, sql.SQL(self._id_sql_type))
+            ).format(self._events, sql.SQL(self._id_sql_type)),
+            add_stamp_column_sql(self._events),
         ]
+
+    # The table's layout, read at its first use (see eventsourcing._postgres_commits).
+    _layout: CommitLayout | None = None
+
+    def create_table(self) -> None:
+        super().create_table()
+        self._layout = None  # (the table may have gained the stamp column)
+
+    def _commit_layout(self, conn: psycopg.Connection[Any]) -> CommitLayout:
+        layout = self._layout
+        if layout is None:
+            layout = read_layout(conn, self._events.as_string(None))
+            if layout.exists:
+                self._layout = layout
+        return layout
+
+    def _begin_extended_write(self, conn: psycopg.Connection[Any]) -> None:
+        # An extension may write before inserting events: the lock, and a transaction
+        # id under it, come first, so its stamp keeps the order (see _postgres_commits).
+        if self._commit_layout(conn).parallel:
+            conn.execute(self._statement(("lock until commit",), self._lock_until_commit_sql))
+
+    def _lock_until_commit_sql(self) -> sql.Composable:
+        return sql.SQL(lock_until_commit_sql()).format(**self._sql_names())
 
     @property
     def channel(self) -> str:
@@ -714,14 +757,20 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         A plain insert, the quickest: a conflict aborts the transaction (the
         unique key), so nothing is recorded, though the ids it drew are not reused.
         """
-        return self._write(conn, stored_events, ("insert",), self._insert_sql, ())
+        ids = self._write(conn, stored_events, ("insert",), self._insert_sql, ())
+        if len(ids) != len(stored_events):  # refused: an event is recorded already
+            self._check_conflicts(conn, stored_events)  # raises, naming the event
+            raise RecordConflictError(
+                f"An event is already recorded in {self.events_table_name!r}; nothing was recorded"
+            )
+        return ids
 
     def _write(
         self,
         conn: psycopg.Connection[Any],
         stored_events: Sequence[StoredEvent],
         kind: tuple[str, ...],
-        build: Callable[[int | None], sql.Composable],
+        build: Callable[[int | None, str | None], sql.Composable],
         more_params: Sequence[Any],
     ) -> list[int]:
         """Run a write statement made by ``build`` (once per ``kind`` and shape); return
@@ -733,12 +782,21 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         """
         count = len(stored_events)
         shape = count if count <= _VALUES_MAX else None
-        statement = self._statement((*kind, shape), lambda: build(shape))
+        layout = self._commit_layout(conn)
+        # In a transaction of several statements the lock is held until commit.
+        parallel = layout.parallel and conn.info.transaction_status == _IDLE
+        sequence = layout.sequence if parallel else None
+        statement = self._statement((*kind, shape, sequence), lambda: build(shape, sequence))
         params = _new_rows_params(stored_events, shape)
         params += more_params
         params.append(self.channel)
         try:
-            rows = conn.execute(statement, params, prepare=shape is not None).fetchall()
+            try:
+                rows = conn.execute(statement, params, prepare=shape is not None).fetchall()
+            except BaseException:
+                if parallel:
+                    release_after_error(conn)
+                raise
         except psycopg.errors.UniqueViolation as error:
             detail = error.diag.message_detail or one_line(error)
             raise RecordConflictError(
@@ -747,22 +805,54 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             ) from error
         return sorted(int(row[0]) for row in rows)
 
-    def _insert_sql(self, shape: int | None) -> sql.Composable:
+    def _check_conflicts(
+        self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
+    ) -> None:
+        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
+        statement = sql.SQL(
+            "SELECT e.originator_id, e.originator_version FROM {} AS e "
+            "JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, originator_version) "
+            "USING (originator_id, originator_version)"
+        ).format(self._events, sql.SQL(self._id_sql_type))
+        params = (
+            [s.originator_id for s in stored_events],
+            [s.originator_version for s in stored_events],
+        )
+        recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
+        seen: set[tuple[Any, int]] = set()
+        for stored in stored_events:
+            key = (stored.originator_id, stored.originator_version)
+            if key in seen or key in recorded:
+                raise RecordConflictError(
+                    f"Event of originator {stored.originator_id} at version "
+                    f"{stored.originator_version} is already recorded in "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
+
+    def _insert_sql(self, shape: int | None, sequence: str | None) -> sql.Composable:
+        new_rows = _new_rows_cte(shape, self._id_sql_type)
+        if sequence is None:
+            return self._write_sql(new_rows, [], "TRUE", sequence)
+        # Committing in parallel, ids are drawn only if no event is recorded already:
+        # a gap in the ids holds readers back while older transactions run.
         return self._write_sql(
-            _new_rows_cte(shape, self._id_sql_type),
-            "inserted AS (INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state FROM new, lock "
-            "ORDER BY position RETURNING notification_id)",
+            new_rows, [_RECORDED_CTE], "NOT EXISTS (SELECT 1 FROM recorded)", sequence
         )
 
-    def _write_sql(self, *ctes: str) -> sql.Composable:
-        """One statement that writes to the events table: first the table's write lock
-        (see the module docstring), then ``ctes`` (which must end with ``inserted``,
-        and join ``lock`` wherever they draw ids or lock rows), then NOTIFY."""
+    def _write_sql(
+        self, new_cte: str, checks: list[str], gate: str, sequence: str | None
+    ) -> sql.Composable:
+        """One statement that writes to the events table: ``checks`` (CTEs), then the
+        insert of the rows of ``new_cte`` if ``gate`` holds, then NOTIFY. The table's
+        write lock is held until commit, or, given the ``sequence`` that draws ids,
+        only while they are drawn (see eventsourcing._postgres_commits)."""
+        if sequence is None:
+            writing = held_write_sql(new_cte, checks, gate)
+        else:
+            writing = parallel_write_sql(new_cte, checks, gate, sequence)
         return sql.SQL(
-            "WITH lock AS (SELECT pg_advisory_xact_lock({lock_key}::regclass::oid::bigint)), "
-            + ", ".join(ctes)
-            + ", notified AS (SELECT pg_notify(%s, '') AS sent) "
+            writing + ", notified AS (SELECT pg_notify(%s, '') AS sent) "
             "SELECT notification_id FROM inserted, notified"
         ).format(**self._sql_names())
 
@@ -823,17 +913,64 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             stop is not None,
             bool(topics),
         )
-        statement = self._statement(shape, lambda: self._select_notifications_sql(*shape[1:]))
-        rows = self._select_rows(
-            statement, params, what=f"Selecting notifications from {self.events_table_name!r}"
+
+        def select(conn: Connection) -> list[Any]:
+            settled = self._commit_layout(conn).stamped
+            if settled:
+                return self._select_settled(conn, start, limit, stop, topics, inclusive_of_start)
+            statement = self._statement(
+                (*shape, settled), lambda: self._select_notifications_sql(*shape[1:], settled)
+            )
+            return conn.execute(statement, params).fetchall()
+
+        rows = self.datastore.run(
+            select,
+            what=f"Selecting notifications from {self.events_table_name!r}",
+            transaction=False,
         )
         return [
             new_notification(originator_id, version, topic, bytes(state), nid)
             for nid, originator_id, version, topic, state in rows
         ]
 
+    def _select_settled(
+        self,
+        conn: psycopg.Connection[Any],
+        start: int | None,
+        limit: int,
+        stop: int | None,
+        topics: Sequence[str],
+        inclusive_of_start: bool,
+    ) -> list[Any]:
+        """Rows from a table whose writers commit in parallel: none that a writer still
+        in progress could precede (see eventsourcing._postgres_commits)."""
+        after = 0 if start is None else start - 1 if inclusive_of_start else start
+        if topics:
+            statement = self._statement(
+                ("select settled of topics", stop is not None),
+                lambda: sql.SQL(settled_topic_rows_sql(stop is not None)).format(
+                    events=self._events
+                ),
+            )
+            named = {"after": after, "stop": stop, "topics": list(topics), "limit": max(limit, 0)}
+            return conn.execute(statement, named).fetchall()
+        statement = self._statement(
+            ("select settled", stop is not None),
+            lambda: sql.SQL(settled_rows_sql(stop is not None)).format(events=self._events),
+        )
+        params: list[Any] = [after, after]
+        if stop is not None:
+            params.append(stop)
+        params.append(max(limit, 0))
+        return conn.execute(statement, params).fetchall()
+
     def _select_notifications_sql(
-        self, has_start: bool, inclusive_of_start: bool, has_stop: bool, has_topics: bool
+        self,
+        has_start: bool,
+        inclusive_of_start: bool,
+        has_stop: bool,
+        has_topics: bool,
+        settled: bool,
     ) -> sql.Composable:
         parts: list[sql.Composable] = [
             sql.SQL(
@@ -853,6 +990,8 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             parts.append(sql.SQL("AND notification_id <= %s"))
         if has_topics:
             parts.append(sql.SQL("AND topic = ANY(%s)"))
+        if settled:  # rows no writer still in progress could precede (see _postgres_commits)
+            parts.append(sql.SQL(SETTLED_SQL))
         parts.append(sql.SQL("ORDER BY notification_id LIMIT %s"))
         return sql.SQL(" ").join(parts)
 
@@ -989,7 +1128,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             conn,
             stored_events,
             ("insert tracked", kind),
-            lambda shape: self._insert_tracked_sql(kind, shape),
+            lambda shape, sequence: self._insert_tracked_sql(kind, shape, sequence),
             _tracking_params(tracking),
         )
         if len(ids) == len(stored_events):
@@ -997,17 +1136,22 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         self._check_conflicts(conn, stored_events)  # raises, naming the event
         return None
 
-    def _insert_tracked_sql(self, tracking_kind: str, shape: int | None) -> sql.Composable:
-        """The tracked insert, of ``shape`` rows given as values, or (None) of four arrays."""
+    def _insert_tracked_sql(
+        self, tracking_kind: str, shape: int | None, sequence: str | None
+    ) -> sql.Composable:
+        """The tracked insert, of ``shape`` rows given as values, or (None) of four arrays.
+
+        Holding the lock until commit, it is taken before the tracking row is locked;
+        else the tracking row is moved first, and ids are drawn only if it moved."""
+        after = _UNLESS_RECORDED if sequence is None else _UNLESS_RECORDED_UNLOCKED
         return self._write_sql(
             _new_rows_cte(shape, self._id_sql_type),
-            "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
-            "USING (originator_id, originator_version) LIMIT 1)",
-            f"tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})",
-            "inserted AS (INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state FROM new, lock "
-            "WHERE NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM tracked) "
-            "ORDER BY position RETURNING notification_id)",
+            [
+                _RECORDED_CTE,
+                f"tracked AS ({_tracking_sql(tracking_kind, after)})",
+            ],
+            "NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM tracked)",
+            sequence,
         )
 
     def _sql_names(self) -> dict[str, sql.Composable]:
@@ -1050,31 +1194,6 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         return sql.SQL("SELECT pg_advisory_xact_lock({lock_key}::regclass::oid::bigint)").format(
             **self._sql_names()
         )
-
-    def _check_conflicts(
-        self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
-    ) -> None:
-        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
-        statement = sql.SQL(
-            "SELECT e.originator_id, e.originator_version FROM {} AS e "
-            "JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, originator_version) "
-            "USING (originator_id, originator_version)"
-        ).format(self._events, sql.SQL(self._id_sql_type))
-        params = (
-            [s.originator_id for s in stored_events],
-            [s.originator_version for s in stored_events],
-        )
-        recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
-        seen: set[tuple[Any, int]] = set()
-        for stored in stored_events:
-            key = (stored.originator_id, stored.originator_version)
-            if key in seen or key in recorded:
-                raise RecordConflictError(
-                    f"Event of originator {stored.originator_id} at version "
-                    f"{stored.originator_version} is already recorded in "
-                    f"{self.events_table_name!r}; nothing was recorded"
-                )
-            seen.add(key)
 
     def _advance_tracking(self, conn: psycopg.Connection[Any], tracking: Tracking) -> None:
         kind = _tracking_kind(tracking)
@@ -1149,6 +1268,12 @@ _TRACKING_SQL = {
 # (Within a write: the write lock is taken before the tracking row is, so two
 # writers of one position wait for each other instead of deadlocking.)
 _UNLESS_RECORDED = "AND NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM lock) "
+_RECORDED_CTE = (
+    "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
+    "USING (originator_id, originator_version) LIMIT 1)"
+)
+_UNLESS_RECORDED_UNLOCKED = "AND NOT EXISTS (SELECT 1 FROM recorded) "
+_IDLE = psycopg.pq.TransactionStatus.IDLE  # (a connection in no transaction block)
 
 
 def _tracking_kind(tracking: Tracking) -> str:

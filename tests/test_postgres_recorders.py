@@ -289,11 +289,12 @@ def test_listener_wakes_on_commit(postgres_test_database: dict[str, Any]) -> Non
 def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
     postgres_test_database: dict[str, Any], tracked: bool, held: str
 ) -> None:
-    """The write lock comes first in the one statement of a write: while another
-    transaction holds it, the waiting writer has neither advanced the id sequence
-    nor locked its tracking row (so writers cannot deadlock on the row). A writer
-    holding ``LOCK TABLE ... IN EXCLUSIVE MODE`` (as earlier versions of this
-    library took) is waited for too: an insert takes ROW EXCLUSIVE as it starts."""
+    """While another transaction holds the write lock, the waiting writer has not
+    advanced the id sequence. A tracked writer has moved its tracking row first
+    (writers cannot deadlock on it: the lock is held by a writer only while it draws
+    ids, when it waits for nothing else). A writer holding ``LOCK TABLE ... IN
+    EXCLUSIVE MODE`` (as earlier versions of this library took) is waited for too,
+    before anything: an insert takes ROW EXCLUSIVE as it starts."""
     datastore, recorder = _recorder_at_position_1(postgres_test_database)
     events = psycopg.sql.Identifier(recorder.events_table_name)
     sequence = f"{recorder.events_table_name}_notification_id_seq"
@@ -316,12 +317,14 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
         _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
         last_value = observer.execute(f'SELECT last_value FROM "{sequence}"').fetchone()
         assert last_value == (1,)  # no id drawn while waiting
-        row = observer.execute(
-            psycopg.sql.SQL("SELECT notification_id FROM {} FOR UPDATE NOWAIT").format(
-                psycopg.sql.Identifier(recorder.tracking_table_name)
-            )
-        ).fetchall()  # NOWAIT: raises if the waiting writer held the row
-        assert row == [(1,)]
+        select_row = psycopg.sql.SQL("SELECT notification_id FROM {} FOR UPDATE NOWAIT").format(
+            psycopg.sql.Identifier(recorder.tracking_table_name)
+        )  # NOWAIT: raises if the waiting writer holds the row
+        if tracked and held == "write lock":
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                observer.execute(select_row)
+        else:
+            assert observer.execute(select_row).fetchall() == [(1,)]
         blocker.rollback()
         writer.join(5)
     assert outcome == [[2]]
