@@ -789,7 +789,8 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         statement = self._statement((*kind, shape, sequence), lambda: build(shape, sequence))
         params = _new_rows_params(stored_events, shape)
         params += more_params
-        params.append(self.channel)
+        if not parallel:
+            params.append(self.channel)
         try:
             try:
                 rows = conn.execute(statement, params, prepare=shape is not None).fetchall()
@@ -803,7 +804,21 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                 f"Event already recorded in {self.events_table_name!r}: {detail} "
                 "(originator_id, originator_version); nothing was recorded"
             ) from error
+        if parallel and rows:
+            self._notify_after_commit(conn)
         return sorted(int(row[0]) for row in rows)
+
+    def _notify_after_commit(self, conn: psycopg.Connection[Any]) -> None:
+        """Wake listeners, once the write is committed: NOTIFY in the write's own
+        transaction would serialise its commit with every other notifying commit
+        of the server (the server holds one lock while such a commit is flushed)."""
+        try:
+            conn.execute(
+                self._statement(("notify",), lambda: sql.SQL("SELECT pg_notify(%s, '')")),
+                [self.channel],
+            )
+        except psycopg.Error as error:  # recorded all the same: followers' polls find it
+            logger.warning("Could not notify %r: %s", self.channel, one_line(error))
 
     def _check_conflicts(
         self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
@@ -847,10 +862,12 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         insert of the rows of ``new_cte`` if ``gate`` holds, then NOTIFY. The table's
         write lock is held until commit, or, given the ``sequence`` that draws ids,
         only while they are drawn (see eventsourcing._postgres_commits)."""
-        if sequence is None:
-            writing = held_write_sql(new_cte, checks, gate)
-        else:
+        if sequence is not None:  # (listeners are notified after the commit)
             writing = parallel_write_sql(new_cte, checks, gate, sequence)
+            return sql.SQL(writing + " SELECT notification_id FROM inserted").format(
+                **self._sql_names()
+            )
+        writing = held_write_sql(new_cte, checks, gate)
         return sql.SQL(
             writing + ", notified AS (SELECT pg_notify(%s, '') AS sent) "
             "SELECT notification_id FROM inserted, notified"
