@@ -5,7 +5,7 @@
 
 Each figure is a fresh subprocess (this file with ``--worker``) saving for a fixed
 time: each thread saves new aggregates of its own (one event per save); with
-``--processes``, that many processes of 8 threads... no: of one thread each.
+``--processes``, that many processes of one thread each, at once.
 "postgres-1ms" makes every WAL flush of the session wait 1 ms (``commit_delay=1000,
 commit_siblings=0`` through PGOPTIONS, per connection, checked with SHOW): a stand-in
 for a network volume. Raw limits: one-row INSERT transactions of a bigserial table,
@@ -50,7 +50,7 @@ def _app_env(store: str, path: str) -> dict[str, str]:
         "POSTGRES_PORT": PG["port"],
         "POSTGRES_USER": PG["user"],
         "POSTGRES_PASSWORD": PG["password"],
-        "POSTGRES_POOL_SIZE": "40",
+        "POSTGRES_POOL_SIZE": "12",
         "CREATE_TABLE": "true",
     }
 
@@ -76,7 +76,9 @@ def _run_threads(threads: int, seconds: float, work: Any) -> tuple[int, int]:
     return totals[0], totals[1]
 
 
-def worker_saves(store: str, path: str, threads: int, seconds: float, contended: bool) -> dict[str, Any]:
+def worker_saves(
+    store: str, path: str, threads: int, seconds: float, contended: bool
+) -> dict[str, Any]:
     from eventsourcing.application import Application
     from eventsourcing.domain import Aggregate, event
     from eventsourcing.persistence import RecordConflictError
@@ -221,11 +223,22 @@ def run(
         path = str(Path(tmp) / "bench.db")
         if base == "postgres":
             reset_postgres()
-        if processes > 1:  # make the tables first, so the processes do not race to
-            run(python, kind, store, 1, 0.2, 1) if base == "postgres" else None
-        cmd = [python, str(Path(__file__).resolve()), "--worker", kind, base, path, str(threads), str(seconds)]
+        if processes > 1 and base == "postgres":  # tables first: processes do not race
+            run(python, kind, store, 1, 0.2, 1)
+        cmd = [
+            python,
+            str(Path(__file__).resolve()),
+            "--worker",
+            kind,
+            base,
+            path,
+            str(threads),
+            str(seconds),
+        ]
         procs = [
-            subprocess.Popen(cmd, env=env, cwd="/tmp", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                cmd, env=env, cwd="/tmp", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
             for _ in range(processes)
         ]
         results = []
@@ -280,11 +293,13 @@ def main() -> int:
                     row[name] = statistics.median(rates)
                 shape = f"{threads} threads" if processes == 1 else f"{processes} processes"
                 ours, ref, raw = row["ours"], row["reference"], row["raw"]
+                to_ref = ours / ref if ref else 0.0
+                to_raw = ours / raw if raw else 0.0
+                errors = [f"{k}: {v}" for k, v in row.items() if "error" in k]
                 print(
                     f"{store:13} {shape:12} ours {ours:7.0f}/s  reference {ref:7.0f}/s  "
                     f"raw {raw:7.0f}/s  raw locked {row['raw locked']:7.0f}/s  "
-                    f"ours/ref {ours / ref if ref else 0:5.2f}x  ours/raw {ours / raw if raw else 0:4.0%}"
-                    + (f"  {[k for k in row if 'error' in k]}" if any('error' in k for k in row) else ""),
+                    f"ours/ref {to_ref:5.2f}x  ours/raw {to_raw:4.0%} {errors or ''}",
                     flush=True,
                 )
         if "contended" in sections:

@@ -30,9 +30,13 @@ A table made by an earlier version gets the column from ``create_table()``
 added, and are always returned). Until then the recorder keeps the earlier way:
 writers hold the lock until commit, readers filter nothing.
 
-The price: a long transaction anywhere on the server (one that has written)
-holds every reader back until it ends: events are delivered late, never out of
-order. Followers' poll interval covers the wake-up that its end does not send.
+Readers refine this: rows that follow on without a gap (from the position read
+from, or from the row before) are returned whatever their stamps, as no row can
+come between; only after a gap must the stamp be below ``xmin`` (then no writer
+that could fill the gap is in progress). The price: at a gap, a long transaction
+anywhere on the server (one that has written) holds readers back until it ends:
+events are delivered late, never out of order; followers' poll interval covers
+the wake-up that its end does not send.
 """
 
 from __future__ import annotations
@@ -44,11 +48,6 @@ import psycopg
 from psycopg import sql
 
 STAMP_COLUMN = "transaction_id"
-
-# The condition on rows a reader may return (see the module docstring).
-SETTLED_SQL = (
-    f"AND ({STAMP_COLUMN} IS NULL OR {STAMP_COLUMN} < pg_snapshot_xmin(pg_current_snapshot()))"
-)
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,32 @@
 """PostgreSQL recorders, with psycopg 3 and its connection pool.
 
-Never skip: every insert into an application's events table first takes the
-table's write lock, a transaction-level advisory lock keyed by the table's oid
-(``pg_advisory_xact_lock('<events>'::regclass::oid::bigint)``), held until
-commit. So writers to one events table run one at a time: a writer draws its ids
-from the sequence only after the previous writer has committed (and become
-visible), and ids become visible in increasing order. A reader that has seen id N
-therefore never later finds a newly committed id below N. Readers take no lock
-and are never blocked. (An insert also holds the table's ROW EXCLUSIVE lock from
-its start, so writers that take ``LOCK TABLE ... IN EXCLUSIVE MODE`` instead, as
-earlier versions of this library did, still run one at a time with these.)
+Never skip, with writers that commit in parallel (see
+``eventsourcing._postgres_commits`` for the design and its proof): every insert
+into an application's events table takes the table's write lock, an advisory lock
+keyed by the table's oid, only while it takes its transaction id and draws its
+notification ids; each row records its writer's transaction id; a reader returns
+no row that a writer still in progress could precede. So many writers' commits
+are flushed together, and a reader that has seen id N never later finds a newly
+committed id below N. Readers take no lock and are never blocked. Listeners are
+notified after the commit, by a statement of its own (NOTIFY inside a write would
+serialise its commit with all others). Writes in a transaction of several
+statements (an extension's, a tracking table of a row per position), and every
+write to a table made by an earlier version until ``create_table()`` migrates it,
+hold the lock until commit, as earlier versions did. (An insert also holds the
+table's ROW EXCLUSIVE lock from its start, so writers that take ``LOCK TABLE ...
+IN EXCLUSIVE MODE`` instead, as older versions did, still exclude these.)
 
-A write is one statement, prepared once per connection: the lock, the insert
-and ``NOTIFY`` as parts (CTEs) of it, which the server runs as one transaction
-and commits before it answers (one round trip; the parts that draw ids or lock
-rows join the lock, so it is taken first). A plain save inserts directly; a
-conflict (the unique key on originator id and version) aborts it, recording
-nothing, though the ids it drew are not reused: ids may have gaps, and readers do
-not mind. A follower's write moves its tracking position in the same statement
-as the insert, which records nothing, and draws no ids, if an event exists or the
-position cannot move. (The statement sees the table as it was when it began: an
-event that another writer committed while this one waited for the lock is found
-by the unique key instead, and the write fails as a plain save's does; a moved
-position is found by the update itself, which rereads a row changed meanwhile.)
+A write is one statement, prepared once per connection, which the server runs as
+one transaction and commits before it answers. A plain save draws no ids if one
+of its events is recorded already (then ``RecordConflictError``); a conflict with
+a writer in progress aborts it, recording nothing, though the ids it drew are not
+reused: ids may have gaps, and readers pass them once the writers that could fill
+them have ended. A follower's write moves its tracking position in the same
+statement as the insert, first, and records nothing, and draws no ids, if an event
+exists or the position cannot move. (The statement sees the table as it was when
+it began: an event that another writer committed meanwhile is found by the unique
+key instead, and the write fails as a plain save's does; a moved position is found
+by the update itself, which rereads a row changed meanwhile.)
 A tracking table of a row per processed position takes a transaction of a few
 statements instead (see ``PostgresProcessRecorder``).
 
@@ -46,7 +50,6 @@ from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from eventsourcing._postgres_commits import (
-    SETTLED_SQL,
     CommitLayout,
     add_stamp_column_sql,
     held_write_sql,
@@ -932,12 +935,9 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         )
 
         def select(conn: Connection) -> list[Any]:
-            settled = self._commit_layout(conn).stamped
-            if settled:
+            if self._commit_layout(conn).stamped:
                 return self._select_settled(conn, start, limit, stop, topics, inclusive_of_start)
-            statement = self._statement(
-                (*shape, settled), lambda: self._select_notifications_sql(*shape[1:], settled)
-            )
+            statement = self._statement(shape, lambda: self._select_notifications_sql(*shape[1:]))
             return conn.execute(statement, params).fetchall()
 
         rows = self.datastore.run(
@@ -987,7 +987,6 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         inclusive_of_start: bool,
         has_stop: bool,
         has_topics: bool,
-        settled: bool,
     ) -> sql.Composable:
         parts: list[sql.Composable] = [
             sql.SQL(
@@ -1007,8 +1006,6 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             parts.append(sql.SQL("AND notification_id <= %s"))
         if has_topics:
             parts.append(sql.SQL("AND topic = ANY(%s)"))
-        if settled:  # rows no writer still in progress could precede (see _postgres_commits)
-            parts.append(sql.SQL(SETTLED_SQL))
         parts.append(sql.SQL("ORDER BY notification_id LIMIT %s"))
         return sql.SQL(" ").join(parts)
 
