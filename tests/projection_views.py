@@ -3,6 +3,7 @@ the projection tests and the crash worker they start)."""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
@@ -174,3 +175,36 @@ class BatchCountProjection(Projection[TrickCounts]):
     def process_events(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
         type(self).batch_sizes.append(len(batch))
         self.view.count_tricks([e.trick for e, _ in batch], batch[-1][1])
+
+
+# Views that dwell in their transaction after recording the position: a process
+# killed then must lose the whole command (a view whose tracking record committed
+# on its own would keep the position and lose the counts).
+
+
+class SlowSQLiteTrickCounts(SQLiteTrickCounts):
+    def count_tricks(self, tricks: Sequence[str], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            for trick in tricks:
+                cursor.execute(
+                    "INSERT INTO trick_counts VALUES (?, 1) "
+                    "ON CONFLICT (trick) DO UPDATE SET count = count + 1",
+                    (trick,),
+                )
+            self._insert_tracking(cursor, tracking)
+            time.sleep(0.01)
+
+
+class SlowPostgresTrickCounts(PostgresTrickCounts):
+    def count_tricks(self, tricks: Sequence[str], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for trick in tricks:
+                curs.execute(query=self._increment, params=(trick,), prepare=True)
+            self._insert_tracking(curs, tracking)
+            time.sleep(0.01)
+
+
+SLOW_VIEWS: dict[str, type[TrickCounts]] = {
+    "eventsourcing.sqlite": SlowSQLiteTrickCounts,
+    "eventsourcing.postgres": SlowPostgresTrickCounts,
+}
