@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from eventsourcing._protocols import TAggregateID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
     InfrastructureFactory,
@@ -50,7 +51,7 @@ __all__ = [
 
 TTrackingRecorder = TypeVar("TTrackingRecorder", bound=TrackingRecorder)
 TApplication = TypeVar("TApplication", bound=Application[Any])
-TEventSourcedProjection = TypeVar("TEventSourcedProjection", bound="EventSourcedProjection")
+TEventSourcedProjection = TypeVar("TEventSourcedProjection", bound="EventSourcedProjection[Any]")
 
 # How many events a projection that takes batches gets at most at once.
 DEFAULT_BATCH_SIZE = 500
@@ -137,7 +138,7 @@ class Projection(ABC, Generic[TTrackingRecorder]):
         (``self.view.insert_tracking(tracking)`` for an event that changes nothing)."""
 
 
-class EventSourcedProjection(Application[Any], ABC):
+class EventSourcedProjection(Application[TAggregateID], ABC):
     """An application whose ``policy`` processes another application's events into
     new events of its own, recorded atomically with their tracking record."""
 
@@ -154,7 +155,7 @@ class EventSourcedProjection(Application[Any], ABC):
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Call ``policy`` with the event and a processing event carrying ``tracking``,
         then record what the policy collected, with ``tracking``, in one write."""
-        processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking=tracking)
+        processing_event: ProcessingEvent[TAggregateID] = ProcessingEvent(tracking=tracking)
         with self.processing_lock:
             self.policy(domain_event, processing_event)
             recordings = self._record(processing_event)
@@ -163,7 +164,7 @@ class EventSourcedProjection(Application[Any], ABC):
         self._notify(recordings)
 
     @abstractmethod
-    def policy(self, domain_event: Any, processing_event: ProcessingEvent[Any]) -> None:
+    def policy(self, domain_event: Any, processing_event: ProcessingEvent[TAggregateID]) -> None:
         """Collect new events on ``processing_event`` (``collect_events``), never save."""
 
 
