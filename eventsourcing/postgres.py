@@ -1351,7 +1351,7 @@ PostgresApplicationRecorder.subscription_class = PostgresSubscription
 
 def _listen_on(
     datastore: PostgresDatastore, channel: str, callback: Callable[[], None]
-) -> Callable[[], None]:
+) -> Callable[..., None]:
     """Call ``callback`` (in a thread) at each NOTIFY on ``channel``; listening has begun
     when this returns. Returns a function that stops it."""
     listener = PostgresListener(datastore, channel)
@@ -1371,9 +1371,9 @@ def _listen_on(
     thread = threading.Thread(target=run, name=f"listen-{channel}", daemon=True)
     thread.start()
 
-    def stop() -> None:
+    def stop(join: bool = True) -> None:
         stopping.set()
-        if thread is not threading.current_thread():
+        if join and thread is not threading.current_thread():
             thread.join(timeout=2)
 
     return stop
@@ -1425,7 +1425,7 @@ class PostgresTrackingRecorder(PostgresRecorder, TrackingRecorder):
         ).format(self._tracking_table)
         self._tracked = Beacon()
         self._listening_lock = threading.Lock()
-        self._stop_listening: Callable[[], None] | None = None
+        self._stop_listening: Callable[..., None] | None = None
 
     @property
     def tracking_channel(self) -> str:
@@ -1506,6 +1506,12 @@ class PostgresTrackingRecorder(PostgresRecorder, TrackingRecorder):
             stop, self._stop_listening = self._stop_listening, None
         if stop is not None:
             stop()
+
+    def __del__(self) -> None:
+        # A view dropped without close() must not keep its listening connection.
+        stop = getattr(self, "_stop_listening", None)
+        if stop is not None:
+            stop(join=False)
 
 
 def _first(row: Any) -> Any:

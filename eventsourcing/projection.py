@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApplicationSubscription",
+    "BaseProjectionRunner",
     "EventSourcedProjection",
     "EventSourcedProjectionRunner",
     "Projection",
@@ -217,7 +218,7 @@ class BaseProjectionRunner(Generic[TApplication]):
         self._thread_error: BaseException | None = None
         self.app: TApplication = application_class(env)
         self.app_name = self.app.name
-        self._subscription = ApplicationSubscription(
+        self._subscription = self.subscribe(
             self.app, gt=tracking_recorder.max_tracking_id(self.app_name), topics=topics
         )
         self._processing_thread = threading.Thread(
@@ -232,6 +233,12 @@ class BaseProjectionRunner(Generic[TApplication]):
             daemon=True,
         )
         self._processing_thread.start()
+
+    def subscribe(self, app: Any, gt: int | None, topics: Sequence[Any]) -> Any:
+        """The subscription that feeds the projection: an ``ApplicationSubscription``
+        (another kind of application needs another kind of subscription, with its
+        ``next_batch(limit)``, ``stop()`` and iteration of ``(event, tracking)`` pairs)."""
+        return ApplicationSubscription(app, gt=gt, topics=topics)
 
     @property
     def is_interrupted(self) -> threading.Event:
