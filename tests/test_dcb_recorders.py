@@ -11,13 +11,10 @@ from eventsourcing.dcb.api import DCBRecorder
 from eventsourcing.dcb.tests import DCBRecorderTestCase
 from eventsourcing.utils import Environment
 
-DCB_STORES = ["popo"]
 
-
-@pytest.fixture(params=DCB_STORES)
-def recorder(request: pytest.FixtureRequest) -> Iterator[DCBRecorder]:
-    env = Environment("", {"PERSISTENCE_MODULE": "eventsourcing.dcb." + request.param})
-    factory = DCBInfrastructureFactory.construct(env)
+@pytest.fixture
+def recorder(persistence_env: dict[str, str]) -> Iterator[DCBRecorder]:
+    factory = DCBInfrastructureFactory.construct(Environment("", persistence_env))
     try:
         yield factory.dcb_recorder()
     finally:
