@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from eventsourcing.dcb._common import DCBInfrastructureFactory
@@ -19,6 +20,7 @@ from eventsourcing.dcb.api import (
     DCBQueryItem,
     DCBRecorder,
 )
+from eventsourcing.dcb.postgres_tt import PostgresDCBRecorderTT
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment
 from tests.conftest import _fresh_postgres_database, _postgres_settings_as_env
@@ -173,3 +175,58 @@ def test_course_booking_invariants_hold_with_8_threads(recorder: DCBRecorder) ->
     # The limits were reached, not just respected.
     assert max(per_course.values()) == CAPACITY
     assert max(per_student.values()) == PER_STUDENT
+
+
+@pytest.fixture
+def postgres_recorder(postgres_env: dict[str, str]) -> Iterator[PostgresDCBRecorderTT]:
+    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.dcb.postgres_tt")
+    for recorder in _recorder(env):
+        assert isinstance(recorder, PostgresDCBRecorderTT)
+        yield recorder
+
+
+class _Append(threading.Thread):
+    def __init__(self, recorder: DCBRecorder, tags: list[str], query: DCBQuery | None) -> None:
+        super().__init__(daemon=True)
+        self.recorder, self.tags, self.query = recorder, tags, query
+        self.done = threading.Event()
+        self.refused = False
+        self.start()
+
+    def run(self) -> None:
+        condition = None if self.query is None else DCBAppendCondition(self.query)
+        try:
+            self.recorder.append([DCBEvent("Joined", b"", self.tags)], condition)
+        except IntegrityError:
+            self.refused = True
+        self.done.set()
+
+
+def test_postgres_writers_on_disjoint_queries_do_not_wait_for_each_other(
+    postgres_recorder: PostgresDCBRecorderTT,
+) -> None:
+    recorder = postgres_recorder
+    course_1 = DCBQuery([DCBQueryItem(types=["Joined"], tags=["course-1"])])
+    course_2 = DCBQuery([DCBQueryItem(types=["Joined"], tags=["course-2"])])
+    keys, exclusive = recorder._lock_keys([], course_1.items)
+    checking_course_1 = keys[exclusive.index(True)]
+
+    # Another writer, checking its condition on course-1, holds that query's lock.
+    with psycopg.connect(**recorder.datastore.connect_kwargs()) as other, other.transaction():
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (checking_course_1,))
+
+        disjoint = _Append(recorder, ["course-2", "student-2"], course_2)
+        assert disjoint.done.wait(timeout=30), "a writer on a disjoint query waited"
+        overlapping = _Append(recorder, ["course-1", "student-1"], course_1)
+        unconditional = _Append(recorder, ["course-1", "student-3"], None)
+        assert not overlapping.done.wait(timeout=1.0)
+        assert not unconditional.done.wait(timeout=0.1)
+    # The other writer has finished: those waiting go ahead.
+    assert overlapping.done.wait(timeout=30)
+    assert unconditional.done.wait(timeout=30)
+    # (The conditional one is refused if the unconditional one went first.)
+    expected = [["course-2", "student-2"], ["course-1", "student-1"], ["course-1", "student-3"]]
+    if overlapping.refused:
+        expected.remove(["course-1", "student-1"])
+    assert not disjoint.refused and not unconditional.refused
+    assert sorted(e.event.tags for e in recorder.read()) == sorted(expected)
