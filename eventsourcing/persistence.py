@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import ModuleType
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.utils import (
@@ -32,6 +32,9 @@ from eventsourcing.utils import (
     strtobool,
     upcast_state,
 )
+
+if TYPE_CHECKING:
+    from eventsourcing.dcb.api import DCBRecorder
 
 # ---------------------------------------------------------------------------
 # Errors, shaped like the DB-API's so that every store raises the same ones.
@@ -951,6 +954,10 @@ class InfrastructureFactory(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
+
+    def dcb_recorder(self) -> DCBRecorder:
+        """A recorder of DCB events (see ``eventsourcing.dcb``) in this store."""
+        raise NotSupportedError(f"{type(self).__name__} cannot build a DCB recorder")
 
 
 def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFactory]:
