@@ -427,3 +427,59 @@ def test_defaults_are_not_shared_and_must_come_last() -> None:
         class Bad(Decision):
             a: int = 1
             b: int
+
+
+# ---------------------------------------------------------------------------
+# Racing writers.
+
+
+def test_racing_writers_never_exceed_the_limits(app: CourseBooking) -> None:
+    import random
+    import threading
+    import time
+
+    courses = [app.register_course(f"C{i}", max_students=3) for i in range(4)]
+    students = [app.register_student(f"S{i}", max_courses=2) for i in range(12)]
+    conflicts = [0]
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(25):
+            student_id, course_id = rng.choice(students), rng.choice(courses)
+            while True:
+                try:
+                    group = app.repository.get_group(StudentAndCourse, student_id, course_id)
+                    time.sleep(0.001)  # let other writers run between reading and saving
+                    group.student_joins_course()
+                    app.repository.save(group)
+                except IntegrityError:
+                    conflicts[0] += 1  # (decided on stale facts: decide again)
+                    continue
+                except (CourseFull, TooManyCourses):
+                    pass
+                except BaseException as error:  # pragma: no cover (reported below)
+                    errors.append(error)
+                break
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+    # Count the recorded joins themselves, not what the model makes of them.
+    joined_type = f"{__name__}:StudentJoinedCourse"
+    joins = [
+        app.mapper.to_domain_event(e.event).decision
+        for e in app.recorder.read(DCBQuery(items=[DCBQueryItem(types=[joined_type])]))
+    ]
+    pairs = [(j.student_id, j.course_id) for j in joins]  # type: ignore[attr-defined]
+    assert len(pairs) == len(set(pairs)), "a student joined a course twice"
+    for course_id in courses:
+        assert sum(1 for _, c in pairs if c == course_id) <= 3
+    for student_id in students:
+        assert sum(1 for s, _ in pairs if s == student_id) <= 2
+    assert len(pairs) > 0
+    assert conflicts[0] > 0, "the writers never raced"
