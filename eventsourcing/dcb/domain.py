@@ -19,7 +19,7 @@ import inspect
 from abc import ABC, ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from uuid import uuid4
 
 from eventsourcing.domain import AbstractDecision, CommandMethodDecorator, ProgrammingError
@@ -313,6 +313,8 @@ class Perspective(ABC, Generic[TDecision], metaclass=MetaPerspective):
 
     last_known_position: int | None
     new_decisions: list[Tagged[TDecision]]
+    # The decision classes this class's @event methods name (set by the metaclass).
+    projected_types: ClassVar[list[type[Decision]]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         self = super().__new__(cls)
@@ -409,7 +411,13 @@ def _bind_positionally(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any])
     return arguments
 
 
-TID = TypeVar("TID", bound=str)
+if TYPE_CHECKING:
+    # For type checkers, EnduringObject[Decision] means EnduringObject[Decision, str].
+    from typing_extensions import TypeVar as _TypeVarWithDefault
+
+    TID = _TypeVarWithDefault("TID", bound=str, default=str)
+else:
+    TID = TypeVar("TID", bound=str)
 
 
 class EnduringObject(Perspective[TDecision], Generic[TDecision, TID], metaclass=MetaEnduringObject):
@@ -523,6 +531,8 @@ class MetaSlice(MetaPerspective):
 class Slice(Perspective[TDecision], metaclass=MetaSlice):
     """One use case: a boundary, the projection of the decisions it selects (its
     ``@event`` methods) and :meth:`execute`, which may make new decisions."""
+
+    do_projection: ClassVar[bool]
 
     def execute(self) -> None:
         """The command: check the rules against the projected state, trigger decisions."""
