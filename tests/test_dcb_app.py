@@ -483,3 +483,18 @@ def test_racing_writers_never_exceed_the_limits(app: CourseBooking) -> None:
         assert sum(1 for s, _ in pairs if s == student_id) <= 2
     assert len(pairs) > 0
     assert conflicts[0] > 0, "the writers never raced"
+
+
+def test_an_initial_decision_tagged_with_other_ids_makes_only_its_own_object() -> None:
+    repository = DCBRepository(DCBEventStore(MessagePackMapper(), InMemoryDCBRecorder()))
+    registered = Student.Registered(
+        originator_topic=f"{__name__}:Student",
+        student_id="student-1",
+        name="Sara",
+        max_courses=5,
+    )
+    # Registered for a course that is not recorded (yet): tagged with both IDs.
+    repository.eventstore.append([Tagged(tags=["student-1", "course-1"], decision=registered)])
+    student, course = repository.get_many("student-1", "course-1")
+    assert isinstance(student, Student) and student.id == "student-1"
+    assert course is None

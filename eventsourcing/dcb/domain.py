@@ -33,6 +33,7 @@ __all__ = [
     "MetaEnduringObject",
     "MetaPerspective",
     "MetaSlice",
+    "MetaSupportsEventDecorator",
     "Perspective",
     "Selector",
     "Slice",
@@ -351,6 +352,9 @@ class Perspective(ABC, Generic[TDecision], metaclass=MetaPerspective):
 
 
 TPerspective = TypeVar("TPerspective", bound=Perspective[Any])
+
+# The documented 9.5 name of the metaclass that reads the @event methods.
+MetaSupportsEventDecorator = MetaPerspective
 
 
 class MetaEnduringObject(MetaPerspective):
