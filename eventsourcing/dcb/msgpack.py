@@ -21,7 +21,13 @@ from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
-import msgpack
+try:
+    import msgpack
+except ImportError as error:  # pragma: no cover (depends on the installation)
+    raise ImportError(
+        "eventsourcing.dcb.msgpack needs the 'msgpack' package: "
+        "pip install 'keel-eventsourcing[msgpack]'"
+    ) from error
 
 from eventsourcing.dcb import domain
 from eventsourcing.dcb.api import DCBEvent
