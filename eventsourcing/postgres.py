@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -77,6 +77,9 @@ from eventsourcing.persistence import (
     wrong_id_type,
 )
 from eventsourcing.utils import Environment
+
+if TYPE_CHECKING:
+    from eventsourcing.dcb.postgres_tt import PostgresDCBRecorderTT
 
 __all__ = [
     "Factory",
@@ -1328,6 +1331,14 @@ class PostgresFactory(DatabaseFactory):
         if not value:
             raise OSError(f"{key} is not set: the PostgreSQL store needs it")
         return str(value)
+
+    def dcb_recorder(self) -> PostgresDCBRecorderTT:
+        from eventsourcing.dcb._common import dcb_table_name  # (these import this module)
+        from eventsourcing.dcb.postgres_tt import PostgresDCBRecorderTT
+
+        name = dcb_table_name(self.env.name)
+        recorder = PostgresDCBRecorderTT(self.datastore, events_table_name=name)
+        return cast(PostgresDCBRecorderTT, self._created(recorder))
 
 
 Factory = PostgresFactory  # (the name PERSISTENCE_MODULE looks for first)

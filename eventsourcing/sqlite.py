@@ -27,7 +27,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID, SafeUUID
 
 from eventsourcing.persistence import (
@@ -60,6 +60,9 @@ from eventsourcing.persistence import (
     wrong_id_type,
 )
 from eventsourcing.utils import Environment
+
+if TYPE_CHECKING:
+    from eventsourcing.dcb.sqlite import SQLiteDCBRecorder
 
 __all__ = [
     "Factory",
@@ -950,6 +953,14 @@ class SQLiteFactory(DatabaseFactory):
     def process_recorder(self) -> ProcessRecorder:
         self._check_table_names()
         return super().process_recorder()
+
+    def dcb_recorder(self) -> SQLiteDCBRecorder:
+        from eventsourcing.dcb._common import dcb_table_name  # (these import this module)
+        from eventsourcing.dcb.sqlite import SQLiteDCBRecorder
+
+        name = dcb_table_name(self.env.name)
+        recorder = SQLiteDCBRecorder(self.datastore, events_table_name=name)
+        return cast(SQLiteDCBRecorder, self._created(recorder))
 
 
 Factory = SQLiteFactory

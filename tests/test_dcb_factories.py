@@ -7,7 +7,8 @@ import pytest
 from eventsourcing.dcb._common import DCBInfrastructureFactory
 from eventsourcing.dcb.api import DCBEvent
 from eventsourcing.dcb.popo import InMemoryDCBFactory, InMemoryDCBRecorder
-from eventsourcing.persistence import InfrastructureFactory, NotSupportedError
+from eventsourcing.dcb.tests import EnsureSubscriptionBlockAndReceive
+from eventsourcing.persistence import InfrastructureFactory, NotSupportedError, ProgrammingError
 from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import Environment, TopicError
 
@@ -45,3 +46,65 @@ def test_a_factory_without_dcb_recorder_is_refused() -> None:
     env = Environment("", {"PERSISTENCE_MODULE": f"{__name__}:NoDCBFactory"})
     with pytest.raises(TopicError, match="NoDCBFactory .* cannot build a DCB recorder"):
         DCBInfrastructureFactory.construct(env)
+
+
+@pytest.fixture
+def durable_env(persistence_env: dict[str, str]) -> dict[str, str]:
+    if persistence_env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
+        pytest.skip("in memory: nothing is shared between factories")
+    return persistence_env
+
+
+def _factory(env: dict[str, str], name: str = "", **more: str) -> InfrastructureFactory:
+    return DCBInfrastructureFactory.construct(Environment(name, dict(env, **more)))
+
+
+def test_durable_stores_keep_dcb_events_in_tables_named_after_the_application(
+    durable_env: dict[str, str],
+) -> None:
+    first, second, other = (
+        _factory(durable_env),
+        _factory(durable_env),
+        _factory(durable_env, "Courses"),
+    )
+    try:
+        first.dcb_recorder().append([DCBEvent("T", b"one", ["a"])])
+        # Another factory on the same database reads them; another application does not.
+        assert [e.event.data for e in second.dcb_recorder().read()] == [b"one"]
+        courses = other.dcb_recorder()
+        assert getattr(courses, "events_table_name") == "courses_dcb_events"  # noqa: B009
+        assert list(courses.read()) == []
+        courses.append([DCBEvent("T", b"two", ["a"])])
+        assert [e.event.data for e in first.dcb_recorder().read()] == [b"one"]
+    finally:
+        for factory in (first, second, other):
+            factory.close()
+
+
+def test_create_table_false_leaves_the_tables_to_be_made(durable_env: dict[str, str]) -> None:
+    factory = _factory(durable_env, CREATE_TABLE="false")
+    try:
+        recorder = factory.dcb_recorder()
+        with pytest.raises(ProgrammingError, match="create the table"):
+            recorder.read()
+        getattr(recorder, "create_table")()  # noqa: B009
+        assert recorder.append([DCBEvent("T", b"", [])]) == 1
+    finally:
+        factory.close()
+
+
+def test_a_subscription_is_woken_by_another_recorder_of_the_same_database(
+    durable_env: dict[str, str],
+) -> None:
+    reader, writer = _factory(durable_env), _factory(durable_env)
+    try:
+        with reader.dcb_recorder().subscribe() as subscription:
+            waiting = EnsureSubscriptionBlockAndReceive(subscription)
+            waiting.has_blocked.wait()
+            writer.dcb_recorder().append([DCBEvent("T", b"news", ["a"])])
+            assert waiting.has_received.wait(timeout=10)
+            assert waiting.received_event is not None
+            assert waiting.received_event.event.data == b"news"
+    finally:
+        reader.close()
+        writer.close()

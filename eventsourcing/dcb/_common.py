@@ -129,11 +129,13 @@ def match_all(items: Sequence[DCBQueryItem]) -> bool:
 # ---------------------------------------------------------------- reading
 
 
-class ListReadResponse(DCBReadResponse):
-    """A read response over events already read."""
+class SimpleDCBReadResponse(DCBReadResponse):
+    """A read response over events already read. Without ``head``, the head is the
+    position of the last event returned so far."""
 
-    def __init__(self, events: Iterable[DCBSequencedEvent], head: int | None) -> None:
+    def __init__(self, events: Iterable[DCBSequencedEvent], head: int | None = None) -> None:
         self._events = iter(events)
+        self._head_given = head is not None
         self._head = head
 
     @property
@@ -141,17 +143,20 @@ class ListReadResponse(DCBReadResponse):
         return self._head
 
     def __next__(self) -> DCBSequencedEvent:
-        return next(self._events)
+        event = next(self._events)
+        if not self._head_given:
+            self._head = event.position
+        return event
 
 
 def read_response(
     events: list[DCBSequencedEvent], limit: int | None, last_position: int | None
-) -> ListReadResponse:
+) -> SimpleDCBReadResponse:
     """Without a limit, the head is the store's last position; with one, the last
     position read (so that reading on from it misses nothing)."""
     if limit is None:
-        return ListReadResponse(events, last_position)
-    return ListReadResponse(events, events[-1].position if events else None)
+        return SimpleDCBReadResponse(events, last_position)
+    return SimpleDCBReadResponse(events, events[-1].position if events else None)
 
 
 # ---------------------------------------------------------------- subscriptions

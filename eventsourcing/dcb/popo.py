@@ -17,6 +17,7 @@ from eventsourcing.dcb._common import (
     DCBInfrastructureFactory,
     Listeners,
     LocalSubscription,
+    SimpleDCBReadResponse,
     checked_condition,
     checked_events,
     checked_limit,
@@ -38,7 +39,13 @@ from eventsourcing.dcb.api import (
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.popo import POPOFactory
 
-__all__ = ["InMemoryDCBFactory", "InMemoryDCBRecorder", "InMemorySubscription"]
+__all__ = [
+    "Factory",
+    "InMemoryDCBFactory",
+    "InMemoryDCBRecorder",
+    "InMemorySubscription",
+    "SimpleDCBReadResponse",
+]
 
 
 class InMemoryDCBRecorder(DCBRecorder):
