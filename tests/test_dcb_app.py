@@ -239,6 +239,24 @@ def test_a_durable_store_is_read_by_a_new_application(
                 again.repository.get(sara)
 
 
+DCB_MODULES = {
+    "eventsourcing.popo": "eventsourcing.dcb.popo",
+    "eventsourcing.sqlite": "eventsourcing.dcb.sqlite",
+    "eventsourcing.postgres": "eventsourcing.dcb.postgres_tt",
+}
+
+
+def test_the_dcb_store_modules_serve_the_same_store(app_env: dict[str, str], durable: bool) -> None:
+    dcb_env = dict(app_env, PERSISTENCE_MODULE=DCB_MODULES[app_env["PERSISTENCE_MODULE"]])
+    with CourseBooking(env=dcb_env) as app:
+        sara = app.register_student("Sara")
+        app.join_course(sara, app.register_course("History"))
+        assert app.courses_of(sara) == ["History"]
+    if durable:
+        with CourseBooking(env=app_env) as again:
+            assert again.courses_of(sara) == ["History"]
+
+
 def test_repository_get_many_get_group_and_positions(app: CourseBooking) -> None:
     sara = app.register_student("Sara")
     history = app.register_course("History")
