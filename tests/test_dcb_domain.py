@@ -262,3 +262,22 @@ def test_a_decision_the_handler_cannot_take_names_the_missing_field() -> None:
 def test_a_non_initial_decision_cannot_make_an_object() -> None:
     with pytest.raises(ProgrammingError, match="not an initial decision"):
         Student.NameUpdated(name="x").mutate(None)
+
+
+def test_slotted_data_class_decisions_give_their_fields() -> None:
+    @dataclass(slots=True)
+    class Renamed(Decision):
+        name: str
+
+    class Doc(Slice[Decision]):
+        name = ""
+
+        def consistency_boundary(self) -> list[Selector]:
+            return []
+
+        @event(Renamed)
+        def _(self, name: str) -> None:
+            self.name = name
+
+    assert Renamed(name="x").as_dict() == {"name": "x"}
+    assert Renamed(name="x").mutate(Doc()).name == "x"

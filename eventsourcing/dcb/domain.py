@@ -15,6 +15,7 @@ state; those not named ``_`` also trigger that decision when called.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from abc import ABC, ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
@@ -107,7 +108,9 @@ class Decision(AbstractDecision):
     """
 
     def as_dict(self) -> dict[str, Any]:
-        """The decision's fields by name."""
+        """The decision's fields by name (a data class's fields, else its attributes)."""
+        if dataclasses.is_dataclass(self):
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return dict(vars(self))
 
     def mutate(self, obj: Any) -> Any:

@@ -16,6 +16,7 @@ bytes, lists, dicts), UUID, Decimal, datetime and date values read back as they 
 
 from __future__ import annotations
 
+import inspect
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
@@ -52,7 +53,7 @@ def _declared_fields(cls: type) -> dict[str, Any]:
     for klass in reversed(cls.__mro__):
         if not issubclass(klass, domain.Decision):
             continue
-        for name, annotation in klass.__dict__.get("__annotations__", {}).items():
+        for name, annotation in inspect.get_annotations(klass).items():
             if _is_class_var(annotation):
                 continue
             fields.pop(name, None)  # a redeclared field keeps the place of its last declaration
