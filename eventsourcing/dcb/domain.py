@@ -79,17 +79,17 @@ def _call_handler(handler: Callable[..., Any], obj: Any, decision: Decision) -> 
     try:
         handler(obj, **kwargs)
     except TypeError as error:
-        if _names_taken(handler) is not None and _missing_arguments(handler, kwargs):
-            missing = ", ".join(_missing_arguments(handler, kwargs))
-            raise TypeError(
-                f"{type(decision).__qualname__} cannot be applied to "
-                f"{type(obj).__qualname__} by {handler.__qualname__}(): the decision has no "
-                f"field {missing}"
-            ) from error
-        raise
+        missing = _missing_arguments(handler, kwargs)
+        if not missing:
+            raise  # (raised by the method's body)
+        raise TypeError(
+            f"{type(decision).__qualname__} cannot be applied to {type(obj).__qualname__} "
+            f"by {handler.__qualname__}(): the decision has no field {', '.join(missing)}"
+        ) from error
 
 
 def _missing_arguments(handler: Callable[..., Any], kwargs: dict[str, Any]) -> list[str]:
+    """The parameters of a handler (after self) without a default that ``kwargs`` lacks."""
     params = list(inspect.signature(handler).parameters.values())[1:]
     return [
         p.name
