@@ -268,7 +268,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--sections", default="saves,contended")
     args = parser.parse_args()
-    ensure_database()
+    if "postgres" in args.stores:
+        ensure_database()
     pythons = {"ours": sys.executable, "reference": args.reference}
     sections = args.sections.split(",")
     for store in args.stores.split(","):
