@@ -168,6 +168,60 @@ def worker_raw(store: str, path: str, threads: int, seconds: float, locked: bool
     return {"rate": done / seconds}
 
 
+def worker_catchup(store: str, path: str, backlog: int, writers: int) -> dict[str, Any]:
+    """A follower catches up ``backlog`` events (recorded first) while ``writers``
+    threads keep saving; its rate over the backlog, and whether it skipped any id."""
+    from uuid import uuid4
+
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import StoredEvent
+
+    app: Any = Application(env=_app_env(store, path))
+    recorder = app.recorder
+    topic = "bench:Event"
+    batch = [StoredEvent(uuid4(), 1, topic, b"x" * 100) for _ in range(1000)]
+    for _ in range(backlog // 1000):
+        recorder.insert_events([StoredEvent(uuid4(), 1, topic, b"x" * 100) for _ in batch])
+    stop = threading.Event()
+    written: list[int] = []
+    writing = threading.Lock()
+
+    def write() -> None:
+        while not stop.is_set():
+            ids = recorder.insert_events([StoredEvent(uuid4(), 1, topic, b"y")])
+            with writing:
+                written.extend(ids or [])
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    seen: list[int] = []
+    started = time.perf_counter()
+    last: int | None = None
+    while len(seen) < backlog:
+        page = recorder.select_notifications(last, 500, inclusive_of_start=last is None)
+        seen.extend(n.id for n in page)
+        if page:
+            last = page[-1].id
+    elapsed = time.perf_counter() - started
+    stop.set()
+    for thread in threads:
+        thread.join()
+    while True:  # the rest, written meanwhile
+        page = recorder.select_notifications(last, 500, inclusive_of_start=False)
+        if not page:
+            break
+        seen.extend(n.id for n in page)
+        last = page[-1].id
+    everything = sorted(n.id for n in recorder.select_notifications(None, 10**7))
+    return {
+        "rate": backlog / elapsed,
+        "written meanwhile": len(written),
+        "skipped": len(set(everything) - set(seen)),
+        "twice or out of order": int(seen != sorted(set(seen))),
+    }
+
+
 def check_slow_flush() -> str:
     import psycopg
 
@@ -178,7 +232,9 @@ def check_slow_flush() -> str:
 
 def worker_main(argv: list[str]) -> None:
     kind, store, path, threads, seconds = argv[0], argv[1], argv[2], int(argv[3]), float(argv[4])
-    if kind.startswith("raw"):
+    if kind == "catchup":
+        result = worker_catchup(store, path, threads, int(seconds))
+    elif kind.startswith("raw"):
         result = worker_raw(store, path, threads, seconds, locked=kind == "raw-locked")
     else:
         result = worker_saves(store, path, threads, seconds, contended=kind == "contended")
@@ -255,6 +311,51 @@ def run(
     return merged
 
 
+def seed(store: str) -> None:
+    """The seed system (scenarios.py) as a fraction of its commit ceiling, measured
+    beside the raw one-row commit rate (raw_stores.py) and, on PostgreSQL, the raw
+    read round trip a command pays before its write."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "SQLITE_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("PGOPTIONS", None)
+
+    def script(*args: str) -> dict[str, Any]:
+        out = subprocess.run(
+            [sys.executable, *args], env=env, cwd=str(HERE), capture_output=True, text=True
+        ).stdout
+        lines = [x for x in out.splitlines() if x.startswith(PREFIX)]
+        return json.loads(lines[-1][len(PREFIX) :]) if lines else {}
+
+    raw = script("raw_stores.py", "--store", store, "--n", "600").get("metrics", {})
+    commit = 1 / raw["rows/s, 1 row per transaction"]
+    read = raw_read_seconds() if store == "postgres" else 0.0
+    for scenario, commits in (("system-st", 2), ("system-mt", 1)):
+        ours = script("scenarios.py", "--scenario", scenario, "--store", store, "--n", "300")
+        rate = ours.get("metrics", {}).get("commands/s", {}).get("value", 0.0)
+        ceiling = 1 / (commits * (commit + read))
+        print(
+            f"{store:13} seed {scenario}: ours {rate:6.0f} commands/s, ceiling {ceiling:6.0f} "
+            f"(raw commit {commit * 1e3:.2f} ms, raw read {read * 1e3:.2f} ms, "
+            f"{commits} commit(s) per command): {rate / ceiling:.0%}",
+            flush=True,
+        )
+
+
+def raw_read_seconds(n: int = 1000) -> float:
+    """Seconds of one primary-key SELECT round trip (psycopg, autocommit)."""
+    import psycopg
+
+    with psycopg.connect(dbname=DBNAME, autocommit=True, **PG) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS raw_read (id int PRIMARY KEY, v bytea)")
+        conn.execute("INSERT INTO raw_read VALUES (1, '\\x00') ON CONFLICT DO NOTHING")
+        cursor = conn.cursor()
+        started = time.perf_counter()
+        for _ in range(n):
+            cursor.execute("SELECT v FROM raw_read WHERE id = %s", (1,))
+            cursor.fetchone()
+        return (time.perf_counter() - started) / n
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--worker"]:
         worker_main(sys.argv[2:])
@@ -303,6 +404,13 @@ def main() -> int:
                     f"ours/ref {to_ref:5.2f}x  ours/raw {to_raw:4.0%} {errors or ''}",
                     flush=True,
                 )
+        if "catchup" in sections:
+            result = run(pythons["ours"], "catchup", store, 100_000, 8, 1)
+            print(
+                f"{store:13} follower catching up 100,000 events, 8 writers: {result}", flush=True
+            )
+        if "seed" in sections and store != "postgres-1ms":
+            seed(store)
         if "contended" in sections:
             for name, python in pythons.items():
                 result = run(python, "contended", store, 8, args.seconds, 1)
