@@ -833,7 +833,14 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         return bool(getattr(self.datastore, "_closed", False))
 
     def _send_notify(self) -> None:
-        statement = self._statement(("notify",), lambda: sql.SQL("SELECT pg_notify(%s, '')"))
+        # Not waiting for the flush: a notice is a wake-up, not a record, and a commit
+        # that waits holds the server's notify lock (see Notifier) the while.
+        statement = self._statement(
+            ("notify",),
+            lambda: sql.SQL(
+                "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
+            ),
+        )
         self.datastore.run(
             lambda conn: conn.execute(statement, [self.channel]),
             what=f"Notifying listeners of {self.events_table_name!r}",
