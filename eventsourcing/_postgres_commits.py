@@ -25,6 +25,12 @@ that id (the column's default), which keeps the stamps in order. Writers of
 earlier versions took the same lock until commit, and took their transaction id
 under it: their rows are in order too.
 
+Assumptions: ids come from the table's own sequence, drawn one at a time in
+increasing order (its CACHE of 1, as ``bigserial`` makes it); and a transaction
+that calls a recorder's ``_insert_events`` itself (not through ``insert_events``)
+has written nothing before, or has taken the lock first (else its stamp may be
+older than rows drawn before it).
+
 A table made by an earlier version gets the column from ``create_table()``
 (rows already there have none: they were committed before the column was
 added, and are always returned). Until then the recorder keeps the earlier way:
