@@ -2,6 +2,16 @@
 
     python benchmarks/concurrency.py [--seconds 3] [--stores sqlite,postgres,postgres-1ms]
         [--threads 1,8,32] [--processes 4] [--reference PYTHON] [--repeats 1]
+        [--sections saves,contended,catchup,seed] [--backlog 100000]
+    python benchmarks/bench.py --concurrency     # the same, every section
+
+Sections: "saves" (below), "contended" (8 threads updating the same 10 aggregates,
+retrying on conflict), "catchup" (a follower reading a backlog of events, a multiple
+of 1,000, while 8 threads keep writing: its rate, and whether it skipped or repeated
+an id), "seed" (the seed system of scenarios.py, single- and multi-threaded, as a
+fraction of its commit ceiling: the raw one-row commit rate, measured just before
+and after, over its commits per command; on PostgreSQL each commit also pays a raw
+read round trip). The reference's python defaults to /tmp/refvenv/bin/python.
 
 Each figure is a fresh subprocess (this file with ``--worker``) saving for a fixed
 time: each thread saves new aggregates of its own (one event per save); with
@@ -395,7 +405,10 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=4, help="0 to skip")
     parser.add_argument("--reference", default="/tmp/refvenv/bin/python")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--sections", default="saves,contended")
+    parser.add_argument(
+        "--sections", default="saves,contended,catchup,seed", help="comma-separated"
+    )
+    parser.add_argument("--backlog", type=int, default=100_000, help="events to catch up")
     args = parser.parse_args()
     if "postgres" in args.stores:
         ensure_database()
@@ -433,9 +446,11 @@ def main() -> int:
                     flush=True,
                 )
         if "catchup" in sections:
-            result = run(pythons["ours"], "catchup", store, 100_000, 8, 1)
+            # (the worker's "threads" and "seconds" are the backlog and the writers)
+            result = run(pythons["ours"], "catchup", store, args.backlog, 8, 1)
             print(
-                f"{store:13} follower catching up 100,000 events, 8 writers: {result}", flush=True
+                f"{store:13} follower catching up {args.backlog:,} events, 8 writers: {result}",
+                flush=True,
             )
         if "seed" in sections and store != "postgres-1ms":
             seed(store)
