@@ -49,10 +49,13 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._waiting: list[_Write] = []
         self._leading = False
+        self._running = threading.local()  # set in a leader while it runs a group
 
     def run(self, func: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``func(connection)`` in a transaction shared with other writes; return
         its result once committed (or raise its error, or the transaction's)."""
+        if getattr(self._running, "group", False):  # a write within a write: as before
+            raise sqlite3.OperationalError("cannot start a transaction within a transaction")
         write = _Write(func)
         with self._lock:
             self._waiting.append(write)
@@ -66,17 +69,19 @@ class GroupCommit:
 
     def _lead(self) -> None:
         group: list[_Write] = []
+        self._running.group = True
         try:
-            conn = self._connection()
             try:
+                conn = self._connection()
                 conn.execute("BEGIN IMMEDIATE")
-            except BaseException as error:
+            except BaseException as error:  # (no connection, or the lock not had in time)
                 group = self._take_waiting()
                 _fail_all(group, error)
                 return
             group = self._take_waiting()  # after the lock: those that came meanwhile too
             _run_group(conn, group)
         finally:
+            self._running.group = False
             self._hand_over()
             for write in group:
                 write.ready.set()

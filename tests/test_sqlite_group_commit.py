@@ -145,3 +145,58 @@ def test_sigkill_during_groups_loses_only_saves_that_had_not_returned(tmp_path: 
     assert missing == []
     assert len(recorded) >= 500
     datastore.close()
+
+
+def test_writes_that_cannot_have_the_lock_in_time_all_fail_and_later_writes_work(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "group.db"
+    datastore = SQLiteDatastore(str(path), lock_timeout=0.3)
+    recorder = SQLiteProcessRecorder(datastore)
+    recorder.create_table()
+    outcomes: list[Any] = []
+
+    def save() -> None:
+        try:
+            outcomes.append(recorder.insert_events([event(uuid4(), 1)]))
+        except Exception as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=save) for _ in range(5)]
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert [type(o).__name__ for o in outcomes] == ["OperationalError"] * 5
+    assert all("locked" in str(o) for o in outcomes)
+    assert recorder.max_notification_id() is None  # nothing recorded
+    assert recorder.insert_events([event(uuid4(), 1)]) == [1]  # no write left waiting
+    datastore.close()
+
+
+def test_a_write_within_a_write_is_refused_not_waited_for(tmp_path: Path) -> None:
+    """A write started by a write of the same thread (in its transaction) cannot wait
+    for the group its own write is in: it fails, as it did before groups."""
+    datastore = SQLiteDatastore(str(tmp_path / "group.db"))
+    outcome: list[Any] = []
+
+    def nested() -> None:
+        try:
+            datastore.run(
+                lambda conn: datastore.run(lambda inner: None, write=True, what="inner"),
+                write=True,
+                what="outer",
+            )
+        except Exception as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the nested write waited for its own group"
+    assert "within a transaction" in str(outcome[0])
+    datastore.close()
