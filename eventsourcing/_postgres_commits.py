@@ -25,6 +25,12 @@ that id (the column's default), which keeps the stamps in order. Writers of
 earlier versions took the same lock until commit, and took their transaction id
 under it: their rows are in order too.
 
+Assumptions: ids come from the table's own sequence, drawn one at a time in
+increasing order (its CACHE of 1, as ``bigserial`` makes it); and a transaction
+that calls a recorder's ``_insert_events`` itself (not through ``insert_events``)
+has written nothing before, or has taken the lock first (else its stamp may be
+older than rows drawn before it).
+
 A table made by an earlier version gets the column from ``create_table()``
 (rows already there have none: they were committed before the column was
 added, and are always returned). Until then the recorder keeps the earlier way:
@@ -41,11 +47,17 @@ the wake-up that its end does not send.
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+logger = logging.getLogger("eventsourcing.postgres")
 
 STAMP_COLUMN = "transaction_id"
 
@@ -210,3 +222,51 @@ def settled_topic_rows_sql(has_stop: bool) -> str:
         "SELECT * FROM page WHERE notification_id < "
         "COALESCE((SELECT id FROM frontier), 9223372036854775807) ORDER BY notification_id"
     )
+
+
+class Notifier:
+    """Wakes a channel's listeners after writes commit, from a thread of its own.
+
+    NOTIFY takes a lock of the whole server while its transaction commits, so
+    writers that each sent one after their commit queued on it: a writer now only
+    signals this thread, which sends one NOTIFY for every write committed before it
+    is sent (a signal that arrives while one is being sent causes another). So every
+    commit is followed by a notice, and writers never wait for one.
+    """
+
+    def __init__(self, send: Callable[[], None], channel: str, is_closed: Callable[[], bool]):
+        self._send = send
+        self._channel = channel
+        self._is_closed = is_closed
+        self._pending = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def signal(self) -> None:
+        """Say a write has committed (call after the commit)."""
+        self._pending.set()
+        thread, pid = self._thread, self._pid
+        if thread is None or pid != os.getpid() or not thread.is_alive():
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            thread = self._thread
+            if thread is not None and self._pid == os.getpid() and thread.is_alive():
+                return
+            thread = threading.Thread(target=self._run, name=f"notify-{self._channel}", daemon=True)
+            self._thread, self._pid = thread, os.getpid()
+            thread.start()
+
+    def _run(self) -> None:
+        while not self._is_closed():
+            if not self._pending.wait(timeout=1.0):
+                continue
+            self._pending.clear()
+            try:
+                self._send()
+            except Exception as error:  # recorded all the same: followers' polls find it
+                if self._is_closed():
+                    return
+                logger.warning("Could not notify %r: %s", self._channel, error)

@@ -51,6 +51,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from eventsourcing._postgres_commits import (
     CommitLayout,
+    Notifier,
     add_stamp_column_sql,
     held_write_sql,
     lock_until_commit_sql,
@@ -706,6 +707,9 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
 
     # The table's layout, read at its first use (see eventsourcing._postgres_commits).
     _layout: CommitLayout | None = None
+    # Wakes listeners after parallel writes (made at the first).
+    _notifier: Notifier | None = None
+    _notifier_lock = threading.Lock()
 
     def create_table(self) -> None:
         super().create_table()
@@ -820,16 +824,36 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         return sorted(int(row[0]) for row in rows)
 
     def _notify_after_commit(self, conn: psycopg.Connection[Any]) -> None:
-        """Wake listeners, once the write is committed: NOTIFY in the write's own
-        transaction would serialise its commit with every other notifying commit
-        of the server (the server holds one lock while such a commit is flushed)."""
-        try:
-            conn.execute(
-                self._statement(("notify",), lambda: sql.SQL("SELECT pg_notify(%s, '')")),
-                [self.channel],
-            )
-        except psycopg.Error as error:  # recorded all the same: followers' polls find it
-            logger.warning("Could not notify %r: %s", self.channel, one_line(error))
+        """Wake listeners, once the write is committed, by a thread that sends one
+        NOTIFY for any number of writes (see ``Notifier``): NOTIFY in the write's own
+        transaction, or after it by each writer, serialised the writers' commits."""
+        notifier = self._notifier
+        if notifier is None:
+            with self._notifier_lock:
+                notifier = self._notifier
+                if notifier is None:
+                    notifier = self._notifier = Notifier(
+                        self._send_notify, self.channel, self._datastore_closed
+                    )
+        notifier.signal()
+
+    def _datastore_closed(self) -> bool:
+        return bool(getattr(self.datastore, "_closed", False))
+
+    def _send_notify(self) -> None:
+        # Not waiting for the flush: a notice is a wake-up, not a record, and a commit
+        # that waits holds the server's notify lock (see Notifier) the while.
+        statement = self._statement(
+            ("notify",),
+            lambda: sql.SQL(
+                "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
+            ),
+        )
+        self.datastore.run(
+            lambda conn: conn.execute(statement, [self.channel]),
+            what=f"Notifying listeners of {self.events_table_name!r}",
+            transaction=False,
+        )
 
     def _check_conflicts(
         self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]

@@ -31,6 +31,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID, SafeUUID
 
+from eventsourcing._sqlite_group import GroupCommit
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -121,6 +122,8 @@ class SQLiteDatastore:
         self._memory_lock = threading.RLock()
         self._memory_conn: sqlite3.Connection | None = None
         self._closed = False
+        # Writes of many threads to a file share transactions (eventsourcing._sqlite_group).
+        self._group = None if self.is_memory else GroupCommit(self._thread_connection)
 
     # -- connections ---------------------------------------------------------
 
@@ -193,6 +196,8 @@ class SQLiteDatastore:
                         return self._run_on(conn, func, write)
                 if self._closed:
                     raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
+                if write and self._group is not None:
+                    return self._group.run(func)  # (a transaction of its own, or shared)
                 return self._run_on(self._thread_connection(), func, write)
             except sqlite3.OperationalError as error:
                 locked = "locked" in str(error)
