@@ -974,6 +974,10 @@ def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFact
 
 
 CREATE_TABLE = "CREATE_TABLE"
+# Seconds a datastore retries transient failures (a store's own setting, such as
+# POSTGRES_RETRY_TIMEOUT, takes precedence).
+RETRY_TIMEOUT = "RETRY_TIMEOUT"
+DEFAULT_RETRY_TIMEOUT = 30.0
 
 
 def table_names(application_name: str) -> dict[str, str]:
@@ -1019,6 +1023,17 @@ class DatabaseFactory(InfrastructureFactory):
         super().__init__(env)
         self.table_names = table_names(self.env.name)
 
+    def setting_name(self, key: str) -> str:
+        """The name under which ``key`` is set (``DOGS_KEY`` or ``KEY``), for errors;
+        when unset, the names that would be read (``DOGS_KEY (or KEY)``)."""
+        candidates = self.env.create_keys(key)
+        for candidate in candidates:
+            if dict.get(self.env, candidate) not in (None, ""):
+                return candidate
+        if len(candidates) == 1:
+            return key
+        return f"{candidates[0]} (or {' or '.join(candidates[1:])})"
+
     def _setting(self, key: str, default: Any, parse: Callable[[str], Any], kind: str) -> Any:
         """The setting ``key`` parsed, ``default`` if unset; OSError naming it if bad."""
         value = self.env.get(key)
@@ -1027,7 +1042,16 @@ class DatabaseFactory(InfrastructureFactory):
         try:
             return parse(value)
         except ValueError:
-            raise OSError(f"{key} must be {kind}, not {value!r}") from None
+            raise OSError(f"{self.setting_name(key)} must be {kind}, not {value!r}") from None
+
+    def setting_retry_timeout(self, key: str) -> float:
+        """Seconds a datastore retries transient failures: the store's own setting
+        ``key``, else ``RETRY_TIMEOUT``, else 30; 0 means no retry."""
+        name = key if self.env.get(key) not in (None, "") else RETRY_TIMEOUT
+        timeout = self.setting_float(name, DEFAULT_RETRY_TIMEOUT)
+        if timeout is None or timeout < 0:
+            raise OSError(f"{self.setting_name(name)} must be a number of seconds, 0 or more")
+        return timeout
 
     def setting_int(self, key: str, default: int) -> int:
         return cast(int, self._setting(key, default, int, "an integer"))
@@ -1039,7 +1063,7 @@ class DatabaseFactory(InfrastructureFactory):
         """One of ``choices`` (any case; the first is the default)."""
         value = self.env.get(key) or choices[0]
         try:
-            return checked_mode(value, choices, key)
+            return checked_mode(value, choices, self.setting_name(key))
         except ValueError as error:
             raise OSError(str(error)) from None
 

@@ -32,11 +32,12 @@ Every identifier (schema, table) is quoted with ``psycopg.sql.Identifier``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -45,7 +46,9 @@ from psycopg import sql
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from eventsourcing._retry import Outage, Retry, backoff_delays
 from eventsourcing.persistence import (
+    DEFAULT_RETRY_TIMEOUT,
     ORIGINATOR_ID_TYPE,
     ORIGINATOR_ID_TYPES,
     AggregateRecorder,
@@ -76,7 +79,7 @@ from eventsourcing.persistence import (
     tracking_conflict,
     wrong_id_type,
 )
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, resolve_topic
 
 __all__ = [
     "Factory",
@@ -153,20 +156,64 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def _is_retryable(error: psycopg.OperationalError) -> bool:
-    """Lost connections, server restarts, deadlocks and serialisation failures."""
+# Errors that say the server is (for now) out of reach, restarting or overloaded:
+# connection exceptions, admin/crash shutdown, "cannot connect now" (starting up or
+# shutting down), too many connections; and deadlocks and serialisation failures,
+# which a retry resolves.
+_TRANSIENT_STATES = ("57P01", "57P02", "57P03", "53300", "40001", "40P01")
+# Connection failures carry no SQLSTATE: these words in a server's FATAL message
+# mean it is restarting or full; any other FATAL (a role or a database that does not
+# exist, authentication refused) is a setting to fix, as is a host name that is unknown.
+_TRANSIENT_FATAL = (
+    "starting up",
+    "shutting down",
+    "in recovery",
+    "not yet accepting",
+    "too many clients",
+    "terminating connection",
+)
+_PERMANENT_CONNECT = ("FATAL", "failed to resolve host", "could not translate host name")
+
+
+def _is_transient(error: psycopg.Error) -> bool:
+    """Whether ``error`` is worth retrying: a lost or refused connection, a server
+    restarting, a deadlock; not a bad setting, statement, lock timeout or conflict."""
+    if not isinstance(error, psycopg.OperationalError):
+        return False
     state = error.sqlstate
-    return (
-        state is None
-        or state.startswith("08")  # connection exception
-        or state in ("57P01", "57P02", "57P03", "40001", "40P01")
-    )
+    if state is not None:
+        return state.startswith("08") or state in _TRANSIENT_STATES
+    text = str(error)
+    if any(words in text for words in _TRANSIENT_FATAL):
+        return True
+    return not any(words in text for words in _PERMANENT_CONNECT)
+
+
+def _is_retryable(error: psycopg.OperationalError) -> bool:
+    """(The former name of ``_is_transient``.)"""
+    return _is_transient(error)
 
 
 # The server's settings of synchronous_commit. "on" (the default) answers a commit once
 # it is flushed to disk; "off" answers at once, so a crash of the server (not of the
 # client) may lose the last commits, though the database stays consistent.
 SYNCHRONOUS_COMMIT_MODES = ("on", "off", "local", "remote_write", "remote_apply")
+
+# libpq's environment variables, read when a setting is not given (for describing).
+_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER"}
+
+
+def _password_refreshing(get_password: Callable[[], str]) -> type[PooledConnection]:
+    """A connection class that asks ``get_password`` for the password of each connection
+    (for passwords that expire, such as cloud IAM tokens)."""
+
+    class PasswordRefreshingConnection(PooledConnection):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            kwargs["password"] = get_password()
+            return super().connect(conninfo, **kwargs)
+
+    return PasswordRefreshingConnection
 
 
 class PostgresDatastore:
@@ -175,16 +222,27 @@ class PostgresDatastore:
     Timeouts are in seconds; ``lock_timeout`` and
     ``idle_in_transaction_session_timeout`` of 0 mean no timeout, and
     ``conn_max_age`` of None means connections are never recycled for age.
-    """
 
-    max_retries = 3  # attempts after the first, on a lost connection
-    retry_delay = 0.1  # doubled after each attempt
+    Empty ``dbname``, ``host``, ``port``, ``user`` and ``password`` are not passed to
+    libpq, which then takes ``conninfo`` (a ``postgresql://`` URI or ``key=value``
+    string), its environment (``PGHOST``, ``PGPASSWORD``, ``PGPASSFILE``...) or its
+    defaults. ``get_password``, if given, is asked for the password of every new
+    connection. Every connection sets ``application_name`` (seen in
+    ``pg_stat_activity``) if one is given.
+
+    Connections are opened when first needed, and as many as are used at once are
+    kept (up to ``pool_size + max_overflow``). An operation that meets a transient
+    failure (a refused or dropped connection, a server restarting, a deadlock) is
+    retried with backoff for up to ``retry_timeout`` seconds, then fails with
+    ``OperationalError``; one WARNING is logged (logger ``eventsourcing.postgres``)
+    when an outage starts and one INFO when it is over.
+    """
 
     def __init__(
         self,
         dbname: str,
         host: str,
-        port: int | str,
+        port: int | str | None,
         user: str,
         password: str,
         *,
@@ -200,6 +258,10 @@ class PostgresDatastore:
         pool_timeout: float = 30.0,
         synchronous_commit: str = "on",
         originator_id_type: str = "uuid",
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        application_name: str = "",
+        conninfo: str = "",
+        get_password: Callable[[], str] | None = None,
     ):
         self.synchronous_commit = checked_mode(
             synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"
@@ -210,9 +272,12 @@ class PostgresDatastore:
         )
         self.dbname = dbname
         self.host = host
-        self.port = int(port)
+        self.port = int(port) if port not in (None, "") else None
         self.user = user
         self.password = password
+        self.conninfo = conninfo
+        self.get_password = get_password
+        self.application_name = application_name
         self.connect_timeout = connect_timeout
         self.idle_in_transaction_session_timeout = idle_in_transaction_session_timeout
         self.pool_size = pool_size
@@ -225,6 +290,11 @@ class PostgresDatastore:
         self.schema = schema.strip() or "public"
         self.schema_given = bool(schema.strip())
         self.pool_timeout = pool_timeout
+        self.retry_timeout = float(retry_timeout)
+        self.outage = Outage(logger, self.describe())
+        self._connection_class = (
+            PooledConnection if get_password is None else _password_refreshing(get_password)
+        )
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
         self._closed = False
@@ -232,6 +302,7 @@ class PostgresDatastore:
     # -- connections ---------------------------------------------------------
 
     def connect_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``psycopg.connect`` (besides ``conninfo``)."""
         options = []
         if self.synchronous_commit != "on":
             options.append(f"-c synchronous_commit={self.synchronous_commit}")
@@ -240,32 +311,56 @@ class PostgresDatastore:
         if self.idle_in_transaction_session_timeout:
             ms = int(self.idle_in_transaction_session_timeout * 1000)
             options.append(f"-c idle_in_transaction_session_timeout={ms}")
-        kwargs: dict[str, Any] = {
+        given = {
             "dbname": self.dbname,
             "host": self.host,
             "port": self.port,
             "user": self.user,
             "password": self.password,
-            "connect_timeout": self.connect_timeout,
-            "autocommit": True,  # transactions are explicit: conn.transaction()
+            "application_name": self.application_name,
         }
+        # Unset ones are left out, so that libpq reads its environment or the URI.
+        kwargs: dict[str, Any] = {key: value for key, value in given.items() if value}
+        kwargs["connect_timeout"] = self.connect_timeout
+        kwargs["autocommit"] = True  # transactions are explicit: conn.transaction()
         if options:
             kwargs["options"] = " ".join(options)
         return kwargs
 
+    def _setting(self, key: str) -> str:
+        """A connection parameter as libpq will take it: ours, the URI's, then PG*."""
+        value = self.connect_kwargs().get(key)
+        if not value and self.conninfo:
+            try:
+                value = psycopg.conninfo.conninfo_to_dict(self.conninfo).get(key)
+            except psycopg.Error:
+                value = None
+        if not value:
+            value = os.environ.get(_LIBPQ_ENV[key], "")
+        return str(value or "")
+
     def describe(self) -> str:
-        return (
-            f"PostgreSQL at {self.host}:{self.port} (database {self.dbname!r}, user {self.user!r})"
-        )
+        host = self._setting("host") or "localhost"
+        port = self._setting("port") or "5432"
+        dbname = self._setting("dbname") or "(libpq default)"
+        user = self._setting("user") or "(libpq default)"
+        return f"PostgreSQL at {host}:{port} (database {dbname!r}, user {user!r})"
 
     def connection_error(self, error: BaseException, what: str = "") -> OperationalError:
         doing = f"{what}: " if what else ""
         return OperationalError(f"{doing}cannot use {self.describe()}: {one_line(error)}")
 
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new connection of our own, outside the pool (psycopg errors as they are)."""
+        connection: psycopg.Connection[Any] = self._connection_class.connect(
+            self.conninfo, **self.connect_kwargs()
+        )
+        return connection
+
     def probe(self) -> None:
         """Connect once, directly, so a bad setting fails at once with its real cause."""
         try:
-            psycopg.connect(**self.connect_kwargs()).close()
+            self.connect().close()
         except psycopg.Error as error:
             raise self.connection_error(error, "Connecting") from None
 
@@ -274,18 +369,20 @@ class PostgresDatastore:
             if self._closed:
                 raise InterfaceError(f"Datastore for {self.describe()} is closed")
             if self._pool is None:
-                self.probe()
+                self.connect().close()  # (a psycopg error, to be retried if transient)
                 pool = ConnectionPool(
-                    connection_class=PooledConnection,
+                    self.conninfo,
+                    connection_class=self._connection_class,
                     kwargs=self.connect_kwargs(),
-                    min_size=self.pool_size,
+                    # None open until needed; those used at once are kept (for max_idle).
+                    min_size=0,
                     max_size=self.pool_size + self.max_overflow,
                     max_waiting=self.max_waiting,
                     # "None" means no age limit; the pool needs a number.
                     max_lifetime=float(self.conn_max_age or 10 * 365 * 24 * 3600),
                     check=ConnectionPool.check_connection if self.pre_ping else None,
                     timeout=self.pool_timeout,
-                    name=f"eventsourcing-{self.dbname}",
+                    name=f"eventsourcing-{self.dbname or 'default'}",
                     open=False,
                 )
                 pool.open(wait=False)
@@ -298,33 +395,73 @@ class PostgresDatastore:
         *,
         what: What,
         transaction: bool = True,
+        recorded: Callable[[Connection], T | None] | None = None,
     ) -> T:
-        """Run ``func`` with a pooled connection (in a transaction), retrying lost connections.
+        """Run ``func`` with a pooled connection (in a transaction), retrying transient
+        failures for up to ``retry_timeout`` seconds.
 
-        Caution: if a connection is lost while COMMIT is in flight, the retried
-        insert may find its own events recorded and raise ``RecordConflictError``.
+        A write retried after a lost connection may find its own rows already
+        committed (the answer to the COMMIT was lost): then its conflict error is
+        raised only if ``recorded`` (run after such a conflict) returns None; else
+        what ``recorded`` returns is the write's result.
         """
-        delay = self.retry_delay
-        for attempt in range(self.max_retries + 1):
+        retry: Retry | None = None
+        while True:
             try:
-                return self._run_pooled(func, transaction)
-            except PoolTimeout as error:
-                self.probe()  # raises with the real cause if the server is unreachable
-                raise OperationalError(
-                    f"{describe(what)}: no connection to {self.describe()} free within "
-                    f"{self.pool_timeout}s (pool of {self.pool_size}+{self.max_overflow})"
-                ) from error
-            except psycopg.OperationalError as error:
-                if attempt == self.max_retries or not _is_retryable(error):
-                    raise self.translate(error, describe(what)) from error
-                logger.warning("%s: retrying after error: %s", describe(what), one_line(error))
-                time.sleep(delay)
-                delay *= 2
-                self.probe()
-                self._discard_broken_connections()
+                if retry is not None:
+                    self._reconnect()
+                result = self._run_pooled(func, transaction)
             except psycopg.Error as error:
-                raise self.translate(error, describe(what)) from error
-        raise AssertionError("unreachable")  # pragma: no cover
+                if not _is_transient(error):
+                    raise self.translate(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(self.outage, what, self.retry_timeout)
+                retry.failed(one_line(error))
+                continue
+            except PoolTimeout as error:
+                raise self._pool_exhausted(what) from error
+            except (RecordConflictError, TrackingConflictError):
+                if retry is None or recorded is None:
+                    raise
+                result_if_ours = self.run(recorded, what=what, transaction=False)
+                if result_if_ours is None:
+                    raise
+                result = result_if_ours
+            if retry is not None or self.outage.ongoing:
+                self.outage.end()
+            return result
+
+    def retrying(self, call: Callable[[], T], *, what: What) -> T:
+        """``call()`` (which makes connections of its own), retrying transient failures
+        as ``run`` does."""
+        retry: Retry | None = None
+        while True:
+            try:
+                result = call()
+            except psycopg.Error as error:
+                if not _is_transient(error):
+                    raise self.translate(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(self.outage, what, self.retry_timeout)
+                retry.failed(one_line(error))
+                continue
+            if retry is not None or self.outage.ongoing:
+                self.outage.end()
+            return result
+
+    def _reconnect(self) -> None:
+        """Before a retry: check the server answers (else raise its error, to wait
+        more), then drop the pool's connections that the outage broke."""
+        self.connect().close()
+        if self._pool is not None:
+            self._pool.check()
+
+    def _pool_exhausted(self, what: What) -> OperationalError:
+        self.probe()  # raises with the real cause if the server is unreachable
+        return OperationalError(
+            f"{describe(what)}: no connection to {self.describe()} free within "
+            f"{self.pool_timeout}s (pool of {self.pool_size}+{self.max_overflow})"
+        )
 
     def _run_pooled(self, func: Callable[[Connection], T], transaction: bool) -> T:
         # getconn/putconn rather than pool.connection(): that context manager also
@@ -358,15 +495,14 @@ class PostgresDatastore:
     def transaction(self, commit: bool = False) -> Iterator[PostgresCursor]:
         """A cursor in a transaction of its own: committed at the end if ``commit``,
         else rolled back; rolled back if the block raises. Errors of the database
-        are raised as ours (``IntegrityError``, ``ProgrammingError``...)."""
+        are raised as ours (``IntegrityError``, ``ProgrammingError``...). (Getting the
+        connection rides out an outage; the block itself is not retried.)"""
         what = "Running a transaction"
+        pool = self.retrying(self.pool, what=what)
         try:
-            pool = self.pool()
             conn = pool.getconn()
         except PoolTimeout as error:
-            raise OperationalError(
-                f"{what}: no connection to {self.describe()} free within {self.pool_timeout}s"
-            ) from error
+            raise self._pool_exhausted(what) from error
         try:
             with conn.transaction(force_rollback=not commit), PostgresCursor(conn) as cursor:
                 yield cursor
@@ -388,7 +524,7 @@ class PostgresDatastore:
         if isinstance(error, psycopg.errors.UndefinedTable):
             return ProgrammingError(f"{message} (create the table: CREATE_TABLE=true)")
         if isinstance(error, psycopg.OperationalError):
-            if _is_retryable(error):
+            if _is_transient(error) or error.sqlstate is None:
                 return self.connection_error(error, what)
             return OperationalError(message)
         pairs: list[tuple[type[psycopg.Error], type[PersistenceError]]] = [
@@ -784,11 +920,12 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         stopping = threading.Event()
 
         def run() -> None:
+            # The listener connects again after an outage, and then wakes the callback.
             try:
                 while not stopping.is_set():
-                    if listener.wait(timeout=0.5):
+                    if listener.wait(timeout=0.5) and not stopping.is_set():
                         callback()
-            except Exception as error:  # the caller's poll interval still covers us
+            except Exception as error:  # not transient; the caller's poll interval covers us
                 if not stopping.is_set():
                     logger.warning("Stopped listening on %r: %s", self.channel, error)
             finally:
@@ -1219,29 +1356,70 @@ _OUR_RECORDERS: tuple[type, ...] = (
 
 
 class PostgresListener:
-    """A dedicated connection that LISTENs on one events table's channel."""
+    """A dedicated connection that LISTENs on one events table's channel.
+
+    It rides out outages: when its connection is lost, ``wait`` connects again and
+    LISTENs again (retrying with backoff, without end, at most ``timeout`` per call),
+    and then returns True, since commits may have been missed meanwhile.
+    """
 
     def __init__(self, datastore: PostgresDatastore, channel: str):
         self.datastore = datastore
         self.channel = channel
-        what = f"Listening on {channel!r}"
+        self.outage = Outage(logger, f"{datastore.describe()} (listening on {channel!r})")
+        self._next_delay = backoff_delays()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._conn = datastore.retrying(self._listening, what=f"Listening on {channel!r}")
+
+    def _listening(self) -> psycopg.Connection[Any]:
+        conn = self.datastore.connect()
         try:
-            self._conn = psycopg.connect(**datastore.connect_kwargs())
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        except psycopg.Error as error:
-            raise datastore.translate(error, what) from error
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def wait(self, timeout: float) -> bool:
-        """Whether new events were committed since the last call, waiting up to ``timeout``."""
+        """Whether new events were committed since the last call, waiting up to ``timeout``
+        (or, after a lost connection, whether they may have been)."""
+        conn = self._conn
+        if conn is None:
+            return self._listen_again(timeout)
         try:
             # Return at the first notice: waiting to drain others would delay every
             # wake-up. Notices already queued make the next calls return at once.
-            return any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+            return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
         except psycopg.Error as error:
-            raise self.datastore.translate(error, f"Waiting on {self.channel!r}") from error
+            if not _is_transient(error):
+                raise self.datastore.translate(error, f"Waiting on {self.channel!r}") from error
+            self.outage.begin(one_line(error), None)
+            self._drop_connection()
+            return self._listen_again(timeout)
+
+    def _listen_again(self, timeout: float) -> bool:
+        """Connect and LISTEN again: True once listening (commits may have been missed),
+        else False after a pause of at most ``timeout``."""
+        try:
+            self._conn = self._listening()
+        except psycopg.Error as error:
+            if not _is_transient(error):
+                raise self.datastore.translate(error, f"Listening on {self.channel!r}") from error
+            self.outage.begin(one_line(error), None)
+            time.sleep(min(self._next_delay(), max(timeout, 0.0)))
+            return False
+        self._next_delay = backoff_delays()
+        self.outage.end()
+        return True
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(psycopg.Error):
+                conn.close()
 
     def close(self) -> None:
-        self._conn.close()
+        self._drop_connection()
 
     def __enter__(self) -> PostgresListener:
         return self
@@ -1267,15 +1445,30 @@ POSTGRES_PRE_PING = "POSTGRES_PRE_PING"
 POSTGRES_LOCK_TIMEOUT = "POSTGRES_LOCK_TIMEOUT"
 POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
 POSTGRES_SYNCHRONOUS_COMMIT = "POSTGRES_SYNCHRONOUS_COMMIT"
+POSTGRES_URL = "POSTGRES_URL"
+POSTGRES_APPLICATION_NAME = "POSTGRES_APPLICATION_NAME"
+POSTGRES_RETRY_TIMEOUT = "POSTGRES_RETRY_TIMEOUT"
+POSTGRES_GET_PASSWORD_TOPIC = "POSTGRES_GET_PASSWORD_TOPIC"
+POSTGRES_MAX_WAITING = "POSTGRES_MAX_WAITING"
+# Accepted for compatibility with the eventsourcing 9.x settings; they change nothing
+# here (a tracking table holds one row per upstream application, and a write is one
+# statement without database functions), but a bad value is still refused.
+SINGLE_ROW_TRACKING = "SINGLE_ROW_TRACKING"
+POSTGRES_ENABLE_DB_FUNCTIONS = "POSTGRES_ENABLE_DB_FUNCTIONS"
 
 
 class PostgresFactory(DatabaseFactory):
     """Builds PostgreSQL recorders; all of one application's recorders share one pool.
 
-    Required: ``POSTGRES_DBNAME``, ``POSTGRES_HOST``, ``POSTGRES_USER``.
-    ``POSTGRES_PASSWORD`` may be empty (trust or .pgpass authentication).
-    ``POSTGRES_SYNCHRONOUS_COMMIT=off`` is a faster, less durable option (see
-    ``SYNCHRONOUS_COMMIT_MODES``); the default is the server's durable ``on``.
+    The database is named by ``POSTGRES_DBNAME``, ``POSTGRES_URL`` (a libpq URI such
+    as ``postgresql://user:secret@host:5432/db``) or libpq's ``PGDATABASE``. Settings
+    given override the URI's parts; those not given (host, port, user, password) are
+    left to libpq: its environment (``PGHOST``, ``PGPASSWORD``, ``PGPASSFILE``...)
+    or defaults. ``POSTGRES_SYNCHRONOUS_COMMIT=off`` is a faster, less durable
+    option (see ``SYNCHRONOUS_COMMIT_MODES``); the default is the server's durable
+    ``on``. ``POSTGRES_RETRY_TIMEOUT`` (else ``RETRY_TIMEOUT``, else 30) is how many
+    seconds an operation rides out an outage. Connections set ``application_name``
+    to ``POSTGRES_APPLICATION_NAME``, else the application's name.
     """
 
     aggregate_recorder_class = PostgresAggregateRecorder
@@ -1288,31 +1481,46 @@ class PostgresFactory(DatabaseFactory):
     POSTGRES_PORT = POSTGRES_PORT
     POSTGRES_USER = POSTGRES_USER
     POSTGRES_PASSWORD = POSTGRES_PASSWORD
+    POSTGRES_GET_PASSWORD_TOPIC = POSTGRES_GET_PASSWORD_TOPIC
     POSTGRES_SCHEMA = POSTGRES_SCHEMA
     POSTGRES_CONNECT_TIMEOUT = POSTGRES_CONNECT_TIMEOUT
     POSTGRES_POOL_SIZE = POSTGRES_POOL_SIZE
     POSTGRES_MAX_OVERFLOW = POSTGRES_MAX_OVERFLOW
+    POSTGRES_MAX_WAITING = POSTGRES_MAX_WAITING
     POSTGRES_CONN_MAX_AGE = POSTGRES_CONN_MAX_AGE
     POSTGRES_PRE_PING = POSTGRES_PRE_PING
     POSTGRES_LOCK_TIMEOUT = POSTGRES_LOCK_TIMEOUT
     POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT
     POSTGRES_SYNCHRONOUS_COMMIT = POSTGRES_SYNCHRONOUS_COMMIT
+    POSTGRES_SINGLE_ROW_TRACKING = SINGLE_ROW_TRACKING
+    POSTGRES_ENABLE_DB_FUNCTIONS = POSTGRES_ENABLE_DB_FUNCTIONS
+    POSTGRES_URL = POSTGRES_URL
+    POSTGRES_APPLICATION_NAME = POSTGRES_APPLICATION_NAME
+    POSTGRES_RETRY_TIMEOUT = POSTGRES_RETRY_TIMEOUT
     ORIGINATOR_ID_TYPE = ORIGINATOR_ID_TYPE
 
     def __init__(self, env: Environment | None = None):
         super().__init__(env)
+        url = self.env.get(POSTGRES_URL) or ""
+        self._check_url(url)
+        for accepted in (SINGLE_ROW_TRACKING, POSTGRES_ENABLE_DB_FUNCTIONS):
+            self.setting_bool(accepted, False)
         self.datastore = PostgresDatastore(
-            dbname=self._required(POSTGRES_DBNAME),
-            host=self._required(POSTGRES_HOST),
-            port=self.setting_int(POSTGRES_PORT, 5432),
-            user=self._required(POSTGRES_USER),
+            dbname=self._dbname(url),
+            host=self.env.get(POSTGRES_HOST) or "",
+            port=self.setting_int(POSTGRES_PORT, 0) or None,
+            user=self.env.get(POSTGRES_USER) or "",
             password=self.env.get(POSTGRES_PASSWORD) or "",
+            get_password=self._get_password_function(),
+            conninfo=url,
+            application_name=self.env.get(POSTGRES_APPLICATION_NAME) or self.env.name,
             connect_timeout=self.setting_int(POSTGRES_CONNECT_TIMEOUT, 5),
             idle_in_transaction_session_timeout=self.setting_int(
                 POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT, 0
             ),
             pool_size=self.setting_int(POSTGRES_POOL_SIZE, 5),
             max_overflow=self.setting_int(POSTGRES_MAX_OVERFLOW, 10),
+            max_waiting=self.setting_int(POSTGRES_MAX_WAITING, 0),
             conn_max_age=self.setting_float(POSTGRES_CONN_MAX_AGE, None),
             pre_ping=self.setting_bool(POSTGRES_PRE_PING, False),
             lock_timeout=self.setting_int(POSTGRES_LOCK_TIMEOUT, 0),
@@ -1321,13 +1529,42 @@ class PostgresFactory(DatabaseFactory):
                 POSTGRES_SYNCHRONOUS_COMMIT, SYNCHRONOUS_COMMIT_MODES
             ),
             originator_id_type=self.setting_choice(ORIGINATOR_ID_TYPE, list(ORIGINATOR_ID_TYPES)),
+            retry_timeout=self.setting_retry_timeout(POSTGRES_RETRY_TIMEOUT),
         )
 
-    def _required(self, key: str) -> str:
-        value = self.env.get(key)
-        if not value:
-            raise OSError(f"{key} is not set: the PostgreSQL store needs it")
-        return str(value)
+    def _check_url(self, url: str) -> None:
+        if not url:
+            return
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as error:
+            raise OSError(
+                f"{self.setting_name(POSTGRES_URL)} is not a libpq connection string or "
+                f"postgresql:// URI: {one_line(error)}"
+            ) from None
+
+    def _dbname(self, url: str) -> str:
+        """The database's name; OSError naming the settings if none gives one."""
+        dbname = self.env.get(POSTGRES_DBNAME) or ""
+        url_names_one = bool(url and psycopg.conninfo.conninfo_to_dict(url).get("dbname"))
+        if not (dbname or url_names_one or os.environ.get("PGDATABASE")):
+            raise OSError(
+                f"{self.setting_name(POSTGRES_DBNAME)} is not set: the PostgreSQL store needs "
+                f"the name of a database (or {POSTGRES_URL}, or libpq's PGDATABASE)"
+            )
+        return str(dbname)
+
+    def _get_password_function(self) -> Callable[[], str] | None:
+        topic = self.env.get(POSTGRES_GET_PASSWORD_TOPIC)
+        if not topic:
+            return None
+        function = resolve_topic(topic)
+        if not callable(function):
+            raise OSError(
+                f"{self.setting_name(POSTGRES_GET_PASSWORD_TOPIC)} {topic!r} names no "
+                f"function: {function!r}"
+            )
+        return cast("Callable[[], str]", function)
 
 
 Factory = PostgresFactory  # (the name PERSISTENCE_MODULE looks for first)

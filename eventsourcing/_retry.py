@@ -1,0 +1,107 @@
+"""Riding out outages: retrying a datastore's transient failures for a while.
+
+A datastore whose server restarts, drops a connection or (SQLite) holds its write
+lock too long retries the operation with capped, jittered exponential backoff for
+up to its retry timeout, then raises ``OperationalError`` saying what failed,
+where, for how long it tried, and the last error. It logs one WARNING when an
+outage starts and one INFO when it is over, however many threads meet it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from eventsourcing.persistence import OperationalError, What, describe
+
+T = TypeVar("T")
+
+FIRST_DELAY = 0.05  # seconds before the first retry, doubled after each
+MAX_DELAY = 2.0  # the longest pause between two tries
+
+
+def backoff_delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Callable[[], float]:
+    """A function giving the next pause: ``first`` doubling up to ``cap``, each jittered
+    (between half and all of it) so that many clients do not retry in step."""
+    delay = first
+
+    def next_delay() -> float:
+        nonlocal delay
+        pause = delay * random.uniform(0.5, 1.0)  # noqa: S311 (not for security)
+        delay = min(delay * 2, cap)
+        return pause
+
+    return next_delay
+
+
+class Outage:
+    """Whether a datastore is in an outage, logged once when it starts and once when over."""
+
+    def __init__(self, logger: logging.Logger, where: str):
+        self.logger = logger
+        self.where = where
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def begin(self, error: str, timeout: float | None) -> None:
+        """Log the start of an outage (once); ``timeout`` None: retried until it is over."""
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        how_long = "until it is back" if timeout is None else f"for up to {timeout:g} s"
+        self.logger.warning("Lost connection to %s; retrying %s (%s)", self.where, how_long, error)
+
+    def end(self) -> None:
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            self.logger.info(
+                "Connection to %s is back (after %.1f s)", self.where, time.monotonic() - since
+            )
+
+
+class Retry:
+    """One operation's tries: ``failed(error)`` after each transient failure pauses,
+    or raises ``OperationalError`` once ``timeout`` seconds have passed since the first."""
+
+    def __init__(self, outage: Outage, what: What, timeout: float):
+        self.outage = outage
+        self.what = what
+        self.timeout = timeout
+        self.started: float | None = None
+        self._next_delay = backoff_delays()
+
+    @property
+    def retried(self) -> bool:
+        """Whether an earlier try failed (so a write may have been committed unseen)."""
+        return self.started is not None
+
+    def failed(self, error: str) -> None:
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+            self.outage.begin(error, self.timeout)
+        remaining = self.started + self.timeout - now
+        if remaining <= 0:
+            raise self.gave_up(error)
+        time.sleep(min(self._next_delay(), remaining))
+
+    def gave_up(self, error: str) -> OperationalError:
+        tried = 0.0 if self.started is None else time.monotonic() - self.started
+        return OperationalError(
+            f"{describe(self.what)}: {self.outage.where} unavailable; gave up after retrying for "
+            f"{tried:.1f} s (retry timeout {self.timeout:g} s); last error: {error}"
+        )
+
+    def succeeded(self) -> None:
+        if self.started is not None or self.outage.ongoing:
+            self.outage.end()
