@@ -87,6 +87,8 @@ class Retry:
 
     def failed(self, error: str) -> None:
         now = time.monotonic()
+        if self.timeout <= 0:  # no retries: no outage to announce
+            raise self.gave_up(error)
         if self.started is None:
             self.started = now
             self.outage.begin(error, self.timeout)

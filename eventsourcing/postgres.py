@@ -643,6 +643,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
             self.datastore.run(
                 lambda conn: self._insert_rows(conn, stored_events, returning=False),
                 what=inserting(self.events_table_name, stored_events),
+                recorded=lambda conn: self._recorded_as_sent(conn, stored_events, None),
             )
         return None
 
@@ -656,8 +657,11 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
                 ids = self._insert_events(cursor, stored_events, **kwargs)
                 return ids if ids is not None else cursor.notification_ids
 
+        tracking = kwargs.get("tracking")
         return self.datastore.run(
-            insert, what=inserting(self.events_table_name, stored_events, kwargs.get("tracking"))
+            insert,
+            what=inserting(self.events_table_name, stored_events, tracking),
+            recorded=lambda conn: self._recorded_as_sent(conn, stored_events, tracking),
         )
 
     def _insert_events(
@@ -693,6 +697,60 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
 
     def _wrong_id(self, originator_id: object) -> PersistenceError:
         return wrong_id_type(originator_id, self._id_type, f"table {self.events_table_name!r}")
+
+    def _recorded_as_sent(
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        tracking: Tracking | None,
+    ) -> list[int] | None:
+        """After a write retried on a lost connection met a conflict: the notification
+        ids of ``stored_events`` if exactly they (ids, versions, topics, states) are
+        recorded, and the tracking position too, so the first try was committed and
+        only its answer was lost; else None (a genuine conflict)."""
+        if tracking is not None and not self._tracked_as_sent(conn, tracking):
+            return None
+        if not stored_events:
+            return []
+        rows = conn.execute(
+            self._statement(("recorded as sent",), self._recorded_sql),
+            (
+                [s.originator_id for s in stored_events],
+                [s.originator_version for s in stored_events],
+            ),
+        ).fetchall()
+        found = {(row[0], int(row[1])): row for row in rows}
+        ids = []
+        for stored in stored_events:
+            row = found.get((stored.originator_id, stored.originator_version))
+            if row is None or row[2] != stored.topic or bytes(row[3]) != stored.state:
+                return None
+            ids.append(int(row[4]))
+        return sorted(ids) if self._numbered else []
+
+    @property
+    def _numbered(self) -> bool:
+        """Whether the events table numbers its rows (has notification ids)."""
+        return isinstance(self, PostgresApplicationRecorder)
+
+    def _recorded_sql(self) -> sql.Composable:
+        number = "e.notification_id" if self._numbered else "0"
+        return sql.SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, " + number + " "
+            "FROM {} AS e JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, "
+            "originator_version) USING (originator_id, originator_version)"
+        ).format(self._events, sql.SQL(self._id_sql_type))
+
+    def _tracked_as_sent(self, conn: psycopg.Connection[Any], tracking: Tracking) -> bool:
+        """Whether the tracking table holds ``tracking``'s position (None if no table)."""
+        table = getattr(self, "_tracking", None)
+        if table is None:
+            return False
+        statement = sql.SQL(
+            "SELECT 1 FROM {} WHERE application_name = %s AND notification_id = %s"
+        ).format(table)
+        row = conn.execute(statement, (tracking.application_name, tracking.notification_id))
+        return row.fetchone() is not None
 
     def _insert_rows(
         self,
@@ -827,6 +885,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             lambda conn: self._insert_values_and_notify(conn, stored_events),
             what=inserting(self.events_table_name, stored_events),
             transaction=False,  # one statement: its own transaction
+            recorded=lambda conn: self._recorded_as_sent(conn, stored_events, None),
         )
 
     def _insert_events(
@@ -1076,6 +1135,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             what=inserting(self.events_table_name, stored_events, tracking),
             # Each write to our table is one statement; to a row per position, several.
             transaction=self._row_per_position,
+            recorded=lambda conn: self._recorded_as_sent(conn, stored_events, tracking),
         )
 
     def _insert_events(
