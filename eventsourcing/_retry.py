@@ -39,11 +39,22 @@ def backoff_delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Callab
 
 
 class Outage:
-    """Whether a datastore is in an outage, logged once when it starts and once when over."""
+    """Whether a datastore is in an outage, logged once when it starts and once when over.
 
-    def __init__(self, logger: logging.Logger, where: str):
+    ``lost`` and ``back`` are the messages' beginnings, with ``{where}`` in them.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        where: str,
+        lost: str = "Lost connection to {where}",
+        back: str = "Connection to {where} is back",
+    ):
         self.logger = logger
         self.where = where
+        self.lost = lost
+        self.back = back
         self._lock = threading.Lock()
         self._since: float | None = None
 
@@ -58,15 +69,15 @@ class Outage:
                 return
             self._since = time.monotonic()
         how_long = "until it is back" if timeout is None else f"for up to {timeout:g} s"
-        self.logger.warning("Lost connection to %s; retrying %s (%s)", self.where, how_long, error)
+        lost = self.lost.format(where=self.where)
+        self.logger.warning("%s; retrying %s (%s)", lost, how_long, error)
 
     def end(self) -> None:
         with self._lock:
             since, self._since = self._since, None
         if since is not None:
-            self.logger.info(
-                "Connection to %s is back (after %.1f s)", self.where, time.monotonic() - since
-            )
+            back = self.back.format(where=self.where)
+            self.logger.info("%s (after %.1f s)", back, time.monotonic() - since)
 
 
 class Retry:
