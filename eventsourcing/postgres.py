@@ -189,11 +189,6 @@ def _is_transient(error: psycopg.Error) -> bool:
     return not any(words in text for words in _PERMANENT_CONNECT)
 
 
-def _is_retryable(error: psycopg.OperationalError) -> bool:
-    """(The former name of ``_is_transient``.)"""
-    return _is_transient(error)
-
-
 # The server's settings of synchronous_commit. "on" (the default) answers a commit once
 # it is flushed to disk; "off" answers at once, so a crash of the server (not of the
 # client) may lose the last commits, though the database stays consistent.
@@ -226,7 +221,7 @@ class PostgresDatastore:
     Empty ``dbname``, ``host``, ``port``, ``user`` and ``password`` are not passed to
     libpq, which then takes ``conninfo`` (a ``postgresql://`` URI or ``key=value``
     string), its environment (``PGHOST``, ``PGPASSWORD``, ``PGPASSFILE``...) or its
-    defaults. ``get_password``, if given, is asked for the password of every new
+    defaults. ``get_password_func``, if given, is asked for the password of every new
     connection. Every connection sets ``application_name`` (seen in
     ``pg_stat_activity``) if one is given.
 
@@ -261,7 +256,7 @@ class PostgresDatastore:
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
         application_name: str = "",
         conninfo: str = "",
-        get_password: Callable[[], str] | None = None,
+        get_password_func: Callable[[], str] | None = None,
     ):
         self.synchronous_commit = checked_mode(
             synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"
@@ -276,7 +271,7 @@ class PostgresDatastore:
         self.user = user
         self.password = password
         self.conninfo = conninfo
-        self.get_password = get_password
+        self.get_password_func = get_password_func
         self.application_name = application_name
         self.connect_timeout = connect_timeout
         self.idle_in_transaction_session_timeout = idle_in_transaction_session_timeout
@@ -293,7 +288,9 @@ class PostgresDatastore:
         self.retry_timeout = float(retry_timeout)
         self.outage = Outage(logger, self.describe())
         self._connection_class = (
-            PooledConnection if get_password is None else _password_refreshing(get_password)
+            PooledConnection
+            if get_password_func is None
+            else _password_refreshing(get_password_func)
         )
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
@@ -454,7 +451,9 @@ class PostgresDatastore:
         more), then drop the pool's connections that the outage broke."""
         self.connect().close()
         if self._pool is not None:
-            self._pool.check()
+            # Replace the idle connections (those the outage broke), no more: a check
+            # would also grow the pool by one.
+            getattr(self._pool, "drain", self._pool.check)()
 
     def _pool_exhausted(self, what: What) -> OperationalError:
         self.probe()  # raises with the real cause if the server is unreachable
@@ -469,7 +468,13 @@ class PostgresDatastore:
         # client's instructions per save (callgrind).
         # putconn rolls back a connection left in a transaction, and drops a broken one.
         pool = self.pool()
-        conn = pool.getconn()
+        try:
+            conn = pool.getconn()
+        except PoolTimeout:
+            # No connection came: if the server is unreachable, raise its error (to
+            # be retried); else the pool is exhausted.
+            self.connect().close()
+            raise
         try:
             if not transaction:
                 return func(conn)
@@ -510,13 +515,6 @@ class PostgresDatastore:
             raise self.translate(error, what) from error
         finally:
             pool.putconn(conn)
-
-    def _discard_broken_connections(self) -> None:
-        if self._pool is not None:
-            try:
-                self._pool.check()
-            except psycopg.Error:  # pragma: no cover (best effort)
-                pass
 
     def translate(self, error: psycopg.Error, what: str) -> PersistenceError:
         """Our DB-API-shaped error, one line, naming what failed."""
@@ -1571,7 +1569,7 @@ class PostgresFactory(DatabaseFactory):
             port=self.setting_int(POSTGRES_PORT, 0) or None,
             user=self.env.get(POSTGRES_USER) or "",
             password=self.env.get(POSTGRES_PASSWORD) or "",
-            get_password=self._get_password_function(),
+            get_password_func=self._get_password_function(),
             conninfo=url,
             application_name=self.env.get(POSTGRES_APPLICATION_NAME) or self.env.name,
             connect_timeout=self.setting_int(POSTGRES_CONNECT_TIMEOUT, 5),
