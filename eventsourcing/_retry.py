@@ -96,12 +96,15 @@ class Retry:
         """Whether an earlier try failed (so a write may have been committed unseen)."""
         return self.started is not None
 
-    def failed(self, error: str) -> None:
+    def failed(self, error: str, *, outage: bool = True) -> None:
+        """After a transient failure: pause, or raise if the time is up. ``outage``
+        False: the failure (a deadlock, say) says nothing of the server's health."""
         now = time.monotonic()
         if self.timeout <= 0:  # no retries: no outage to announce
             raise self.gave_up(error)
         if self.started is None:
             self.started = now
+        if outage:
             self.outage.begin(error, self.timeout)
         remaining = self.started + self.timeout - now
         if remaining <= 0:

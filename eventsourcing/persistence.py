@@ -1018,6 +1018,7 @@ class DatabaseFactory(InfrastructureFactory):
     follower_batch_delay = 0.002
 
     CREATE_TABLE = CREATE_TABLE
+    RETRY_TIMEOUT = RETRY_TIMEOUT
 
     def __init__(self, env: Environment | None = None):
         super().__init__(env)

@@ -161,6 +161,7 @@ def one_line(error: BaseException) -> str:
 # shutting down), too many connections; and deadlocks and serialisation failures,
 # which a retry resolves.
 _TRANSIENT_STATES = ("57P01", "57P02", "57P03", "53300", "40001", "40P01")
+_CONTENTION_STATES = ("40001", "40P01")  # (transient, but not an outage)
 # Connection failures carry no SQLSTATE: these words in a server's FATAL message
 # mean it is restarting or full; any other FATAL (a role or a database that does not
 # exist, authentication refused) is a setting to fix, as is a host name that is unknown.
@@ -403,9 +404,10 @@ class PostgresDatastore:
         what ``recorded`` returns is the write's result.
         """
         retry: Retry | None = None
+        connection_lost = False
         while True:
             try:
-                if retry is not None:
+                if connection_lost:
                     self._reconnect()
                 result = self._run_pooled(func, transaction)
             except psycopg.Error as error:
@@ -413,7 +415,8 @@ class PostgresDatastore:
                     raise self.translate(error, describe(what)) from error
                 if retry is None:
                     retry = Retry(self.outage, what, self.retry_timeout)
-                retry.failed(one_line(error))
+                connection_lost = error.sqlstate not in _CONTENTION_STATES
+                retry.failed(one_line(error), outage=connection_lost)
                 continue
             except PoolTimeout as error:
                 raise self._pool_exhausted(what) from error

@@ -57,6 +57,10 @@ class TCPProxy:
         """Act as a server that is down: drop every connection, refuse new ones."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown wakes the thread blocked in accept(); close alone would leave
+            # the socket listening until that accept() returned (one more connection).
+            with suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         self.drop_all()
 

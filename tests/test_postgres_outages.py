@@ -73,7 +73,7 @@ def direct(settings: dict[str, Any]) -> PostgresDatastore:
 
 def rows_of(settings: dict[str, Any], table: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(**settings) as conn:
-        statement = psycopg.sql.SQL("SELECT * FROM {} ORDER BY 1, 2").format(
+        statement = psycopg.sql.SQL("SELECT * FROM {} ORDER BY 1").format(
             psycopg.sql.Identifier(table)
         )
         return list(conn.execute(statement).fetchall())
@@ -155,6 +155,40 @@ def test_an_aggregate_recorders_write_whose_answer_is_lost_succeeds_once(
     recorder.insert_events([snapshot])
     assert proxy.cuts == 1
     assert recorder.select_events(snapshot.originator_id) == [snapshot]
+    datastore.close()
+
+
+class IndexingRecorder(PostgresApplicationRecorder):
+    """Writes a row of its own in each save's transaction (an extension)."""
+
+    def construct_create_table_statements(self) -> list[Any]:
+        return [
+            *super().construct_create_table_statements(),
+            psycopg.sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY)").format(
+                psycopg.sql.Identifier(self.events_table_name + "_index")
+            ),
+        ]
+
+    def _insert_events(self, cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
+        ids = super()._insert_events(cursor, stored_events, **kwargs)
+        statement = psycopg.sql.SQL("INSERT INTO {} VALUES (%s)").format(
+            psycopg.sql.Identifier(self.events_table_name + "_index")
+        )
+        for stored in stored_events:
+            cursor.execute(statement, (stored.originator_id,))
+        return ids
+
+
+def test_an_extended_recorders_write_whose_answer_is_lost_succeeds_once(
+    proxy: TCPProxy, postgres_test_database: dict[str, Any]
+) -> None:
+    datastore = through(proxy, postgres_test_database)
+    recorder = IndexingRecorder(datastore, f"lostack_ext_{uuid4().hex[:8]}")
+    recorder.create_table()
+    proxy.cut_after(b"COMMIT")
+    assert recorder.insert_events([event(uuid4(), 1)]) == [1]
+    assert proxy.cuts == 1
+    assert len(rows_of(postgres_test_database, recorder.events_table_name + "_index")) == 1
     datastore.close()
 
 
@@ -321,6 +355,17 @@ def _connections(settings: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(name), str(state)) for name, state in rows]
 
 
+def _names_once_settled(settings: dict[str, Any], expected: list[str]) -> list[str]:
+    """The names of the database's connections, once they are ``expected`` (a closed
+    connection's server process may take a moment to go), or after 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        names = sorted(name for name, _ in _connections(settings))
+        if names == expected or time.monotonic() > deadline:
+            return names
+        time.sleep(0.05)
+
+
 def test_connections_are_opened_when_needed_and_named(
     postgres_env: dict[str, str],
 ) -> None:
@@ -335,13 +380,14 @@ def test_connections_are_opened_when_needed_and_named(
     recorder = factory.application_recorder()
     recorder.insert_events([event(uuid4(), 1)])
     recorder.insert_events([event(uuid4(), 1)])
-    names = [name for name, _ in _connections(settings)]
+    names = _names_once_settled(settings, ["Counters worker 0/2"])
     assert names == ["Counters worker 0/2"], names  # one in use at a time: one kept
     factory.close()
+    assert _names_once_settled(settings, []) == []
     # Without the setting, the application's name.
     factory = Factory(Environment("Counters", postgres_env))
     factory.application_recorder().max_notification_id()
-    assert [name for name, _ in _connections(settings)] == ["Counters"]
+    assert _names_once_settled(settings, ["Counters"]) == ["Counters"]
     factory.close()
 
 
@@ -354,6 +400,8 @@ def test_libpq_environment_and_url_settings(
     monkeypatch.setenv("PGUSER", postgres_env["POSTGRES_USER"])
     factory = Factory(Environment("Dogs", {"POSTGRES_DBNAME": postgres_env["POSTGRES_DBNAME"]}))
     assert factory.application_recorder().insert_events([event(uuid4(), 1)]) == [1]
+    # Nothing unset is passed (an empty password would hide PGPASSWORD and PGPASSFILE).
+    assert {"host", "port", "user", "password"}.isdisjoint(factory.datastore.connect_kwargs())
     assert f"{postgres_env['POSTGRES_HOST']}:{postgres_env['POSTGRES_PORT']}" in (
         factory.datastore.describe()
     )
@@ -413,3 +461,53 @@ def test_settings_accepted_for_compatibility_and_checked(postgres_env: dict[str,
         Factory(Environment("Dogs", dict(env, DOGS_SINGLE_ROW_TRACKING="perhaps")))
     with pytest.raises(OSError, match="^RETRY_TIMEOUT must be"):
         Factory(Environment("Dogs", dict(env, RETRY_TIMEOUT="-1")))
+
+
+# ---------------------------------------------------------------------------
+# Which failures are retried.
+
+
+@pytest.mark.parametrize(
+    "error, transient",
+    [
+        (psycopg.OperationalError("connection failed: ... failed: Connection refused"), True),
+        (psycopg.OperationalError("consuming input failed: server closed the connection"), True),
+        (psycopg.OperationalError("... FATAL: the database system is starting up"), True),
+        (psycopg.OperationalError("... FATAL: the database system is shutting down"), True),
+        (psycopg.OperationalError("... FATAL: sorry, too many clients already"), True),
+        (psycopg.errors.AdminShutdown("terminating connection"), True),
+        (psycopg.errors.CannotConnectNow("the database system is starting up"), True),
+        (psycopg.errors.DeadlockDetected("deadlock detected"), True),
+        (psycopg.OperationalError('... FATAL: database "x" does not exist'), False),
+        (psycopg.OperationalError('... FATAL: password authentication failed for "u"'), False),
+        (psycopg.OperationalError("failed to resolve host 'nosuch': Name not known"), False),
+        (psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"), False),
+        (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), False),
+        (psycopg.errors.SyntaxError("syntax error"), False),
+        (psycopg.errors.UniqueViolation("duplicate key"), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_which_failures_are_transient(error: psycopg.Error, transient: bool) -> None:
+    from eventsourcing.postgres import _is_transient
+
+    assert _is_transient(error) is transient
+
+
+def test_a_deadlock_is_retried_without_announcing_an_outage(
+    postgres_test_database: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    datastore = direct(postgres_test_database)
+    tries: list[int] = []
+
+    def deadlocked_once(conn: Any) -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            conn.execute("DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$")
+        return "done"
+
+    assert datastore.run(deadlocked_once, what="Deadlocking") == "done"
+    assert len(tries) == 2
+    assert messages(caplog, logging.WARNING) == [] and messages(caplog, logging.INFO) == []
+    datastore.close()
