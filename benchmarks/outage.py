@@ -174,7 +174,7 @@ def main() -> None:
         print(lines[-1], flush=True)
     lines += [
         "",
-        "A save waiting out the outage retries after pauses of 50 ms doubling to 2 s",
+        "A save waiting out the outage retries after pauses of 50 ms doubling to 1 s",
         "(jittered), so its first success comes up to one pause after the server's",
         "return; the listener retries on the same schedule, and wakes its follower once",
         "when it is listening again.",

@@ -21,7 +21,7 @@ from eventsourcing.persistence import OperationalError, What, describe
 T = TypeVar("T")
 
 FIRST_DELAY = 0.05  # seconds before the first retry, doubled after each
-MAX_DELAY = 2.0  # the longest pause between two tries
+MAX_DELAY = 1.0  # the longest pause between two tries (so a return is seen within ~1 s)
 
 
 def backoff_delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Callable[[], float]:
