@@ -137,9 +137,9 @@ def test_factory_requires_a_dbname_and_names_the_setting_with_its_prefix(
     monkeypatch.delenv("PGDATABASE", raising=False)
     with pytest.raises(OSError) as info:
         Factory(Environment("Counters", {"POSTGRES_HOST": "h", "POSTGRES_USER": "u"}))
-    assert str(info.value).startswith(
-        "COUNTERS_POSTGRES_DBNAME (or POSTGRES_DBNAME) is not set"
-    ), info.value
+    assert str(info.value).startswith("COUNTERS_POSTGRES_DBNAME (or POSTGRES_DBNAME) is not set"), (
+        info.value
+    )
     # Host and user may be left to libpq (PGHOST, PGUSER, or its defaults).
     factory = Factory(Environment("app", {"POSTGRES_DBNAME": "d"}))
     assert "host" not in factory.datastore.connect_kwargs()
