@@ -306,6 +306,28 @@ def test_errors_that_are_not_transient_are_not_retried(
     datastore.close()
 
 
+def test_a_multithreaded_system_rides_out_a_short_outage(
+    proxy: TCPProxy, postgres_env: dict[str, str]
+) -> None:
+    from eventsourcing.system import MultiThreadedRunner
+    from examples.dogschool import Counters, DogSchool, system
+
+    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
+    env["POSTGRES_HOST"], env["POSTGRES_PORT"] = "127.0.0.1", str(proxy.port)
+    with MultiThreadedRunner(system, env=env) as runner:
+        school, counters = runner.get(DogSchool), runner.get(Counters)
+        dog_id = school.register_dog("Rex")
+        school.add_trick(dog_id, "sit")
+        runner.wait(timeout=20)
+        returned = back_after(proxy, 1.5)
+        for _ in range(3):  # commands given during the outage wait for the server
+            school.add_trick(dog_id, "sit")
+        returned.join()
+        runner.wait(timeout=30)  # (raises a follower's error, had one stopped)
+        assert counters.get_count("sit") == 4
+        assert school.get_dog(dog_id)["tricks"] == ("sit",) * 4
+
+
 # ---------------------------------------------------------------------------
 # The listener comes back.
 
