@@ -835,6 +835,18 @@ PROCESS_RECORDER_TOPIC = "PROCESS_RECORDER_TOPIC"
 TFactory = TypeVar("TFactory", bound="InfrastructureFactory")
 
 
+def setting_name(env: Environment, key: str) -> str:
+    """The name under which ``key`` is set in ``env`` (``DOGS_KEY`` or ``KEY``), for
+    errors; when unset, the names that would be read (``DOGS_KEY (or KEY)``)."""
+    candidates = env.create_keys(key)
+    for candidate in candidates:
+        if dict.get(env, candidate) not in (None, ""):
+            return candidate
+    if len(candidates) == 1:
+        return key
+    return f"{candidates[0]} (or {' or '.join(candidates[1:])})"
+
+
 class InfrastructureFactory(ABC):
     """Builds the recorders, mapper and transcoder of one application."""
 
@@ -855,6 +867,10 @@ class InfrastructureFactory(ABC):
     def __init__(self, env: Environment | None = None):
         self.env = env if env is not None else Environment()
 
+    def setting_name(self, key: str) -> str:
+        """The name under which ``key`` is set (``DOGS_KEY`` or ``KEY``), for errors."""
+        return setting_name(self.env, key)
+
     @classmethod
     def construct(
         cls, env: Environment | None = None, *, application_name: str = ""
@@ -872,7 +888,8 @@ class InfrastructureFactory(ABC):
         try:
             obj = resolve_topic(topic)
         except (TopicError, ImportError) as error:
-            raise TopicError(f"Cannot resolve PERSISTENCE_MODULE {topic!r}: {error}") from error
+            name = setting_name(env, PERSISTENCE_MODULE)
+            raise TopicError(f"Cannot resolve {name} {topic!r}: {error}") from error
         if isinstance(obj, ModuleType):
             factory_cls = getattr(obj, "Factory", None) or _factory_class_in(obj, topic)
         else:
@@ -935,7 +952,12 @@ class InfrastructureFactory(ABC):
         return cast(Compressor, compressor() if isinstance(compressor, type) else compressor)
 
     def is_snapshotting_enabled(self) -> bool:
-        return strtobool(self.env.get(IS_SNAPSHOTTING_ENABLED, "no"))
+        value = self.env.get(IS_SNAPSHOTTING_ENABLED, "no")
+        try:
+            return strtobool(value)
+        except ValueError:
+            name = self.setting_name(IS_SNAPSHOTTING_ENABLED)
+            raise ValueError(f"{name} must be a boolean (yes or no), not {value!r}") from None
 
     @abstractmethod
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
@@ -1023,17 +1045,6 @@ class DatabaseFactory(InfrastructureFactory):
     def __init__(self, env: Environment | None = None):
         super().__init__(env)
         self.table_names = table_names(self.env.name)
-
-    def setting_name(self, key: str) -> str:
-        """The name under which ``key`` is set (``DOGS_KEY`` or ``KEY``), for errors;
-        when unset, the names that would be read (``DOGS_KEY (or KEY)``)."""
-        candidates = self.env.create_keys(key)
-        for candidate in candidates:
-            if dict.get(self.env, candidate) not in (None, ""):
-                return candidate
-        if len(candidates) == 1:
-            return key
-        return f"{candidates[0]} (or {' or '.join(candidates[1:])})"
 
     def _setting(self, key: str, default: Any, parse: Callable[[str], Any], kind: str) -> Any:
         """The setting ``key`` parsed, ``default`` if unset; OSError naming it if bad."""

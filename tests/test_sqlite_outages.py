@@ -113,3 +113,15 @@ def test_the_retry_timeout_settings(tmp_path: Path) -> None:
         Factory(Environment("Cats", {}))
     with pytest.raises(OSError, match="^DOGS_SQLITE_RETRY_TIMEOUT must be a number"):
         Factory(Environment("Dogs", dict(env, DOGS_SQLITE_RETRY_TIMEOUT="soon")))
+
+
+def test_setting_errors_name_the_setting_as_read_with_its_prefix(tmp_path: Path) -> None:
+    from eventsourcing.utils import TopicError
+
+    with pytest.raises(TopicError, match="^Cannot resolve DOGS_PERSISTENCE_MODULE 'no.such'"):
+        Factory.construct(Environment("Dogs", {"DOGS_PERSISTENCE_MODULE": "no.such"}))
+    env = {"SQLITE_DBNAME": str(tmp_path / "x.sqlite"), "DOGS_IS_SNAPSHOTTING_ENABLED": "maybe"}
+    with pytest.raises(ValueError, match="^DOGS_IS_SNAPSHOTTING_ENABLED must be a boolean"):
+        Factory(Environment("Dogs", env)).is_snapshotting_enabled()
+    with pytest.raises(OSError, match="^DOGS_CREATE_TABLE must be a boolean"):
+        Factory(Environment("Dogs", dict(env, DOGS_CREATE_TABLE="perhaps"))).application_recorder()
