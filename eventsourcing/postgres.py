@@ -452,6 +452,8 @@ class PostgresDatastore:
     def _reconnect(self) -> None:
         """Before a retry: check the server answers (else raise its error, to wait
         more), then drop the pool's connections that the outage broke."""
+        if self._closed:  # (closed while this waited: stop retrying)
+            raise InterfaceError(f"Datastore for {self.describe()} is closed")
         self.connect().close()
         if self._pool is not None:
             # Replace the idle connections (those the outage broke), no more: a check

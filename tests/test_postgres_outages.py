@@ -533,3 +533,28 @@ def test_a_deadlock_is_retried_without_announcing_an_outage(
     assert len(tries) == 2
     assert messages(caplog, logging.WARNING) == [] and messages(caplog, logging.INFO) == []
     datastore.close()
+
+
+def test_closing_the_datastore_stops_a_retry_in_progress(
+    proxy: TCPProxy, postgres_test_database: dict[str, Any]
+) -> None:
+    datastore = through(proxy, postgres_test_database)
+    recorder = PostgresApplicationRecorder(datastore, f"closing_{uuid4().hex[:8]}")
+    recorder.create_table()
+    proxy.refuse()
+    outcome: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            recorder.insert_events([event(uuid4(), 1)])
+        except BaseException as error:
+            outcome.append(error)
+
+    saver = threading.Thread(target=save)
+    saver.start()
+    time.sleep(0.5)  # retrying now
+    started = time.monotonic()
+    datastore.close()
+    saver.join(timeout=30)
+    assert time.monotonic() - started < 5  # not the 30 s of the retry timeout
+    assert len(outcome) == 1 and "closed" in str(outcome[0])
