@@ -511,9 +511,9 @@ def test_settings_accepted_for_compatibility_and_checked(postgres_env: dict[str,
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
 )
 def test_which_failures_are_transient(error: psycopg.Error, transient: bool) -> None:
-    from eventsourcing.postgres import _is_transient
+    from eventsourcing._postgres_connections import is_transient
 
-    assert _is_transient(error) is transient
+    assert is_transient(error) is transient
 
 
 def test_a_deadlock_is_retried_without_announcing_an_outage(
