@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import PoolTimeout, TooManyRequests
 
 from eventsourcing._retry import Outage, backoff_delays
 
@@ -50,6 +51,8 @@ def is_transient(error: psycopg.Error) -> bool:
     """Whether ``error`` is worth retrying: a lost or refused connection, a server
     restarting, a deadlock; not a bad setting, statement, lock timeout or conflict."""
     if not isinstance(error, psycopg.OperationalError):
+        return False
+    if isinstance(error, (PoolTimeout, TooManyRequests)):  # the pool's: not the server's
         return False
     state = error.sqlstate
     if state is not None:

@@ -376,6 +376,8 @@ class PostgresDatastore:
                 if connection_lost:
                     self._reconnect()
                 result = self._run_pooled(func, transaction)
+            except PoolTimeout as error:  # (a psycopg error too: caught first)
+                raise self._pool_exhausted(what) from error
             except psycopg.Error as error:
                 if not is_transient(error):
                     raise self.translate(error, describe(what)) from error
@@ -384,8 +386,6 @@ class PostgresDatastore:
                 connection_lost = error.sqlstate not in CONTENTION_STATES
                 retry.failed(one_line(error), outage=connection_lost)
                 continue
-            except PoolTimeout as error:
-                raise self._pool_exhausted(what) from error
             except (RecordConflictError, TrackingConflictError):
                 if retry is None or recorded is None:
                     raise

@@ -558,3 +558,28 @@ def test_closing_the_datastore_stops_a_retry_in_progress(
     saver.join(timeout=30)
     assert time.monotonic() - started < 5  # not the 30 s of the retry timeout
     assert len(outcome) == 1 and "closed" in str(outcome[0])
+
+
+def test_an_exhausted_pool_is_reported_not_retried(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    settings = postgres_test_database
+    datastore = PostgresDatastore(
+        str(settings["dbname"]),
+        str(settings["host"]),
+        int(settings["port"]),
+        str(settings["user"]),
+        str(settings["password"]),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.5,
+    )
+    recorder = PostgresApplicationRecorder(datastore, f"exhausted_{uuid4().hex[:8]}")
+    recorder.create_table()
+    with datastore.transaction(commit=False):  # holds the only connection
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="no connection to .* free within 0.5s"):
+            recorder.max_notification_id()
+        assert time.monotonic() - started < 5  # (not the 30 s of the retry timeout)
+    assert recorder.max_notification_id() is None
+    datastore.close()
