@@ -48,7 +48,7 @@ class Outage:
         self,
         logger: logging.Logger,
         where: str,
-        lost: str = "Lost connection to {where}",
+        lost: str = "No connection to {where}",
         back: str = "Connection to {where} is back",
     ):
         self.logger = logger
@@ -91,11 +91,6 @@ class Retry:
         self.started: float | None = None
         self._next_delay = backoff_delays()
 
-    @property
-    def retried(self) -> bool:
-        """Whether an earlier try failed (so a write may have been committed unseen)."""
-        return self.started is not None
-
     def failed(self, error: str, *, outage: bool = True) -> None:
         """After a transient failure: pause, or raise if the time is up. ``outage``
         False: the failure (a deadlock, say) says nothing of the server's health."""
@@ -112,12 +107,14 @@ class Retry:
         time.sleep(min(self._next_delay(), remaining))
 
     def gave_up(self, error: str) -> OperationalError:
-        tried = 0.0 if self.started is None else time.monotonic() - self.started
+        if self.started is None:
+            how_long = "not retried (retry timeout 0 s)"
+        else:
+            tried = time.monotonic() - self.started
+            how_long = (
+                f"gave up after retrying for {tried:.1f} s (retry timeout {self.timeout:g} s)"
+            )
         return OperationalError(
-            f"{describe(self.what)}: {self.outage.where} unavailable; gave up after retrying for "
-            f"{tried:.1f} s (retry timeout {self.timeout:g} s); last error: {error}"
+            f"{describe(self.what)}: {self.outage.where} unavailable; {how_long}; "
+            f"last error: {error}"
         )
-
-    def succeeded(self) -> None:
-        if self.started is not None or self.outage.ongoing:
-            self.outage.end()
