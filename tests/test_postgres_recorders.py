@@ -87,8 +87,12 @@ class TestPostgresRecordersInSchema(TestPostgresRecorders):
         self.datastore.close()
 
 
-def test_unreachable_port_fails_fast_with_one_line(postgres_test_database: dict[str, Any]) -> None:
-    datastore = make_datastore({**postgres_test_database, "port": 1}, connect_timeout=2)
+def test_unreachable_port_fails_after_the_retry_timeout_with_one_line(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    datastore = make_datastore(
+        {**postgres_test_database, "port": 1}, connect_timeout=2, retry_timeout=0.5
+    )
     recorder = PostgresApplicationRecorder(datastore)
     started = time.monotonic()
     with pytest.raises(OperationalError) as info:
@@ -97,6 +101,7 @@ def test_unreachable_port_fails_fast_with_one_line(postgres_test_database: dict[
     message = str(info.value)
     assert "\n" not in message
     assert "127.0.0.1:1" in message and postgres_test_database["dbname"] in message
+    assert "gave up after retrying" in message and "Connection refused" in message
     datastore.close()
 
 
@@ -126,11 +131,19 @@ def test_too_long_table_name_is_refused(postgres_test_database: dict[str, Any]) 
     datastore.close()
 
 
-def test_factory_requires_dbname() -> None:
-    with pytest.raises(OSError, match="POSTGRES_DBNAME"):
-        Factory(Environment("app", {"POSTGRES_HOST": "h", "POSTGRES_USER": "u"}))
-    with pytest.raises(OSError, match="POSTGRES_HOST"):
-        Factory(Environment("app", {"POSTGRES_DBNAME": "d", "POSTGRES_USER": "u"}))
+def test_factory_requires_a_dbname_and_names_the_setting_with_its_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PGDATABASE", raising=False)
+    with pytest.raises(OSError) as info:
+        Factory(Environment("Counters", {"POSTGRES_HOST": "h", "POSTGRES_USER": "u"}))
+    assert str(info.value).startswith("COUNTERS_POSTGRES_DBNAME (or POSTGRES_DBNAME) is not set"), (
+        info.value
+    )
+    # Host and user may be left to libpq (PGHOST, PGUSER, or its defaults).
+    factory = Factory(Environment("app", {"POSTGRES_DBNAME": "d"}))
+    assert "host" not in factory.datastore.connect_kwargs()
+    assert "user" not in factory.datastore.connect_kwargs()
 
 
 def test_factory_reads_every_setting() -> None:
