@@ -240,7 +240,7 @@ def test_a_save_during_a_short_outage_succeeds_after_it(
     assert time.monotonic() - started >= 1.0  # they waited for the server
     assert sorted(ids[0] for ids in results) == [2, 3, 4]
     # One warning for the outage (three savers met it), one line when it was over.
-    assert len(messages(caplog, logging.WARNING)) == 1, caplog.text
+    assert len(messages(caplog, logging.WARNING)) == 1, messages(caplog, logging.WARNING)
     assert "retrying for up to 30 s" in messages(caplog, logging.WARNING)[0]
     assert len(messages(caplog, logging.INFO)) == 1 and "back" in caplog.text
     datastore.close()
@@ -403,7 +403,9 @@ def test_connections_are_opened_when_needed_and_named(
     recorder.insert_events([event(uuid4(), 1)])
     recorder.insert_events([event(uuid4(), 1)])
     names = _names_once_settled(settings, ["Counters worker 0/2"])
-    assert names == ["Counters worker 0/2"], names  # one in use at a time: one kept
+    # Writes and the notifier's wake-ups (sent from a thread of its own) may overlap: at
+    # most two connections are kept, both named.
+    assert names in (["Counters worker 0/2"], ["Counters worker 0/2"] * 2), names
     factory.close()
     assert _names_once_settled(settings, []) == []
     # Without the setting, the application's name.
