@@ -87,6 +87,8 @@ def test_create_table_false_leaves_the_tables_to_be_made(durable_env: dict[str, 
         recorder = factory.dcb_recorder()
         with pytest.raises(ProgrammingError, match="create the table"):
             recorder.read()
+        with pytest.raises(ProgrammingError, match="create the table"):
+            recorder.append([DCBEvent("T", b"", [])])
         getattr(recorder, "create_table")()  # noqa: B009
         assert recorder.append([DCBEvent("T", b"", [])]) == 1
     finally:
