@@ -132,3 +132,17 @@ def test_an_sqlite_subscription_finds_appends_of_other_processes_by_polling(
         assert waiting.has_received.wait(timeout=10)
         assert waiting.received_event is not None
         assert waiting.received_event.event.data == b"from afar"
+
+
+def test_construct_takes_a_plain_mapping_of_settings(tmp_path: Path) -> None:
+    settings = {
+        "PERSISTENCE_MODULE": "eventsourcing.dcb.sqlite",
+        "SQLITE_DBNAME": str(tmp_path / "dcb.sqlite"),
+    }
+    factory = DCBInfrastructureFactory.construct(settings)
+    try:
+        recorder = factory.dcb_recorder()
+        assert isinstance(recorder, SQLiteDCBRecorder)
+        assert recorder.append([DCBEvent("T", b"", [])]) == 1
+    finally:
+        factory.close()
