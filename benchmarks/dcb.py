@@ -193,7 +193,10 @@ def worker(config: dict[str, Any]) -> None:
     threads = config.get("threads", 1)
     recorder = make_recorder(config["store"], config["database"], threads)
     if config["mode"] == "load":
-        result: dict[str, Any] = {"load_seconds": load(recorder, config["start"], config["stop"])}
+        # From what is there: a load cut short (a lost connection) is taken up again.
+        head = recorder.read(after=2**62).head or 0
+        seconds = load(recorder, head, config["stop"])
+        result: dict[str, Any] = {"load_seconds": seconds, "loaded": config["stop"] - head}
     else:
         # Connections opened and statements prepared before the clock starts.
         run_workload(recorder, config["prefix"] + "-warm-up", 20 * threads, threads)
@@ -213,6 +216,20 @@ def admin_execute(statement: str) -> None:
 
 
 def run_worker(library: str, config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Run a worker; again (up to 3 times) if it fails, as it may when the shared
+    database server has no connection free."""
+    for attempt in range(4):
+        result = run_worker_once(library, config, args)
+        if "error" not in result:
+            break
+        print(f"  ({library} {config['store']} {config['mode']}: {result['error'][-200:]})")
+        time.sleep(10 * (attempt + 1))
+    return result
+
+
+def run_worker_once(
+    library: str, config: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PERSISTENCE_MODULE")}
     if library == "ours":
         python, cwd = sys.executable, str(HERE)
@@ -250,15 +267,14 @@ def run_all(
             databases.append(name)
             database[(library, store)] = name
     results: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
-    loaded = 0
     for size in args.sizes:
-        load_seconds = {}
+        load_seconds, loaded_events = {}, {}
         for library, store in configs:
             base = {"store": store, "database": database[(library, store)]}
-            outcome = run_worker(library, dict(base, mode="load", start=loaded, stop=size), args)
+            outcome = run_worker(library, dict(base, mode="load", stop=size), args)
             load_seconds[(library, store)] = outcome.get("load_seconds", 0.0)
+            loaded_events[(library, store)] = outcome.get("loaded", 0)
             print(f"  {library} {store}: loaded {size:,} ({outcome})", flush=True)
-        loaded = size
         for threads in args.threads:
             rounds: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
             for r in range(args.rounds):
@@ -278,6 +294,7 @@ def run_all(
                     "size": size,
                     "threads": threads,
                     "load_seconds": load_seconds[config_key] if threads == args.threads[0] else 0,
+                    "loaded": loaded_events[config_key] if threads == args.threads[0] else 0,
                     "rounds": [run for run in runs if "error" not in run],
                 }
                 if errors or not row["rounds"]:
@@ -345,16 +362,13 @@ def write_report(
             )
     lines += ["", "Loading (unconditional appends of 1,000 events):", ""]
     for (library, store), rows in results.items():
-        loaded = 0
         for row in rows:
-            if row.get("load_seconds"):
-                count = row["size"] - loaded
-                rate = count / row["load_seconds"]
+            if row.get("load_seconds") and row.get("loaded"):
+                rate = row["loaded"] / row["load_seconds"]
                 lines.append(
-                    f"- {library} {store}: {count:,} events in {row['load_seconds']:.1f} s "
-                    f"({rate:,.0f} events/s), up to {row['size']:,}"
+                    f"- {library} {store}: {row['loaded']:,} events in "
+                    f"{row['load_seconds']:.1f} s ({rate:,.0f} events/s), up to {row['size']:,}"
                 )
-                loaded = row["size"]
     lines += ["", *ratio_lines(results), ""]
     return "\n".join(lines)
 
