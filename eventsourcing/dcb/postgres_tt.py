@@ -9,9 +9,10 @@ those of ``eventsourcing.postgres``.
 An append is one round trip (a pipeline of two statements in one transaction):
 
 1. Advisory locks, taken in one global order (so writers cannot deadlock): an
-   exclusive lock per condition query item (keyed by its first tag, or by each of
-   its types, or one key for "any event"), and a shared lock on each key an
-   appended event could match (each of its tags, its type, and "any event").
+   exclusive lock per condition query item (keyed by the first of its tags in
+   sorted order, or by each of its types, or one key for "any event"), and a
+   shared lock on each key an appended event could match (each of its tags, its
+   type, and "any event").
    A writer whose events could match a condition being checked waits for that
    check's transaction, and the other way round; writers on disjoint queries do
    not wait for each other here.
@@ -195,10 +196,14 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
 
         def call(conn: psycopg.Connection[Any]) -> Any:
             # One round trip: the locks, then (a new snapshot) check and insert.
-            with conn.pipeline(), conn.transaction():
-                conn.cursor().execute(_LOCK_SQL, [keys, exclusive], prepare=True)
-                cursor = conn.cursor()
+            # (A connection left in the transaction by an error is rolled back
+            # when the pool takes it back.)
+            control, cursor = conn.cursor(), conn.cursor()
+            with conn.pipeline():
+                control.execute(b"BEGIN")
+                control.execute(_LOCK_SQL, [keys, exclusive], prepare=True)
                 cursor.execute(statement, params, prepare=True)
+                control.execute(b"COMMIT")
             return cursor.fetchone()[0]  # type: ignore[index]
 
         position = self.datastore.run(
@@ -227,7 +232,7 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         self, events: Sequence[DCBEvent], items: Sequence[DCBQueryItem] | None
     ) -> tuple[list[int], list[bool]]:
         """The advisory lock keys of an append, in order, and whether each is exclusive."""
-        table = self._events.as_string(None)
+        table = self._sql.events
         keys: dict[int, bool] = {self._any_key: False}
         for event in events:
             keys.setdefault(_lock_key(table, "type", event.type), False)
@@ -243,7 +248,7 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
             return []
         if match_all(items):
             return [self._any_key]
-        table = self._events.as_string(None)
+        table = self._sql.events
         keys = []
         for item in items:
             if item.tags:
