@@ -230,3 +230,33 @@ def test_postgres_writers_on_disjoint_queries_do_not_wait_for_each_other(
         expected.remove(["course-1", "student-1"])
     assert not disjoint.refused and not unconditional.refused
     assert sorted(e.event.tags for e in recorder.read()) == sorted(expected)
+
+
+def test_a_subscription_misses_no_event_appended_by_racing_writers(
+    recorder: DCBRecorder,
+) -> None:
+    """Positions become visible in order: a subscriber reading on from the last one
+    it saw never skips one committed later."""
+    per_thread = 60
+    received: list[int] = []
+    with recorder.subscribe() as subscription:
+
+        def receive() -> None:
+            for event in subscription:
+                received.append(event.position)
+                if len(received) == THREADS * per_thread:
+                    return
+
+        receiver = threading.Thread(target=receive, daemon=True)
+        receiver.start()
+
+        def append() -> None:
+            for i in range(per_thread):
+                tag = f"writer-{threading.get_ident()}"
+                recorder.append([DCBEvent("Noted", b"", [tag, f"n-{i}"])])
+
+        assert _run_in_threads(append) == []
+        receiver.join(timeout=60)
+    assert len(received) == THREADS * per_thread, "the subscription missed events"
+    assert received == sorted(set(received))
+    assert received == [e.position for e in recorder.read()]

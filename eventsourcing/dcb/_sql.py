@@ -39,17 +39,19 @@ class DCBSQL:
         self,
         items: Sequence[DCBQueryItem],
         after: int,
-        head: int,
+        head: int | None,
         limit: Any,
     ) -> Statement:
-        """The events matching ``items`` in (after, head], at most ``limit``."""
+        """The events matching ``items`` after ``after`` (and up to ``head``, if
+        given), at most ``limit`` of them, in order."""
         m = self.mark
         if match_all(items):
-            return Statement(
-                f"SELECT {self.columns} FROM {self.events} "
-                f"WHERE position > {m} AND position <= {m} ORDER BY position LIMIT {m}",
-                [after, head, limit],
-            )
+            sql = f"SELECT {self.columns} FROM {self.events} WHERE position > {m}"
+            params: list[Any] = [after]
+            if head is not None:
+                sql += f" AND position <= {m}"
+                params.append(head)
+            return Statement(sql + f" ORDER BY position LIMIT {m}", [*params, limit])
         union = self.positions(items, after, head, distinct=True)
         return Statement(
             f"SELECT {self.columns} FROM {self.events} "
@@ -59,13 +61,14 @@ class DCBSQL:
 
     def any_match(self, items: Sequence[DCBQueryItem], after: int) -> Statement:
         """One row, true if an event after ``after`` matches ``items``."""
+        matches = self.matches(items, after)
+        return Statement(f"SELECT EXISTS ({matches.sql})", matches.params)
+
+    def matches(self, items: Sequence[DCBQueryItem], after: int) -> Statement:
+        """Rows (at least one) if an event after ``after`` matches ``items``."""
         if match_all(items):
-            return Statement(
-                f"SELECT EXISTS (SELECT 1 FROM {self.events} WHERE position > {self.mark})",
-                [after],
-            )
-        union = self.positions(items, after, None, distinct=False)
-        return Statement(f"SELECT EXISTS ({union.sql})", union.params)
+            return Statement(f"SELECT 1 FROM {self.events} WHERE position > {self.mark}", [after])
+        return self.positions(items, after, None, distinct=False)
 
     def positions(
         self,

@@ -6,35 +6,34 @@ distinct tag of an event, keyed by tag and position), where ``<name>`` is
 ``dcb_events`` (``<app>_dcb_events`` for a named application); settings are
 those of ``eventsourcing.postgres``.
 
-An append is one call of a function made with the tables, run as one
-transaction:
+An append is one round trip (a pipeline of two statements in one transaction):
 
 1. Advisory locks, taken in one global order (so writers cannot deadlock): an
    exclusive lock per condition query item (keyed by its first tag, or by each of
-   its types, or one key for "any event"), and a shared lock on the keys an
-   appended event could match (each of its tags and its type, and "any event").
+   its types, or one key for "any event"), and a shared lock on each key an
+   appended event could match (each of its tags, its type, and "any event").
    A writer whose events could match a condition being checked waits for that
    check's transaction, and the other way round; writers on disjoint queries do
    not wait for each other here.
-2. The condition is checked (each statement of the function sees what was
-   committed before it began, so what the waited-for writers recorded): a few
-   indexed look-ups per query item. If an event matches, nothing is written.
-3. The table's write lock (an advisory lock, held briefly until commit), so that
-   positions are drawn and become visible in order: a reader never sees a
-   position before a lower one that will be committed later.
-4. The events and their tags are inserted, and a NOTIFY wakes subscribers.
+2. One statement (whose snapshot, taken after those locks, shows what the
+   waited-for writers recorded): the condition is checked, a few indexed
+   look-ups per query item; if no event matches, the table's write lock is taken
+   (an advisory lock held until commit, so that positions are drawn and become
+   visible in order: a reader never sees a position before a lower one that is
+   still to be committed), the events and their tags are inserted, and a NOTIFY
+   wakes subscribers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from eventsourcing.dcb._common import (
     DCBInfrastructureFactory,
@@ -48,7 +47,7 @@ from eventsourcing.dcb._common import (
     read_response,
     sequenced,
 )
-from eventsourcing.dcb._sql import DCBSQL
+from eventsourcing.dcb._sql import DCBSQL, Statement
 from eventsourcing.dcb.api import (
     DCBAppendCondition,
     DCBEvent,
@@ -72,72 +71,34 @@ __all__ = [
     "PostgresTTDCBFactory",
 ]
 
-_APPEND_FUNCTION = """
-CREATE OR REPLACE FUNCTION {function}(
-    lock_keys bigint[], lock_exclusive boolean[], items jsonb, after_position bigint,
-    event_types text[], event_datas bytea[], tag_events int[], tag_values text[],
-    channel text
-) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    item jsonb;
-    item_types text[];
-    item_tags text[];
-    found boolean;
-    base bigint;
-BEGIN
-    FOR i IN 1 .. coalesce(cardinality(lock_keys), 0) LOOP
-        IF lock_exclusive[i] THEN
-            PERFORM pg_advisory_xact_lock(lock_keys[i]);
-        ELSE
-            PERFORM pg_advisory_xact_lock_shared(lock_keys[i]);
-        END IF;
-    END LOOP;
-    IF items IS NOT NULL THEN
-        IF jsonb_array_length(items) = 0 THEN
-            IF EXISTS (SELECT 1 FROM {events} WHERE position > after_position) THEN
-                RETURN NULL;
-            END IF;
-        END IF;
-        FOR item IN SELECT value FROM jsonb_array_elements(items) LOOP
-            item_types := ARRAY(SELECT jsonb_array_elements_text(item -> 'types'));
-            item_tags := ARRAY(SELECT jsonb_array_elements_text(item -> 'tags'));
-            IF cardinality(item_tags) > 0 THEN
-                found := EXISTS (
-                    SELECT 1 FROM {tags} a
-                    WHERE a.tag = item_tags[1] AND a.position > after_position
-                    AND (cardinality(item_types) = 0 OR a.type = ANY (item_types))
-                    AND (SELECT count(*) FROM {tags} b
-                         WHERE b.tag = ANY (item_tags) AND b.position = a.position)
-                        = cardinality(item_tags)
-                );
-            ELSIF cardinality(item_types) > 0 THEN
-                found := EXISTS (
-                    SELECT 1 FROM {events}
-                    WHERE type = ANY (item_types) AND position > after_position
-                );
-            ELSE
-                found := EXISTS (SELECT 1 FROM {events} WHERE position > after_position);
-            END IF;
-            IF found THEN
-                RETURN NULL;
-            END IF;
-        END LOOP;
-    END IF;
-    PERFORM pg_advisory_xact_lock({table_lock_key});
-    SELECT coalesce(max(position), 0) INTO base FROM {events};
-    INSERT INTO {events} (position, type, data, tags)
-    SELECT base + e.n, e.type, e.data, coalesce(ARRAY(
-        SELECT t.value FROM unnest(tag_events, tag_values) WITH ORDINALITY AS t(n, value, k)
-        WHERE t.n = e.n ORDER BY t.k), '{{}}')
-    FROM unnest(event_types, event_datas) WITH ORDINALITY AS e(type, data, n);
+_LOCK_SQL = (
+    "SELECT bool_and(CASE WHEN exclusive THEN pg_advisory_xact_lock(key) IS NULL "
+    "ELSE pg_advisory_xact_lock_shared(key) IS NULL END) "
+    "FROM unnest(%s::bigint[], %s::boolean[]) AS locks(key, exclusive)"
+)
+
+# ({check} is empty, or "WHERE NOT EXISTS (...)"; the positions are drawn in the
+# order of the events, after the table's write lock.)
+_APPEND_SQL = """WITH lock AS (SELECT pg_advisory_xact_lock({table_lock_key})),
+new AS (
+    SELECT * FROM unnest(%s::text[], %s::bytea[], %s::text[])
+    WITH ORDINALITY AS new(type, data, tags, n)
+),
+inserted AS (
+    INSERT INTO {events} (type, data, tags)
+    SELECT new.type, new.data, ARRAY(SELECT jsonb_array_elements_text(new.tags::jsonb))
+    FROM new, lock {check} ORDER BY new.n
+    RETURNING position, type, tags
+),
+tagged AS (
     INSERT INTO {tags} (tag, position, type)
-    SELECT DISTINCT t.value, base + t.n, event_types[t.n]
-    FROM unnest(tag_events, tag_values) AS t(n, value);
-    PERFORM pg_notify(channel, '');
-    RETURN base + cardinality(event_types);
-END
-$$
-"""
+    SELECT DISTINCT tag, inserted.position, inserted.type
+    FROM inserted, unnest(inserted.tags) AS tag
+),
+notified AS (
+    SELECT pg_notify(%s, '') FROM (SELECT 1 FROM inserted LIMIT 1) AS any_inserted
+)
+SELECT (SELECT max(position) FROM inserted), (SELECT count(*) FROM notified)"""
 
 
 def _lock_key(table: str, kind: str, name: str) -> int:
@@ -154,39 +115,33 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         self.events_table_name = events_table_name
         self.tags_table_name = events_table_name + "_tags"
         self.channel_name = events_table_name
-        function_name = events_table_name + "_append"
         type_index = events_table_name + "_type_position"
-        for name in (self.tags_table_name, function_name, type_index):
+        for name in (self.tags_table_name, type_index):
             self.check_identifier_length(name)
         self._events = datastore.table(events_table_name)
         self._tags = datastore.table(self.tags_table_name)
-        self._function = datastore.table(function_name)
         table = self._events.as_string(None)
         self._sql = DCBSQL(table, self._tags.as_string(None), "%s")
         self._any_key = _lock_key(table, "any", "")
         names = {
             "events": self._events,
             "tags": self._tags,
-            "function": self._function,
             "type_index": sql.Identifier(type_index),
-            "table_lock_key": sql.Literal(_lock_key(table, "table", "")),
         }
         self.sql_create_statements.extend(
             sql.SQL(statement).format(**names)
             for statement in (
-                "CREATE TABLE IF NOT EXISTS {events} (position bigint PRIMARY KEY, "
+                "CREATE TABLE IF NOT EXISTS {events} ("
+                "position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                 "type text NOT NULL, data bytea NOT NULL, tags text[] NOT NULL)",
                 "CREATE INDEX IF NOT EXISTS {type_index} ON {events} (type, position)",
                 "CREATE TABLE IF NOT EXISTS {tags} (tag text NOT NULL, "
                 "position bigint NOT NULL, type text NOT NULL, PRIMARY KEY (tag, position))",
-                _APPEND_FUNCTION,
             )
         )
-        self._append_sql = sql.SQL(
-            "SELECT {}(%s::bigint[], %s::boolean[], %s::jsonb, %s, "
-            "%s::text[], %s::bytea[], %s::int[], %s::text[], %s)"
-        ).format(self._function)
-        self._head_sql = sql.SQL("SELECT max(position) FROM {}").format(self._events)
+        self._table_lock_key = _lock_key(table, "table", "")
+        self._head_sql = f"SELECT max(position) FROM {table}"
+        self._append_sql: dict[str, bytes] = {}
 
     def read(
         self,
@@ -200,13 +155,18 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         limit = checked_limit(limit)
 
         def select(conn: psycopg.Connection[Any]) -> tuple[list[Any], int | None]:
-            # The head first, then nothing beyond it: the events and the head agree.
-            head = conn.execute(self._head_sql, prepare=True).fetchone()[0]  # type: ignore[index]
-            if head is None or limit == 0:
-                return [], head
-            statement = self._sql.read(items, start, head, limit)
-            rows = conn.execute(statement.sql.encode(), statement.params, prepare=True)
-            return rows.fetchall(), head
+            if limit == 0:
+                return [], None
+            # One statement, so one snapshot: the head and the events agree.
+            statement = self._sql.read(items, start, None, limit)
+            rows = conn.execute(
+                f"SELECT head.max, e.* FROM ({self._head_sql}) AS head "
+                f"LEFT JOIN LATERAL ({statement.sql}) AS e ON true ORDER BY e.position".encode(),
+                statement.params,
+                prepare=True,
+            ).fetchall()
+            head = rows[0][0] if rows else None
+            return [row[1:] for row in rows if row[1] is not None], head
 
         rows, head = self.datastore.run(
             select,
@@ -222,30 +182,46 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         condition = checked_condition(condition)
         items = None if condition is None else list(condition.fail_if_events_match.items)
         keys, exclusive = self._lock_keys(new_events, items)
-        tag_events = [n for n, e in enumerate(new_events, 1) for _ in e.tags]
+        after = (condition.after if condition is not None else None) or 0
+        check = None if items is None else self._sql.matches(items, after)
+        statement = self._append_statement(check)
         params = [
-            keys,
-            exclusive,
-            None if items is None else Jsonb([_item_json(i) for i in items]),
-            (condition.after if condition is not None else None) or 0,
             [e.type for e in new_events],
             [e.data for e in new_events],
-            tag_events,
-            [t for e in new_events for t in e.tags],
+            [json.dumps(list(e.tags)) for e in new_events],
+            *(check.params if check is not None else []),
             self.channel_name,
         ]
 
         def call(conn: psycopg.Connection[Any]) -> Any:
-            return conn.execute(self._append_sql, params, prepare=True).fetchone()[0]  # type: ignore[index]
+            # One round trip: the locks, then (a new snapshot) check and insert.
+            with conn.pipeline(), conn.transaction():
+                conn.cursor().execute(_LOCK_SQL, [keys, exclusive], prepare=True)
+                cursor = conn.cursor()
+                cursor.execute(statement, params, prepare=True)
+            return cursor.fetchone()[0]  # type: ignore[index]
 
         position = self.datastore.run(
             call,
             what=f"Appending DCB events to {self.events_table_name!r}",
-            transaction=False,  # one statement: its own transaction
+            transaction=False,  # (its own, above)
         )
         if position is None:
             raise IntegrityError(f"DCB append condition failed: {condition}")
         return int(position)
+
+    def _append_statement(self, check: Statement | None) -> bytes:
+        where = "" if check is None else f"WHERE NOT EXISTS ({check.sql})"
+        statement = self._append_sql.get(where)
+        if statement is None:
+            names = {
+                "events": self._sql.events,
+                "tags": self._sql.tags,
+                "table_lock_key": str(self._table_lock_key),
+                "check": where,
+            }
+            statement = self._append_sql[where] = _APPEND_SQL.format(**names).encode()
+        return statement
 
     def _lock_keys(
         self, events: Sequence[DCBEvent], items: Sequence[DCBQueryItem] | None
@@ -283,10 +259,6 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         after: int | None = None,
     ) -> PostgresDCBSubscription:
         return PostgresDCBSubscription(self, query=query, after=after)
-
-
-def _item_json(item: DCBQueryItem) -> dict[str, list[str]]:
-    return {"types": sorted(set(item.types)), "tags": sorted(set(item.tags))}
 
 
 class PostgresDCBSubscription(DCBListenNotifySubscription[PostgresDCBRecorderTT]):
