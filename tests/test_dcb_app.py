@@ -560,3 +560,20 @@ def test_tuple_and_set_fields_read_back_as_declared() -> None:
     no_subjects = Grades(student_id="s", scores=())
     copy = mapper.to_domain_event(mapper.to_dcb_event(Tagged(tags=[], decision=no_subjects)))
     assert copy.decision == no_subjects
+
+
+def test_a_saved_object_can_make_and_save_more_decisions(app: CourseBooking) -> None:
+    student = Student(name="Sara", max_courses=5)
+    position = app.repository.save(student)
+    assert student.last_known_position == position
+    student.update_name("Sara P")
+    app.repository.save(student)
+    assert app.repository.get(student.id).name == "Sara P"
+    # A decision recorded by another writer meanwhile still makes it stale.
+    other = app.repository.get(student.id)
+    other.update_name("Other")
+    app.repository.save(other)
+    student.update_name("Sara Q")
+    with pytest.raises(IntegrityError):
+        app.repository.save(student)
+    assert app.repository.get(student.id).name == "Other"
