@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from eventsourcing.dcb._common import DCBInfrastructureFactory
+from eventsourcing.dcb._common import DCBInfrastructureFactory, Listeners
 from eventsourcing.dcb.api import DCBEvent
 from eventsourcing.dcb.popo import InMemoryDCBFactory, InMemoryDCBRecorder
+from eventsourcing.dcb.sqlite import SQLiteDCBRecorder
 from eventsourcing.dcb.tests import EnsureSubscriptionBlockAndReceive
 from eventsourcing.persistence import InfrastructureFactory, NotSupportedError, ProgrammingError
 from eventsourcing.popo import POPOFactory
+from eventsourcing.sqlite import SQLiteDatastore
 from eventsourcing.utils import Environment, TopicError
 
 
@@ -87,6 +91,8 @@ def test_create_table_false_leaves_the_tables_to_be_made(durable_env: dict[str, 
         recorder = factory.dcb_recorder()
         with pytest.raises(ProgrammingError, match="create the table"):
             recorder.read()
+        with pytest.raises(ProgrammingError, match="create the table"):
+            recorder.append([DCBEvent("T", b"", [])])
         getattr(recorder, "create_table")()  # noqa: B009
         assert recorder.append([DCBEvent("T", b"", [])]) == 1
     finally:
@@ -108,3 +114,35 @@ def test_a_subscription_is_woken_by_another_recorder_of_the_same_database(
     finally:
         reader.close()
         writer.close()
+
+
+def test_an_sqlite_subscription_finds_appends_of_other_processes_by_polling(
+    tmp_path: Path,
+) -> None:
+    datastore = SQLiteDatastore(str(tmp_path / "dcb.sqlite"))
+    reader = SQLiteDCBRecorder(datastore)
+    reader.create_table()
+    # A recorder as another process has it: its appends wake nobody here.
+    elsewhere = SQLiteDCBRecorder(SQLiteDatastore(str(tmp_path / "dcb.sqlite")))
+    elsewhere.listeners = Listeners()
+    with reader.subscribe() as subscription:
+        waiting = EnsureSubscriptionBlockAndReceive(subscription)
+        waiting.has_blocked.wait()
+        elsewhere.append([DCBEvent("T", b"from afar", [])])
+        assert waiting.has_received.wait(timeout=10)
+        assert waiting.received_event is not None
+        assert waiting.received_event.event.data == b"from afar"
+
+
+def test_construct_takes_a_plain_mapping_of_settings(tmp_path: Path) -> None:
+    settings = {
+        "PERSISTENCE_MODULE": "eventsourcing.dcb.sqlite",
+        "SQLITE_DBNAME": str(tmp_path / "dcb.sqlite"),
+    }
+    factory = DCBInfrastructureFactory.construct(settings)
+    try:
+        recorder = factory.dcb_recorder()
+        assert isinstance(recorder, SQLiteDCBRecorder)
+        assert recorder.append([DCBEvent("T", b"", [])]) == 1
+    finally:
+        factory.close()

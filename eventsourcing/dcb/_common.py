@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from eventsourcing.dcb.api import (
@@ -270,8 +270,10 @@ class DCBInfrastructureFactory(InfrastructureFactory):
 
     @classmethod
     def construct(
-        cls, env: Environment | None = None, *, application_name: str = ""
+        cls, env: Mapping[str, str] | None = None, *, application_name: str = ""
     ) -> InfrastructureFactory:
+        if env is not None and not isinstance(env, Environment):
+            env = Environment(application_name, env)
         factory = InfrastructureFactory.construct(env, application_name=application_name)
         if not has_dcb_recorder(factory):
             raise TopicError(

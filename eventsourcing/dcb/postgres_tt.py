@@ -195,10 +195,14 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
 
         def call(conn: psycopg.Connection[Any]) -> Any:
             # One round trip: the locks, then (a new snapshot) check and insert.
-            with conn.pipeline(), conn.transaction():
-                conn.cursor().execute(_LOCK_SQL, [keys, exclusive], prepare=True)
-                cursor = conn.cursor()
+            # (A connection left in the transaction by an error is rolled back
+            # when the pool takes it back.)
+            control, cursor = conn.cursor(), conn.cursor()
+            with conn.pipeline():
+                control.execute(b"BEGIN")
+                control.execute(_LOCK_SQL, [keys, exclusive], prepare=True)
                 cursor.execute(statement, params, prepare=True)
+                control.execute(b"COMMIT")
             return cursor.fetchone()[0]  # type: ignore[index]
 
         position = self.datastore.run(
