@@ -516,3 +516,64 @@ def test_an_initial_decision_tagged_with_other_ids_makes_only_its_own_object() -
     student, course = repository.get_many("student-1", "course-1")
     assert isinstance(student, Student) and student.id == "student-1"
     assert course is None
+
+
+class Grades(Decision, frozen=True, kw_only=True):
+    student_id: str
+    scores: tuple[int, ...]
+    subjects: frozenset[str] | None = None
+
+
+class Terms(Decision):
+    terms: set[str] = set()
+
+
+def test_frozen_and_keyword_only_decisions() -> None:
+    grades = Grades(student_id="s", scores=(1, 2), subjects=frozenset({"maths"}))
+    with pytest.raises(AttributeError, match="frozen"):
+        grades.student_id = "t"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="frozen"):
+        del grades.scores
+    same = Grades(student_id="s", scores=(1, 2), subjects=frozenset({"maths"}))
+    assert hash(grades) == hash(same)
+    with pytest.raises(TypeError, match="keyword only"):
+        Grades("s", (1,))  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(StudentJoinedCourse(student_id="s", course_id="c"))
+    # Not frozen: fields may change.
+    joined = StudentJoinedCourse(student_id="s", course_id="c")
+    joined.course_id = "d"
+    assert joined.as_dict() == {"student_id": "s", "course_id": "d"}
+
+
+def test_tuple_and_set_fields_read_back_as_declared() -> None:
+    mapper = MessagePackMapper()
+    grades = Grades(student_id="s", scores=(1, 2), subjects=frozenset({"maths"}))
+    copy = mapper.to_domain_event(mapper.to_dcb_event(Tagged(tags=[], decision=grades)))
+    assert copy.decision == grades
+    assert type(copy.decision.scores) is tuple  # type: ignore[attr-defined]
+    assert type(copy.decision.subjects) is frozenset  # type: ignore[attr-defined]
+    terms = Terms(terms={"spring"})
+    copy = mapper.to_domain_event(mapper.to_dcb_event(Tagged(tags=[], decision=terms)))
+    assert copy.decision == terms
+    assert type(copy.decision.terms) is set  # type: ignore[attr-defined]
+    no_subjects = Grades(student_id="s", scores=())
+    copy = mapper.to_domain_event(mapper.to_dcb_event(Tagged(tags=[], decision=no_subjects)))
+    assert copy.decision == no_subjects
+
+
+def test_a_saved_object_can_make_and_save_more_decisions(app: CourseBooking) -> None:
+    student = Student(name="Sara", max_courses=5)
+    position = app.repository.save(student)
+    assert student.last_known_position == position
+    student.update_name("Sara P")
+    app.repository.save(student)
+    assert app.repository.get(student.id).name == "Sara P"
+    # A decision recorded by another writer meanwhile still makes it stale.
+    other = app.repository.get(student.id)
+    other.update_name("Other")
+    app.repository.save(other)
+    student.update_name("Sara Q")
+    with pytest.raises(IntegrityError):
+        app.repository.save(student)
+    assert app.repository.get(student.id).name == "Other"

@@ -57,10 +57,11 @@ class DCBRepository(Generic[TDecision]):
         """Append the perspective's new decisions unless a decision its boundary
         selects was recorded after its last known position (an IntegrityError: then
         nothing is recorded, and the new decisions are given back to the perspective).
-        Returns the position of the last decision recorded."""
+        Returns the position of the last decision recorded, which becomes the
+        perspective's last known position: it can make and save more decisions."""
         new_decisions = p.collect_events()
         try:
-            return self.eventstore.append(
+            position = self.eventstore.append(
                 events=new_decisions,
                 cb=p.consistency_boundary(),
                 after=p.last_known_position,
@@ -68,6 +69,11 @@ class DCBRepository(Generic[TDecision]):
         except BaseException:
             p.new_decisions[:0] = new_decisions
             raise
+        if new_decisions:
+            # No decision in its boundary was recorded between its last known position
+            # and its own: the perspective is as up to date as this position.
+            p.last_known_position = position
+        return position
 
     def get(self, enduring_object_id: str) -> Any:
         """The enduring object with this ID, from its recorded decisions; NotFoundError

@@ -140,11 +140,7 @@ class InitialDecision(Decision):
     def mutate(self, obj: Any) -> Any:
         if obj is not None:
             # Another perspective (a slice, say) that projects this decision.
-            handler = _handler_for(type(obj), type(self))
-            if handler is not None:
-                _call_handler(handler, obj, self)
-            self.apply(obj)
-            return obj
+            return super().mutate(obj)
         return self._make_enduring_object()
 
     def _make_enduring_object(self) -> Any:

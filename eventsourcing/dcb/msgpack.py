@@ -11,12 +11,17 @@ class attributes; it is made with them by keyword or in order::
 
 :class:`MessagePackMapper` records a decision as a map of its fields, typed by the
 class's topic. Besides what MessagePack holds natively (None, bool, int, float, str,
-bytes, lists, dicts), UUID, Decimal, datetime and date values read back as they were.
+bytes, lists, dicts), UUID, Decimal, datetime and date values read back as they were,
+and so do fields declared as tuples or sets. ``class X(Decision, frozen=True)`` makes
+decisions that cannot be changed (and can be hashed); ``kw_only=True`` makes them
+take their fields by keyword only.
 """
 
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
@@ -78,8 +83,12 @@ class Decision(domain.Decision):
 
     __struct_fields__: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
+    _frozen: ClassVar[bool] = False
+    _kw_only: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, *, frozen: bool | None = None, kw_only: bool | None = None, **kwargs: Any
+    ) -> None:
         super().__init_subclass__(**kwargs)
         fields = _declared_fields(cls)
         _check_defaults_last(cls, fields)
@@ -89,9 +98,17 @@ class Decision(domain.Decision):
             # The class attribute was only the default: instances hold the value.
             if name in cls.__dict__ and not callable(cls.__dict__[name]):
                 delattr(cls, name)
+        # Options as a subclass states them, else as its base has them.
+        if frozen is not None:
+            cls._frozen = frozen
+        if kw_only is not None:
+            cls._kw_only = kw_only
+        cls.__hash__ = _hash_of_fields if cls._frozen else None  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         names = self.__struct_fields__
+        if args and self._kw_only:
+            raise TypeError(f"{type(self).__qualname__} takes its fields by keyword only")
         if len(args) > len(names):
             raise TypeError(
                 f"{type(self).__qualname__} takes at most {len(names)} positional "
@@ -125,9 +142,23 @@ class Decision(domain.Decision):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen:
+            raise AttributeError(f"{type(self).__qualname__} is frozen: cannot set {name!r}")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._frozen:
+            raise AttributeError(f"{type(self).__qualname__} is frozen: cannot delete {name!r}")
+        super().__delattr__(name)
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
         return f"{type(self).__qualname__}({fields})"
+
+
+def _hash_of_fields(decision: Decision) -> int:
+    return hash((type(decision), tuple(decision.as_dict().values())))
 
 
 def _fresh(default: Any) -> Any:
@@ -179,6 +210,46 @@ def _decode_ext(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
+# For each decision class: its fields annotated as tuples or sets (which MessagePack
+# records as arrays, read back as lists), with the type to make of them.
+_collection_fields: dict[type, dict[str, type]] = {}
+
+
+def _restore_collections(decision_class: type, fields: dict[str, Any]) -> None:
+    try:
+        kinds = _collection_fields[decision_class]
+    except KeyError:
+        kinds = _collection_fields[decision_class] = _collection_kinds(decision_class)
+    for name, kind in kinds.items():
+        value = fields.get(name)
+        if isinstance(value, list):
+            fields[name] = kind(value)
+
+
+def _collection_kinds(decision_class: type) -> dict[str, type]:
+    try:
+        hints = typing.get_type_hints(decision_class)
+    except Exception:  # (a hint that does not resolve here: values are left as read)
+        return {}
+    kinds = {}
+    for name in getattr(decision_class, "__struct_fields__", ()):
+        kind = _collection_kind(hints.get(name))
+        if kind is not None:
+            kinds[name] = kind
+    return kinds
+
+
+def _collection_kind(hint: Any) -> type | None:
+    origin = typing.get_origin(hint) or hint
+    if origin in (tuple, set, frozenset):
+        return cast(type, origin)
+    if origin in (typing.Union, types.UnionType):  # (Optional, or X | None)
+        kinds = {_collection_kind(arg) for arg in typing.get_args(hint)} - {None}
+        if len(kinds) == 1:
+            return kinds.pop()
+    return None
+
+
 class MessagePackMapper(DCBMapper[Decision]):
     """Maps tagged decisions to DCB events of MessagePack data, typed by the topic of
     the decision's class."""
@@ -197,6 +268,7 @@ class MessagePackMapper(DCBMapper[Decision]):
             fields = msgpack.unpackb(
                 event.data, ext_hook=_decode_ext, raw=False, strict_map_key=False
             )
+            _restore_collections(decision_class, fields)
             decision = decision_class(**fields)
         except (ValueError, TypeError, msgpack.UnpackException) as error:
             raise MapperDeserialisationError(
