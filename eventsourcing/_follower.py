@@ -498,6 +498,13 @@ class Follower(Application):
             return leader_name
         return self.partition.tracking_name(leader_name)
 
+    def forget_positions(self) -> None:
+        """Forget the positions and aggregates held in memory, so that they are read
+        again from the store (after an error that left unsure what was recorded)."""
+        with self._processing_lock:
+            self._positions.clear()
+            self.repository.clear_cache()
+
     def position(self, leader_name: str) -> int:
         """The last notification id of ``leader_name`` this follower has processed."""
         position = self._positions.get(leader_name)

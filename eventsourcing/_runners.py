@@ -17,12 +17,13 @@ from eventsourcing._follower import (
     RunnerAlreadyStartedError,
     _has_unprocessed,
 )
+from eventsourcing._resilience import Outage, is_transient
 from eventsourcing.application import (
     Application,
 )
 from eventsourcing.utils import get_topic
 
-logger = logging.getLogger("eventsourcing")
+logger = logging.getLogger("eventsourcing.runner")
 
 TApplication = TypeVar("TApplication", bound=Application)
 
@@ -268,6 +269,7 @@ class _FollowerThread(threading.Thread):
         self.wake = threading.Event()
         self.wake.set()  # catch up at once
         follower._upstream_listener = lambda _leader_name: self.wake.set()
+        self.outage = Outage(f"{follower.name} (following {', '.join(leaders)})", logger)
 
     def run(self) -> None:
         try:
@@ -279,13 +281,32 @@ class _FollowerThread(threading.Thread):
                 self.wake.clear()
                 if self.runner.is_stopping.is_set():
                     return
-                for leader_name in self.leaders:
-                    self.follower.pull_and_process(leader_name, progress=self._progress)
+                if not self._process_leaders():
+                    busy = False
+                    continue
                 # Woken while processing: events are streaming in, not trickling.
                 busy = self.wake.is_set()
                 self.runner._processed()
         except BaseException as error:  # noqa: BLE001 (reported on the caller's side)
             self.runner._thread_failed(self.follower, error)
+
+    def _process_leaders(self) -> bool:
+        """Process what each leader recorded; return False after a transient error
+        (the store is out of reach or locked), having waited before the next try."""
+        try:
+            for leader_name in self.leaders:
+                self.follower.pull_and_process(leader_name, progress=self._progress)
+        except Exception as error:
+            if self.follower.closing.is_set() or not is_transient(error):
+                raise
+            delay = self.outage.failed(error)
+            # What was in hand may or may not have been recorded: read it again.
+            self.follower.forget_positions()
+            self.runner.is_stopping.wait(delay)
+            self.wake.set()  # try again at once after the wait
+            return False
+        self.outage.succeeded()
+        return True
 
     def _gather(self) -> None:
         """Let more events arrive, so that the next batch's one commit serves them all.

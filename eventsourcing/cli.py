@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO, cast
 
 from eventsourcing import __distribution__, __version__
+from eventsourcing._resilience import is_transient
 from eventsourcing.application import Application
 from eventsourcing.persistence import PersistenceError, ProcessRecorder
 from eventsourcing.system import Follower, Partition, System, WorkerRunner
@@ -144,7 +145,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show_backlog(runner: _ReportingRunner) -> None:
-    for (follower, leader), lag in runner.lag().items():
+    try:
+        lags = runner.lag()
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        logger.warning("cannot tell the backlog now: %s", _one_line(error))
+        return  # the followers ride the outage out themselves
+    for (follower, leader), lag in lags.items():
         if lag:
             logger.info("%s is %d notifications behind %s: catching up", follower, lag, leader)
         if lag >= 1000 and sys.stderr.isatty():
