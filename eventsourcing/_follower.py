@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
+from eventsourcing._deadletters import DeadLetter
+from eventsourcing._parking import ParkedBehind, Parking
 from eventsourcing.application import (
     Application,
     LRUCache,
@@ -354,6 +356,7 @@ class Follower(Application):
         self._processing_lock = threading.Lock()
         self._handover = _Handover(self.handover_maxsize)
         self.partition: Partition | None = None
+        self._parking = Parking(self)
         self._policy = self.policy  # bound once (binding a dispatching policy costs calls)
         # Overridden pulling steps are used as they are, without the quick paths.
         cls = type(self)
@@ -529,6 +532,8 @@ class Follower(Application):
         Returns early, between batches, once the application is closing.
         """
         with self._processing_lock:
+            if leader_name not in self._parking.parked and self._parking.settings.parks:
+                self._parking.load_parked(leader_name)
             conflicts = 0
             while not self.closing.is_set():
                 position = self.position(leader_name)
@@ -552,14 +557,20 @@ class Follower(Application):
                     except _BatchItemError as failure:
                         # Nothing of the batch was recorded. Record the events before
                         # the failing one, so they are not held back with it (a conflict
-                        # doing so is retried below), then report the failure.
+                        # doing so is retried below), then retry and park the failing
+                        # one, or report the failure.
                         if failure.index > 0:
                             end = failure.index
                             before = domain_events[:end] if domain_events is not None else None
                             self._process_and_record(
                                 leader_name, notifications[:end], before, position
                             )
-                        raise failure.error from failure.error.__cause__
+                        if not self._parking.parks(failure.error):
+                            raise failure.error from failure.error.__cause__
+                        self._parking.retry_or_park(
+                            leader_name, notifications[failure.index], failure.error
+                        )
+                        continue
                     if progress is not None:
                         progress(leader_name, notifications[recorded - 1].id)
                     if recorded < len(notifications):
@@ -669,6 +680,14 @@ class Follower(Application):
     ) -> None:
         if self.partition is not None and not self.partition.owns(notification.originator_id):
             return
+        parked = self._parking.parked.get(leader_name)
+        if parked and self._parking.is_parked_behind(leader_name, notification):
+            behind = ParkedBehind(
+                f"notification {notification.id} of {leader_name} is parked behind "
+                f"notification {parked.get(str(notification.originator_id))} "
+                f"of the same aggregate"
+            )
+            raise _BatchItemError(index, behind)
         try:
             if domain_event is None:
                 domain_event = mapper.to_domain_event(notification)
@@ -696,6 +715,23 @@ class Follower(Application):
         self._take_snapshots(processing_event)
         self._notify(recordings)
         self.notify(processing_event.events)
+
+    def retry_dead_letters(
+        self, leader_name: str, letter_id: int | None = None
+    ) -> tuple[list[DeadLetter], list[DeadLetter]]:
+        """Process this follower's parked events of ``leader_name`` again (all, or the
+        one of ``letter_id``), in order, each exactly once; return those processed and
+        those that failed again (which keep the later events of their aggregate parked)."""
+        return self._parking.retry_dead_letters(leader_name, letter_id)
+
+    def skip_dead_letter(self, letter_id: int) -> DeadLetter:
+        """Drop a parked event on purpose; it is kept, marked as skipped."""
+        return self._parking.skip_dead_letter(letter_id)
+
+    def dead_letters(self, leader_name: str | None = None) -> list[DeadLetter]:
+        """This follower's dead letters (of ``leader_name``, if given), oldest first."""
+        recorder = self._parking.dead_letters()
+        return [] if recorder is None else recorder.select_dead_letters(leader_name)
 
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
         """Override: respond to an upstream event, collecting new events in

@@ -34,9 +34,7 @@ def is_transient(error: BaseException) -> bool:
         if isinstance(current, (OperationalError, ConnectionError, TimeoutError)):
             return True
         cls = type(current)
-        if cls.__name__ in _DRIVER_TRANSIENT_NAMES and cls.__module__.startswith(
-            _DRIVER_MODULES
-        ):
+        if cls.__name__ in _DRIVER_TRANSIENT_NAMES and cls.__module__.startswith(_DRIVER_MODULES):
             return True
         current = current.__cause__ or current.__context__
     return False

@@ -21,7 +21,7 @@ from eventsourcing._resilience import Outage, is_transient
 from eventsourcing.application import (
     Application,
 )
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import EventSourcingError, get_topic
 
 logger = logging.getLogger("eventsourcing.runner")
 
@@ -211,6 +211,8 @@ class SingleThreadedRunner(Runner):
         self._prompts: deque[tuple[Follower, str]] = deque()
         self._lock = threading.RLock()
         self._draining = threading.local()
+        # Events parked while processing a command: raised once, by that command.
+        self._parked_errors: list[EventSourcingError] = []
 
     def start(self) -> None:
         super().start()
@@ -220,7 +222,9 @@ class SingleThreadedRunner(Runner):
         for follower in self.followers():
             for leader_name in self.system.follows[follower.name]:
                 self._prompts.append((follower, leader_name))
-        self._drain()
+        self._drain()  # (what is parked now is logged: no command of the caller's failed)
+        for follower in self.followers():
+            follower._parking.listener = self._parked_errors.append
 
     def _prompter(self, follower: Follower) -> Callable[[str], None]:
         def prompt(leader_name: str) -> None:
@@ -240,6 +244,9 @@ class SingleThreadedRunner(Runner):
                     follower.pull_and_process(leader_name)
             finally:
                 self._draining.active = False
+            if self._parked_errors:
+                parked, self._parked_errors[:] = self._parked_errors[0], []
+                raise parked
 
     def stop(self) -> None:
         self._prompts.clear()

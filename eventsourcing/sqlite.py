@@ -30,6 +30,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from uuid import UUID, SafeUUID
 
+from eventsourcing._deadletters import SQLiteDeadLetters
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -719,7 +720,7 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
         )
 
 
-class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
+class SQLiteProcessRecorder(SQLiteDeadLetters, SQLiteApplicationRecorder, ProcessRecorder):
     """Also records, per upstream application, the position processed in its log.
 
     In the text layout a tracking table may hold a row per processed position
