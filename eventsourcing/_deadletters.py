@@ -117,6 +117,12 @@ class DeadLetterRecorder:
         if that row's status is still ``expected_status``; return whether it was."""
         raise NotImplementedError
 
+    def replace_tracking(self, removed: Sequence[str], added: Sequence[Tracking]) -> None:
+        """Record the positions ``added`` (each a new name, or ahead of its position)
+        and remove every position of the names ``removed``, in one transaction: how
+        a follower's positions are carried over to another partition layout."""
+        raise NotImplementedError
+
 
 class POPODeadLetters(DeadLetterRecorder):
     """Dead letters in memory, for the in-memory process recorder."""
@@ -151,6 +157,20 @@ class POPODeadLetters(DeadLetterRecorder):
                     rows[index] = letter
                     return True
             return False
+
+    def replace_tracking(self, removed: Sequence[str], added: Sequence[Tracking]) -> None:
+        with self._lock:
+            positions: dict[str, int] = self._positions  # type: ignore[attr-defined]
+            undo = dict(positions)
+            try:
+                for tracking in added:
+                    self._track(tracking)  # type: ignore[attr-defined]
+            except BaseException:
+                positions.clear()
+                positions.update(undo)
+                raise
+            for name in removed:
+                positions.pop(name, None)
 
 
 class SQLiteDeadLetters(DeadLetterRecorder):
@@ -210,6 +230,18 @@ class SQLiteDeadLetters(DeadLetterRecorder):
 
         return self.datastore.run(
             read, write=False, what=f"Selecting from {self.dead_letter_table_name!r}"
+        )
+
+    def replace_tracking(self, removed: Sequence[str], added: Sequence[Tracking]) -> None:
+        delete = f"DELETE FROM {self._tracking} WHERE application_name = ?"  # type: ignore[attr-defined]
+
+        def replace(conn: sqlite3.Connection) -> None:
+            for tracking in added:
+                self._advance_tracking(conn, tracking)  # type: ignore[attr-defined]
+            conn.executemany(delete, [(name,) for name in removed])
+
+        self.datastore.run(
+            replace, write=True, what=f"Carrying positions over in {self.tracking_table_name!r}"
         )
 
     def update_dead_letter(self, letter: DeadLetter, expected_status: str) -> bool:

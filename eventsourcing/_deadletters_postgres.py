@@ -85,6 +85,22 @@ class PostgresDeadLetters(DeadLetterRecorder):
             read, what=f"Selecting from {self.dead_letter_table_name!r}", transaction=False
         )
 
+    def replace_tracking(self, removed: Sequence[str], added: Sequence[Tracking]) -> None:
+        delete = sql.SQL("DELETE FROM {} WHERE application_name = ANY(%s)").format(
+            self._tracking  # type: ignore[attr-defined]
+        )
+
+        def replace(conn: psycopg.Connection[Any]) -> None:
+            for tracking in added:
+                self._insert_tracked(conn, [], tracking)  # type: ignore[attr-defined]
+            conn.execute(delete, (list(removed),))
+
+        self.datastore.run(
+            replace,
+            what=f"Carrying positions over in {self.tracking_table_name!r}",
+            transaction=True,
+        )
+
     def update_dead_letter(self, letter: DeadLetter, expected_status: str) -> bool:
         update = sql.SQL(
             "UPDATE {} SET status = %s, attempts = %s, error_type = %s, error_message = %s, "

@@ -13,6 +13,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing._deadletters import DeadLetter
+from eventsourcing._layout import Carried
 from eventsourcing._parking import ParkedBehind, Parking
 from eventsourcing.application import (
     Application,
@@ -357,6 +358,8 @@ class Follower(Application):
         self._handover = _Handover(self.handover_maxsize)
         self.partition: Partition | None = None
         self._parking = Parking(self)
+        # Positions of an earlier partition layout, per leader (see _layout).
+        self.carried: dict[str, Carried] = {}
         self._policy = self.policy  # bound once (binding a dispatching policy costs calls)
         # Overridden pulling steps are used as they are, without the quick paths.
         cls = type(self)
@@ -680,6 +683,13 @@ class Follower(Application):
     ) -> None:
         if self.partition is not None and not self.partition.owns(notification.originator_id):
             return
+        carried = self.carried.get(leader_name)
+        if (
+            carried is not None
+            and notification.id <= carried.until
+            and carried.was_processed(notification.id, notification.originator_id)
+        ):
+            return  # processed under the earlier partition layout
         parked = self._parking.parked.get(leader_name)
         if parked and self._parking.is_parked_behind(leader_name, notification):
             behind = ParkedBehind(

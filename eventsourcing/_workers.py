@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -12,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 from eventsourcing._follower import Follower, Leader, Partition, _has_unprocessed
+from eventsourcing._layout import WorkerLock, check_layout, worker_key
 from eventsourcing._runners import MultiThreadedRunner, Runner, System
 
 # ---------------------------------------------------------------------------
 # Beyond one process: each application in its own process, sharing a database.
-
 
 
 class WorkerRunner(MultiThreadedRunner):
@@ -35,7 +36,12 @@ class WorkerRunner(MultiThreadedRunner):
         partition: Partition | None = None,
         env: Mapping[str, str] | None = None,
         poll_interval: float = 1.0,
+        repartition: bool = False,
+        worker_name: str | None = None,
     ):
+        check_poll_interval(poll_interval)
+        if worker_name is not None:  # how its connections are named in the database
+            env = {"POSTGRES_APPLICATION_NAME": worker_name, **(env or {})}
         super().__init__(system, env)
         names = list(apps) if apps else list(system.followers)
         for name in names:
@@ -46,13 +52,16 @@ class WorkerRunner(MultiThreadedRunner):
         self.app_names = names
         self.partition = partition
         self.poll_interval = poll_interval
+        self.repartition = repartition
         self._stop_listening: list[Callable[[], None]] = []
+        self._lock = WorkerLock()
 
     def _construct_apps(self) -> None:
         for name in self.app_names:
             follower = cast(Follower, self.system.get_app_cls(name)(env=self.env))
             follower.partition = self.partition
             self.apps[name] = follower
+            self._claim(follower)
         for leader_name, follower_name in self._local_edges():
             if leader_name not in self.apps:
                 self.apps[leader_name] = self.system.get_app_cls(leader_name)(env=self.env)
@@ -61,6 +70,19 @@ class WorkerRunner(MultiThreadedRunner):
             follower.follow(leader_name, leader.notification_log)
             if isinstance(leader, Leader):
                 leader.lead(follower)  # both in this process: signal directly
+
+    def _claim(self, follower: Follower) -> None:
+        """Take the follower's worker lock, and check (or carry over) its layout."""
+        self._lock.acquire(follower, worker_key(follower.name, self.partition))
+        count = None if self.partition is None else self.partition.count
+        for leader_name in self.system.follows[follower.name]:
+            carried = check_layout(follower, leader_name, count, self.repartition, self._lock)
+            if carried is not None:
+                follower.carried[leader_name] = carried
+
+    def _close_apps(self) -> None:
+        super()._close_apps()
+        self._lock.release()
 
     def _before_processing(self) -> None:
         # Listen before the first read, so that nothing recorded in between is missed.
@@ -120,6 +142,7 @@ class MultiProcessRunner(Runner):
         partitions: Mapping[str, int] | None = None,
         poll_interval: float = 1.0,
     ):
+        check_poll_interval(poll_interval)
         super().__init__(system, env)
         self.partitions = dict(partitions or {})
         self.poll_interval = poll_interval
@@ -208,3 +231,12 @@ class MultiProcessRunner(Runner):
         self.is_started = False
         if failures:
             raise RuntimeError(f"Workers exited with errors: {', '.join(failures)}")
+
+
+def check_poll_interval(poll_interval: float) -> None:
+    if isinstance(poll_interval, bool) or not (
+        isinstance(poll_interval, (int, float)) and 0 < poll_interval < math.inf
+    ):
+        raise ValueError(
+            f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
+        )

@@ -145,14 +145,11 @@ def test_multi_process_runner(pg_env: dict[str, str]) -> None:
 
 
 def test_progress_bar_draws_on_one_line() -> None:
-    import io
+    from eventsourcing._cli_views import bar_line
 
-    from eventsourcing.cli import _ProgressBar
-
-    stream = io.StringIO()
-    bar = _ProgressBar("Counters <- DogSchool", 0, 1000, stream, width=10)
-    bar.update(500)
-    bar.update(1000)
-    drawn = stream.getvalue().split("\r")
-    assert drawn[1] == "Counters <- DogSchool [#####     ]  50% 500/1000"
-    assert drawn[2] == "Counters <- DogSchool [##########] 100% 1000/1000\n"
+    assert bar_line("Counters <- DogSchool", 0, 1000, 500, width=10) == (
+        "Counters <- DogSchool [#####     ]  50% 500/1000"
+    )
+    assert bar_line("Counters <- DogSchool", 0, 1000, 1000, width=10) == (
+        "Counters <- DogSchool [##########] 100% 1000/1000"
+    )

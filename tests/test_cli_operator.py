@@ -1,0 +1,329 @@
+"""The operator's command line on a SQLite file: arguments checked (exit 2, one line),
+status as a health check that creates nothing, dead letters listed, retried and
+skipped, one worker per partition, and re-partitioning that keeps counts exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from eventsourcing.cli import _explained
+from eventsourcing.system import SingleThreadedRunner
+from examples.dogschool import DogSchool
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+DOGS = "examples.dogschool:system"
+POISON = "cli_poison_system:system"
+TRICKS = ["roll over", "fetch ball", "play dead", "sit", "beg"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(tmp_path / "events.sqlite"),
+        "FOLLOWER_RETRY_DELAY": "0",
+    }
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    full_env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{TESTS}", **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "eventsourcing", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=str(TESTS),
+    )
+
+
+def result(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    process = cli(env, *args)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def assert_one_line_error(outcome: subprocess.CompletedProcess[str], *parts: str) -> None:
+    assert outcome.returncode == 2, (outcome.stdout, outcome.stderr)
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eventsourcing: error"), outcome.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+# -- arguments ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("partition", ["", "2/2", "x", "1/0", "-1/2", "1/2/3"])
+def test_a_bad_partition_is_refused(env: dict[str, str], partition: str) -> None:
+    outcome = result(env, "run", DOGS, f"--partition={partition}")
+    assert outcome.returncode == 2
+    assert "--partition" in outcome.stderr and "K/N" in outcome.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", DOGS, "--poll-interval", "0"],
+        ["run", DOGS, "--poll-interval", "-1"],
+        ["run", DOGS, "--poll-interval", "nan"],
+        ["status", DOGS, "--interval", "0"],
+    ],
+)
+def test_intervals_must_be_positive(env: dict[str, str], args: list[str]) -> None:
+    outcome = result(env, *args)
+    assert outcome.returncode == 2 and "positive" in outcome.stderr
+
+
+def test_multi_process_runner_checks_the_poll_interval() -> None:
+    from eventsourcing.system import MultiProcessRunner
+    from examples.dogschool import system
+
+    with pytest.raises(ValueError, match="positive"):
+        MultiProcessRunner(system, poll_interval=0)
+
+
+def test_log_level_before_or_after_the_subcommand(env: dict[str, str]) -> None:
+    assert result(env, "--log-level", "debug", "status", DOGS).returncode == 0
+    assert result(env, "status", DOGS, "--log-level", "warning").returncode == 0
+
+
+def test_version(env: dict[str, str]) -> None:
+    outcome = result(env, "--version")
+    assert outcome.returncode == 0 and outcome.stdout.startswith("keel-eventsourcing ")
+
+
+@pytest.mark.parametrize("args", [["run", DOGS], ["status", DOGS], ["dead-letters", "list", DOGS]])
+def test_the_in_memory_store_is_refused(args: list[str]) -> None:
+    outcome = result({"PERSISTENCE_MODULE": "eventsourcing.popo"}, *args)
+    assert_one_line_error(outcome, "in-memory store", "PERSISTENCE_MODULE")
+
+
+def test_a_module_that_fails_to_import_is_reported_as_itself(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "broken_system.py").write_text("import os\n\nx = 1 / 0\n")
+    process = subprocess.run(
+        [sys.executable, "-m", "eventsourcing", "status", "broken_system:system"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **env, PYTHONPATH=f"{REPO}{os.pathsep}{tmp_path}"),
+        timeout=60,
+    )
+    assert process.returncode == 2
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1, process.stderr
+    assert "ZeroDivisionError" in lines[0] and "not found" not in lines[0]
+    assert f"{tmp_path / 'broken_system.py'}:3" in lines[0]
+
+
+def test_a_missing_module_is_reported_as_not_found(env: dict[str, str]) -> None:
+    assert_one_line_error(result(env, "status", "no_such_module:system"), "not found")
+
+
+def test_a_missing_optional_dependency_names_the_extra() -> None:
+    error = RuntimeError("cannot build the factory")
+    error.__cause__ = ModuleNotFoundError("No module named 'psycopg'", name="psycopg")
+    assert "'postgres' extra" in _explained(error)
+    assert "keel-eventsourcing[postgres]" in _explained(error)
+
+
+def test_a_bad_setting_is_one_line(env: dict[str, str]) -> None:
+    outcome = result(dict(env, PERSISTENCE_MODULE="no.such.store"), "status", DOGS)
+    assert_one_line_error(outcome, "no.such.store")
+
+
+# -- status -------------------------------------------------------------------------
+
+
+def tables(db: str) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+
+
+def test_status_creates_no_tables(env: dict[str, str]) -> None:
+    outcome = result(env, "status", DOGS, "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    rows = json.loads(outcome.stdout)["followers"]
+    assert rows[0]["follower"] == "Counters" and rows[0]["lag"] == 0
+    db = env["SQLITE_DBNAME"]
+    assert not Path(db).exists() or tables(db) == set()
+
+
+def make_parked(env: dict[str, str]) -> None:
+    """Record a poison event (and a later one of its aggregate) in the store."""
+    os.environ.pop("POISON_FIXED", None)
+    sys.path.insert(0, str(TESTS))
+    from cli_poison_system import system
+
+    with SingleThreadedRunner(system, env=env) as runner:
+        school = runner.get(DogSchool)
+        dog = school.register_dog("Rex")
+        with pytest.raises(Exception, match="parked"):
+            school.add_trick(dog, "explode")
+        school.add_trick(dog, "sit")
+        school.add_trick(school.register_dog("Fido"), "sit")
+
+
+def test_status_is_a_health_check(env: dict[str, str]) -> None:
+    make_parked(env)
+    outcome = result(env, "status", POISON)
+    assert outcome.returncode == 1, outcome.stderr
+    assert "cannot count explosions" in outcome.stdout
+    rows = json.loads(result(env, "status", POISON, "--json").stdout)["followers"]
+    assert rows[0]["parked"] == 2 and "ValueError" in rows[0]["last_error"]
+    # Lagging more than --max-lag is unhealthy too.
+    school = DogSchool(env=env)
+    school.add_trick(school.register_dog("Max"), "sit")
+    school.close()
+    healthy_env = dict(env)
+    assert result(healthy_env, "status", DOGS, "--max-lag", "100").returncode == 1  # parked
+    lagging = json.loads(result(env, "status", DOGS, "--json").stdout)["followers"][0]
+    assert lagging["lag"] == 2
+
+
+def test_status_exits_1_when_a_follower_lags_more_than_max_lag(env: dict[str, str]) -> None:
+    school = DogSchool(env=env)
+    dog = school.register_dog("Rex")
+    for trick in TRICKS:
+        school.add_trick(dog, trick)
+    school.close()
+    assert result(env, "status", DOGS, "--max-lag", "5").returncode == 1
+    assert result(env, "status", DOGS, "--max-lag", "6").returncode == 0
+
+
+def test_status_watch_shows_a_timestamp_and_repeats(env: dict[str, str]) -> None:
+    process = cli(env, "status", DOGS, "--watch", "--interval", "0.2")
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=30)
+    blocks = [b for b in stdout.split("\n\n") if b.strip()]
+    assert len(blocks) >= 2 and all(DOGS + " at 20" in b for b in blocks)
+
+
+# -- dead letters ----------------------------------------------------------------------
+
+
+def test_dead_letters_list_retry_and_skip(env: dict[str, str]) -> None:
+    make_parked(env)
+    listed = result(env, "dead-letters", "list", POISON)
+    assert listed.returncode == 0, listed.stderr
+    assert "cannot count explosions" in listed.stdout and "ParkedBehind" in listed.stdout
+    letters = json.loads(result(env, "dead-letters", "list", POISON, "--json").stdout)
+    assert [letter["notification_id"] for letter in letters] == [2, 3]
+    first, behind = letters
+    # Retrying the second alone is refused: it is behind the first.
+    refused = result(env, "dead-letters", "retry", POISON, "--id", str(behind["id"]))
+    assert_one_line_error(refused, "behind")
+    # Not fixed yet: the retry fails again; nothing changes.
+    again = result(env, "dead-letters", "retry", POISON)
+    assert again.returncode == 1 and "failed again" in again.stdout
+    # Fixed: both processed, in order, once.
+    fixed = result(dict(env, POISON_FIXED="1"), "dead-letters", "retry", POISON)
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.count("retried dead letter") == 2
+    assert result(dict(env, POISON_FIXED="1"), "dead-letters", "retry", POISON).stdout == ""
+    sys.path.insert(0, str(TESTS))
+    from cli_poison_system import Counters as PoisonCounters
+
+    counters = PoisonCounters(env=env)
+    try:
+        assert counters.get_count("explode") == 1 and counters.get_count("sit") == 2
+    finally:
+        counters.close()
+    assert result(env, "status", POISON).returncode == 0
+    skipped = result(env, "dead-letters", "skip", POISON, "--app", "Counters", "--id", "1")
+    assert_one_line_error(skipped, "retried, not parked")
+
+
+def test_dead_letters_skip(env: dict[str, str]) -> None:
+    make_parked(env)
+    outcome = result(env, "dead-letters", "skip", POISON, "--app", "Counters", "--id", "1")
+    assert outcome.returncode == 0 and "skipped dead letter 1" in outcome.stdout
+    everything = json.loads(result(env, "dead-letters", "list", POISON, "--all", "--json").stdout)
+    assert [letter["status"] for letter in everything] == ["skipped", "parked"]
+    # The second is no longer behind a parked one: it can be retried (and succeeds).
+    assert result(env, "dead-letters", "retry", POISON).returncode == 0
+
+
+# -- workers ---------------------------------------------------------------------------
+
+
+def stream(env: dict[str, str], count: int, start: int = 0) -> None:
+    school = DogSchool(env=env)
+    try:
+        dogs = [school.register_dog(f"dog{i}") for i in range(7)]
+        for i in range(start, start + count):
+            school.add_trick(dogs[i % 7], TRICKS[i % len(TRICKS)])
+    finally:
+        school.close()
+
+
+def wait_caught_up(env: dict[str, str], rows: int, timeout: float = 120) -> list[dict[str, int]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = result(env, "status", DOGS, "--json")
+        followers = json.loads(outcome.stdout)["followers"]
+        if len(followers) == rows and all(row["lag"] == 0 for row in followers):
+            return followers
+        assert time.monotonic() < deadline, outcome.stdout
+        time.sleep(0.3)
+
+
+def stop(worker: subprocess.Popen[str]) -> str:
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr
+    return stderr
+
+
+def test_a_second_worker_for_the_same_partition_exits(env: dict[str, str]) -> None:
+    first = cli(env, "run", DOGS, "--partition", "0/2", "--poll-interval", "0.2")
+    try:
+        time.sleep(4)  # started, holding its lock
+        second = result(env, "run", DOGS, "--partition", "0/2")
+        assert_one_line_error(second, "already runs Counters partition 0/2")
+        other = cli(env, "run", DOGS, "--partition", "1/2")  # another partition is fine
+        time.sleep(2)
+        assert other.poll() is None
+        stop(other)
+    finally:
+        stop(first)
+
+
+def test_repartitioning_2_to_3_under_a_stream_keeps_counts_exact(env: dict[str, str]) -> None:
+    from test_crash import assert_counts_exact
+
+    old = [cli(env, "run", DOGS, "--partition", f"{k}/2", "--poll-interval", "0.2") for k in (0, 1)]
+    stream(env, 300)
+    time.sleep(1)  # the old workers are part-way through
+    for worker in old:
+        stop(worker)
+    stream(env, 200, start=300)  # recorded while no worker runs
+    refused = result(env, "run", DOGS, "--partition", "0/3")
+    assert_one_line_error(refused, "2 partitions", "3 partitions", "--repartition")
+    new = [
+        cli(env, "run", DOGS, "--partition", f"{k}/3", "--repartition", "--poll-interval", "0.2")
+        for k in range(3)
+    ]
+    try:
+        stream(env, 300, start=500)
+        rows = wait_caught_up(env, rows=3)
+        assert sorted(row["partition"] for row in rows) == ["0/3", "1/3", "2/3"]  # type: ignore[misc]
+    finally:
+        for worker in new:
+            stop(worker)
+    names = tuple(f"DogSchool[{k}/3]" for k in range(3))
+    assert_counts_exact(env, tracking_names=names)
+    # A stray unpartitioned worker is refused now.
+    assert_one_line_error(result(env, "run", DOGS), "3 partitions", "unpartitioned")
