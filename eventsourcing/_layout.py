@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import OperationalError, new_tracking
+from eventsourcing.persistence import IntegrityError, OperationalError, new_tracking
 from eventsourcing.utils import EventSourcingError
 
 logger = logging.getLogger("eventsourcing.runner")
@@ -97,7 +97,12 @@ def carried_positions(positions: Mapping[str, int], leader_name: str) -> Carried
 
 
 def check_layout(
-    follower: Any, leader_name: str, count: int | None, repartition: bool, lock: WorkerLock
+    follower: Any,
+    leader_name: str,
+    count: int | None,
+    repartition: bool,
+    lock: WorkerLock,
+    attempt: int = 1,
 ) -> Carried | None:
     """Refuse a layout other than the recorded one (unless ``repartition``: then carry
     the positions over, if no worker of the old layout runs); return the carried
@@ -124,7 +129,13 @@ def check_layout(
                 f"cannot re-partition {follower.name}: a worker of the old layout "
                 f"({recorded}) still runs ({', '.join(running)}): stop it first"
             )
-        _carry_over(follower, leader_name, positions, others, count)
+        try:
+            _carry_over(follower, leader_name, positions, others, count)
+        except IntegrityError:
+            if attempt >= 3:
+                raise
+            # Another worker of the new layout carried them over first: look again.
+            return check_layout(follower, leader_name, count, repartition, lock, attempt + 1)
         positions = recorder.tracking_positions()
     carried = carried_positions(positions, leader_name)
     if carried is not None and _all_passed(positions, leader_name, count, carried):

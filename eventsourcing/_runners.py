@@ -128,12 +128,26 @@ class System:
 
     @property
     def topic(self) -> str | None:
-        """The topic of this system object, if a module holds it as an attribute."""
+        """The topic of this system object, if a module holds it as an attribute (one
+        that other processes can import, rather than ``__main__``, if there is one)."""
+        found = None
         for module_name, module in list(sys.modules.items()):
             for attr, value in list(getattr(module, "__dict__", {}).items()):
                 if value is self:
-                    return f"{module_name}:{attr}"
-        return None
+                    if module_name not in _MAIN_MODULES:
+                        return f"{module_name}:{attr}"
+                    found = found or f"{module_name}:{attr}"
+        return found
+
+    def classes_in_main(self) -> list[str]:
+        """The names of the system's classes defined in the main script (whose topics
+        another process cannot resolve)."""
+        return [
+            cls.__qualname__ for cls in self._classes.values() if cls.__module__ in _MAIN_MODULES
+        ]
+
+
+_MAIN_MODULES = ("__main__", "__mp_main__")
 
 
 _leader_versions: dict[type[Application], type[Leader]] = {}

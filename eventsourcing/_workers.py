@@ -155,6 +155,15 @@ class MultiProcessRunner(Runner):
                 "MultiProcessRunner needs a system defined at module level, so that "
                 "worker processes can import it"
             )
+        in_main = self.system.classes_in_main()
+        if in_main or topic.startswith(("__main__:", "__mp_main__:")):
+            what = f"the classes {', '.join(in_main)} are" if in_main else "the system is"
+            raise ValueError(
+                f"MultiProcessRunner: {what} defined in the main script, so worker "
+                "processes cannot import them, nor resolve the topics of their events: "
+                "define the applications and the System in an importable module "
+                "(for example myproject/system.py) and import it in the script"
+            )
         super().start()
         for name in self.system.followers:
             for partition in self._partitions_of(name):

@@ -327,3 +327,92 @@ def test_repartitioning_2_to_3_under_a_stream_keeps_counts_exact(env: dict[str, 
     assert_counts_exact(env, tracking_names=names)
     # A stray unpartitioned worker is refused now.
     assert_one_line_error(result(env, "run", DOGS), "3 partitions", "unpartitioned")
+
+
+# -- the main script -------------------------------------------------------------------
+
+
+def run_script(
+    tmp_path: Path, source: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO), **env),
+        timeout=120,
+    )
+
+
+def test_multi_process_runner_refuses_classes_defined_in_main(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    source = (
+        "from eventsourcing.system import MultiProcessRunner, ProcessApplication, System\n"
+        "from examples.dogschool import DogSchool\n"
+        "class Counters(ProcessApplication):\n"
+        "    pass\n"
+        "system = System(pipes=[[DogSchool, Counters]])\n"
+        "try:\n"
+        "    MultiProcessRunner(system).start()\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+    )
+    outcome = run_script(tmp_path, source, env)
+    assert "Counters are defined in the main script" in outcome.stdout, outcome.stderr
+    assert "importable module" in outcome.stdout
+
+
+def test_multi_process_runner_works_with_a_system_imported_into_main(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    source = (
+        "from eventsourcing.system import MultiProcessRunner\n"
+        "from examples.dogschool import Counters, DogSchool, system\n"
+        "assert system.topic == 'examples.dogschool:system', system.topic\n"
+        "with MultiProcessRunner(system, poll_interval=0.2) as runner:\n"
+        "    school = runner.get(DogSchool)\n"
+        "    school.add_trick(school.register_dog('Rex'), 'sit')\n"
+        "    runner.wait(timeout=60)\n"
+        "    print('count', runner.get(Counters).get_count('sit'))\n"
+    )
+    outcome = run_script(tmp_path, source, env)
+    assert "count 1" in outcome.stdout, outcome.stderr
+
+
+def test_the_readme_deployment_works_after_the_demo_ran(env: dict[str, str]) -> None:
+    demo = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "dogschool.py")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO), **env),
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    # The demo recorded Counters unpartitioned: the first partitioned start says so.
+    refused = result(env, "run", DOGS, "--app", "Counters", "--partition", "0/2")
+    assert_one_line_error(refused, "--repartition")
+    workers = [
+        cli(env, "run", DOGS, "--app", "Counters", "--partition", f"{k}/2", "--repartition")
+        for k in (0, 1)
+    ]
+    try:
+        school = DogSchool(env=env)
+        dogs = [school.register_dog(name) for name in ("Billy", "Milly")]
+        for dog in dogs:  # the counters the demo wrote are read back by the workers
+            school.add_trick(dog, "roll over")
+        school.close()
+        wait_caught_up(env, rows=2)
+    finally:
+        for worker in workers:
+            stop(worker)
+    assert result(env, "status", DOGS).returncode == 0
+    from examples.dogschool import Counters as DemoCounters
+
+    counters = DemoCounters(env=env)
+    try:
+        assert counters.get_count("roll over") == 6 + 2  # the demo's two runs, and ours
+    finally:
+        counters.close()
