@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -39,6 +40,9 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import Environment, EventSourcingError
+
+# Batches processed, at DEBUG.
+debug = logging.getLogger("eventsourcing.follower.activity")
 
 
 class RunnerAlreadyStartedError(EventSourcingError):
@@ -574,6 +578,14 @@ class Follower(Application):
                             leader_name, notifications[failure.index], failure.error
                         )
                         continue
+                    if debug.isEnabledFor(logging.DEBUG):
+                        debug.debug(
+                            "%s: processed %d notification(s) of %s, to %d",
+                            self.name,
+                            recorded,
+                            leader_name,
+                            notifications[recorded - 1].id,
+                        )
                     if progress is not None:
                         progress(leader_name, notifications[recorded - 1].id)
                     if recorded < len(notifications):

@@ -24,6 +24,8 @@ from eventsourcing.application import (
 from eventsourcing.utils import EventSourcingError, get_topic
 
 logger = logging.getLogger("eventsourcing.runner")
+# Wake-ups and batches, at DEBUG (a logger of its own, so it can be turned on alone).
+debug = logging.getLogger("eventsourcing.runner.activity")
 
 TApplication = TypeVar("TApplication", bound=Application)
 
@@ -296,7 +298,9 @@ class _FollowerThread(threading.Thread):
         try:
             busy = False
             while not self.runner.is_stopping.is_set():
-                self.wake.wait(timeout=self.poll_interval)
+                woken = self.wake.wait(timeout=self.poll_interval)
+                if debug.isEnabledFor(logging.DEBUG):
+                    debug.debug("%s: %s", self.follower.name, "woken" if woken else "polling")
                 if busy:
                     self._gather()
                 self.wake.clear()

@@ -1,9 +1,11 @@
 """A system for the command-line tests: Counters cannot count "explode" until the
-environment says POISON_FIXED=1 (as after a fix is deployed)."""
+environment says POISON_FIXED=1 (as after a fix is deployed), and takes POLICY_DELAY
+seconds per event."""
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from eventsourcing.application import AggregateNotFound
@@ -19,6 +21,7 @@ class Counters(ProcessApplication):
 
     @policy.register(Dog.TrickAdded)
     def _(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
+        time.sleep(float(os.environ.get("POLICY_DELAY", "0")))  # a slow policy, for tests
         if domain_event.trick == "explode" and os.environ.get("POISON_FIXED") != "1":
             raise ValueError("cannot count explosions")
         try:

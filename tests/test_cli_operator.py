@@ -416,3 +416,33 @@ def test_the_readme_deployment_works_after_the_demo_ran(env: dict[str, str]) -> 
         assert counters.get_count("roll over") == 6 + 2  # the demo's two runs, and ours
     finally:
         counters.close()
+
+
+def test_a_worker_rides_out_a_database_lock_held_past_its_timeout(env: dict[str, str]) -> None:
+    stream(env, 200)  # a backlog, processed slowly: its write meets the lock
+    worker_env = dict(env, SQLITE_LOCK_TIMEOUT="0.2", POLICY_DELAY="0.01")
+    worker = cli(worker_env, "run", POISON, "--poll-interval", "0.2")
+    assert worker.stderr is not None
+    started = [worker.stderr.readline() for _ in range(1)]
+    assert "running Counters" in started[0], started
+    blocker = sqlite3.connect(env["SQLITE_DBNAME"], isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        time.sleep(5)  # the batch's write fails, and is tried again, for a while
+        assert worker.poll() is None
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    try:
+        deadline = time.monotonic() + 60
+        while json.loads(result(env, "status", POISON, "--json").stdout)["followers"][0]["lag"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    finally:
+        stderr = "".join(started) + stop(worker)
+    from test_crash import assert_counts_exact
+
+    assert_counts_exact(env)
+    warnings = [line for line in stderr.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1 and "locked" in warnings[0], stderr
+    assert sum("working again" in line for line in stderr.splitlines()) == 1, stderr

@@ -191,3 +191,35 @@ def test_stopping_interrupts_the_backoff(persistence_env: dict[str, str]) -> Non
     started = time.monotonic()
     runner.stop()  # no error: the follower never stopped on its own
     assert time.monotonic() - started < 20
+
+
+def test_batches_and_wake_ups_are_logged_at_debug_by_named_loggers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="eventsourcing")
+    with MultiThreadedRunner(system) as runner:
+        add_tricks(runner.get(DogSchool), 3)
+        runner.wait(timeout=60)
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    names = {r.name for r in debug}
+    assert {"eventsourcing.runner.activity", "eventsourcing.follower.activity"} <= names
+    assert any("woken" in r.getMessage() for r in debug)
+    assert any("processed" in r.getMessage() and "DogSchool" in r.getMessage() for r in debug)
+
+
+def test_the_library_configures_no_logging() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, eventsourcing.system, eventsourcing.cli, eventsourcing.postgres\n"
+        "from eventsourcing.system import SingleThreadedRunner\n"
+        "from examples.dogschool import system\n"
+        "with SingleThreadedRunner(system): pass\n"
+        "loggers = [logging.getLogger(n) for n in logging.root.manager.loggerDict]\n"
+        "assert not logging.root.handlers, logging.root.handlers\n"
+        "assert not any(getattr(l, 'handlers', None) for l in loggers)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
