@@ -249,9 +249,14 @@ def measure_repartition(commands: int) -> dict[str, float]:
             school = DogSchool(env=env)
             last = school.recorder.max_notification_id() or 0
             names = [f"DogSchool[{k}/3]" for k in range(3)]
-            wait_until(
-                lambda: all((counters.recorder.max_tracking_id(n) or 0) >= last for n in names)
-            )
+
+            def caught_up() -> bool:
+                for worker in new:
+                    if worker.poll() is not None:
+                        raise RuntimeError(f"a worker exited with status {worker.returncode}")
+                return all((counters.recorder.max_tracking_id(n) or 0) >= last for n in names)
+
+            wait_until(caught_up)
             elapsed = time.perf_counter() - switched
             counted = sum(counters.get_count(trick) for trick in TRICKS)
             counters.close()
