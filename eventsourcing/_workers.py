@@ -40,7 +40,8 @@ class WorkerRunner(MultiThreadedRunner):
         worker_name: str | None = None,
     ):
         check_poll_interval(poll_interval)
-        if worker_name is not None:  # how its connections are named in the database
+        if worker_name is not None and not _application_name_set(env):
+            # How its connections are named in the database (unless the operator named them).
             env = {"POSTGRES_APPLICATION_NAME": worker_name, **(env or {})}
         super().__init__(system, env)
         names = list(apps) if apps else list(system.followers)
@@ -249,3 +250,10 @@ def check_poll_interval(poll_interval: float) -> None:
         raise ValueError(
             f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
         )
+
+
+def _application_name_set(env: Mapping[str, str] | None) -> bool:
+    key = "POSTGRES_APPLICATION_NAME"
+    return any(
+        name == key or name.endswith("_" + key) for name in [*os.environ, *(env or {})]
+    )

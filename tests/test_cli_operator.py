@@ -446,3 +446,16 @@ def test_a_worker_rides_out_a_database_lock_held_past_its_timeout(env: dict[str,
     warnings = [line for line in stderr.splitlines() if " WARNING " in line]
     assert len(warnings) == 1 and "locked" in warnings[0], stderr
     assert sum("working again" in line for line in stderr.splitlines()) == 1, stderr
+
+
+def test_a_worker_names_its_database_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventsourcing.cli import _worker_name
+    from eventsourcing.system import Partition, WorkerRunner
+    from examples.dogschool import system
+
+    name = _worker_name(["Counters"], Partition(0, 2))
+    assert name == "Counters worker 0/2"
+    runner = WorkerRunner(system, worker_name=name)
+    assert runner.env == {"POSTGRES_APPLICATION_NAME": "Counters worker 0/2"}
+    monkeypatch.setenv("POSTGRES_APPLICATION_NAME", "ops-chosen")
+    assert not (WorkerRunner(system, worker_name=name).env or {})  # the operator's wins
