@@ -459,3 +459,61 @@ def test_a_worker_names_its_database_connections(monkeypatch: pytest.MonkeyPatch
     assert runner.env == {"POSTGRES_APPLICATION_NAME": "Counters worker 0/2"}
     monkeypatch.setenv("POSTGRES_APPLICATION_NAME", "ops-chosen")
     assert not (WorkerRunner(system, worker_name=name).env or {})  # the operator's wins
+
+
+class FakeRunner:
+    """What the progress reporter reads of a worker runner."""
+
+    def __init__(self, recorded: int, lag: int):
+        self.recorded, self.lag_now = recorded, lag
+        recorder = type("Recorder", (), {"max_notification_id": lambda _self: self.recorded})()
+        self.apps = {"DogSchool": type("App", (), {"recorder": recorder})()}
+
+    def lag(self) -> dict[tuple[str, str], int]:
+        return {("Counters", "DogSchool"): self.lag_now}
+
+
+def test_progress_on_a_terminal_draws_the_catch_up_once_then_one_live_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import io
+
+    from eventsourcing._cli_views import ProgressReporter
+
+    caplog.set_level("INFO", logger="eventsourcing")
+    stream = io.StringIO()
+    runner = FakeRunner(recorded=1000, lag=1000)
+    reporter = ProgressReporter(runner, stream, on_terminal=True)
+    reporter.live_every = 0
+    reporter.show_backlog()
+    for position in (500, 1000, 1001, 1002):
+        reporter.update("Counters", "DogSchool", position)
+    runner.lag_now = 0
+    reporter.tick()
+    reporter.tick()
+    text = stream.getvalue()
+    assert text.count("100% 1000/1000\n") == 1  # the bar finishes once, on its own line
+    assert " 50% 500/1000" in text
+    live = text.split("\n")[-1]
+    assert live.count("\r\x1b[K") == 2 and live.endswith("lag 0")  # redrawn in place
+    assert "events/s" in live
+    assert any("caught up" in r.getMessage() for r in caplog.records)
+
+
+def test_progress_without_a_terminal_is_plain_lines(caplog: pytest.LogCaptureFixture) -> None:
+    import io
+
+    from eventsourcing._cli_views import ProgressReporter
+
+    caplog.set_level("INFO", logger="eventsourcing")
+    stream = io.StringIO()
+    reporter = ProgressReporter(FakeRunner(recorded=1000, lag=1000), stream, on_terminal=False)
+    reporter.plain_every = 0
+    reporter.show_backlog()
+    reporter.update("Counters", "DogSchool", 500)
+    reporter.update("Counters", "DogSchool", 1000)
+    reporter.tick()
+    assert stream.getvalue() == ""  # no bars, no redrawing
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("50% (500/1000)" in m for m in messages)
+    assert any("caught up with DogSchool at 1000" in m for m in messages)
