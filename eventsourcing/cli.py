@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing import __distribution__, __version__
@@ -37,7 +38,7 @@ from eventsourcing._resilience import is_transient
 from eventsourcing.application import Application
 from eventsourcing.popo import POPOFactory
 from eventsourcing.system import Follower, Partition, System, WorkerRunner
-from eventsourcing.utils import EventSourcingError, resolve_topic
+from eventsourcing.utils import Environment, EventSourcingError, resolve_topic
 
 logger = logging.getLogger("eventsourcing.cli")
 
@@ -240,12 +241,38 @@ def construct_apps(system: System, names: Sequence[str], read_only: bool = False
     apps: dict[str, Any] = {}
     try:
         for name in names:
-            apps[name] = system.get_app_cls(name)(env=env)
+            with settings_of([name]):
+                apps[name] = system.get_app_cls(name)(env=env)
             refuse_in_memory(apps[name])
     except BaseException:
         close_apps(apps)
         raise
     return apps
+
+
+@contextmanager
+def settings_of(app_names: Sequence[str]) -> Iterator[None]:
+    """Say which application a bad setting was read for, and the prefix that targets it."""
+    try:
+        yield
+    except (ValueError, TypeError, ImportError, OSError, EventSourcingError) as error:
+        missing = _missing_module(error) or ""
+        if (
+            isinstance(error, CommandError)
+            or missing.split(".")[0] in EXTRAS
+            or is_transient(error)  # (a database out of reach: not a setting)
+        ):
+            raise
+        names = ", ".join(app_names)
+        prefix = Environment(app_names[0]).create_keys("")[0] if len(app_names) == 1 else ""
+        hint = (
+            f"{prefix}NAME sets NAME for {names} alone"
+            if prefix
+            else ("a setting prefixed with an application's name (DOGSCHOOL_NAME) is for it alone")
+        )
+        raise CommandError(
+            f"{names}: {_one_line(error)} (settings come from the environment; {hint})"
+        ) from error
 
 
 def refuse_in_memory(app: Application) -> None:
@@ -270,7 +297,8 @@ class _ReportingRunner(WorkerRunner):
     reporter: ProgressReporter | None = None
 
     def _construct_apps(self) -> None:
-        super()._construct_apps()
+        with settings_of(self.app_names):
+            super()._construct_apps()
         for app in self.apps.values():
             refuse_in_memory(app)
 

@@ -138,9 +138,21 @@ def test_a_missing_optional_dependency_names_the_extra() -> None:
     assert "keel-eventsourcing[postgres]" in _explained(error)
 
 
-def test_a_bad_setting_is_one_line(env: dict[str, str]) -> None:
-    outcome = result(dict(env, PERSISTENCE_MODULE="no.such.store"), "status", DOGS)
-    assert_one_line_error(outcome, "no.such.store")
+@pytest.mark.parametrize(
+    "settings, says",
+    [
+        ({"PERSISTENCE_MODULE": "no.such.store"}, "no.such.store"),
+        ({"IS_SNAPSHOTTING_ENABLED": "maybe"}, "'maybe'"),
+        ({"PERSISTENCE_MODULE": "eventsourcing.postgres"}, "POSTGRES_DBNAME"),
+    ],
+)
+@pytest.mark.parametrize("command", ["status", "run"])
+def test_a_bad_setting_is_one_line_naming_the_application_and_prefix(
+    env: dict[str, str], settings: dict[str, str], says: str, command: str
+) -> None:
+    outcome = result(dict(env, **settings), command, DOGS)
+    app = "DogSchool" if command == "status" else "Counters"
+    assert_one_line_error(outcome, says, f"{app}:", f"{app.upper()}_NAME")
 
 
 # -- status -------------------------------------------------------------------------
