@@ -529,3 +529,27 @@ def test_progress_without_a_terminal_is_plain_lines(caplog: pytest.LogCaptureFix
     messages = [r.getMessage() for r in caplog.records]
     assert any("50% (500/1000)" in m for m in messages)
     assert any("caught up with DogSchool at 1000" in m for m in messages)
+
+
+def test_status_watch_redraws_in_place_on_a_terminal(env: dict[str, str]) -> None:
+    import pty
+
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eventsourcing", "status", DOGS, "--watch", "--interval", "0.2"],
+        stdout=child,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{TESTS}", **env),
+    )
+    os.close(child)
+    output = b""
+    deadline = time.monotonic() + 30
+    while output.count(b"\x1b[H\x1b[2J") < 3 and time.monotonic() < deadline:
+        output += os.read(main, 4096)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    os.close(main)
+    frames = output.split(b"\x1b[H\x1b[2J")[1:]
+    assert len(frames) >= 3, output
+    assert all(DOGS.encode() + b" at 20" in frame for frame in frames[:3])
+    assert process.returncode == 0
