@@ -22,11 +22,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from eventsourcing._resilience import Backoff
 from eventsourcing.persistence import IntegrityError, OperationalError, new_tracking
 from eventsourcing.utils import EventSourcingError
 
@@ -233,16 +235,24 @@ class WorkerLock:
 def _postgres_lock(datastore: Any, key: str, follower_name: str) -> Any:
     import psycopg
 
-    try:
-        conn = psycopg.connect(**datastore.connect_kwargs())
-        row = conn.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, key)
-        ).fetchone()
-    except psycopg.Error as error:
-        raise OperationalError(
-            f"cannot take the worker lock of {_which(key, follower_name)}: "
-            f"{' '.join(str(error).split())}"
-        ) from error
+    # The store was just reached: a failure now is most likely passing (too many
+    # clients, a restart), so it is tried again for a while, as the store's are.
+    deadline = time.monotonic() + float(getattr(datastore, "retry_timeout", 10.0))
+    backoff = Backoff(first=0.1, cap=2.0)
+    while True:
+        try:
+            conn = psycopg.connect(**datastore.connect_kwargs())
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, key)
+            ).fetchone()
+            break
+        except psycopg.OperationalError as error:
+            if time.monotonic() > deadline:
+                raise OperationalError(
+                    f"cannot take the worker lock of {_which(key, follower_name)}: "
+                    f"{' '.join(str(error).split())}"
+                ) from error
+            time.sleep(backoff.next_delay())
     if not (row and row[0]):
         conn.close()
         raise WorkerAlreadyRunningError(
