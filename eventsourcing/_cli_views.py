@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, TextIO, TypeVar
 
 from eventsourcing._deadletters import PARKED, DeadLetter
+from eventsourcing._layout import WorkerLock, recorded_layouts, worker_key
 from eventsourcing._resilience import is_transient
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.system import System
@@ -49,6 +50,7 @@ class StatusRow:
     lag: int
     parked: int
     last_error: str | None
+    worker: str | None = None  # running or stopped, if asked (status --workers)
 
 
 def status_rows(system: System, apps: dict[str, Any]) -> list[StatusRow]:
@@ -63,9 +65,8 @@ def status_rows(system: System, apps: dict[str, Any]) -> list[StatusRow]:
             for name, position in tracked.items()
             if name == leader_name or name.startswith(leader_name + "[")
         } or {leader_name: 0}
-        letters: list[DeadLetter] = _unless_missing(
-            partial(follower.dead_letters, leader_name), []
-        )
+        _add_missing_partitions(positions, leader_name)
+        letters: list[DeadLetter] = _unless_missing(partial(follower.dead_letters, leader_name), [])
         parked = [letter for letter in letters if letter.status == PARKED]
         for name, position in sorted(positions.items()):
             partition = name[len(leader_name) + 1 : -1] if name != leader_name else None
@@ -88,6 +89,14 @@ def status_rows(system: System, apps: dict[str, Any]) -> list[StatusRow]:
     return rows
 
 
+def _add_missing_partitions(positions: dict[str, int], leader_name: str) -> None:
+    """Show every partition of the recorded layout, also one that recorded nothing yet."""
+    counts = {count for count in recorded_layouts(positions, leader_name).values() if count}
+    for count in counts:
+        for index in range(count):
+            positions.setdefault(f"{leader_name}[{index}/{count}]", 0)
+
+
 def _in_partition(letter: DeadLetter, partition: str | None) -> bool:
     if partition is None:
         return True
@@ -106,12 +115,25 @@ def _error_line(letter: DeadLetter) -> str:
 
 
 def unhealthy(rows: list[StatusRow], max_lag: int | None) -> bool:
-    """Whether a follower has parked events, or lags more than ``max_lag``."""
-    return any(row.parked or (max_lag is not None and row.lag > max_lag) for row in rows)
+    """Whether a follower has parked events, lags more than ``max_lag``, or has no
+    worker running (if that was checked)."""
+    return any(
+        row.parked or row.worker == "stopped" or (max_lag is not None and row.lag > max_lag)
+        for row in rows
+    )
+
+
+def check_workers(rows: list[StatusRow], apps: dict[str, Any]) -> None:
+    """Set each row's ``worker``: whether a worker holds its lock now (seen, not taken)."""
+    for row in rows:
+        running = WorkerLock.is_running(apps[row.follower], worker_key(row.follower, row.partition))
+        row.worker = None if running is None else ("running" if running else "stopped")
 
 
 def format_status(rows: list[StatusRow]) -> str:
-    header = ("follower", "follows", "position", "last id", "parked", "lag")
+    with_workers = any(row.worker is not None for row in rows)
+    header: tuple[str, ...] = ("follower", "follows", "position", "last id", "parked")
+    header += ("worker", "lag") if with_workers else ("lag",)
     table = [header] + [
         (
             row.follower + ("" if row.partition is None else f"[{row.partition}]"),
@@ -119,6 +141,7 @@ def format_status(rows: list[StatusRow]) -> str:
             str(row.position),
             str(row.last_id),
             str(row.parked),
+            *((row.worker or "-",) if with_workers else ()),
             str(row.lag),
         )
         for row in rows

@@ -212,6 +212,23 @@ class WorkerLock:
         elif getattr(datastore, "db_name", None) and not getattr(datastore, "is_memory", True):
             self._held.append(_file_lock(str(datastore.db_name), key, follower.name))
 
+    @staticmethod
+    def is_running(follower: Any, key: str) -> bool | None:
+        """Whether a worker holds ``key`` now, seen without taking it (None: this store
+        has no worker locks). For ``status``: it reads only."""
+        datastore: Any = getattr(follower.factory, "datastore", None)
+        if hasattr(datastore, "connect_kwargs"):
+            return bool(
+                datastore.run(
+                    lambda conn: conn.execute(_HELD_SQL, (_LOCK_CLASS, key)).fetchone()[0],
+                    what=f"Reading the worker lock of {_which(key, follower.name)}",
+                    transaction=False,
+                )
+            )
+        if getattr(datastore, "db_name", None) and not getattr(datastore, "is_memory", True):
+            return _file_lock_held(_lock_path(str(datastore.db_name), key))
+        return None
+
     def is_held_elsewhere(self, follower: Any, key: str) -> bool:
         """Whether another process holds ``key`` now (taken and let go at once, if not)."""
         probe = WorkerLock()
@@ -265,20 +282,50 @@ def _postgres_lock(datastore: Any, key: str, follower_name: str) -> Any:
 _LOCK_CLASS = 0x6B65656C  # our advisory locks' first key ("keel")
 
 
+# Whether a session holds the two-key advisory lock (objid is the hash as an oid).
+_HELD_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND classid = %s::bigint::oid AND objsubid = 2 "
+    "AND objid = (hashtext(%s)::bigint & 4294967295)::oid)"
+)
+
+
+def _lock_path(db_name: str, key: str) -> str:
+    return f"{db_name}.{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.lock"
+
+
+def _file_lock_held(path: str) -> bool:
+    import fcntl
+
+    if not os.path.exists(path):
+        return False  # (no worker ever ran it here: nothing is made to find out)
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def _file_lock(db_name: str, key: str, follower_name: str) -> Any:
     import fcntl
 
-    path = f"{db_name}.{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.lock"
+    path = _lock_path(db_name, key)
     handle = open(path, "a")  # noqa: SIM115 (held open for the worker's life)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    # A few tries: ``status`` may be looking at the lock for an instant.
+    for attempt in range(5):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except OSError:
+            time.sleep(0.05 * (attempt + 1))
+    else:
         handle.close()
         raise WorkerAlreadyRunningError(
             f"another worker already runs {_which(key, follower_name)} on {db_name} "
             f"(it holds {os.path.basename(path)}): stop it first"
-        ) from None
-    return handle
+        )
 
 
 def _which(key: str, follower_name: str) -> str:

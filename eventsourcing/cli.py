@@ -27,6 +27,7 @@ from typing import Any
 from eventsourcing import __distribution__, __version__
 from eventsourcing._cli_views import (
     ProgressReporter,
+    check_workers,
     dead_letter_rows,
     format_dead_letters,
     format_status,
@@ -143,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     status_parser.add_argument("--json", action="store_true", help="as JSON")
     status_parser.add_argument(
         "--max-lag", type=lag_limit, help="exit 1 if a follower lags more than this"
+    )
+    status_parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="also show whether a worker runs each follower (exit 1 if one does not)",
     )
     status_parser.add_argument("--watch", action="store_true", help="repeat until interrupted")
     status_parser.add_argument(
@@ -352,12 +358,19 @@ def status(args: argparse.Namespace) -> int:
     apps = construct_apps(system, list(system.nodes), read_only=True)
     try:
         if not args.watch:
-            rows = status_rows(system, apps)
+            rows = _status_rows(system, apps, args)
             print(status_as_json(rows) if args.json else format_status(rows))
             return EXIT_FAILED if unhealthy(rows, args.max_lag) else 0
         return _watch(system, apps, args)
     finally:
         close_apps(apps)
+
+
+def _status_rows(system: System, apps: dict[str, Any], args: argparse.Namespace) -> Any:
+    rows = status_rows(system, apps)
+    if args.workers:
+        check_workers(rows, apps)
+    return rows
 
 
 def _watch(system: System, apps: dict[str, Any], args: argparse.Namespace) -> int:
@@ -368,7 +381,7 @@ def _watch(system: System, apps: dict[str, Any], args: argparse.Namespace) -> in
         while True:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             try:
-                rows = status_rows(system, apps)
+                rows = _status_rows(system, apps, args)
                 text = status_as_json(rows) if args.json else format_status(rows)
             except Exception as error:
                 if not is_transient(error):

@@ -553,3 +553,41 @@ def test_status_watch_redraws_in_place_on_a_terminal(env: dict[str, str]) -> Non
     assert len(frames) >= 3, output
     assert all(DOGS.encode() + b" at 20" in frame for frame in frames[:3])
     assert process.returncode == 0
+
+
+def test_status_workers_shows_which_partition_has_no_worker(env: dict[str, str]) -> None:
+    workers = {
+        k: cli(env, "run", DOGS, "--partition", f"{k}/2", "--poll-interval", "0.2") for k in (0, 1)
+    }
+    try:
+        stream(env, 40)
+        wait_caught_up(env, rows=2)
+        running = result(env, "status", DOGS, "--workers", "--json")
+        assert running.returncode == 0, running.stdout
+        assert [r["worker"] for r in json.loads(running.stdout)["followers"]] == ["running"] * 2
+        stop(workers.pop(1))
+        outcome = result(env, "status", DOGS, "--workers")
+        assert outcome.returncode == 1, outcome.stdout
+        lines = outcome.stdout.splitlines()
+        assert lines[0].split()[-2:] == ["worker", "lag"]
+        assert "running" in lines[1] and "Counters[0/2]" in lines[1]
+        assert "stopped" in lines[2] and "Counters[1/2]" in lines[2]
+        assert result(env, "status", DOGS).returncode == 0  # not asked: not checked
+    finally:
+        for worker in workers.values():
+            stop(worker)
+
+
+def test_status_shows_a_partition_that_recorded_nothing_yet(env: dict[str, str]) -> None:
+    worker = cli(env, "run", DOGS, "--partition", "0/2", "--poll-interval", "0.2")
+    try:
+        stream(env, 40)
+        deadline = time.monotonic() + 60
+        while True:
+            rows = json.loads(result(env, "status", DOGS, "--json").stdout)["followers"]
+            if rows[0]["lag"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert [(r["partition"], r["lag"] > 0) for r in rows] == [("0/2", False), ("1/2", True)]
+    finally:
+        stop(worker)

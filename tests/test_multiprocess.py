@@ -153,3 +153,23 @@ def test_progress_bar_draws_on_one_line() -> None:
     assert bar_line("Counters <- DogSchool", 0, 1000, 1000, width=10) == (
         "Counters <- DogSchool [##########] 100% 1000/1000"
     )
+
+
+def test_status_workers_sees_the_advisory_lock_of_a_running_worker(
+    pg_env: dict[str, str],
+) -> None:
+    import json
+
+    worker = cli(pg_env, "run", SYSTEM, "--app", "Counters", "--poll-interval", "0.2")
+    try:
+        stream_commands(pg_env, kill_at={})
+        wait_for_zero_lag(pg_env, rows=1)
+        outcome = cli_result(pg_env, "status", SYSTEM, "--workers", "--json")
+        assert outcome.returncode == 0, outcome.stderr
+        assert json.loads(outcome.stdout)["followers"][0]["worker"] == "running"
+        second = cli_result(pg_env, "run", SYSTEM, "--app", "Counters")
+        assert second.returncode == 2 and "already runs Counters" in second.stderr
+    finally:
+        stop(worker)
+    outcome = cli_result(pg_env, "status", SYSTEM, "--workers")
+    assert outcome.returncode == 1 and "stopped" in outcome.stdout
