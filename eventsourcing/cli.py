@@ -429,31 +429,48 @@ def dead_letters_retry(args: argparse.Namespace) -> int:
     apps = construct_apps(system, list(dict.fromkeys([*names, *leaders])))
     failures = 0
     try:
-        for name in names:
+        targets = _retry_targets(system, apps, names, args.id)
+        for name, leader in targets:
             follower: Follower = apps[name]
-            for leader in system.follows[name]:
-                follower.follow(leader, apps[leader].notification_log)
-            for leader in system.follows[name]:
-                letter_id = args.id
-                if letter_id is not None and not any(
-                    letter.id == letter_id for letter in follower.dead_letters(leader)
-                ):
-                    continue
-                done, failed = follower.retry_dead_letters(leader, letter_id)
-                for letter in done:
-                    print(
-                        f"{name}: retried dead letter {letter.id} "
-                        f"(notification {letter.notification_id} of {leader})"
-                    )
-                for letter in failed:
-                    print(
-                        f"{name}: dead letter {letter.id} failed again: "
-                        f"{letter.error_type}: {_one_line_text(letter.error_message)}"
-                    )
-                failures += len(failed)
+            follower.follow(leader, apps[leader].notification_log)
+            done, failed = follower.retry_dead_letters(leader, args.id)
+            for letter in done:
+                print(
+                    f"{name}: retried dead letter {letter.id} "
+                    f"(notification {letter.notification_id} of {leader})"
+                )
+            for letter in failed:
+                print(
+                    f"{name}: dead letter {letter.id} failed again: "
+                    f"{letter.error_type}: {_one_line_text(letter.error_message)}"
+                )
+            failures += len(failed)
         return EXIT_FAILED if failures else 0
     finally:
         close_apps(apps)
+
+
+def _retry_targets(
+    system: System, apps: dict[str, Any], names: list[str], letter_id: int | None
+) -> list[tuple[str, str]]:
+    """(follower, leader) pairs to retry: all, or the one holding dead letter ``letter_id``
+    (whose ids are a follower's own: --app tells which follower's, if several have it)."""
+    pairs = [(name, leader) for name in names for leader in system.follows[name]]
+    if letter_id is None:
+        return pairs
+    holding = [
+        (name, leader)
+        for name, leader in pairs
+        if any(letter.id == letter_id for letter in apps[name].dead_letters(leader))
+    ]
+    if not holding:
+        raise CommandError(f"no dead letter {letter_id} of {', '.join(names)}")
+    if len({name for name, _ in holding}) > 1:
+        raise CommandError(
+            f"dead letter {letter_id} is in several followers' tables "
+            f"({', '.join(name for name, _ in holding)}): say which with --app"
+        )
+    return holding
 
 
 def dead_letters_skip(args: argparse.Namespace) -> int:

@@ -258,6 +258,13 @@ def test_dead_letters_list_retry_and_skip(env: dict[str, str]) -> None:
     assert_one_line_error(skipped, "retried, not parked")
 
 
+def test_dead_letters_retry_of_an_unknown_id_says_so(env: dict[str, str]) -> None:
+    make_parked(env)
+    assert_one_line_error(
+        result(env, "dead-letters", "retry", POISON, "--id", "99"), "no dead letter 99"
+    )
+
+
 def test_dead_letters_skip(env: dict[str, str]) -> None:
     make_parked(env)
     outcome = result(env, "dead-letters", "skip", POISON, "--app", "Counters", "--id", "1")
