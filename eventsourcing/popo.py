@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from eventsourcing._deadletters import POPODeadLetters
 from eventsourcing.persistence import (
     ORIGINATOR_ID_TYPE,
     AggregateRecorder,
@@ -324,7 +325,7 @@ class POPOApplicationRecorder(POPOAggregateRecorder, ApplicationRecorder):
             return len(self._notifications) or None
 
 
-class POPOProcessRecorder(POPOApplicationRecorder, ProcessRecorder):
+class POPOProcessRecorder(POPODeadLetters, POPOApplicationRecorder, ProcessRecorder):
     def __init__(self, originator_id_type: type | None = None) -> None:
         super().__init__(originator_id_type)
         self._positions: dict[str, int] = {}

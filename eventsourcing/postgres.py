@@ -49,6 +49,7 @@ from psycopg import sql
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from eventsourcing._deadletters_postgres import PostgresDeadLetters
 from eventsourcing._postgres_commits import (
     CommitLayout,
     Notifier,
@@ -1223,7 +1224,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         )
 
 
-class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
+class PostgresProcessRecorder(PostgresDeadLetters, PostgresApplicationRecorder, ProcessRecorder):
     """Also records, per upstream application, the position processed in its log.
 
     Our tracking table holds a row per upstream application, moved by each write.

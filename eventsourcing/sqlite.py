@@ -32,6 +32,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID, SafeUUID
 
+from eventsourcing._deadletters import SQLiteDeadLetters
 from eventsourcing._retry import Outage, Retry
 from eventsourcing._sqlite_group import GroupCommit
 from eventsourcing.persistence import (
@@ -785,7 +786,7 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
         )
 
 
-class SQLiteProcessRecorder(SQLiteApplicationRecorder, ProcessRecorder):
+class SQLiteProcessRecorder(SQLiteDeadLetters, SQLiteApplicationRecorder, ProcessRecorder):
     """Also records, per upstream application, the position processed in its log.
 
     In the text layout a tracking table may hold a row per processed position

@@ -119,4 +119,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's classes, not copies made in __main__: the events this
+    # stores then name topics (examples.dogschool:...) that workers can resolve later
+    # (eventsourcing run examples.dogschool:system), on a database the demo wrote.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from examples.dogschool import main as module_main
+
+    sys.exit(module_main())

@@ -57,6 +57,9 @@ class Audit(ProcessApplication):
         processing_event.collect_events(Dog(f"audit-{domain_event.originator_version}"))
 
 
+STOP_ON_ERROR = {"FOLLOWER_ON_ERROR": "stop"}
+
+
 def dog_system() -> System:
     return System(pipes=[[DogSchool, Counters]])
 
@@ -136,7 +139,8 @@ def test_runner_cannot_start_twice() -> None:
 
 
 def test_policy_error_surfaces_and_records_nothing_of_that_event() -> None:
-    with SingleThreadedRunner(dog_system()) as runner:
+    # (FOLLOWER_ON_ERROR=stop: the follower stops at the event, as it did before parking.)
+    with SingleThreadedRunner(dog_system(), env=STOP_ON_ERROR) as runner:
         school = runner.get(DogSchool)
         counters = runner.get(Counters)
         dog_id = school.register_dog("Fido")
@@ -160,7 +164,7 @@ def test_events_before_a_failing_one_in_a_batch_are_recorded() -> None:
     school.add_trick(dog_id, "beg")
     school.add_trick(dog_id, "explode")
     school.add_trick(dog_id, "roll")
-    counters = Counters()
+    counters = Counters(env=STOP_ON_ERROR)
     counters.follow("DogSchool", school.notification_log)
     with pytest.raises(EventProcessingError):
         counters.pull_and_process("DogSchool")
@@ -178,7 +182,7 @@ def test_a_conflict_recording_the_events_before_a_failing_one_is_retried() -> No
     dog_id = school.register_dog("Fido")
     for trick in ("sit", "beg", "explode", "roll"):
         school.add_trick(dog_id, trick)
-    counters = Counters()
+    counters = Counters(env=STOP_ON_ERROR)
     counters.follow("DogSchool", school.notification_log)
     insert_events = counters.recorder.insert_events
     conflicts = []
@@ -279,7 +283,7 @@ def test_multi_threaded_runner_wakes_the_follower_at_once() -> None:
 
 
 def test_multi_threaded_runner_reports_a_policy_error_on_the_callers_side() -> None:
-    runner = MultiThreadedRunner(dog_system())
+    runner = MultiThreadedRunner(dog_system(), env=STOP_ON_ERROR)
     runner.start()
     school = runner.get(DogSchool)
     dog_id = school.register_dog("Fido")
@@ -297,7 +301,7 @@ def test_multi_threaded_runner_reports_a_policy_error_on_the_callers_side() -> N
 
 
 def test_wait_raises_a_follower_error() -> None:
-    runner = MultiThreadedRunner(dog_system())
+    runner = MultiThreadedRunner(dog_system(), env=STOP_ON_ERROR)
     runner.start()
     school = runner.get(DogSchool)
     school.add_trick(school.register_dog("Fido"), "explode")

@@ -146,14 +146,31 @@ def test_multi_process_runner(pg_env: dict[str, str]) -> None:
 
 
 def test_progress_bar_draws_on_one_line() -> None:
-    import io
+    from eventsourcing._cli_views import bar_line
 
-    from eventsourcing.cli import _ProgressBar
+    assert bar_line("Counters <- DogSchool", 0, 1000, 500, width=10) == (
+        "Counters <- DogSchool [#####     ]  50% 500/1000"
+    )
+    assert bar_line("Counters <- DogSchool", 0, 1000, 1000, width=10) == (
+        "Counters <- DogSchool [##########] 100% 1000/1000"
+    )
 
-    stream = io.StringIO()
-    bar = _ProgressBar("Counters <- DogSchool", 0, 1000, stream, width=10)
-    bar.update(500)
-    bar.update(1000)
-    drawn = stream.getvalue().split("\r")
-    assert drawn[1] == "Counters <- DogSchool [#####     ]  50% 500/1000"
-    assert drawn[2] == "Counters <- DogSchool [##########] 100% 1000/1000\n"
+
+def test_status_workers_sees_the_advisory_lock_of_a_running_worker(
+    pg_env: dict[str, str],
+) -> None:
+    import json
+
+    worker = cli(pg_env, "run", SYSTEM, "--app", "Counters", "--poll-interval", "0.2")
+    try:
+        stream_commands(pg_env, kill_at={})
+        wait_for_zero_lag(pg_env, rows=1)
+        outcome = cli_result(pg_env, "status", SYSTEM, "--workers", "--json")
+        assert outcome.returncode == 0, outcome.stderr
+        assert json.loads(outcome.stdout)["followers"][0]["worker"] == "running"
+        second = cli_result(pg_env, "run", SYSTEM, "--app", "Counters")
+        assert second.returncode == 2 and "already runs Counters" in second.stderr
+    finally:
+        stop(worker)
+    outcome = cli_result(pg_env, "status", SYSTEM, "--workers")
+    assert outcome.returncode == 1 and "stopped" in outcome.stdout
