@@ -111,6 +111,7 @@ def test_follower_thread_rides_out_a_sqlite_lock_held_past_its_timeout(
         "SQLITE_DBNAME": str(db),
         "SQLITE_LOCK_TIMEOUT": "0.2",
         "DOGSCHOOL_SQLITE_LOCK_TIMEOUT": "30",  # commands wait; the follower meets the lock
+        "SQLITE_RETRY_TIMEOUT": "0",  # the store gives up at once: the follower rides it out
     }
     with MultiThreadedRunner(system, env=env) as runner:
         school = runner.get(DogSchool)
