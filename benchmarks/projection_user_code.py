@@ -4,6 +4,7 @@ process."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from psycopg.sql import SQL, Identifier
@@ -52,10 +53,11 @@ class SQLiteCounts(SQLiteTrackingRecorder):
 
     def count(self, names: list[str], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as c:
-            for name in names:
+            for name, n in Counter(names).items():  # (one upsert per name in a batch)
                 c.execute(
-                    "INSERT INTO counts VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET n = n + 1",
-                    (name,),
+                    "INSERT INTO counts VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET n = n + excluded.n",
+                    (name, n),
                 )
             self._insert_tracking(c, tracking)
 
@@ -68,13 +70,14 @@ class PostgresCounts(PostgresTrackingRecorder):
             SQL("CREATE TABLE IF NOT EXISTS {0}.{1} (name text PRIMARY KEY, n int)").format(*table)
         )
         self.increment = SQL(
-            "INSERT INTO {0}.{1} VALUES (%s, 1) ON CONFLICT (name) DO UPDATE SET n = {1}.n + 1"
+            "INSERT INTO {0}.{1} VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET n = {1}.n + EXCLUDED.n"
         ).format(*table)
 
     def count(self, names: list[str], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            for name in names:
-                curs.execute(query=self.increment, params=(name,), prepare=True)
+            for name, n in Counter(names).items():  # (one upsert per name in a batch)
+                curs.execute(query=self.increment, params=(name, n), prepare=True)
             self._insert_tracking(curs, tracking)
 
 

@@ -2,6 +2,7 @@
 
     python -m eventsourcing._projection_cli run --projection PACKAGE.MODULE:CLASS ...
     python -m eventsourcing._projection_cli status --projection PACKAGE.MODULE:CLASS ...
+    python -m eventsourcing._projection_cli rebuild --projection ... [--from-scratch [--yes]]
 
 (``eventsourcing run``/``status`` hand their ``--projection`` options here: see
 ``add_run_arguments``, ``run_projections`` and ``projection_status_rows``.)
@@ -244,16 +245,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_projection_arguments(status_parser)
     status_parser.add_argument("--watch", action="store_true", help="repeat until interrupted")
     status_parser.add_argument("--interval", type=float, default=2.0, help="seconds (--watch)")
+    rebuild_parser = commands.add_parser(
+        "rebuild", help="rebuild a view without downtime (PostgreSQL, a schema of its own)"
+    )
+    add_projection_arguments(rebuild_parser)
+    rebuild_parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="instead, destroy the view (asks first) for its runner to rebuild from the start",
+    )
+    rebuild_parser.add_argument("--yes", action="store_true", help="do not ask (--from-scratch)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
     try:
         specs = specs_from(args)
         if args.command == "run":
             return run_projections(specs)
+        if args.command == "rebuild":
+            return _rebuild(specs, args.from_scratch, args.yes)
         return _show_status(specs, args.watch, args.interval, print)
     except (ProjectionSpecError, PersistenceError, OSError, ValueError) as error:
         print(f"eventsourcing: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _rebuild(specs: Sequence[ProjectionSpec], from_scratch: bool, yes: bool) -> int:
+    from eventsourcing._projection_rebuild import rebuild_projection, reset_projection
+
+    for spec in specs:
+        if from_scratch:
+            confirm = (lambda question: True) if yes else None
+            if not reset_projection(spec, confirm=confirm):
+                logger.info("left the view of %s as it is", spec.name)
+                return EXIT_FAILED
+            logger.info("destroyed the view of %s: its runner rebuilds it", spec.name)
+        else:
+            position = rebuild_projection(spec)
+            logger.info("rebuilt the view of %s (at %d)", spec.name, position)
+    return 0
 
 
 def _show_status(

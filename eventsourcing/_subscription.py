@@ -282,10 +282,3 @@ class ListenNotifySubscription(Subscription):
         if stop is not None:
             self._stop_listening.append(stop)
         self._stop_listening.append(listen_in_process(self._recorder, callback))
-
-
-class InProcessSubscription(ListenNotifySubscription):
-    """For stores written only through recorder objects of this process: woken by
-    the recorder's inserts, and every ``poll_interval`` reads anyway."""
-
-    poll_interval = 0.005

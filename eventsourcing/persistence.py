@@ -28,7 +28,6 @@ from uuid import UUID
 from eventsourcing._subscription import BackoffWaker as BackoffWaker
 from eventsourcing._subscription import Beacon as Beacon
 from eventsourcing._subscription import BeaconWaker as BeaconWaker
-from eventsourcing._subscription import InProcessSubscription as InProcessSubscription
 from eventsourcing._subscription import ListenNotifySubscription as ListenNotifySubscription
 from eventsourcing._subscription import Subscription as Subscription
 from eventsourcing._subscription import Waker as Waker

@@ -351,6 +351,18 @@ class ProjectionRunner(
     def __enter__(self) -> ProjectionRunner[TApplication, TTrackingRecorder]:
         return self
 
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc_val, exc_tb)
+        finally:
+            # The view's connections (a pool of them on PostgreSQL) are the runner's.
+            self.view_factory.close()
+
 
 class EventSourcedProjectionRunner(
     BaseProjectionRunner[TApplication], Generic[TApplication, TEventSourcedProjection]

@@ -1059,26 +1059,31 @@ class _CommitWatch:
         self._lock = threading.Lock()
         self._version = self._data_version()
 
-    def _data_version(self) -> int:
-        if self._conn is None:
-            return 0
+    def _data_version(self) -> int | None:
+        """The database's data version (None once closed, or in memory)."""
         with self._lock:
+            if self._conn is None:
+                return None
             (version,) = self._conn.execute("PRAGMA data_version").fetchone()
         return int(version)
 
     def changed(self) -> bool:
-        if self._conn is None:
-            return True  # (a look at the table itself is cheap in memory)
+        """Whether another connection committed since the last call (True if it cannot tell:
+        in memory, where a look at the table itself is cheap, or once closed)."""
         version = self._data_version()
+        if version is None:
+            return True
         if version == self._version:
             return False
         self._version = version
         return True
 
     def close(self) -> None:
-        if self._conn is not None:
-            with self._lock:
+        # (Maybe from another thread, while the reader looks: under the lock.)
+        with self._lock:
+            if self._conn is not None:
                 self._conn.close()
+                self._conn = None
 
 
 _beacons: dict[tuple[str, str], Beacon] = {}

@@ -15,7 +15,7 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.cipher import AESCipher
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, InterfaceError, Tracking
 from eventsourcing.projection import (
     ApplicationSubscription,
     EventSourcedProjection,
@@ -300,3 +300,16 @@ def test_leaving_the_runner_ends_its_thread(
         env=persistence_env,
     ) as runner:
         runner.app.register_dog("Billy")
+
+
+def test_leaving_the_runner_closes_the_views_connections(tmp_path: Path) -> None:
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "x.db")}
+    with ProjectionRunner(
+        application_class=DogSchool,
+        projection_class=CountProjection,
+        view_class=VIEWS["eventsourcing.sqlite"],
+        env=env,
+    ) as runner:
+        runner.wait(runner.app.register_dog("Billy"), timeout=10)
+    with pytest.raises(InterfaceError, match="closed"):
+        runner.view.max_tracking_id("DogSchool")
