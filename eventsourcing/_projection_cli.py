@@ -1,11 +1,11 @@
-"""Projections on the command line: run them where followers run, and show their lag.
+"""Projections on the command line: the ``--projection`` side of ``eventsourcing``.
 
-    python -m eventsourcing._projection_cli run --projection PACKAGE.MODULE:CLASS ...
-    python -m eventsourcing._projection_cli status --projection PACKAGE.MODULE:CLASS ...
-    python -m eventsourcing._projection_cli rebuild --projection ... [--from-scratch [--yes]]
+    eventsourcing run --projection PACKAGE.MODULE:CLASS [--application ...] [--view ...]
+    eventsourcing status --projection PACKAGE.MODULE:CLASS ... [--watch]
+    eventsourcing rebuild --projection PACKAGE.MODULE:CLASS [--from-scratch [--yes]]
 
-(``eventsourcing run``/``status`` hand their ``--projection`` options here: see
-``add_run_arguments``, ``run_projections`` and ``projection_status_rows``.)
+(``eventsourcing.cli`` parses the command and hands projections here: see
+``add_projection_arguments``, ``run_projections``, ``show_status`` and ``rebuild``.)
 
 A projection names what it needs in class attributes: a ``Projection`` subclass
 its ``application_class`` and ``view_class``, an ``EventSourcedProjection``
@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import InfrastructureFactory, PersistenceError
+from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import (
     BaseProjectionRunner,
     EventSourcedProjection,
@@ -236,40 +236,7 @@ def specs_from(args: argparse.Namespace) -> list[ProjectionSpec]:
     return [load_projection(topic, args.application, args.view) for topic in args.projection]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="eventsourcing", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run projections until stopped")
-    add_projection_arguments(run_parser)
-    status_parser = commands.add_parser("status", help="show each projection's position and lag")
-    add_projection_arguments(status_parser)
-    status_parser.add_argument("--watch", action="store_true", help="repeat until interrupted")
-    status_parser.add_argument("--interval", type=float, default=2.0, help="seconds (--watch)")
-    rebuild_parser = commands.add_parser(
-        "rebuild", help="rebuild a view without downtime (PostgreSQL, a schema of its own)"
-    )
-    add_projection_arguments(rebuild_parser)
-    rebuild_parser.add_argument(
-        "--from-scratch",
-        action="store_true",
-        help="instead, destroy the view (asks first) for its runner to rebuild from the start",
-    )
-    rebuild_parser.add_argument("--yes", action="store_true", help="do not ask (--from-scratch)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
-    try:
-        specs = specs_from(args)
-        if args.command == "run":
-            return run_projections(specs)
-        if args.command == "rebuild":
-            return _rebuild(specs, args.from_scratch, args.yes)
-        return _show_status(specs, args.watch, args.interval, print)
-    except (ProjectionSpecError, PersistenceError, OSError, ValueError) as error:
-        print(f"eventsourcing: error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-def _rebuild(specs: Sequence[ProjectionSpec], from_scratch: bool, yes: bool) -> int:
+def rebuild(specs: Sequence[ProjectionSpec], from_scratch: bool, yes: bool) -> int:
     from eventsourcing._projection_rebuild import rebuild_projection, reset_projection
 
     for spec in specs:
@@ -285,7 +252,7 @@ def _rebuild(specs: Sequence[ProjectionSpec], from_scratch: bool, yes: bool) -> 
     return 0
 
 
-def _show_status(
+def show_status(
     specs: Sequence[ProjectionSpec], watch: bool, interval: float, out: Callable[[str], None]
 ) -> int:
     while True:
@@ -301,6 +268,3 @@ def _show_status(
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
-
-if __name__ == "__main__":
-    sys.exit(main())

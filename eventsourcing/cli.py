@@ -3,6 +3,8 @@
     eventsourcing run PACKAGE.MODULE:SYSTEM [--app NAME ...] [--partition K/N] [--repartition]
     eventsourcing status PACKAGE.MODULE:SYSTEM [--json] [--max-lag N] [--watch]
     eventsourcing dead-letters list|retry|skip PACKAGE.MODULE:SYSTEM [--app NAME] [--id ID]
+    eventsourcing run|status --projection PACKAGE.MODULE:CLASS [--application ...] [--view ...]
+    eventsourcing rebuild --projection PACKAGE.MODULE:CLASS [--from-scratch [--yes]]
 
 Settings (PERSISTENCE_MODULE, POSTGRES_*, ...) come from the environment. Every
 process pointed at the same database works on the same system, on any machine.
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing import __distribution__, __version__
+from eventsourcing import _projection_cli as projections
 from eventsourcing._cli_views import (
     ProgressReporter,
     check_workers,
@@ -61,7 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command: Callable[[argparse.Namespace], int] = args.handler
         return command(args)
-    except (CommandError, EventSourcingError, OSError, ValueError, ImportError) as error:
+    except (
+        CommandError,
+        projections.ProjectionSpecError,
+        EventSourcingError,
+        OSError,
+        ValueError,
+        ImportError,
+    ) as error:
         print(f"eventsourcing: error: {_explained(error)}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -114,10 +124,17 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
     common.add_argument("system", help="where the System is: PACKAGE.MODULE:NAME")
+    # run and status take a system, or projections (--projection) instead.
+    system_or_projections = argparse.ArgumentParser(add_help=False)
+    system_or_projections.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+    system_or_projections.add_argument(
+        "system", nargs="?", help="where the System is: PACKAGE.MODULE:NAME"
+    )
+    projections.add_projection_arguments(system_or_projections)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run_parser = commands.add_parser(
-        "run", parents=[common], help="run followers of a system until stopped"
+        "run", parents=[system_or_projections], help="run followers of a system until stopped"
     )
     run_parser.add_argument(
         "--app", action="append", help="a follower to run (repeatable; default: all)"
@@ -139,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.set_defaults(handler=run)
 
     status_parser = commands.add_parser(
-        "status", parents=[common], help="show each follower's position, lag and parked events"
+        "status",
+        parents=[system_or_projections],
+        help="show each follower's position, lag and parked events",
     )
     status_parser.add_argument("--json", action="store_true", help="as JSON")
     status_parser.add_argument(
@@ -155,6 +174,19 @@ def _parser() -> argparse.ArgumentParser:
         "--interval", type=positive_number, default=2.0, help="seconds between (--watch)"
     )
     status_parser.set_defaults(handler=status)
+
+    rebuild_parser = commands.add_parser(
+        "rebuild", help="rebuild a projection's view without downtime (PostgreSQL)"
+    )
+    rebuild_parser.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+    projections.add_projection_arguments(rebuild_parser)
+    rebuild_parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="instead, destroy the view (asks first) for its runner to rebuild from the start",
+    )
+    rebuild_parser.add_argument("--yes", action="store_true", help="do not ask (--from-scratch)")
+    rebuild_parser.set_defaults(handler=rebuild)
 
     letters = commands.add_parser("dead-letters", help="list, retry or skip parked events")
     actions = letters.add_subparsers(dest="action", required=True)
@@ -313,7 +345,21 @@ class _ReportingRunner(WorkerRunner):
             self.reporter.update(follower.name, leader_name, position)
 
 
+def _wants_projections(args: argparse.Namespace) -> bool:
+    """Whether run or status was given projections (--projection) rather than a system."""
+    if args.projection and args.system:
+        raise CommandError("name a system or projections (--projection), not both")
+    if not args.projection and not args.system:
+        raise CommandError(
+            "name a system (PACKAGE.MODULE:NAME) "
+            "or a projection (--projection PACKAGE.MODULE:CLASS)"
+        )
+    return bool(args.projection)
+
+
 def run(args: argparse.Namespace) -> int:
+    if _wants_projections(args):
+        return projections.run_projections(projections.specs_from(args))
     system = load_system(args.system)
     partition: Partition | None = args.partition
     runner = _ReportingRunner(
@@ -350,10 +396,17 @@ def _worker_name(names: Sequence[str], partition: Partition | None) -> str:
     return f"{'+'.join(names)} worker{'' if partition is None else f' {partition}'}"
 
 
+def rebuild(args: argparse.Namespace) -> int:
+    return projections.rebuild(projections.specs_from(args), args.from_scratch, args.yes)
+
+
 # -- status -----------------------------------------------------------------------
 
 
 def status(args: argparse.Namespace) -> int:
+    if _wants_projections(args):
+        specs = projections.specs_from(args)
+        return projections.show_status(specs, args.watch, args.interval, print)
     system = load_system(args.system)
     apps = construct_apps(system, list(system.nodes), read_only=True)
     try:

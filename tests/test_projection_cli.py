@@ -1,4 +1,4 @@
-"""Projections on the command line (eventsourcing._projection_cli): naming them,
+"""Projections on the command line (eventsourcing run|status --projection): naming them,
 running them until SIGTERM, and their position and lag."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from eventsourcing._projection_cli import (
     ProjectionSpecError,
     load_projection,
-    main,
     projection_status_rows,
 )
+from eventsourcing.cli import main
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 from tests.projection_views import CountProjection, DogSchool, SQLiteTrickCounts, TrickCounts
@@ -100,7 +100,7 @@ def test_run_until_sigterm_then_status_shows_no_lag(
         [
             sys.executable,
             "-m",
-            "eventsourcing._projection_cli",
+            "eventsourcing",
             "run",
             "--projection",
             f"{HERE}:CliCounts",
@@ -128,3 +128,6 @@ def test_a_bad_projection_is_one_line_and_exit_status_2(
     assert main(["status", "--projection", f"{HERE}:Unfinished"]) == 2
     assert "names no view_class" in capsys.readouterr().err
     assert main(["run"]) == 2
+    assert "name a system" in capsys.readouterr().err
+    assert main(["run", "tests.cli_poison_system:system", "--projection", f"{HERE}:CliCounts"]) == 2
+    assert "not both" in capsys.readouterr().err
