@@ -199,7 +199,7 @@ def test_reset_refuses_a_view_sharing_the_applications_database(tmp_path: Path) 
 
 
 def test_rebuild_from_the_command_line(postgres_env: dict[str, str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from eventsourcing._projection_cli import main
+    from eventsourcing.cli import main
 
     env = dict(
         postgres_env,
