@@ -150,7 +150,9 @@ def test_writes_that_cannot_have_the_lock_in_time_all_fail_and_later_writes_work
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "group.db"
-    recorder = _recorder(path, lock_timeout=0.3)
+    # (A locked database is retried until the retry timeout: that too must end before
+    # the lock is let go, else the writes would wait for it and succeed.)
+    recorder = _recorder(path, lock_timeout=0.3, retry_timeout=1.0)
     outcomes: list[Any] = []
 
     def save() -> None:
