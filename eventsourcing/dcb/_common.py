@@ -125,16 +125,10 @@ def condition_failed(condition: DCBAppendCondition | None) -> IntegrityError:
 
 
 def item_matches(item: DCBQueryItem, event_type: str, event_tags: Iterable[str]) -> bool:
+    """Whether an event of this type with these tags matches the query item."""
     if item.types and event_type not in item.types:
         return False
     return set(item.tags).issubset(event_tags)
-
-
-def query_matches(items: Sequence[DCBQueryItem], event_type: str, event_tags: list[str]) -> bool:
-    if not items:
-        return True
-    tags = set(event_tags)
-    return any(item_matches(item, event_type, tags) for item in items)
 
 
 def match_all(items: Sequence[DCBQueryItem]) -> bool:

@@ -109,7 +109,9 @@ def _lock_key(table: str, kind: str, name: str) -> int:
 class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
     """Records DCB events in PostgreSQL, tags in a table of their own."""
 
-    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "dcb_events"):
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "dcb_events"
+    ) -> None:
         super().__init__(datastore)
         self.events_table_name = events_table_name
         self.tags_table_name = events_table_name + "_tags"

@@ -56,7 +56,9 @@ def _listeners_of(datastore: SQLiteDatastore, table: str) -> Listeners:
 class SQLiteDCBRecorder(DCBRecorder):
     """Records DCB events in an SQLite database."""
 
-    def __init__(self, datastore: SQLiteDatastore, *, events_table_name: str = "dcb_events"):
+    def __init__(
+        self, datastore: SQLiteDatastore, *, events_table_name: str = "dcb_events"
+    ) -> None:
         self.datastore = datastore
         self.events_table_name = events_table_name
         self.tags_table_name = events_table_name + "_tags"
