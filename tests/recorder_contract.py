@@ -8,6 +8,7 @@ empty). Set ``supports_concurrency`` to run the many-writers test.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -300,52 +301,75 @@ class RecorderContract:
         if not self.supports_concurrency:
             pytest.skip("store not tested with concurrent writers")
         recorder = self.create_application_recorder()
-        written: list[int] = []
-        written_lock = threading.Lock()
-        errors: list[BaseException] = []
-        writers_done = threading.Event()
-
-        def write() -> None:
-            try:
-                for _ in range(self.batches_per_writer):
-                    originator = uuid4()
-                    ids = recorder.insert_events([event(originator, v) for v in (1, 2, 3)])
-                    with written_lock:
-                        written.extend(ids or [])
-            except BaseException as error:  # pragma: no cover (reported below)
-                errors.append(error)
-
-        seen: list[int] = []
-
-        def follow() -> None:
-            try:
-                last: int | None = None
-                while True:
-                    finished = writers_done.is_set()
-                    batch = recorder.select_notifications(last, 50, inclusive_of_start=last is None)
-                    seen.extend(n.id for n in batch)
-                    if batch:
-                        last = batch[-1].id
-                    elif finished:
-                        return
-            except BaseException as error:  # pragma: no cover (reported below)
-                errors.append(error)
-
-        reader = threading.Thread(target=follow)
-        writers = [threading.Thread(target=write) for _ in range(self.concurrent_writers)]
-        reader.start()
-        for thread in writers:
-            thread.start()
-        for thread in writers:
-            thread.join()
-        writers_done.set()
-        reader.join()
-        assert errors == []
+        written, seen = write_while_following(
+            recorder, self.concurrent_writers, self.batches_per_writer, page_size=50
+        )
         total = self.concurrent_writers * self.batches_per_writer * 3
         assert len(written) == total
         assert seen == sorted(written)  # every id once, in increasing order
         assert len(set(seen)) == total
         assert recorder.max_notification_id() == max(written)
+
+
+def write_while_following(
+    recorder: ApplicationRecorder,
+    writers: int,
+    batches: int,
+    page_size: int,
+    write_elsewhere: Callable[[], list[int]] | None = None,
+) -> tuple[list[int], list[int]]:
+    """``writers`` threads each insert ``batches`` batches of three events (and
+    ``write_elsewhere``, if given, runs in a thread of its own and returns the ids
+    it wrote) while a follower pages through the notifications, ``page_size`` at a
+    time, until writing is over. Returns the ids written and the ids it saw."""
+    written: list[int] = []
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    written_lock = threading.Lock()
+    writers_done = threading.Event()
+
+    def reporting(target: Callable[[], list[int] | None]) -> Callable[[], None]:
+        # A thread's error fails the test; the ids a writer returns count as written.
+        def run() -> None:
+            try:
+                ids = target()
+                with written_lock:
+                    written.extend(ids or [])
+            except BaseException as error:  # pragma: no cover (reported below)
+                errors.append(error)
+
+        return run
+
+    def write() -> list[int]:
+        ids: list[int] = []
+        for _ in range(batches):
+            ids.extend(recorder.insert_events([event(uuid4(), v) for v in (1, 2, 3)]) or [])
+        return ids
+
+    def follow() -> None:
+        last: int | None = None
+        while True:
+            finished = writers_done.is_set()
+            page = recorder.select_notifications(last, page_size, inclusive_of_start=last is None)
+            seen.extend(n.id for n in page)
+            if page:
+                last = page[-1].id
+            elif finished:
+                return
+
+    follower = threading.Thread(target=reporting(follow))
+    targets = [write_elsewhere] if write_elsewhere is not None else []
+    threads = [threading.Thread(target=reporting(t)) for t in [*targets, *[write] * writers]]
+    follower.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writers_done.set()
+    follower.join(timeout=120)
+    assert errors == [], errors
+    assert not follower.is_alive(), "the follower did not catch up within 120 s"
+    return written, seen
 
 
 class DatabaseRecorders(RecorderContract):

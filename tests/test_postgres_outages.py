@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import psycopg
@@ -46,29 +46,36 @@ def proxy(postgres_test_database: dict[str, Any]) -> Iterator[TCPProxy]:
         yield p
 
 
-def through(proxy: TCPProxy, settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
-    """A datastore whose connections go through the proxy."""
-    kwargs.setdefault("pool_size", 2)
-    return PostgresDatastore(
-        str(settings["dbname"]),
-        "127.0.0.1",
-        proxy.port,
-        str(settings["user"]),
-        str(settings["password"]),
-        connect_timeout=2,
-        **kwargs,
-    )
-
-
-def direct(settings: dict[str, Any]) -> PostgresDatastore:
+def direct(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
+    """A datastore of the test database (``kwargs`` as PostgresDatastore takes them)."""
+    kwargs.setdefault("pool_size", 1)
     return PostgresDatastore(
         str(settings["dbname"]),
         str(settings["host"]),
         int(settings["port"]),
         str(settings["user"]),
         str(settings["password"]),
-        pool_size=1,
+        **kwargs,
     )
+
+
+def through(proxy: TCPProxy, settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
+    """A datastore whose connections go through the proxy."""
+    kwargs.setdefault("pool_size", 2)
+    kwargs.setdefault("connect_timeout", 2)
+    return direct(dict(settings, host="127.0.0.1", port=proxy.port), **kwargs)
+
+
+TRecorder = TypeVar("TRecorder", bound=PostgresAggregateRecorder)
+
+
+def on_new_table(
+    recorder_class: type[TRecorder], datastore: PostgresDatastore, prefix: str
+) -> TRecorder:
+    """A recorder on a table of its own (``prefix`` and a random suffix), created."""
+    recorder = recorder_class(datastore, f"{prefix}_{uuid4().hex[:8]}")
+    recorder.create_table()
+    return recorder
 
 
 def rows_of(settings: dict[str, Any], table: str) -> list[tuple[Any, ...]]:
@@ -104,8 +111,7 @@ def test_a_save_whose_answer_is_lost_after_commit_succeeds_once(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     datastore = through(proxy, postgres_test_database)
-    recorder = PostgresApplicationRecorder(datastore, f"lostack_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(PostgresApplicationRecorder, datastore, "lostack")
     first = event(uuid4(), 1)
     recorder.insert_events([first])
     saved = [event(uuid4(), 1), event(uuid4(), 1)]
@@ -148,8 +154,7 @@ def test_an_aggregate_recorders_write_whose_answer_is_lost_succeeds_once(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     datastore = through(proxy, postgres_test_database)
-    recorder = PostgresAggregateRecorder(datastore, f"lostack_snap_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(PostgresAggregateRecorder, datastore, "lostack_snap")
     snapshot = event(uuid4(), 3)
     proxy.cut_after(b"COMMIT")  # (this write is an explicit transaction)
     recorder.insert_events([snapshot])
@@ -183,8 +188,7 @@ def test_an_extended_recorders_write_whose_answer_is_lost_succeeds_once(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     datastore = through(proxy, postgres_test_database)
-    recorder = IndexingRecorder(datastore, f"lostack_ext_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(IndexingRecorder, datastore, "lostack_ext")
     proxy.cut_after(b"COMMIT")
     assert recorder.insert_events([event(uuid4(), 1)]) == [1]
     assert proxy.cuts == 1
@@ -196,8 +200,7 @@ def test_a_genuine_conflict_met_on_a_retry_still_raises(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     datastore = through(proxy, postgres_test_database)
-    recorder = PostgresApplicationRecorder(datastore, f"conflict_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(PostgresApplicationRecorder, datastore, "conflict")
     originator_id = uuid4()
     other = StoredEvent(originator_id, 1, "topic:A", b"another writer's state")
     other_writer = direct(postgres_test_database)
@@ -221,8 +224,7 @@ def test_a_save_during_a_short_outage_succeeds_after_it(
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     datastore = through(proxy, postgres_test_database)
-    recorder = PostgresApplicationRecorder(datastore, f"outage_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(PostgresApplicationRecorder, datastore, "outage")
     recorder.insert_events([event(uuid4(), 1)])
     returned = back_after(proxy, 1.5)
     started = time.monotonic()
@@ -250,8 +252,7 @@ def test_connections_dropped_between_operations_are_replaced(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     datastore = through(proxy, postgres_test_database)
-    recorder = PostgresApplicationRecorder(datastore, f"dropped_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(PostgresApplicationRecorder, datastore, "dropped")
     for version in range(1, 4):
         proxy.drop_all()  # the pooled connection is broken under the datastore's feet
         recorder.insert_events([event(uuid4(), version)])
@@ -263,8 +264,7 @@ def test_a_connection_dropped_during_a_read_is_retried(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     datastore = through(proxy, postgres_test_database)
-    recorder = PostgresApplicationRecorder(datastore, f"dropread_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(PostgresApplicationRecorder, datastore, "dropread")
     recorder.insert_events([event(uuid4(), 1)])
     proxy.cut_after(b"SELECT", forward=False)
     assert len(recorder.select_notifications(1, 10)) == 1
@@ -276,8 +276,7 @@ def test_an_outage_longer_than_the_retry_timeout_is_one_clear_error(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     datastore = through(proxy, postgres_test_database, retry_timeout=1.0)
-    recorder = PostgresApplicationRecorder(datastore, f"toolong_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(PostgresApplicationRecorder, datastore, "toolong")
     proxy.refuse()
     started = time.monotonic()
     with pytest.raises(OperationalError) as info:
@@ -541,8 +540,7 @@ def test_closing_the_datastore_stops_a_retry_in_progress(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     datastore = through(proxy, postgres_test_database)
-    recorder = PostgresApplicationRecorder(datastore, f"closing_{uuid4().hex[:8]}")
-    recorder.create_table()
+    recorder = on_new_table(PostgresApplicationRecorder, datastore, "closing")
     proxy.refuse()
     outcome: list[BaseException] = []
 
@@ -566,18 +564,8 @@ def test_an_exhausted_pool_is_reported_not_retried(
     postgres_test_database: dict[str, Any],
 ) -> None:
     settings = postgres_test_database
-    datastore = PostgresDatastore(
-        str(settings["dbname"]),
-        str(settings["host"]),
-        int(settings["port"]),
-        str(settings["user"]),
-        str(settings["password"]),
-        pool_size=1,
-        max_overflow=0,
-        pool_timeout=0.5,
-    )
-    recorder = PostgresApplicationRecorder(datastore, f"exhausted_{uuid4().hex[:8]}")
-    recorder.create_table()
+    datastore = direct(settings, max_overflow=0, pool_timeout=0.5)
+    recorder = on_new_table(PostgresApplicationRecorder, datastore, "exhausted")
     with datastore.transaction(commit=False):  # holds the only connection
         started = time.monotonic()
         with pytest.raises(OperationalError, match="no connection to .* free within 0.5s"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 from conftest import skip_module_unless_postgres
-from recorder_contract import event
+from recorder_contract import event, write_while_following
 
 from eventsourcing.persistence import RecordConflictError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -68,56 +67,23 @@ def test_writers_in_threads_and_processes_and_a_follower_that_skips_nothing(
     datastore = _datastore(postgres_test_database, pool_size=10)
     recorder = _recorder(datastore)
     batches = 40
-    written: list[int] = []
-    errors: list[BaseException] = []
-    writing = threading.Lock()
 
-    def write() -> None:
-        try:
-            for _ in range(batches):
-                originator = uuid4()
-                ids = recorder.insert_events([event(originator, v) for v in (1, 2, 3)])
-                with writing:
-                    written.extend(ids or [])
-        except BaseException as error:  # pragma: no cover (reported below)
-            errors.append(error)
+    def write_in_processes() -> list[int]:
+        processes = [
+            _start_writer_process(postgres_test_database, recorder.events_table_name, batches)
+            for _ in range(4)
+        ]
+        written: list[int] = []
+        for process in processes:
+            out, _ = process.communicate(timeout=120)
+            assert process.returncode == 0
+            written.extend(json.loads(out))
+        return written
 
-    seen: list[int] = []
-    done = threading.Event()
-
-    def follow() -> None:
-        try:
-            last: int | None = None
-            while True:
-                finished = done.is_set()
-                page = recorder.select_notifications(last, 25, inclusive_of_start=last is None)
-                seen.extend(n.id for n in page)
-                if page:
-                    last = page[-1].id
-                elif finished:
-                    return
-        except BaseException as error:  # pragma: no cover (reported below)
-            errors.append(error)
-
-    follower = threading.Thread(target=follow)
-    follower.start()
-    processes = [
-        _start_writer_process(postgres_test_database, recorder.events_table_name, batches)
-        for _ in range(4)
-    ]
-    threads = [threading.Thread(target=write) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for process in processes:
-        out, _ = process.communicate(timeout=120)
-        assert process.returncode == 0
-        written.extend(json.loads(out))
-    done.set()
-    follower.join(60)
+    written, seen = write_while_following(
+        recorder, writers=8, batches=batches, page_size=25, write_elsewhere=write_in_processes
+    )
     datastore.close()
-    assert errors == []
     assert len(written) == 12 * batches * 3
     assert seen == sorted(written)  # nothing skipped, nothing twice, increasing
 

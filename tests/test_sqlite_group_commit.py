@@ -36,23 +36,33 @@ def _counting_commits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return commits
 
 
-def _while_the_write_lock_is_held(path: Path, start: Any) -> None:
-    """Hold the database's write lock while ``start()`` sets writers going, so they
-    all arrive before any commits; then let go."""
+def _recorder(path: Path, **kwargs: Any) -> SQLiteProcessRecorder:
+    """A process recorder of the database file ``path`` (``kwargs`` as SQLiteDatastore
+    takes them), its tables created."""
+    kwargs.setdefault("lock_timeout", 30)
+    recorder = SQLiteProcessRecorder(SQLiteDatastore(str(path), **kwargs))
+    recorder.create_table()
+    return recorder
+
+
+def _run_together(path: Path, threads: list[threading.Thread]) -> None:
+    """Start the writer ``threads`` while the database's write lock is held, so they
+    all arrive before any commits; then let go, and wait for them."""
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
-    start()
+    for thread in threads:
+        thread.start()
     time.sleep(0.5)  # (setup: let every writer arrive; a late one just commits later)
     blocker.execute("ROLLBACK")
     blocker.close()
+    for thread in threads:
+        thread.join()
 
 
 def test_one_conflicting_save_among_50_fails_alone(tmp_path: Path, monkeypatch) -> None:
     commits = _counting_commits(monkeypatch)
     path = tmp_path / "group.db"
-    datastore = SQLiteDatastore(str(path), lock_timeout=30)
-    recorder = SQLiteProcessRecorder(datastore)
-    recorder.create_table()
+    recorder = _recorder(path)
     taken = uuid4()
     recorder.insert_events([event(taken, 1)])
     originators = [uuid4() for _ in range(49)] + [taken]
@@ -68,14 +78,7 @@ def test_one_conflicting_save_among_50_fails_alone(tmp_path: Path, monkeypatch) 
 
     threads = [threading.Thread(target=save, args=(o,)) for o in originators]
     commits.clear()
-
-    def start() -> None:
-        for thread in threads:
-            thread.start()
-
-    _while_the_write_lock_is_held(path, start)
-    for thread in threads:
-        thread.join()
+    _run_together(path, threads)
     assert isinstance(outcomes[taken], RecordConflictError)
     assert str(taken) in str(outcomes[taken])
     for originator in originators[:49]:
@@ -83,7 +86,7 @@ def test_one_conflicting_save_among_50_fails_alone(tmp_path: Path, monkeypatch) 
     ids = sorted(i for o in originators[:49] for i in outcomes[o])
     assert ids == [n.id for n in recorder.select_notifications(2, 100)]  # each its own id
     assert len(commits) < 10, f"{len(commits)} commits for 50 saves arriving together"
-    datastore.close()
+    recorder.datastore.close()
 
 
 def test_a_tracking_conflict_in_a_group_fails_alone(tmp_path: Path, monkeypatch) -> None:
@@ -91,9 +94,7 @@ def test_a_tracking_conflict_in_a_group_fails_alone(tmp_path: Path, monkeypatch)
     seeing the first's (uncommitted) position in the shared transaction."""
     commits = _counting_commits(monkeypatch)
     path = tmp_path / "group.db"
-    datastore = SQLiteDatastore(str(path), lock_timeout=30)
-    recorder = SQLiteProcessRecorder(datastore)
-    recorder.create_table()
+    recorder = _recorder(path)
     outcomes: list[Any] = []
     barrier = threading.Barrier(2)
 
@@ -106,14 +107,12 @@ def test_a_tracking_conflict_in_a_group_fails_alone(tmp_path: Path, monkeypatch)
 
     threads = [threading.Thread(target=follow) for _ in range(2)]
     commits.clear()
-    _while_the_write_lock_is_held(path, lambda: [t.start() for t in threads])
-    for thread in threads:
-        thread.join()
+    _run_together(path, threads)
     assert sorted(type(o).__name__ for o in outcomes) == ["TrackingConflictError", "list"]
     assert recorder.max_tracking_id("up") == 1
     assert recorder.max_notification_id() == 1
     assert len(commits) == 1
-    datastore.close()
+    recorder.datastore.close()
 
 
 def test_sigkill_during_groups_loses_only_saves_that_had_not_returned(tmp_path: Path) -> None:
@@ -151,9 +150,9 @@ def test_writes_that_cannot_have_the_lock_in_time_all_fail_and_later_writes_work
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "group.db"
-    datastore = SQLiteDatastore(str(path), lock_timeout=0.3)
-    recorder = SQLiteProcessRecorder(datastore)
-    recorder.create_table()
+    # (A locked database is retried until the retry timeout: that too must end before
+    # the lock is let go, else the writes would wait for it and succeed.)
+    recorder = _recorder(path, lock_timeout=0.3, retry_timeout=1.0)
     outcomes: list[Any] = []
 
     def save() -> None:
@@ -175,7 +174,7 @@ def test_writes_that_cannot_have_the_lock_in_time_all_fail_and_later_writes_work
     assert all("locked" in str(o) for o in outcomes)
     assert recorder.max_notification_id() is None  # nothing recorded
     assert recorder.insert_events([event(uuid4(), 1)]) == [1]  # no write left waiting
-    datastore.close()
+    recorder.datastore.close()
 
 
 def test_a_write_within_a_write_is_refused_not_waited_for(tmp_path: Path) -> None:

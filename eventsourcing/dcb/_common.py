@@ -27,6 +27,7 @@ from eventsourcing.dcb.api import (
 from eventsourcing.persistence import (
     Environment,
     InfrastructureFactory,
+    IntegrityError,
     ProgrammingError,
     TopicError,
 )
@@ -105,20 +106,29 @@ def checked_condition(condition: DCBAppendCondition | None) -> DCBAppendConditio
     return condition
 
 
+def checked_read_args(
+    query: DCBQuery | None, after: Any, limit: Any
+) -> tuple[list[DCBQueryItem], int, int | None]:
+    """The arguments of a read, checked (every store's ``read`` takes the same):
+    the query's items, the position to read after (0 for None) and the limit."""
+    items = checked_query(query)
+    start = checked_position(after, "DCB read after") or 0
+    return items, start, checked_limit(limit)
+
+
+def condition_failed(condition: DCBAppendCondition | None) -> IntegrityError:
+    """The error of an append refused because an event matching ``condition`` is recorded."""
+    return IntegrityError(f"DCB append condition failed: {condition}")
+
+
 # ---------------------------------------------------------------- matching
 
 
 def item_matches(item: DCBQueryItem, event_type: str, event_tags: Iterable[str]) -> bool:
+    """Whether an event of this type with these tags matches the query item."""
     if item.types and event_type not in item.types:
         return False
     return set(item.tags).issubset(event_tags)
-
-
-def query_matches(items: Sequence[DCBQueryItem], event_type: str, event_tags: list[str]) -> bool:
-    if not items:
-        return True
-    tags = set(event_tags)
-    return any(item_matches(item, event_type, tags) for item in items)
 
 
 def match_all(items: Sequence[DCBQueryItem]) -> bool:
@@ -165,7 +175,7 @@ def read_response(
 class DCBListenNotifySubscription(DCBSubscription[TDCBRecorder_co]):
     """Reads matching events in batches; once it has read them all, waits until woken
     (``_has_been_notified`` is set when events are recorded) or ``poll_interval``
-    passes, then reads again. Subclasses arrange the wake-ups."""
+    passes, then reads again. Subclasses arrange the wake-ups (``_start_wake_ups``)."""
 
     batch_size = 500
     # Seconds between reads when no wake-up comes (records made elsewhere).
@@ -183,6 +193,12 @@ class DCBListenNotifySubscription(DCBSubscription[TDCBRecorder_co]):
         self._has_been_notified = threading.Event()
         self._buffer: deque[DCBSequencedEvent] = deque()
         self._thread_error: BaseException | None = None
+        # Before the first read: nothing recorded in between is missed.
+        self._start_wake_ups()
+
+    def _start_wake_ups(self) -> None:
+        """Arrange for ``_has_been_notified`` to be set when events are recorded
+        (without it, new events are found by polling)."""
 
     def stop(self) -> None:
         super().stop()
@@ -236,14 +252,8 @@ class Listeners:
 class LocalSubscription(DCBListenNotifySubscription[TDCBRecorder_co]):
     """A subscription woken by its recorder's ``listeners`` (appends in this process)."""
 
-    def __init__(
-        self,
-        recorder: TDCBRecorder_co,
-        query: DCBQuery | None = None,
-        after: int | None = None,
-    ) -> None:
-        super().__init__(recorder=recorder, query=query, after=after)
-        self._listeners: Listeners = getattr(recorder, "listeners")  # noqa: B009
+    def _start_wake_ups(self) -> None:
+        self._listeners: Listeners = getattr(self._recorder, "listeners")  # noqa: B009
         self._listeners.add(self._has_been_notified)
 
     def stop(self) -> None:

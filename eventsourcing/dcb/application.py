@@ -226,4 +226,3 @@ class DCBApplication:
         exc_tb: TracebackType | None,
     ) -> None:
         self.close()
-

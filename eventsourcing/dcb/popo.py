@@ -20,9 +20,8 @@ from eventsourcing.dcb._common import (
     SimpleDCBReadResponse,
     checked_condition,
     checked_events,
-    checked_limit,
-    checked_position,
-    checked_query,
+    checked_read_args,
+    condition_failed,
     item_matches,
     match_all,
     read_response,
@@ -36,7 +35,6 @@ from eventsourcing.dcb.api import (
     DCBRecorder,
     DCBSequencedEvent,
 )
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.popo import POPOFactory
 
 __all__ = [
@@ -65,9 +63,7 @@ class InMemoryDCBRecorder(DCBRecorder):
         after: int | None = None,
         limit: int | None = None,
     ) -> DCBReadResponse:
-        items = checked_query(query)
-        after = checked_position(after, "DCB read after") or 0
-        limit = checked_limit(limit)
+        items, after, limit = checked_read_args(query, after, limit)
         with self._lock:
             positions = self._matching_positions(items, after)
             if limit is not None:
@@ -83,7 +79,7 @@ class InMemoryDCBRecorder(DCBRecorder):
         condition = checked_condition(condition)
         with self._lock:
             if condition is not None and self._condition_fails(condition):
-                raise IntegrityError(f"DCB append condition failed: {condition}")
+                raise condition_failed(condition)
             for event in new_events:
                 self._record(event)
             position = len(self._events)

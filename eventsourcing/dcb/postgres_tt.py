@@ -41,9 +41,8 @@ from eventsourcing.dcb._common import (
     DCBListenNotifySubscription,
     checked_condition,
     checked_events,
-    checked_limit,
-    checked_position,
-    checked_query,
+    checked_read_args,
+    condition_failed,
     match_all,
     read_response,
     sequenced,
@@ -57,7 +56,6 @@ from eventsourcing.dcb.api import (
     DCBReadResponse,
     DCBRecorder,
 )
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import (
     PostgresDatastore,
     PostgresFactory,
@@ -111,7 +109,9 @@ def _lock_key(table: str, kind: str, name: str) -> int:
 class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
     """Records DCB events in PostgreSQL, tags in a table of their own."""
 
-    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "dcb_events"):
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "dcb_events"
+    ) -> None:
         super().__init__(datastore)
         self.events_table_name = events_table_name
         self.tags_table_name = events_table_name + "_tags"
@@ -151,9 +151,7 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         after: int | None = None,
         limit: int | None = None,
     ) -> DCBReadResponse:
-        items = checked_query(query)
-        start = checked_position(after, "DCB read after") or 0
-        limit = checked_limit(limit)
+        items, start, limit = checked_read_args(query, after, limit)
 
         def select(conn: psycopg.Connection[Any]) -> tuple[list[Any], int | None]:
             if limit == 0:
@@ -212,7 +210,7 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
             transaction=False,  # (its own, above)
         )
         if position is None:
-            raise IntegrityError(f"DCB append condition failed: {condition}")
+            raise condition_failed(condition)
         return int(position)
 
     def _append_statement(self, check: Statement | None) -> bytes:
@@ -269,14 +267,8 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
 class PostgresDCBSubscription(DCBListenNotifySubscription[PostgresDCBRecorderTT]):
     """Woken by NOTIFY (a LISTEN connection in a thread of its own)."""
 
-    def __init__(
-        self,
-        recorder: PostgresDCBRecorderTT,
-        query: DCBQuery | None = None,
-        after: int | None = None,
-    ) -> None:
-        super().__init__(recorder=recorder, query=query, after=after)
-        # Listening before the first read: nothing committed in between is missed.
+    def _start_wake_ups(self) -> None:
+        recorder = self._recorder
         self._listener = PostgresListener(recorder.datastore, recorder.channel_name)
         self._listen_thread = threading.Thread(
             target=self._listen, name=f"dcb-listen-{recorder.channel_name}", daemon=True

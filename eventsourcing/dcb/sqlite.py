@@ -23,9 +23,8 @@ from eventsourcing.dcb._common import (
     LocalSubscription,
     checked_condition,
     checked_events,
-    checked_limit,
-    checked_position,
-    checked_query,
+    checked_read_args,
+    condition_failed,
     read_response,
     sequenced,
 )
@@ -37,7 +36,7 @@ from eventsourcing.dcb.api import (
     DCBReadResponse,
     DCBRecorder,
 )
-from eventsourcing.persistence import DataError, IntegrityError
+from eventsourcing.persistence import DataError
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteFactory, quote_identifier
 
 __all__ = ["Factory", "SQLiteDCBFactory", "SQLiteDCBRecorder", "SQLiteDCBSubscription"]
@@ -57,7 +56,9 @@ def _listeners_of(datastore: SQLiteDatastore, table: str) -> Listeners:
 class SQLiteDCBRecorder(DCBRecorder):
     """Records DCB events in an SQLite database."""
 
-    def __init__(self, datastore: SQLiteDatastore, *, events_table_name: str = "dcb_events"):
+    def __init__(
+        self, datastore: SQLiteDatastore, *, events_table_name: str = "dcb_events"
+    ) -> None:
         self.datastore = datastore
         self.events_table_name = events_table_name
         self.tags_table_name = events_table_name + "_tags"
@@ -91,9 +92,7 @@ class SQLiteDCBRecorder(DCBRecorder):
         after: int | None = None,
         limit: int | None = None,
     ) -> DCBReadResponse:
-        items = checked_query(query)
-        start = checked_position(after, "DCB read after") or 0
-        limit = checked_limit(limit)
+        items, start, limit = checked_read_args(query, after, limit)
 
         def select(conn: sqlite3.Connection) -> tuple[list[Any], int | None]:
             # The head first, then nothing beyond it: the events and the head agree.
@@ -140,7 +139,7 @@ class SQLiteDCBRecorder(DCBRecorder):
         items = list(condition.fail_if_events_match.items)
         statement = self._sql.any_match(items, condition.after or 0)
         if conn.execute(statement.sql, statement.params).fetchone()[0]:
-            raise IntegrityError(f"DCB append condition failed: {condition}")
+            raise condition_failed(condition)
 
     def subscribe(
         self,

@@ -205,7 +205,7 @@ class DCBRecorderTestCase(TestCase):
 class EnsureSubscriptionBlockAndReceive(threading.Thread):
     """Takes the next event of a subscription in a thread of its own."""
 
-    def __init__(self, subscription: DCBSubscription[DCBRecorder]):
+    def __init__(self, subscription: DCBSubscription[DCBRecorder]) -> None:
         super().__init__(daemon=True)
         self.subscription = subscription
         self.has_blocked = threading.Event()
