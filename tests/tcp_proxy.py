@@ -55,7 +55,8 @@ class TCPProxy:
 
     def refuse(self) -> None:
         """Act as a server that is down: drop every connection, refuse new ones."""
-        listener, self._listener = self._listener, None
+        with self._lock:
+            listener, self._listener = self._listener, None
         if listener is not None:
             # shutdown wakes the thread blocked in accept(); close alone would leave
             # the socket listening until that accept() returned (one more connection).
@@ -113,6 +114,10 @@ class TCPProxy:
             client.settimeout(IO_TIMEOUT)
             pair = _Pair(client, server)
             with self._lock:
+                # Accepted just before refuse(): a server that is down answers no one.
+                if self._listener is not listener:
+                    pair.close()
+                    return
                 self._pairs.append(pair)
                 self.accepted += 1
             threading.Thread(target=self._client_to_server, args=(pair,), daemon=True).start()
