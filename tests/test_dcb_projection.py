@@ -1,0 +1,169 @@
+"""Projections of DCB applications on every store: DCBApplicationSubscription (tagged
+decisions with tracking records of their positions) and a ProjectionRunner keeping
+the students of each course of the course-booking application in a view, exactly
+once, with wait() for read-your-writes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from eventsourcing.application import Application
+from eventsourcing.dcb.application import DCBApplication
+from eventsourcing.dcb.domain import Tagged
+from eventsourcing.projection import DCBApplicationSubscription, ProjectionRunner
+from eventsourcing.utils import get_topic
+from tests.dcb_course_views import (
+    VIEWS,
+    Course,
+    CourseBooking,
+    JoinedInBatches,
+    Student,
+    StudentJoinedCourse,
+    StudentsPerCourse,
+    StudentsPerCourseProjection,
+)
+
+WAIT = 30.0  # seconds (generous: the machine is shared)
+
+
+@pytest.fixture
+def app(persistence_env: dict[str, str]) -> Iterator[CourseBooking]:
+    with CourseBooking(env=persistence_env) as app:
+        yield app
+
+
+def stop_after(subscription: DCBApplicationSubscription, count: int) -> list[tuple]:
+    """The first ``count`` items of the subscription, then stop it."""
+    items = []
+    for item in subscription:
+        items.append(item)
+        if len(items) == count:
+            subscription.stop()
+    return items
+
+
+def test_subscription_gives_tagged_decisions_with_their_positions(app: CourseBooking) -> None:
+    sara = app.register_student("Sara")
+    maths, registered_at = app.register_course("Maths")
+    joined_at = app.join_course(sara, maths)
+
+    with DCBApplicationSubscription(app, gt=None) as subscription:
+        items = stop_after(subscription, 3)
+    assert [type(tagged) for tagged, _ in items] == [Tagged] * 3
+    assert [type(tagged.decision) for tagged, _ in items] == [
+        Student.Registered,
+        Course.Registered,
+        StudentJoinedCourse,
+    ]
+    assert items[2][0].tags == [sara, maths]
+    assert [t.application_name for _, t in items] == ["CourseBooking"] * 3
+    assert [t.notification_id for _, t in items] == [registered_at - 1, registered_at, joined_at]
+
+    # After a position, and only the decisions of the topics asked for (classes or topics).
+    for topics in [(StudentJoinedCourse,), (get_topic(StudentJoinedCourse),)]:
+        with DCBApplicationSubscription(app, gt=1, topics=topics) as subscription:
+            [(tagged, tracking)] = stop_after(subscription, 1)
+        assert (type(tagged.decision), tracking.notification_id) == (StudentJoinedCourse, joined_at)
+
+
+def test_subscription_waits_for_new_decisions_until_stopped(app: CourseBooking) -> None:
+    subscription = DCBApplicationSubscription(app, topics=[Course.Registered])
+    received: list[int] = []
+
+    def consume() -> None:
+        for _, tracking in subscription:
+            received.append(tracking.notification_id)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    app.register_student("Sara")  # (not of its topics)
+    _, position = app.register_course("Maths")
+    try:
+        for _ in range(int(WAIT / 0.01)):
+            if received:
+                break
+            threading.Event().wait(0.01)
+        assert received == [position]
+    finally:
+        subscription.stop()
+        consumer.join(WAIT)
+    assert not consumer.is_alive()
+
+
+def test_subscription_refuses_what_is_not_a_dcb_application_with_a_mapper() -> None:
+    with Application() as not_dcb, pytest.raises(TypeError, match="follows a DCBApplication"):
+        DCBApplicationSubscription(not_dcb)  # type: ignore[arg-type]
+    with DCBApplication() as no_mapper, pytest.raises(AttributeError, match="MAPPER_TOPIC"):
+        DCBApplicationSubscription(no_mapper)
+
+
+def runner_of(
+    projection_class: type[StudentsPerCourseProjection] | type[JoinedInBatches],
+    env: dict[str, str],
+) -> ProjectionRunner[CourseBooking, StudentsPerCourse]:
+    return ProjectionRunner(
+        application_class=CourseBooking,
+        projection_class=projection_class,
+        view_class=VIEWS[env["PERSISTENCE_MODULE"]],
+        env=env,
+    )
+
+
+def test_runner_keeps_the_students_of_each_course_read_your_writes(
+    persistence_env: dict[str, str],
+) -> None:
+    with runner_of(StudentsPerCourseProjection, persistence_env) as runner:
+        app = runner.app
+        maths, position = app.register_course("Maths", max_students=2)
+        runner.wait(position, timeout=WAIT)
+        assert runner.view.course_name(maths) == "Maths"
+        assert runner.view.students_of(maths) == []
+
+        sara, bob = app.register_student("Sara"), app.register_student("Bob")
+        runner.wait(app.join_course(sara, maths), timeout=WAIT)
+        assert runner.view.students_of(maths) == [sara]
+        runner.wait(app.join_course(bob, maths), timeout=WAIT)
+        assert runner.view.students_of(maths) == [sara, bob]
+        assert runner.view.max_tracking_id("CourseBooking") == app.recorder.read().head
+
+
+def test_runner_resumes_from_the_view_each_decision_once(
+    persistence_env: dict[str, str],
+) -> None:
+    if persistence_env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
+        pytest.skip("an in-memory store ends with its application")
+    with CourseBooking(env=persistence_env) as app:
+        maths, _ = app.register_course("Maths")
+        first = [app.register_student(f"S{i}") for i in range(3)]
+        last = max(app.join_course(s, maths) for s in first)
+    with runner_of(StudentsPerCourseProjection, persistence_env) as runner:
+        runner.wait(last, timeout=WAIT)
+        assert runner.view.students_of(maths) == first
+    # Decisions made while no runner runs; the next one takes up where the view is.
+    with CourseBooking(env=persistence_env) as app:
+        later = [app.register_student(f"T{i}") for i in range(2)]
+        last = max(app.join_course(s, maths) for s in later)
+    with runner_of(StudentsPerCourseProjection, persistence_env) as runner:
+        runner.wait(last, timeout=WAIT)
+        assert runner.view.students_of(maths) == first + later
+        assert runner.view.max_tracking_id("CourseBooking") == last
+
+
+def test_runner_feeds_a_projection_that_takes_batches_only_its_topics(
+    persistence_env: dict[str, str],
+) -> None:
+    JoinedInBatches.batch_sizes = []
+    with runner_of(JoinedInBatches, persistence_env) as runner:
+        app = runner.app
+        maths, _ = app.register_course("Maths")
+        students = [app.register_student(f"S{i}") for i in range(20)]
+        last = 0
+        for student in students:
+            last = app.join_course(student, maths)
+        runner.wait(last, timeout=WAIT)
+        assert runner.view.students_of(maths) == students
+        assert runner.view.course_name(maths) is None  # (not one of its topics)
+    assert sum(JoinedInBatches.batch_sizes) == len(students)
