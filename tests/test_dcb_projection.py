@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from eventsourcing.application import Application
+from eventsourcing.dcb.api import DCBSequencedEvent, DCBSubscription
 from eventsourcing.dcb.application import DCBApplication
 from eventsourcing.dcb.domain import Tagged
 from eventsourcing.projection import DCBApplicationSubscription, ProjectionRunner
@@ -93,6 +95,47 @@ def test_subscription_waits_for_new_decisions_until_stopped(app: CourseBooking) 
     assert not consumer.is_alive()
 
 
+def test_subscription_gives_what_is_recorded_in_batches(app: CourseBooking) -> None:
+    maths, _ = app.register_course("Maths")
+    students = [app.register_student(f"S{i}") for i in range(5)]
+    with DCBApplicationSubscription(app, gt=1) as subscription:
+        first = subscription.next_batch(3)
+        rest = subscription.next_batch()
+        subscription.stop()
+        assert subscription.next_batch() == []
+    assert [t.notification_id for _, t in first + rest] == [2, 3, 4, 5, 6]
+    assert [tagged.decision.student_id for tagged, _ in first + rest] == students
+
+
+class OneAtATime(DCBSubscription[Any]):
+    """A recorder's subscription that only iterates (no batches)."""
+
+    def __init__(self, inner: DCBSubscription[Any]) -> None:
+        super().__init__(recorder=None)
+        self.inner = inner
+
+    def __next__(self) -> DCBSequencedEvent:
+        return next(self.inner)
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+
+def test_subscription_without_batches_gives_one_decision_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with CourseBooking() as app:
+        subscribe = app.recorder.subscribe
+        monkeypatch.setattr(app.recorder, "subscribe", lambda **kw: OneAtATime(subscribe(**kw)))
+        app.register_student("Sara")
+        app.register_student("Bob")
+        subscription = DCBApplicationSubscription(app)
+        assert [t.notification_id for _, t in subscription.next_batch(10)] == [1]
+        assert [t.notification_id for _, t in subscription.next_batch(10)] == [2]
+        subscription.stop()
+        assert subscription.next_batch(10) == []
+
+
 def test_subscription_refuses_what_is_not_a_dcb_application_with_a_mapper() -> None:
     with Application() as not_dcb, pytest.raises(TypeError, match="follows a DCBApplication"):
         DCBApplicationSubscription(not_dcb)  # type: ignore[arg-type]
@@ -167,3 +210,18 @@ def test_runner_feeds_a_projection_that_takes_batches_only_its_topics(
         assert runner.view.students_of(maths) == students
         assert runner.view.course_name(maths) is None  # (not one of its topics)
     assert sum(JoinedInBatches.batch_sizes) == len(students)
+
+
+def test_runner_catches_up_in_batches(persistence_env: dict[str, str]) -> None:
+    if persistence_env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
+        pytest.skip("an in-memory store ends with its application")
+    with CourseBooking(env=persistence_env) as app:
+        maths, _ = app.register_course("Maths", max_students=100)
+        students = [app.register_student(f"S{i}") for i in range(50)]
+        last = max(app.join_course(s, maths) for s in students)
+    JoinedInBatches.batch_sizes = []
+    with runner_of(JoinedInBatches, persistence_env) as runner:
+        runner.wait(last, timeout=WAIT)
+        assert runner.view.students_of(maths) == students
+    assert sum(JoinedInBatches.batch_sizes) == len(students)
+    assert len(JoinedInBatches.batch_sizes) < len(students)  # (recorded before it ran)
