@@ -282,9 +282,13 @@ class BaseProjectionRunner(Generic[TApplication]):
         self._thread_error: BaseException | None = None
         self.app: TApplication = application_class(env)
         self.app_name = self.app.name
-        self._subscription = self.subscribe(
-            self.app, gt=tracking_recorder.max_tracking_id(self.app_name), topics=topics
-        )
+        try:
+            self._subscription = self.subscribe(
+                self.app, gt=tracking_recorder.max_tracking_id(self.app_name), topics=topics
+            )
+        except BaseException:
+            self.app.close()  # (its connections are the runner's, which is not made)
+            raise
         self._processing_thread = threading.Thread(
             target=_process_events,
             args=(

@@ -143,6 +143,24 @@ def test_subscription_refuses_what_is_not_a_dcb_application_with_a_mapper() -> N
         DCBApplicationSubscription(no_mapper)
 
 
+class NoMapper(DCBApplication):
+    closed: list[DCBApplication] = []
+
+    def close(self) -> None:
+        type(self).closed.append(self)
+        super().close()
+
+
+def test_runner_says_a_dcb_application_needs_a_mapper_and_closes_it() -> None:
+    with pytest.raises(AttributeError, match="MAPPER_TOPIC"):
+        ProjectionRunner(
+            application_class=NoMapper,
+            projection_class=StudentsPerCourseProjection,
+            view_class=VIEWS["eventsourcing.popo"],
+        )
+    assert len(NoMapper.closed) == 1
+
+
 def runner_of(
     projection_class: type[StudentsPerCourseProjection] | type[JoinedInBatches],
     env: dict[str, str],
