@@ -10,7 +10,8 @@
 A projection names what it needs in class attributes: a ``Projection`` subclass
 its ``application_class`` and ``view_class``, an ``EventSourcedProjection``
 subclass its ``application_class``; ``--application`` and ``--view`` (topics
-``PACKAGE.MODULE:CLASS``) give or override them. Settings come from the
+``PACKAGE.MODULE:CLASS``) give or override them. The application may be a
+``DCBApplication`` (its positions are then those of its decisions). Settings come from the
 environment, the view's prefixed with the projection's name.
 """
 
@@ -27,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eventsourcing.dcb.application import DCBApplication
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import (
     BaseProjectionRunner,
@@ -180,12 +182,24 @@ def projection_status_rows(
     for spec in specs:
         app = spec.application_class(env)
         try:
-            last_id = app.recorder.max_notification_id() or 0
+            last_id = _last_position(app)
             position = _position_of(spec, merged, app.name)
         finally:
             app.close()
         rows.append(ProjectionStatus(spec.name, app.name, position, last_id))
     return rows
+
+
+# Past every position a store can hold (PostgreSQL's bigint).
+_BEYOND_ANY_POSITION = 2**63 - 1
+
+
+def _last_position(app: Any) -> int:
+    """The last notification ID of an application, or position of a DCB application."""
+    if isinstance(app, DCBApplication):
+        # Reading after every position returns no event, but the store's head.
+        return app.recorder.read(after=_BEYOND_ANY_POSITION).head or 0
+    return int(app.recorder.max_notification_id() or 0)
 
 
 def _position_of(spec: ProjectionSpec, env: dict[str, str], application_name: str) -> int:

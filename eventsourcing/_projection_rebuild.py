@@ -29,6 +29,8 @@ import psycopg.errors
 from psycopg import sql
 
 from eventsourcing._projection_cli import ProjectionSpec, ProjectionSpecError
+from eventsourcing.dcb.api import DCBQuery, DCBQueryItem
+from eventsourcing.dcb.application import DCBApplication
 from eventsourcing.persistence import InfrastructureFactory, new_tracking
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.projection import topic_names
@@ -76,6 +78,9 @@ class _Builder:
 
     def catch_up(self, limit: int) -> None:
         """Process every event up to ``limit`` (and none after it)."""
+        if isinstance(self.app, DCBApplication):
+            self._catch_up_decisions(limit)
+            return
         recorder, mapper, name = self.app.recorder, self.app.mapper, self.app.name
         while self.position < limit:
             notifications = recorder.select_notifications(
@@ -92,6 +97,21 @@ class _Builder:
                 tracking = new_tracking(name, notification.id, None)
                 self.projection.process_event(mapper.to_domain_event(notification), tracking)
             self.position = notifications[-1].id
+
+    def _catch_up_decisions(self, limit: int) -> None:
+        """``catch_up`` for a DCB application: its decisions up to position ``limit``."""
+        recorder, mapper, name = self.app.recorder, self.app.mapper, self.app.name
+        query = DCBQuery(items=[DCBQueryItem(types=list(self.topics))] if self.topics else [])
+        while self.position < limit:
+            read = recorder.read(query, after=self.position, limit=500)
+            events = [e for e in read if e.position <= limit]
+            if not events:
+                self.position = limit  # (the rest are of other topics, or after it)
+                return
+            for sequenced in events:
+                tracking = new_tracking(name, sequenced.position, None)
+                self.projection.process_event(mapper.to_domain_event(sequenced.event), tracking)
+            self.position = events[-1].position
 
 
 def rebuild_projection(

@@ -8,6 +8,10 @@ in one transaction, so every event changes the view exactly once. A
 subscribes to the application from the view's position and feeds the projection
 in a thread. ``wait()`` returns as soon as the view has processed a position.
 
+A projection of a ``DCBApplication`` works the same way: its events are the
+application's tagged decisions (``DCBApplicationSubscription``), and a tracking
+record's ``notification_id`` is a decision's position.
+
 A projection may also define ``process_events(batch)``, taking a list of
 ``(domain_event, tracking)`` pairs and recording them, with the last tracking
 record, in one transaction: a runner then hands it what is available in batches,
@@ -25,6 +29,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from eventsourcing._protocols import TAggregateID
 from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.dcb.api import DCBQuery, DCBQueryItem, DCBSequencedEvent, DCBSubscription
+from eventsourcing.dcb.application import DCBApplication
+from eventsourcing.dcb.domain import Tagged
 from eventsourcing.persistence import (
     InfrastructureFactory,
     ProcessRecorder,
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ApplicationSubscription",
     "BaseProjectionRunner",
+    "DCBApplicationSubscription",
     "EventSourcedProjection",
     "EventSourcedProjectionRunner",
     "Projection",
@@ -51,7 +59,8 @@ __all__ = [
 ]
 
 TTrackingRecorder = TypeVar("TTrackingRecorder", bound=TrackingRecorder)
-TApplication = TypeVar("TApplication", bound=Application[Any])
+# A runner follows an application, or a DCB application.
+TApplication = TypeVar("TApplication", bound="Application[Any] | DCBApplication")
 TEventSourcedProjection = TypeVar("TEventSourcedProjection", bound="EventSourcedProjection[Any]")
 
 # How many events a projection that takes batches gets at most at once.
@@ -97,6 +106,61 @@ class ApplicationSubscription(Iterator[tuple[Any, Tracking]]):
         self.subscription.stop()
 
     def __enter__(self) -> ApplicationSubscription:
+        self.subscription.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.subscription.__exit__(exc_type, exc_val, exc_tb)
+
+
+class DCBApplicationSubscription(Iterator[tuple[Tagged[Any], Tracking]]):
+    """A DCB application's tagged decisions after position ``gt`` (of ``topics``,
+    decision classes or their topics, if given), each with a tracking record of its
+    position, read back through the application's mapper. Blocks when it has
+    returned all there is; a context manager, and ``stop()`` ends it.
+    """
+
+    def __init__(self, app: DCBApplication, gt: int | None = None, topics: Sequence[Any] = ()):
+        if not isinstance(app, DCBApplication):
+            raise TypeError(f"DCBApplicationSubscription follows a DCBApplication, not {app!r}")
+        self.name = app.name
+        self.mapper = app.mapper  # (an AttributeError that says why, without MAPPER_TOPIC)
+        self.recorder = app.recorder
+        types = list(topic_names(topics))
+        query = DCBQuery(items=[DCBQueryItem(types=types)] if types else [])
+        self.subscription: DCBSubscription[Any] = self.recorder.subscribe(query=query, after=gt)
+
+    def __iter__(self) -> DCBApplicationSubscription:
+        return self
+
+    def __next__(self) -> tuple[Tagged[Any], Tracking]:
+        return self._decision_and_tracking(next(self.subscription))
+
+    def next_batch(self, limit: int | None = None) -> list[tuple[Tagged[Any], Tracking]]:
+        """The next decisions available (at least one, at most ``limit``), waiting for
+        one if there are none; ``[]`` once stopped."""
+        next_batch = getattr(self.subscription, "next_batch", None)
+        if next_batch is not None:
+            return [self._decision_and_tracking(e) for e in next_batch(limit)]
+        # (A subscription that cannot tell what it holds: one decision at a time.)
+        try:
+            return [next(self)]
+        except StopIteration:
+            return []
+
+    def _decision_and_tracking(self, sequenced: DCBSequencedEvent) -> tuple[Tagged[Any], Tracking]:
+        tracking = new_tracking(self.name, sequenced.position, None)
+        return self.mapper.to_domain_event(sequenced.event), tracking
+
+    def stop(self) -> None:
+        self.subscription.stop()
+
+    def __enter__(self) -> DCBApplicationSubscription:
         self.subscription.__enter__()
         return self
 
@@ -187,7 +251,7 @@ class _Processor:
         )
         self.batch_size = batch_size
 
-    def run(self, subscription: ApplicationSubscription) -> None:
+    def run(self, subscription: ApplicationSubscription | DCBApplicationSubscription) -> None:
         if self.process_events is not None:
             while batch := subscription.next_batch(self.batch_size):
                 self.process_events(batch)
@@ -218,9 +282,13 @@ class BaseProjectionRunner(Generic[TApplication]):
         self._thread_error: BaseException | None = None
         self.app: TApplication = application_class(env)
         self.app_name = self.app.name
-        self._subscription = self.subscribe(
-            self.app, gt=tracking_recorder.max_tracking_id(self.app_name), topics=topics
-        )
+        try:
+            self._subscription = self.subscribe(
+                self.app, gt=tracking_recorder.max_tracking_id(self.app_name), topics=topics
+            )
+        except BaseException:
+            self.app.close()  # (its connections are the runner's, which is not made)
+            raise
         self._processing_thread = threading.Thread(
             target=_process_events,
             args=(
@@ -235,9 +303,12 @@ class BaseProjectionRunner(Generic[TApplication]):
         self._processing_thread.start()
 
     def subscribe(self, app: Any, gt: int | None, topics: Sequence[Any]) -> Any:
-        """The subscription that feeds the projection: an ``ApplicationSubscription``
-        (another kind of application needs another kind of subscription, with its
-        ``next_batch(limit)``, ``stop()`` and iteration of ``(event, tracking)`` pairs)."""
+        """The subscription that feeds the projection: an ``ApplicationSubscription``,
+        or a ``DCBApplicationSubscription`` for a ``DCBApplication`` (another kind of
+        application needs another kind of subscription, with its ``next_batch(limit)``,
+        ``stop()`` and iteration of ``(event, tracking)`` pairs)."""
+        if isinstance(app, DCBApplication):
+            return DCBApplicationSubscription(app, gt=gt, topics=topics)
         return ApplicationSubscription(app, gt=gt, topics=topics)
 
     @property
@@ -302,7 +373,7 @@ class BaseProjectionRunner(Generic[TApplication]):
 
 def _process_events(
     processor: _Processor,
-    subscription: ApplicationSubscription,
+    subscription: ApplicationSubscription | DCBApplicationSubscription,
     is_interrupted: threading.Event,
     runner: weakref.ReferenceType[BaseProjectionRunner[Any]],
 ) -> None:

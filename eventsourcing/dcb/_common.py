@@ -221,6 +221,17 @@ class DCBListenNotifySubscription(DCBSubscription[TDCBRecorder_co]):
         self._raise_if_stopped()
         return self._buffer.popleft()
 
+    def next_batch(self, limit: int | None = None) -> list[DCBSequencedEvent]:
+        """The next event, waiting for one, and those read with it (at most ``limit``
+        in all); ``[]`` once stopped. (A projection takes them in one transaction.)"""
+        try:
+            batch = [next(self)]
+        except StopIteration:
+            return []
+        while self._buffer and (limit is None or len(batch) < limit):
+            batch.append(self._buffer.popleft())
+        return batch
+
     def _raise_if_stopped(self) -> None:
         if self._thread_error is not None:
             raise self._thread_error
