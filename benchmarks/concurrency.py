@@ -143,11 +143,13 @@ def worker_raw(store: str, path: str, threads: int, seconds: float, locked: bool
 
         def connect() -> Any:
             conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             return conn
 
         setup = connect()
+        # Once, before the writers: WAL stays set in the file, and setting it again
+        # while others write can fail at once with "database is locked" (no busy wait).
+        setup.execute("PRAGMA journal_mode=WAL")
         setup.execute("CREATE TABLE IF NOT EXISTS raw (id INTEGER PRIMARY KEY, v BLOB)")
         statement, lock = "INSERT INTO raw (v) VALUES (x'00')", "BEGIN IMMEDIATE"
     else:
