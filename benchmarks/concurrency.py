@@ -149,7 +149,10 @@ def worker_raw(store: str, path: str, threads: int, seconds: float, locked: bool
         setup = connect()
         # Once, before the writers: WAL stays set in the file, and setting it again
         # while others write can fail at once with "database is locked" (no busy wait).
-        setup.execute("PRAGMA journal_mode=WAL")
+        try:
+            setup.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:  # a writer process beside this one set it
+            pass
         setup.execute("CREATE TABLE IF NOT EXISTS raw (id INTEGER PRIMARY KEY, v BLOB)")
         statement, lock = "INSERT INTO raw (v) VALUES (x'00')", "BEGIN IMMEDIATE"
     else:
