@@ -22,6 +22,7 @@ from eventsourcing.asyncio._recorders import (
     AsyncSubscription,
     SyncRecorderFacade,
 )
+from eventsourcing.asyncio._runner import AsyncRunner, AsyncRunnerError
 
 __all__ = [
     "AsyncAggregateRecorder",
@@ -32,6 +33,8 @@ __all__ = [
     "AsyncNotificationLog",
     "AsyncProcessRecorder",
     "AsyncRepository",
+    "AsyncRunner",
+    "AsyncRunnerError",
     "AsyncSubscription",
     "SyncRecorderFacade",
 ]

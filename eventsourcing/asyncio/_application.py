@@ -438,10 +438,17 @@ class AsyncApplication(Generic[TAggregateID]):
 
     # -- life ----------------------------------------------------------------
 
+    async def open(self) -> None:
+        """Make the tables (else made at their first use), so others may read them."""
+        await self.recorder.open()
+        if self.snapshots is not None:
+            await self.snapshots.recorder.open()
+
     async def close(self) -> None:
         await self.factory.close()
 
     async def __aenter__(self: TAsyncApplication) -> TAsyncApplication:
+        await self.open()
         return self
 
     async def __aexit__(

@@ -174,6 +174,10 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
         # Whether to create the tables before the first use (the factory's recorders).
         self.tables_pending = False
 
+    async def open(self) -> None:
+        if self.tables_pending:
+            await self.create_table()
+
     async def _run(
         self, func: Callable[[Conn], Awaitable[T]], *, what: What, transaction: bool = True
     ) -> T:

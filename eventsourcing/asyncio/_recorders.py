@@ -66,6 +66,9 @@ class AsyncAggregateRecorder(ABC):
     ) -> list[Notification]:
         return [notification_of(s, nid) for s, nid in zip(stored_events, ids)]
 
+    async def open(self) -> None:  # noqa: B027 (nothing to prepare by default)
+        """Prepare for use (create tables where they are made at first use)."""
+
     async def close(self) -> None:  # noqa: B027 (nothing to release by default)
         """Release connections and threads."""
 
@@ -381,6 +384,9 @@ class SyncRecorderFacade:
 
     async def tracking_positions(self) -> dict[str, int]:
         return await self._read(cast(ProcessRecorder, self.recorder).tracking_positions)
+
+    async def open(self) -> None:
+        """(The sync recorder's tables were made when it was.)"""
 
     async def close(self) -> None:
         """The factory closes the store and its threads."""
