@@ -133,17 +133,26 @@ def listeners(env: dict[str, str]) -> int:
     return int(row[0]) if row else 0
 
 
-def test_a_cancelled_subscription_releases_its_connection(postgres_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("style", ["async with", "async for only"])
+def test_a_cancelled_subscription_releases_its_connection(
+    postgres_env: dict[str, str], style: str
+) -> None:
     env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
 
     async def main() -> None:
         async with DogSchool(env) as school:
             await school.register_dog("Fido")
             seen: list[int] = []
+            subscription = school.subscription()  # (held here: not closed by the collector)
 
             async def follow() -> None:
-                async for _, tracking in school.subscribe():
-                    seen.append(tracking.notification_id)
+                if style == "async with":
+                    async with subscription:
+                        async for notification in subscription:
+                            seen.append(notification.id)
+                else:
+                    async for notification in subscription:
+                        seen.append(notification.id)
 
             task = asyncio.create_task(follow())
             while not seen:
