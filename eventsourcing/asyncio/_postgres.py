@@ -121,11 +121,17 @@ class AsyncPostgresDatastore:
         """Run ``func`` with a pooled connection (in a transaction, unless not wanted)."""
         pool = await self.pool()
         try:
-            async with pool.connection() as conn:
+            # getconn/putconn rather than pool.connection(), whose exit also commits
+            # (nothing to commit in autocommit mode) at the cost of a lock and a wait.
+            conn = await pool.getconn()
+            try:
                 if not transaction:
                     return await func(conn)
                 async with conn.transaction():
                     return await func(conn)
+            finally:
+                # (The pool discards a connection whose statement was cut off.)
+                await pool.putconn(conn)
         except PoolTimeout as error:
             raise OperationalError(
                 f"{describe(what)}: no connection to {self.settings.describe()} free within "

@@ -1,0 +1,171 @@
+"""The dog-school web service under concurrent clients: the asyncio API against the
+sync API called from FastAPI's thread pool, on PostgreSQL.
+
+Each client (an httpx.AsyncClient on the ASGI app, in process) registers a dog,
+then, until the time is up, adds a trick (POST) and reads the dog back (GET). The
+Counters read model runs behind each service (AsyncRunner / MultiThreadedRunner).
+Both services use the same pool settings (POSTGRES_POOL_SIZE=5, MAX_OVERFLOW=10).
+Reports requests/s and the 50th and 99th percentile latencies.
+
+Run: python benchmarks/asyncio_service.py [seconds per run]  (a fresh database per
+run, on the server of POSTGRES_TEST_HOST/PORT/USER, default 127.0.0.1:5432 postgres)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import httpx
+import psycopg
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from eventsourcing.system import MultiThreadedRunner, System  # noqa: E402
+from examples.dogschool import Counters, DogSchool  # noqa: E402
+from examples.fastapi_dogschool import create_app  # noqa: E402
+
+HOST = os.environ.get("POSTGRES_TEST_HOST", "127.0.0.1")
+PORT = os.environ.get("POSTGRES_TEST_PORT", "5432")
+USER = os.environ.get("POSTGRES_TEST_USER", "postgres")
+
+
+class NewDog(BaseModel):
+    name: str
+
+
+class NewTrick(BaseModel):
+    trick: str
+
+
+def create_sync_app(env: dict[str, str]) -> FastAPI:
+    """The same routes over the sync API: plain ``def`` endpoints, which FastAPI
+    runs on its thread pool."""
+    runner = MultiThreadedRunner(System([[DogSchool, Counters]]), env=env)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(runner.start)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(runner.stop)
+
+    service = FastAPI(lifespan=lifespan)
+
+    @service.post("/dogs", status_code=201)
+    def register_dog(dog: NewDog) -> dict[str, Any]:
+        return {"id": str(runner.get(DogSchool).register_dog(dog.name))}
+
+    @service.post("/dogs/{dog_id}/tricks", status_code=201)
+    def add_trick(dog_id: UUID, new: NewTrick) -> dict[str, Any]:
+        runner.get(DogSchool).add_trick(dog_id, new.trick)
+        return {}
+
+    @service.get("/dogs/{dog_id}")
+    def get_dog(dog_id: UUID) -> dict[str, Any]:
+        return runner.get(DogSchool).get_dog(dog_id)
+
+    return service
+
+
+async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, float, float]:
+    """Requests/s, p50 and p99 latency (ms) of ``clients`` concurrent clients."""
+    latencies: list[float] = []
+    transport = httpx.ASGITransport(app=service)
+    async with service.router.lifespan_context(service):
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", timeout=120
+        ) as client:
+
+            async def timed(request: Callable[[], Any]) -> Any:
+                started = time.perf_counter()
+                response = await request()
+                latencies.append(time.perf_counter() - started)
+                response.raise_for_status()
+                return response
+
+            async def run_client(number: int, deadline: float) -> None:
+                response = await client.post("/dogs", json={"name": f"dog{number}"})
+                dog_id = response.json()["id"]
+                tricks = 0
+                while time.perf_counter() < deadline:
+                    tricks += 1
+                    body = {"trick": f"t{tricks}"}
+                    await timed(lambda: client.post(f"/dogs/{dog_id}/tricks", json=body))  # noqa: B023
+                    await timed(lambda: client.get(f"/dogs/{dog_id}"))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(run_client(n, started + seconds) for n in range(clients)))
+            elapsed = time.perf_counter() - started
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    return len(latencies) / elapsed, p50, p99
+
+
+def fresh_database() -> tuple[str, dict[str, str]]:
+    name = f"es_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(host=HOST, port=PORT, user=USER, dbname="postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": name,
+        "POSTGRES_HOST": HOST,
+        "POSTGRES_PORT": PORT,
+        "POSTGRES_USER": USER,
+        "POSTGRES_PASSWORD": "",
+        "POSTGRES_POOL_SIZE": "5",
+        "POSTGRES_MAX_OVERFLOW": "10",
+    }
+    return name, env
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(host=HOST, port=PORT, user=USER, dbname="postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> int:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+    sides: dict[str, Callable[[dict[str, str]], FastAPI]] = {
+        "async": lambda env: create_app(env),
+        "sync+threads": create_sync_app,
+    }
+    results: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
+    print(f"{'clients':>7} {'API':>13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}", flush=True)
+    for clients in (50, 200):
+        for _ in range(2):  # back to back, twice
+            for side, make in sides.items():
+                name, env = fresh_database()
+                try:
+                    figures = asyncio.run(load(make(env), clients, seconds))
+                finally:
+                    drop_database(name)
+                results.setdefault((clients, side), []).append(figures)
+                rate, p50, p99 = figures
+                print(f"{clients:>7} {side:>13} {rate:>8.0f} {p50:>8.1f} {p99:>8.1f}", flush=True)
+    print("\nmedians of the runs:")
+    for clients in (50, 200):
+        rates = {side: statistics.median(r[0] for r in results[(clients, side)]) for side in sides}
+        p99s = {side: statistics.median(r[2] for r in results[(clients, side)]) for side in sides}
+        print(
+            f"{clients:>4} clients: async {rates['async']:.0f} req/s (p99 {p99s['async']:.0f} ms), "
+            f"sync+threads {rates['sync+threads']:.0f} req/s (p99 {p99s['sync+threads']:.0f} ms): "
+            f"{rates['async'] / rates['sync+threads']:.2f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
