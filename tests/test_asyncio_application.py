@@ -41,6 +41,12 @@ class SyncSchool(Application[UUID]):
     name = "School"  # the same tables as School's
 
 
+@pytest.fixture
+def persistence_env(persistence_env: dict[str, str]) -> dict[str, str]:
+    """Smaller pools than the default (the test server's connections are shared)."""
+    return {"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "4", **persistence_env}
+
+
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 

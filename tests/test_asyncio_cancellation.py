@@ -27,6 +27,12 @@ from examples.dogschool import Dog
 ASYNC_WORKER = REPO / "tests" / "async_crash_worker.py"
 
 
+@pytest.fixture
+def persistence_env(persistence_env: dict[str, str]) -> dict[str, str]:
+    """Smaller pools than the default (the test server's connections are shared)."""
+    return {"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "4", **persistence_env}
+
+
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
@@ -82,7 +88,7 @@ def test_a_save_cancelled_while_the_database_runs_it(postgres_env: dict[str, str
     the save is then recorded whole (the statement was sent) or not at all."""
     import psycopg
 
-    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
+    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres", POSTGRES_POOL_SIZE="2")
 
     async def main() -> None:
         async with Kennel(env) as app:
@@ -137,7 +143,7 @@ def listeners(env: dict[str, str]) -> int:
 def test_a_cancelled_subscription_releases_its_connection(
     postgres_env: dict[str, str], style: str
 ) -> None:
-    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
+    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres", POSTGRES_POOL_SIZE="2")
 
     async def main() -> None:
         async with DogSchool(env) as school:
@@ -200,5 +206,5 @@ def test_sqlite_async_worker_survives_sigkill(tmp_path: Path) -> None:
 
 
 def test_postgres_async_worker_survives_sigkill(postgres_env: dict[str, str]) -> None:
-    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
+    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres", POSTGRES_POOL_SIZE="2")
     crash_and_recover(env, seed=random.randrange(1_000_000))

@@ -16,6 +16,12 @@ from examples.dogschool import Counters, Dog
 from examples.dogschool import DogSchool as SyncDogSchool
 
 
+@pytest.fixture
+def persistence_env(persistence_env: dict[str, str]) -> dict[str, str]:
+    """Smaller pools than the default (the test server's connections are shared)."""
+    return {"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "4", **persistence_env}
+
+
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
@@ -64,7 +70,7 @@ def test_catch_up_on_start(persistence_env: dict[str, str], durable: bool) -> No
 
 
 def test_writes_of_other_processes_wake_followers(postgres_env: dict[str, str]) -> None:
-    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
+    env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres", POSTGRES_POOL_SIZE="2")
 
     async def main() -> None:
         # Polling every minute: only NOTIFY can wake the follower in time.

@@ -23,7 +23,7 @@ def service_env(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
             "SQLITE_DBNAME": str(tmp_path / "dogschool.db"),
         }
     postgres_env = request.getfixturevalue("postgres_env")
-    return dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
+    return dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres", POSTGRES_POOL_SIZE="2")
 
 
 async def exercise(env: dict[str, str]) -> None:

@@ -255,9 +255,7 @@ class AsyncApplication(Generic[TAggregateID]):
     env: ClassVar[Mapping[str, str]] = {}
     is_snapshotting_enabled: ClassVar[bool] = False
     snapshotting_intervals: ClassVar[Mapping[type[Any], int] | None] = None
-    snapshotting_projectors: ClassVar[Mapping[type[Any], ProjectorFunction[Any, Any]] | None] = (
-        None
-    )
+    snapshotting_projectors: ClassVar[Mapping[type[Any], ProjectorFunction[Any, Any]] | None] = None
     snapshot_class: ClassVar[type[Any] | None] = Snapshot
     log_section_size: ClassVar[int] = 10
 

@@ -109,9 +109,7 @@ class AsyncPostgresDatastore:
     async def connect(self, **kwargs: Any) -> Conn:
         """A connection of its own (not pooled), with the datastore's settings."""
         try:
-            return await psycopg.AsyncConnection.connect(
-                **self.settings.connect_kwargs(), **kwargs
-            )
+            return await psycopg.AsyncConnection.connect(**self.settings.connect_kwargs(), **kwargs)
         except psycopg.Error as error:
             raise self.settings.connection_error(error, "Connecting") from None
 
@@ -372,9 +370,7 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
     async def max_notification_id(self) -> int | None:
         statement = self._statement(
             "max_notification_id",
-            lambda: sql.SQL("SELECT MAX(notification_id) FROM {}").format(
-                self.statements._events
-            ),
+            lambda: sql.SQL("SELECT MAX(notification_id) FROM {}").format(self.statements._events),
         )
         rows = await self._select_rows(
             statement, (), f"Selecting max notification id of {self.events_table_name!r}"
@@ -402,9 +398,7 @@ class AsyncPostgresProcessRecorder(AsyncPostgresApplicationRecorder, AsyncProces
         events_table_name: str = "stored_events",
         tracking_table_name: str = "notification_tracking",
     ):
-        statements = _ProcessStatements(
-            datastore.settings, events_table_name, tracking_table_name
-        )
+        statements = _ProcessStatements(datastore.settings, events_table_name, tracking_table_name)
         super().__init__(datastore, events_table_name, statements)
         self.tracking_table_name = tracking_table_name
         self._layout_read = False
@@ -474,9 +468,7 @@ class AsyncPostgresProcessRecorder(AsyncPostgresApplicationRecorder, AsyncProces
     ) -> list[int]:
         """For a tracking table of a row per position (see the sync recorder)."""
         if stored_events:
-            ids = await self._write(
-                conn, stored_events, ("insert",), self.statements._insert_sql
-            )
+            ids = await self._write(conn, stored_events, ("insert",), self.statements._insert_sql)
         else:
             ids = []
             await conn.execute(self._statement(("lock",), self.statements._lock_sql))
