@@ -14,6 +14,8 @@ import inspect
 import json
 import json.scanner
 import os
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,14 @@ from types import ModuleType
 from typing import Any, Generic, Protocol, TypeVar, cast
 from uuid import UUID
 
+from eventsourcing._subscription import BackoffWaker as BackoffWaker
+from eventsourcing._subscription import Beacon as Beacon
+from eventsourcing._subscription import BeaconWaker as BeaconWaker
+from eventsourcing._subscription import InProcessSubscription as InProcessSubscription
+from eventsourcing._subscription import ListenNotifySubscription as ListenNotifySubscription
+from eventsourcing._subscription import Subscription as Subscription
+from eventsourcing._subscription import Waker as Waker
+from eventsourcing._subscription import listen_in_process as listen_in_process
 from eventsourcing.utils import (
     Environment,
     EventSourcingError,
@@ -82,6 +92,10 @@ class RecordConflictError(IntegrityError):
 
 class TrackingConflictError(IntegrityError):
     """This upstream position was already recorded: the event was processed before."""
+
+
+class WaitInterruptedError(PersistenceError):
+    """A wait for a tracking position was interrupted (its ``interrupt`` event was set)."""
 
 
 class OriginatorIDTypeError(PersistenceError, TypeError):
@@ -723,9 +737,92 @@ class ApplicationRecorder(AggregateRecorder):
         """
         return None
 
+    # What ``subscribe`` returns: each store sets the one woken by its writes.
+    subscription_class: type[Subscription] = Subscription
 
-class ProcessRecorder(ApplicationRecorder):
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription:
+        """The notifications after position ``gt`` (of ``topics``, if given), in order.
+
+        The iterator blocks when it has returned everything recorded, and goes on
+        as soon as more is recorded; ``stop()`` (or leaving it as a context
+        manager) ends it.
+        """
+        return self.subscription_class(self, gt=gt, topics=topics)
+
+
+class TrackingRecorder(Recorder):
+    """Records how far an upstream application's log was processed (its "tracking").
+
+    A materialised view subclasses a store's tracking recorder, adds tables of its
+    own, and writes its rows and the tracking record in one transaction: so each
+    event changes the view exactly once, however often its processing is retried.
+    """
+
+    @abstractmethod
+    def insert_tracking(self, tracking: Tracking) -> None:
+        """Record the position; ``IntegrityError`` (recording nothing) if it is not
+        past the position already recorded for that application."""
+
+    @abstractmethod
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """Return the position processed in ``application_name``'s log, or None."""
+
+    def has_tracking_id(self, application_name: str, notification_id: int | None) -> bool:
+        """Whether ``notification_id`` of ``application_name`` has been processed."""
+        if notification_id is None:
+            return True
+        position = self.max_tracking_id(application_name)
+        return position is not None and notification_id <= position
+
+    def wait(
+        self,
+        application_name: str,
+        notification_id: int | None,
+        timeout: float = 1.0,
+        interrupt: threading.Event | None = None,
+    ) -> None:
+        """Return once ``notification_id`` of ``application_name`` is processed.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds, or
+        ``WaitInterruptedError`` once ``interrupt`` is set. A store that can tell
+        when a tracking record commits wakes the wait at once (see ``_tracking_waker``).
+        """
+        deadline = time.monotonic() + timeout
+        waker = self._tracking_waker()
+        try:
+            while True:
+                waker.arm()
+                if self.has_tracking_id(application_name, notification_id):
+                    return
+                if interrupt is not None and interrupt.is_set():
+                    raise WaitInterruptedError(
+                        f"Waiting for notification {notification_id} of {application_name!r} "
+                        "was interrupted"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"Notification {notification_id} of {application_name!r} was not "
+                        f"processed within {timeout}s (position "
+                        f"{self.max_tracking_id(application_name)})"
+                    )
+                # Short slices while an interrupt may come: an Event cannot wake us.
+                waker.wait(min(remaining, 0.02) if interrupt is not None else remaining)
+        finally:
+            waker.close()
+
+    def _tracking_waker(self) -> Waker:
+        """What ``wait`` sleeps on between checks (a store that knows when tracking
+        records commit returns a waker woken by them)."""
+        return BackoffWaker()
+
+
+class ProcessRecorder(TrackingRecorder, ApplicationRecorder):
     """Also records how far upstream logs were processed, atomically with new events."""
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        """Move the position without recording events (as a batch of no new events)."""
+        self.insert_events([], tracking=tracking)
 
     @abstractmethod
     def insert_events(
@@ -750,12 +847,6 @@ class ProcessRecorder(ApplicationRecorder):
         """Every tracking name recorded here, with its position."""
         raise NotImplementedError(f"{type(self).__name__} cannot list tracking positions")
 
-    def has_tracking_id(self, application_name: str, notification_id: int | None) -> bool:
-        """Whether ``notification_id`` of ``application_name`` has been processed."""
-        if notification_id is None:
-            return True
-        position = self.max_tracking_id(application_name)
-        return position is not None and notification_id <= position
 
 
 # ---------------------------------------------------------------------------
@@ -831,6 +922,7 @@ COMPRESSOR_TOPIC = "COMPRESSOR_TOPIC"
 IS_SNAPSHOTTING_ENABLED = "IS_SNAPSHOTTING_ENABLED"
 APPLICATION_RECORDER_TOPIC = "APPLICATION_RECORDER_TOPIC"
 PROCESS_RECORDER_TOPIC = "PROCESS_RECORDER_TOPIC"
+TRACKING_RECORDER_TOPIC = "TRACKING_RECORDER_TOPIC"
 
 TFactory = TypeVar("TFactory", bound="InfrastructureFactory")
 
@@ -948,6 +1040,29 @@ class InfrastructureFactory(ABC):
     @abstractmethod
     def process_recorder(self) -> ProcessRecorder:
         """A recorder of events, notification log and tracking positions."""
+
+    # The store's tracking recorder (a view's base class), set by each store.
+    tracking_recorder_class: type[Any] | None = None
+    TRACKING_RECORDER_TOPIC = TRACKING_RECORDER_TOPIC
+
+    def tracking_recorder(self, tracking_recorder_class: type[Any] | None = None) -> Any:
+        """A tracking recorder (a materialised view) of ``tracking_recorder_class``, or
+        of the class ``TRACKING_RECORDER_TOPIC`` names, or the store's own."""
+        cls = tracking_recorder_class
+        if cls is None:
+            topic = self.env.get(TRACKING_RECORDER_TOPIC)
+            cls = resolve_topic(topic) if topic else self.tracking_recorder_class
+        if cls is None:
+            raise NotImplementedError(f"{type(self).__name__} makes no tracking recorders")
+        base = self.tracking_recorder_class or TrackingRecorder
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(
+                f"{cls!r} is not a {base.__name__} class, which this store's views derive from"
+            )
+        return self._construct_tracking_recorder(cls)
+
+    def _construct_tracking_recorder(self, cls: type[Any]) -> Any:
+        return cls()
 
     def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
@@ -1087,6 +1202,10 @@ class DatabaseFactory(InfrastructureFactory):
             tracking_table_name=self.table_names["tracking"],
         )
         return cast(ProcessRecorder, self._created(recorder))
+
+    def _construct_tracking_recorder(self, cls: type[Any]) -> Any:
+        recorder = cls(self.datastore, tracking_table_name=self.table_names["tracking"])
+        return self._created(recorder)
 
     def close(self) -> None:
         self.datastore.close()

@@ -22,13 +22,18 @@ from eventsourcing.persistence import (
     ORIGINATOR_ID_TYPE,
     AggregateRecorder,
     ApplicationRecorder,
+    Beacon,
+    BeaconWaker,
     InfrastructureFactory,
+    ListenNotifySubscription,
     Notification,
     ProcessRecorder,
     RecordConflictError,
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    TrackingRecorder,
+    Waker,
     first_definer,
     notification_of,
     originator_id_type,
@@ -411,3 +416,64 @@ class POPOFactory(InfrastructureFactory):
 
 
 Factory = POPOFactory  # (the name PERSISTENCE_MODULE looks for first)
+
+
+# ---------------------------------------------------------------------------
+# Subscriptions and tracking recorders (materialised views).
+
+
+class POPOSubscription(ListenNotifySubscription):
+    """Woken at once by the recorder's inserts (nothing else writes to it)."""
+
+
+POPOApplicationRecorder.subscription_class = POPOSubscription
+
+
+class POPOTrackingRecorder(TrackingRecorder):
+    """Tracking positions in memory: the base of an in-memory view.
+
+    A view keeps its rows in attributes of its own; a command changes them and
+    records the tracking position holding ``_database_lock``, after
+    ``_assert_tracking_uniqueness(tracking)`` (which raises before anything changes)::
+
+        with self._database_lock:
+            self._assert_tracking_uniqueness(tracking)
+            ... change the view's rows ...
+            self._insert_tracking(tracking)
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._database_lock = threading.RLock()
+        self._max_tracking_ids: dict[str, int] = {}
+        self._tracked = Beacon()
+
+    def _assert_tracking_uniqueness(self, tracking: Tracking) -> None:
+        position = self._max_tracking_ids.get(tracking.application_name)
+        conflict = tracking_conflict(tracking, position)
+        if conflict is not None:
+            raise TrackingConflictError(conflict)
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self._database_lock:
+            self._assert_tracking_uniqueness(tracking)
+            self._insert_tracking(tracking)
+
+    def _insert_tracking(self, tracking: Tracking) -> None:
+        self._max_tracking_ids[tracking.application_name] = tracking.notification_id
+        # (A waiter woken now reads the position under the lock: after this command.)
+        self._tracked.signal()
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self._database_lock:
+            return self._max_tracking_ids.get(application_name)
+
+    def tracking_positions(self) -> dict[str, int]:
+        with self._database_lock:
+            return dict(self._max_tracking_ids)
+
+    def _tracking_waker(self) -> Waker:
+        return BeaconWaker(self._tracked, interval=1.0)
+
+
+POPOFactory.tracking_recorder_class = POPOTrackingRecorder

@@ -50,12 +50,15 @@ from eventsourcing.persistence import (
     ORIGINATOR_ID_TYPES,
     AggregateRecorder,
     ApplicationRecorder,
+    Beacon,
+    BeaconWaker,
     DatabaseError,
     DatabaseFactory,
     DataError,
     IntegrityError,
     InterfaceError,
     InternalError,
+    ListenNotifySubscription,
     Notification,
     NotSupportedError,
     OperationalError,
@@ -66,6 +69,8 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    TrackingRecorder,
+    Waker,
     What,
     checked_mode,
     describe,
@@ -1331,3 +1336,188 @@ class PostgresFactory(DatabaseFactory):
 
 
 Factory = PostgresFactory  # (the name PERSISTENCE_MODULE looks for first)
+
+
+# ---------------------------------------------------------------------------
+# Subscriptions and tracking recorders (materialised views).
+
+
+class PostgresSubscription(ListenNotifySubscription):
+    """Woken by NOTIFY on the events table's channel, sent by every insert on commit."""
+
+
+PostgresApplicationRecorder.subscription_class = PostgresSubscription
+
+
+def _listen_on(
+    datastore: PostgresDatastore, channel: str, callback: Callable[[], None]
+) -> Callable[..., None]:
+    """Call ``callback`` (in a thread) at each NOTIFY on ``channel``; listening has begun
+    when this returns. Returns a function that stops it."""
+    listener = PostgresListener(datastore, channel)
+    stopping = threading.Event()
+
+    def run() -> None:
+        try:
+            while not stopping.is_set():
+                if listener.wait(timeout=0.5):
+                    callback()
+        except Exception as error:  # waiters still poll, now and then
+            if not stopping.is_set():
+                logger.warning("Stopped listening on %r: %s", channel, error)
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=run, name=f"listen-{channel}", daemon=True)
+    thread.start()
+
+    def stop(join: bool = True) -> None:
+        stopping.set()
+        if join and thread is not threading.current_thread():
+            thread.join(timeout=2)
+
+    return stop
+
+
+class PostgresTrackingRecorder(PostgresRecorder, TrackingRecorder):
+    """Tracking positions in a table of their own: the base of a PostgreSQL view.
+
+    A view appends its CREATE TABLE statements to ``sql_create_statements`` in
+    ``__init__``, and writes its rows and the position in one transaction::
+
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(query=..., params=..., prepare=True)
+            self._insert_tracking(curs, tracking)
+
+    Each position recorded sends NOTIFY on the table's channel when it commits,
+    so that ``wait()``, in any process, returns as soon as the view has it.
+    """
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        tracking_table_name: str = "notification_tracking",
+        **kwargs: Any,
+    ):
+        super().__init__(datastore, **kwargs)
+        self.check_identifier_length(tracking_table_name)
+        self.tracking_table_name = tracking_table_name
+        self._tracking_table = datastore.table(tracking_table_name)
+        self.sql_create_statements.append(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                "application_name text PRIMARY KEY, notification_id bigint NOT NULL)"
+            ).format(self._tracking_table)
+        )
+        self.create_table_statements = self.sql_create_statements  # (an older name)
+        self._insert_tracking_statement = sql.SQL(
+            "WITH moved AS (INSERT INTO {table} AS t (application_name, notification_id) "
+            "VALUES (%(application_name)s, %(notification_id)s) "
+            "ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = EXCLUDED.notification_id "
+            "WHERE t.notification_id < EXCLUDED.notification_id "
+            "RETURNING notification_id) "
+            "SELECT notification_id, pg_notify(%(channel)s, '') FROM moved"
+        ).format(table=self._tracking_table)
+        self._select_position_statement = sql.SQL(
+            "SELECT notification_id FROM {} WHERE application_name = %s"
+        ).format(self._tracking_table)
+        self._tracked = Beacon()
+        self._listening_lock = threading.Lock()
+        self._stop_listening: Callable[..., None] | None = None
+
+    @property
+    def tracking_channel(self) -> str:
+        """The LISTEN/NOTIFY channel told of each position recorded."""
+        return self.tracking_table_name
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_tracking(curs, tracking)
+
+    def _insert_tracking(self, curs: psycopg.Cursor[Any], tracking: Tracking) -> None:
+        """Move the position in ``curs``'s transaction, or raise ``TrackingConflictError``
+        (an ``IntegrityError``): a position only moves forwards."""
+        if tracking.previous_notification_id is not None:
+            self._check_tracking(curs, tracking, lock=True)
+        curs.execute(
+            query=self._insert_tracking_statement,
+            params={
+                "application_name": tracking.application_name,
+                "notification_id": tracking.notification_id,
+                "channel": self.tracking_channel,
+            },
+            prepare=True,
+        )
+        if curs.fetchone() is None:
+            self._check_tracking(curs, tracking, lock=False)
+
+    def _check_tracking(self, curs: psycopg.Cursor[Any], tracking: Tracking, lock: bool) -> None:
+        statement = self._select_position_statement
+        if lock:
+            statement = sql.Composed([statement, sql.SQL(" FOR UPDATE")])
+        curs.execute(statement, (tracking.application_name,))
+        row = curs.fetchone()
+        position = None if row is None else int(_first(row))
+        conflict = tracking_conflict(tracking, position)
+        if conflict is not None:
+            raise TrackingConflictError(conflict)
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        def select(conn: Connection) -> int | None:
+            row = conn.execute(
+                self._select_position_statement, (application_name,), prepare=True
+            ).fetchone()
+            return None if row is None else int(_first(row))
+
+        return self.datastore.run(
+            select,
+            what=f"Selecting the position of {application_name!r} in "
+            f"{self.tracking_table_name!r}",
+            transaction=False,
+        )
+
+    def tracking_positions(self) -> dict[str, int]:
+        statement = sql.SQL("SELECT application_name, notification_id FROM {}").format(
+            self._tracking_table
+        )
+        return self.datastore.run(
+            lambda conn: {str(name): int(pos) for name, pos in conn.execute(statement)},
+            what=f"Selecting positions from {self.tracking_table_name!r}",
+            transaction=False,
+        )
+
+    def _tracking_waker(self) -> Waker:
+        self._listen_for_tracking()
+        return BeaconWaker(self._tracked, interval=0.5)
+
+    def _listen_for_tracking(self) -> None:
+        """Listen (once, in a thread shared by this recorder's waits) for positions recorded."""
+        with self._listening_lock:
+            if self._stop_listening is None:
+                self._stop_listening = _listen_on(
+                    self.datastore, self.tracking_channel, self._tracked.signal
+                )
+
+    def close(self) -> None:
+        """Stop listening for positions recorded (the datastore is the factory's to close)."""
+        with self._listening_lock:
+            stop, self._stop_listening = self._stop_listening, None
+        if stop is not None:
+            stop()
+
+    def __del__(self) -> None:
+        # A view dropped without close() must not keep its listening connection.
+        stop = getattr(self, "_stop_listening", None)
+        if stop is not None:
+            stop(join=False)
+
+
+def _first(row: Any) -> Any:
+    """The first column of a row given as a tuple or as a dict."""
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+PostgresFactory.tracking_recorder_class = PostgresTrackingRecorder
+__all__ += ["PostgresSubscription", "PostgresTrackingRecorder"]

@@ -21,6 +21,7 @@ than every id it has seen.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -33,12 +34,15 @@ from uuid import UUID, SafeUUID
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
+    Beacon,
+    BeaconWaker,
     DatabaseError,
     DatabaseFactory,
     DataError,
     IntegrityError,
     InterfaceError,
     InternalError,
+    ListenNotifySubscription,
     Notification,
     NotSupportedError,
     OperationalError,
@@ -50,6 +54,8 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
     TrackingConflictError,
+    TrackingRecorder,
+    Waker,
     What,
     checked_mode,
     describe,
@@ -953,3 +959,176 @@ class SQLiteFactory(DatabaseFactory):
 
 
 Factory = SQLiteFactory
+
+
+# ---------------------------------------------------------------------------
+# Subscriptions and tracking recorders (materialised views).
+#
+# Writers in this process wake readers at once (through a beacon per database
+# and table); writes of other processes are seen by polling PRAGMA data_version,
+# which changes when another connection commits, every few ms.
+
+
+class _CommitWatch:
+    """Whether another connection committed to the database since the last look."""
+
+    def __init__(self, datastore: SQLiteDatastore):
+        self._conn: sqlite3.Connection | None = None
+        if not datastore.is_memory:  # (in memory, every writer is in this process)
+            self._conn = sqlite3.connect(
+                datastore.db_name, uri=datastore._is_uri, check_same_thread=False
+            )
+        self._lock = threading.Lock()
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        if self._conn is None:
+            return 0
+        with self._lock:
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
+    def changed(self) -> bool:
+        if self._conn is None:
+            return True  # (a look at the table itself is cheap in memory)
+        version = self._data_version()
+        if version == self._version:
+            return False
+        self._version = version
+        return True
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with self._lock:
+                self._conn.close()
+
+
+_beacons: dict[tuple[str, str], Beacon] = {}
+_beacons_lock = threading.Lock()
+
+
+def _beacon(datastore: SQLiteDatastore, table_name: str) -> Beacon:
+    """The beacon of ``table_name`` in this database, shared by its recorders here."""
+    key = (datastore.db_name if datastore.is_memory else os.path.abspath(datastore.db_name),)
+    with _beacons_lock:
+        return _beacons.setdefault((key[0], table_name), Beacon())
+
+
+class SQLiteSubscription(ListenNotifySubscription):
+    """Woken at once by inserts through the recorder; other processes' (and other
+    recorder objects') commits are seen within ``poll_interval``."""
+
+    poll_interval = 0.002
+
+    def _make_waker(self) -> Waker:
+        recorder = self._recorder
+        assert isinstance(recorder, SQLiteApplicationRecorder)
+        watch = _CommitWatch(recorder.datastore)
+        interval = 0.005 if recorder.datastore.is_memory else self.poll_interval
+        return BeaconWaker(self._beacon, interval, changed=watch.changed, on_close=watch.close)
+
+
+SQLiteApplicationRecorder.subscription_class = SQLiteSubscription
+
+
+class SQLiteTrackingRecorder(TrackingRecorder):
+    """Tracking positions in a table of their own: the base of a SQLite view.
+
+    A view adds its tables to ``construct_create_table_statements()`` and writes
+    its rows and the position in one transaction::
+
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute("UPDATE ...", (...))
+            self._insert_tracking(cursor, tracking)
+    """
+
+    def __init__(
+        self,
+        datastore: SQLiteDatastore,
+        *,
+        tracking_table_name: str = "notification_tracking",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.datastore = datastore
+        self.tracking_table_name = tracking_table_name
+        self._tracking = quote_identifier(tracking_table_name)
+        self._tracked = _beacon(datastore, tracking_table_name)
+        self.create_table_statements = self.construct_create_table_statements()
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self._tracking} ("
+            "application_name TEXT PRIMARY KEY, notification_id INTEGER NOT NULL) WITHOUT ROWID"
+        ]
+
+    def create_table(self) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            for statement in self.create_table_statements:
+                cursor.execute(statement)
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            self._insert_tracking(cursor, tracking)
+        self._tracked.signal()  # (committed: a waiter woken now sees it)
+
+    def _insert_tracking(self, cursor: SQLiteCursor, tracking: Tracking) -> None:
+        """Move the position in ``cursor``'s transaction, or raise ``TrackingConflictError``
+        (an ``IntegrityError``): a position only moves forwards."""
+        if tracking.previous_notification_id is not None:
+            self._check_tracking(cursor, tracking)
+        cursor.execute(
+            f"INSERT INTO {self._tracking} (application_name, notification_id) VALUES (?, ?) "
+            "ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = excluded.notification_id "
+            "WHERE notification_id < excluded.notification_id",
+            (tracking.application_name, tracking.notification_id),
+        )
+        if cursor.rowcount != 1:
+            self._check_tracking(cursor, tracking)
+        # Before the commit: a waiter woken now may look too early, and then sees the
+        # commit itself (data_version) a moment later.
+        self._tracked.signal()
+
+    def _check_tracking(self, cursor: SQLiteCursor, tracking: Tracking) -> None:
+        cursor.execute(
+            f"SELECT notification_id FROM {self._tracking} WHERE application_name = ?",
+            (tracking.application_name,),
+        )
+        row = cursor.fetchone()
+        conflict = tracking_conflict(tracking, None if row is None else int(row[0]))
+        if conflict is not None:
+            raise TrackingConflictError(conflict)
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        def select(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                f"SELECT notification_id FROM {self._tracking} WHERE application_name = ?",
+                (application_name,),
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        return self.datastore.run(
+            select,
+            write=False,
+            what=f"Selecting the position of {application_name!r} in "
+            f"{self.tracking_table_name!r}",
+        )
+
+    def tracking_positions(self) -> dict[str, int]:
+        def select(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(f"SELECT application_name, notification_id FROM {self._tracking}")
+            return {str(name): int(position) for name, position in rows}
+
+        return self.datastore.run(
+            select, write=False, what=f"Selecting positions from {self.tracking_table_name!r}"
+        )
+
+    def _tracking_waker(self) -> Waker:
+        watch = _CommitWatch(self.datastore)
+        interval = 0.002 if self.datastore.is_memory else 0.001
+        return BeaconWaker(self._tracked, interval, changed=watch.changed, on_close=watch.close)
+
+
+SQLiteFactory.tracking_recorder_class = SQLiteTrackingRecorder
+__all__ += ["SQLiteSubscription", "SQLiteTrackingRecorder"]

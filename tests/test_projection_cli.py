@@ -1,0 +1,130 @@
+"""Projections on the command line (eventsourcing._projection_cli): naming them,
+running them until SIGTERM, and their position and lag."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from eventsourcing._projection_cli import (
+    ProjectionSpecError,
+    load_projection,
+    main,
+    projection_status_rows,
+)
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.utils import Environment
+from tests.projection_views import CountProjection, DogSchool, SQLiteTrickCounts, TrickCounts
+
+REPO = Path(__file__).resolve().parents[1]
+HERE = "tests.test_projection_cli"
+
+
+class CliCounts(CountProjection):
+    application_class = DogSchool
+    view_class = SQLiteTrickCounts
+
+
+class Unfinished(CountProjection):
+    application_class = DogSchool
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    settings = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "DOGSCHOOL_SQLITE_DBNAME": str(tmp_path / "school.db"),
+        "CLICOUNTS_SQLITE_DBNAME": str(tmp_path / "view.db"),
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    return settings
+
+
+def test_load_projection_takes_classes_from_the_projection_or_the_options() -> None:
+    spec = load_projection(f"{HERE}:CliCounts")
+    assert (spec.application_class, spec.view_class, spec.name) == (
+        DogSchool,
+        SQLiteTrickCounts,
+        "CliCounts",
+    )
+    spec = load_projection(f"{HERE}:Unfinished", view="tests.projection_views:SQLiteTrickCounts")
+    assert spec.view_class is SQLiteTrickCounts
+
+
+@pytest.mark.parametrize(
+    ("topic", "message"),
+    [
+        ("tests.test_projection_cli.CliCounts", "not of the form"),
+        (f"{HERE}:Nowhere", "cannot import projection"),
+        (f"{HERE}:DogSchool", "neither a Projection nor an EventSourcedProjection"),
+        (f"{HERE}:Unfinished", "names no view_class"),
+        ("tests.projection_views:CountProjection", "names no application_class"),
+    ],
+)
+def test_load_projection_says_what_is_wrong(topic: str, message: str) -> None:
+    with pytest.raises(ProjectionSpecError, match=message):
+        load_projection(topic)
+
+
+def view_position(env: dict[str, str]) -> int:
+    factory = InfrastructureFactory.construct(Environment("CliCounts", env))
+    try:
+        view: TrickCounts = factory.tracking_recorder(SQLiteTrickCounts)
+        return view.max_tracking_id("DogSchool") or 0
+    finally:
+        factory.close()
+
+
+def test_run_until_sigterm_then_status_shows_no_lag(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with DogSchool(env=env) as school:
+        school.register_dog("Fido")
+        last = school.add_trick("Fido", "sit")
+    (row,) = projection_status_rows([load_projection(f"{HERE}:CliCounts")])
+    assert (row.projection, row.application, row.position, row.last_id, row.lag) == (
+        "CliCounts",
+        "DogSchool",
+        0,
+        last,
+        last,
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eventsourcing._projection_cli",
+            "run",
+            "--projection",
+            f"{HERE}:CliCounts",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while view_position(env) < last and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert view_position(env) == last
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    assert main(["status", "--projection", f"{HERE}:CliCounts"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["projection", "follows", "position", "last", "id", "lag"]
+    assert lines[1].split() == ["CliCounts", "DogSchool", str(last), str(last), "0"]
+
+
+def test_a_bad_projection_is_one_line_and_exit_status_2(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--projection", f"{HERE}:Unfinished"]) == 2
+    assert "names no view_class" in capsys.readouterr().err
+    assert main(["run"]) == 2
