@@ -15,6 +15,7 @@ from eventsourcing.asyncio._application import (
     AsyncRepository,
 )
 from eventsourcing.asyncio._factory import AsyncFactory
+from eventsourcing.asyncio._projection import AsyncProjectionRunner
 from eventsourcing.asyncio._recorders import (
     AsyncAggregateRecorder,
     AsyncApplicationRecorder,
@@ -32,6 +33,7 @@ __all__ = [
     "AsyncFactory",
     "AsyncNotificationLog",
     "AsyncProcessRecorder",
+    "AsyncProjectionRunner",
     "AsyncRepository",
     "AsyncRunner",
     "AsyncRunnerError",

@@ -219,6 +219,18 @@ class AsyncSubscription:
             await asyncio.shield(self.close())
             raise
 
+    async def next_batch(self, limit: int) -> list[Notification]:
+        """The next notifications available (at least one, at most ``limit``), waiting
+        for one if there are none; ``[]`` once closed."""
+        try:
+            first = await self._next()
+        except StopAsyncIteration:
+            return []
+        batch = [first]
+        while self._buffer and len(batch) < limit:
+            batch.append(self._buffer.popleft())
+        return batch
+
     async def _next(self) -> Notification:
         await self._open()
         while not self._buffer:
