@@ -127,3 +127,26 @@ def test_wait_raises_the_projections_error(tmp_path: Any) -> None:
             await runner.stop()
 
     run(main())
+
+
+def test_many_requests_wait_at_once_without_holding_threads(tmp_path: Any) -> None:
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "db")}
+
+    async def main() -> None:
+        async with AsyncProjectionRunner(
+            application_class=DogSchool,
+            projection_class=BatchCountProjection,  # (of TrickAdded events only)
+            view_class=VIEWS["eventsourcing.sqlite"],
+            env=env,
+        ) as runner:
+            registered = await runner.app.register_dog("Billy")
+            # A position of an event of other topics: nothing to wait for.
+            await runner.wait(registered, timeout=5)
+            # More waiters than the default executor has threads, for a future write.
+            waiters = [asyncio.create_task(runner.wait(registered + 1)) for _ in range(50)]
+            await asyncio.sleep(0.1)
+            await runner.app.add_trick("Billy", "sit")
+            await asyncio.wait_for(asyncio.gather(*waiters), timeout=20)
+            assert runner.view.get_count("sit") == 1
+
+    run(main())

@@ -1,5 +1,5 @@
 """The FastAPI dog school (examples/fastapi_dogschool.py), through httpx's AsyncClient
-on the ASGI app, on SQLite and PostgreSQL."""
+on the ASGI app, on SQLite and PostgreSQL (and in memory)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ httpx = pytest.importorskip("httpx")
 from examples.fastapi_dogschool import create_app  # noqa: E402
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["popo", "sqlite", "postgres"])
 def service_env(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "popo":
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     if request.param == "sqlite":
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -27,8 +29,7 @@ def service_env(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 
 async def exercise(env: dict[str, str]) -> None:
-    # Polled rarely: only the runner's own wake-ups can make reads fresh in time.
-    service = create_app(env, poll_interval=30)
+    service = create_app(env)
     transport = httpx.ASGITransport(app=service)
     async with service.router.lifespan_context(service):
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

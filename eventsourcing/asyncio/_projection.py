@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar, cast
 
@@ -56,9 +55,11 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
         self.application_class = application_class
         self.projection_class = projection_class
         self.view_class = view_class
-        self._interrupted = threading.Event()
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
+        self._progress: asyncio.Condition | None = None
+        # The last position of the application's log the view has processed.
+        self.position: int | None = None
 
     async def start(self) -> None:
         view_env = Environment(self.projection_class.name, _merged_env(self.env))
@@ -70,8 +71,9 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
         self.projection = self.projection_class(view=self.view)
         self.app: TAsyncApplication = self.application_class(self.env)
         await self.app.open()
-        position = await asyncio.to_thread(self.view.max_tracking_id, self.app.name)
-        self._task = asyncio.create_task(self._run(position))
+        self.position = await asyncio.to_thread(self.view.max_tracking_id, self.app.name)
+        self._progress = asyncio.Condition()
+        self._task = asyncio.create_task(self._run(self.position))
 
     async def _run(self, position: int | None) -> None:
         app = self.app
@@ -89,40 +91,77 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
                         await asyncio.to_thread(process_events, batch)
                     else:
                         await asyncio.to_thread(self._process_each, batch)
+                    await self._processed(notifications[-1].id)
         except asyncio.CancelledError:
             raise
         except BaseException as error:
             self._error = error
             raise
         finally:
-            self._interrupted.set()  # (wakes a wait() under way)
+            if self._progress is not None:
+                async with self._progress:
+                    self._progress.notify_all()  # (wakes a wait() under way)
 
     def _process_each(self, batch: list[tuple[Any, Tracking]]) -> None:
         for domain_event, tracking in batch:
             self.projection.process_event(domain_event, tracking)
 
     async def wait(self, notification_id: int | None, timeout: float = 10.0) -> None:
-        """Return once the view has processed ``notification_id`` of the application;
-        ``TimeoutError`` after ``timeout``; the projection's error if it failed."""
-        self._raise_error()
+        """Return once the view has processed ``notification_id`` of the application
+        (or every event of the projection's topics up to it); ``TimeoutError`` after
+        ``timeout``; the projection's error if it failed.
+
+        Waits in the loop, woken by the runner's task after each batch: any number
+        of requests may wait at once without holding threads.
+        """
+        if notification_id is None:
+            return
         try:
-            await asyncio.to_thread(
-                self.view.wait,
-                self.app.name,
-                notification_id,
-                timeout=timeout,
-                interrupt=self._interrupted,
-            )
-        except WaitInterruptedError:
+            await asyncio.wait_for(self._reached(notification_id), timeout)
+        except asyncio.TimeoutError:
             self._raise_error()
-            raise
+            raise TimeoutError(
+                f"{self.projection_class.name} did not process position {notification_id} "
+                f"of {self.app.name} within {timeout}s (at {self.position})"
+            ) from None
+
+    async def _reached(self, notification_id: int) -> None:
+        assert self._progress is not None
+        async with self._progress:
+            while True:
+                self._raise_error()
+                if self._task is None or self._task.done():
+                    raise WaitInterruptedError(f"{type(self).__name__} is stopped")
+                if (self.position or 0) >= notification_id:
+                    return
+                if not await self._has_unprocessed(notification_id):
+                    return  # (the view stays at the last event of its topics)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    # (Re-checked now and then: another process may write the view.)
+                    await asyncio.wait_for(self._progress.wait(), 1.0)
+
+    async def _has_unprocessed(self, notification_id: int) -> bool:
+        topics = topic_names(self.projection.topics)
+        if not topics:
+            return True
+        if (await self.app.notification_log.max_notification_id() or 0) < notification_id:
+            return True  # (not yet recorded)
+        after = await self.app.notification_log.select(
+            self.position, 1, stop=notification_id, topics=topics, inclusive_of_start=False
+        )
+        return bool(after)
+
+    async def _processed(self, position: int) -> None:
+        self.position = position
+        assert self._progress is not None
+        async with self._progress:
+            self._progress.notify_all()
 
     def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
 
     async def stop(self) -> None:
-        self._interrupted.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):

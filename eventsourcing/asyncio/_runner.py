@@ -249,7 +249,10 @@ class AsyncRunner:
                     raise AsyncRunnerError(f"{follower_name} stopped: {error}") from error
                 if await asyncio.to_thread(app.position, leader_name) >= position:
                     return
-                if not await _has_unprocessed(app, leader_name, position):
+                recorded = await self._max_notification_id(leader_name) or 0
+                if recorded >= position and not await _has_unprocessed(
+                    app, leader_name, position
+                ):
                     return  # (a follower of some topics stays at the last it took)
                 await self._progress.wait()
 
