@@ -2,8 +2,10 @@
 sync API called from FastAPI's thread pool, on PostgreSQL.
 
 Each client (an httpx.AsyncClient on the ASGI app, in process) registers a dog,
-then, until the time is up, adds a trick (POST) and reads the dog back (GET). The
-Counters read model runs behind each service (AsyncRunner / MultiThreadedRunner).
+then, until the time is up, adds a trick (POST), reads the dog back (GET) and
+reads the trick's count from the projection, after the trick's position (GET,
+read-your-writes). The same projection and view run behind each service
+(AsyncProjectionRunner / ProjectionRunner).
 Both services use the same pool settings (POSTGRES_POOL_SIZE=5, MAX_OVERFLOW=10).
 Reports requests/s and the 50th and 99th percentile latencies.
 
@@ -31,9 +33,10 @@ from pydantic import BaseModel
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from eventsourcing.system import MultiThreadedRunner, System  # noqa: E402
-from examples.dogschool import Counters, DogSchool  # noqa: E402
+from eventsourcing.projection import ProjectionRunner  # noqa: E402
+from examples.dogschool import DogSchool  # noqa: E402
 from examples.fastapi_dogschool import create_app  # noqa: E402
+from examples.trick_counts import TrickCountsProjection, view_class  # noqa: E402
 
 HOST = os.environ.get("POSTGRES_TEST_HOST", "127.0.0.1")
 PORT = os.environ.get("POSTGRES_TEST_PORT", "5432")
@@ -48,33 +51,54 @@ class NewTrick(BaseModel):
     trick: str
 
 
+class SyncDogSchool(DogSchool):
+    name = "DogSchool"
+
+    def add_trick_at(self, dog_id: UUID, trick: str) -> int:
+        dog = self.repository.get(dog_id)
+        dog.add_trick(trick)
+        return self.save(dog)[-1].notification.id
+
+
 def create_sync_app(env: dict[str, str]) -> FastAPI:
     """The same routes over the sync API: plain ``def`` endpoints, which FastAPI
     runs on its thread pool."""
-    runner = MultiThreadedRunner(System([[DogSchool, Counters]]), env=env)
+    runners: list[ProjectionRunner[Any, Any]] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(runner.start)
+        runner: ProjectionRunner[Any, Any] = await asyncio.to_thread(
+            lambda: ProjectionRunner(
+                application_class=SyncDogSchool,
+                projection_class=TrickCountsProjection,
+                view_class=view_class(env["PERSISTENCE_MODULE"]),
+                env=env,
+            )
+        )
+        runners.append(runner)
         try:
             yield
         finally:
-            await asyncio.to_thread(runner.stop)
+            await asyncio.to_thread(runner.__exit__, None, None, None)
 
     service = FastAPI(lifespan=lifespan)
 
     @service.post("/dogs", status_code=201)
     def register_dog(dog: NewDog) -> dict[str, Any]:
-        return {"id": str(runner.get(DogSchool).register_dog(dog.name))}
+        return {"id": str(runners[0].app.register_dog(dog.name))}
 
     @service.post("/dogs/{dog_id}/tricks", status_code=201)
     def add_trick(dog_id: UUID, new: NewTrick) -> dict[str, Any]:
-        runner.get(DogSchool).add_trick(dog_id, new.trick)
-        return {}
+        return {"position": runners[0].app.add_trick_at(dog_id, new.trick)}
 
     @service.get("/dogs/{dog_id}")
     def get_dog(dog_id: UUID) -> dict[str, Any]:
-        return runner.get(DogSchool).get_dog(dog_id)
+        return runners[0].app.get_dog(dog_id)
+
+    @service.get("/tricks/{trick}")
+    def trick_count(trick: str, after: int) -> dict[str, Any]:
+        runners[0].wait(after, timeout=10)
+        return {"trick": trick, "count": runners[0].view.get_count(trick)}
 
     return service
 
@@ -101,9 +125,13 @@ async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, f
                 tricks = 0
                 while time.perf_counter() < deadline:
                     tricks += 1
-                    body = {"trick": f"t{tricks}"}
-                    await timed(lambda: client.post(f"/dogs/{dog_id}/tricks", json=body))  # noqa: B023
+                    body = {"trick": f"t{tricks % 10}"}
+                    added = await timed(
+                        lambda: client.post(f"/dogs/{dog_id}/tricks", json=body)  # noqa: B023
+                    )
                     await timed(lambda: client.get(f"/dogs/{dog_id}"))
+                    after = {"after": added.json()["position"]}
+                    await timed(lambda: client.get(f"/tricks/{body['trick']}", params=after))  # noqa: B023
 
             started = time.perf_counter()
             await asyncio.gather(*(run_client(n, started + seconds) for n in range(clients)))
