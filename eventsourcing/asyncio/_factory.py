@@ -17,7 +17,9 @@ from eventsourcing.asyncio._recorders import (
     facade_of,
 )
 from eventsourcing.persistence import (
+    APPLICATION_RECORDER_TOPIC,
     CREATE_TABLE,
+    PROCESS_RECORDER_TOPIC,
     AggregateRecorder,
     DatabaseFactory,
     InfrastructureFactory,
@@ -118,13 +120,29 @@ class ThreadedFactory(AsyncFactory):
 
 
 class AsyncPostgresFactory(AsyncFactory):
-    """PostgreSQL recorders on async connections, of the tables the sync factory names."""
+    """PostgreSQL recorders on async connections, of the tables the sync factory names.
+
+    A recorder class named by ``APPLICATION_RECORDER_TOPIC`` or
+    ``PROCESS_RECORDER_TOPIC``, or made by a factory subclass (an extension that
+    writes more in each insert's transaction), is the sync API's: it is run behind
+    the facade, on worker threads.
+    """
 
     sync: DatabaseFactory
 
     def __init__(self, sync_factory: DatabaseFactory, datastore: Any):
         super().__init__(sync_factory)
         self.datastore = datastore
+        self._threaded: ThreadedFactory | None = None
+
+    def _extension(self, setting: str, stock: type[Any], made: type[Any]) -> ThreadedFactory | None:
+        """The threaded facade's factory, if ``setting`` names a recorder class, or the
+        sync factory makes another class than ``stock`` (``made``)."""
+        if not self.env.get(setting) and made is stock:
+            return None
+        if self._threaded is None:
+            self._threaded = ThreadedFactory(self.sync)
+        return self._threaded
 
     def _created(self, recorder: Any) -> Any:
         # Tables are made at the first use (a constructor cannot await).
@@ -142,6 +160,15 @@ class AsyncPostgresFactory(AsyncFactory):
 
     def application_recorder(self) -> AsyncApplicationRecorder:
         from eventsourcing.asyncio._postgres import AsyncPostgresApplicationRecorder
+        from eventsourcing.postgres import PostgresApplicationRecorder
+
+        extension = self._extension(
+            APPLICATION_RECORDER_TOPIC,
+            PostgresApplicationRecorder,
+            self.sync.application_recorder_class,
+        )
+        if extension is not None:
+            return extension.application_recorder()
 
         table = self.sync.table_names["events"]
         return cast(
@@ -151,6 +178,13 @@ class AsyncPostgresFactory(AsyncFactory):
 
     def process_recorder(self) -> AsyncProcessRecorder:
         from eventsourcing.asyncio._postgres import AsyncPostgresProcessRecorder
+        from eventsourcing.postgres import PostgresProcessRecorder
+
+        extension = self._extension(
+            PROCESS_RECORDER_TOPIC, PostgresProcessRecorder, self.sync.process_recorder_class
+        )
+        if extension is not None:
+            return extension.process_recorder()
 
         names = self.sync.table_names
         return cast(
@@ -162,4 +196,7 @@ class AsyncPostgresFactory(AsyncFactory):
 
     async def close(self) -> None:
         await self.datastore.close()
-        self.sync.close()
+        if self._threaded is not None:
+            await self._threaded.close()  # (closes the sync factory too)
+        else:
+            self.sync.close()

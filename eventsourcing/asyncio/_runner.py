@@ -250,9 +250,7 @@ class AsyncRunner:
                 if await asyncio.to_thread(app.position, leader_name) >= position:
                     return
                 recorded = await self._max_notification_id(leader_name) or 0
-                if recorded >= position and not await _has_unprocessed(
-                    app, leader_name, position
-                ):
+                if recorded >= position and not await _has_unprocessed(app, leader_name, position):
                     return  # (a follower of some topics stays at the last it took)
                 await self._progress.wait()
 
