@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar, cast
 
 from eventsourcing.asyncio._application import AsyncApplication
+from eventsourcing.asyncio._progress import Progress
 from eventsourcing.persistence import (
     InfrastructureFactory,
     Tracking,
@@ -57,7 +58,7 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
         self.view_class = view_class
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
-        self._progress: asyncio.Condition | None = None
+        self._progress: Progress | None = None
         # The last position of the application's log the view has processed.
         self.position: int | None = None
 
@@ -72,7 +73,7 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
         self.app: TAsyncApplication = self.application_class(self.env)
         await self.app.open()
         self.position = await asyncio.to_thread(self.view.max_tracking_id, self.app.name)
-        self._progress = asyncio.Condition()
+        self._progress = Progress()
         self._task = asyncio.create_task(self._run(self.position))
 
     async def _run(self, position: int | None) -> None:
@@ -99,8 +100,7 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
             raise
         finally:
             if self._progress is not None:
-                async with self._progress:
-                    self._progress.notify_all()  # (wakes a wait() under way)
+                self._progress.moved()  # (wakes a wait() under way)
 
     def _process_each(self, batch: list[tuple[Any, Tracking]]) -> None:
         for domain_event, tracking in batch:
@@ -127,35 +127,42 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
 
     async def _reached(self, notification_id: int) -> None:
         assert self._progress is not None
-        async with self._progress:
-            while True:
-                self._raise_error()
-                if self._task is None or self._task.done():
-                    raise WaitInterruptedError(f"{type(self).__name__} is stopped")
-                if (self.position or 0) >= notification_id:
-                    return
-                if not await self._has_unprocessed(notification_id):
+        # The first unprocessed event of the projection's topics up to the position,
+        # when known: until the view passes it, there is nothing to query again.
+        pending: int | None = None
+        while True:
+            step = self._progress.step()
+            self._raise_error()
+            if self._task is None or self._task.done():
+                raise WaitInterruptedError(f"{type(self).__name__} is stopped")
+            position = self.position or 0
+            if position >= notification_id:
+                return
+            if pending is None or position >= pending:
+                pending = await self._first_unprocessed(position, notification_id)
+                if pending is None:
                     return  # (the view stays at the last event of its topics)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    # (Re-checked now and then: another process may write the view.)
-                    await asyncio.wait_for(self._progress.wait(), 1.0)
+            if not await self._progress.wait(step, 1.0):
+                pending = None  # (checked again now and then)
 
-    async def _has_unprocessed(self, notification_id: int) -> bool:
+    async def _first_unprocessed(self, position: int, notification_id: int) -> int | None:
+        """The first event of the projection's topics after ``position`` up to
+        ``notification_id`` (that very position without topics; 0, to check again
+        after each step, while it is not yet recorded); None if there is none."""
         topics = topic_names(self.projection.topics)
         if not topics:
-            return True
+            return notification_id
         if (await self.app.notification_log.max_notification_id() or 0) < notification_id:
-            return True  # (not yet recorded)
+            return 0
         after = await self.app.notification_log.select(
-            self.position, 1, stop=notification_id, topics=topics, inclusive_of_start=False
+            position, 1, stop=notification_id, topics=topics, inclusive_of_start=False
         )
-        return bool(after)
+        return after[0].id if after else None
 
     async def _processed(self, position: int) -> None:
         self.position = position
         assert self._progress is not None
-        async with self._progress:
-            self._progress.notify_all()
+        self._progress.moved()
 
     def _raise_error(self) -> None:
         if self._error is not None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 from eventsourcing.application import Application, LocalNotificationLog
 from eventsourcing.asyncio._application import AsyncApplication
+from eventsourcing.asyncio._progress import Progress
 from eventsourcing.asyncio._recorders import Waiter
 from eventsourcing.persistence import Recording
 from eventsourcing.system import Follower, Leader, NotificationLog, RunnerAlreadyStartedError
@@ -64,7 +65,7 @@ class AsyncRunner:
         self._wakes: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters: list[Waiter] = []
-        self._progress: asyncio.Condition | None = None
+        self._progress: Progress | None = None
         self._errors: dict[str, BaseException] = {}
 
     def _add(self, cls: type[Any]) -> str:
@@ -82,7 +83,7 @@ class AsyncRunner:
         if self.is_started:
             raise RunnerAlreadyStartedError(f"{type(self).__name__} is already started")
         self.is_started = True
-        self._progress = asyncio.Condition()
+        self._progress = Progress()
         try:
             await self._construct_apps()
             for name, leaders in self.follows.items():
@@ -204,15 +205,8 @@ class AsyncRunner:
             raise
 
     def _announce_progress(self) -> None:
-        progress = self._progress
-        if progress is None:
-            return
-
-        async def notify() -> None:
-            async with progress:
-                progress.notify_all()
-
-        asyncio.ensure_future(notify())
+        if self._progress is not None:
+            self._progress.moved()
 
     async def wait(
         self,
@@ -242,17 +236,17 @@ class AsyncRunner:
     async def _reached(self, follower_name: str, leader_name: str, position: int) -> None:
         app = cast(Follower, self.apps[follower_name])
         assert self._progress is not None
-        async with self._progress:
-            while True:
-                error = self._errors.get(follower_name)
-                if error is not None:
-                    raise AsyncRunnerError(f"{follower_name} stopped: {error}") from error
-                if await asyncio.to_thread(app.position, leader_name) >= position:
-                    return
-                recorded = await self._max_notification_id(leader_name) or 0
-                if recorded >= position and not await _has_unprocessed(app, leader_name, position):
-                    return  # (a follower of some topics stays at the last it took)
-                await self._progress.wait()
+        while True:
+            step = self._progress.step()  # (before checking: a move meanwhile is seen)
+            error = self._errors.get(follower_name)
+            if error is not None:
+                raise AsyncRunnerError(f"{follower_name} stopped: {error}") from error
+            if await asyncio.to_thread(app.position, leader_name) >= position:
+                return
+            recorded = await self._max_notification_id(leader_name) or 0
+            if recorded >= position and not await _has_unprocessed(app, leader_name, position):
+                return  # (a follower of some topics stays at the last it took)
+            await self._progress.wait(step, 1.0)
 
     def _leader_name(self, follower_name: str, leader: type[Any] | str | None) -> str:
         leaders = self.follows.get(follower_name) or []
