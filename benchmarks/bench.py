@@ -466,7 +466,14 @@ def main() -> int:
         help="checkout whose eventsourcing/ is 'ours' (default: this repository)",
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw store limits")
+    parser.add_argument(
+        "--concurrency",
+        action="store_true",
+        help="run only the concurrent and contended saves (benchmarks/concurrency.py)",
+    )
     args = parser.parse_args()
+    if args.concurrency:
+        return subprocess.run([sys.executable, str(HERE / "concurrency.py")]).returncode
     args.stores = [s for s in args.stores.split(",") if s]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     for s in args.stores:

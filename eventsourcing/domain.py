@@ -54,6 +54,7 @@ from eventsourcing.utils import (
 )
 
 __all__ = [
+    "AbstractDecision",
     "Aggregate",
     "AggregateCreated",
     "AggregateEvent",
@@ -94,6 +95,11 @@ __all__ = [
     "event",
     "triggers",
 ]
+
+
+class AbstractDecision:
+    """Base of event classes that ``@event`` accepts besides aggregate events (the
+    decisions of ``eventsourcing.dcb.domain``), whose classes apply them."""
 
 
 class ProgrammingError(EventSourcingError):
@@ -626,6 +632,10 @@ def event(arg: type[CanMutateAggregate], /) -> Callable[[_F], _F]: ...
 
 
 @overload
+def event(arg: type[AbstractDecision], /) -> Callable[[_F], _F]: ...
+
+
+@overload
 def event(arg: None = None, /) -> Callable[[_F], _F]: ...
 
 
@@ -647,7 +657,7 @@ def event(arg: Any = None, /) -> Any:
     if (
         arg is None
         or isinstance(arg, str)
-        or (isinstance(arg, type) and issubclass(arg, CanMutateAggregate))
+        or (isinstance(arg, type) and issubclass(arg, (CanMutateAggregate, AbstractDecision)))
     ):
         spec = arg
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import ModuleType
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing._subscription import BackoffWaker as BackoffWaker
@@ -42,6 +42,9 @@ from eventsourcing.utils import (
     strtobool,
     upcast_state,
 )
+
+if TYPE_CHECKING:
+    from eventsourcing.dcb.api import DCBRecorder
 
 # ---------------------------------------------------------------------------
 # Errors, shaped like the DB-API's so that every store raises the same ones.
@@ -927,6 +930,18 @@ TRACKING_RECORDER_TOPIC = "TRACKING_RECORDER_TOPIC"
 TFactory = TypeVar("TFactory", bound="InfrastructureFactory")
 
 
+def setting_name(env: Environment, key: str) -> str:
+    """The name under which ``key`` is set in ``env`` (``DOGS_KEY`` or ``KEY``), for
+    errors; when unset, the names that would be read (``DOGS_KEY (or KEY)``)."""
+    candidates = env.create_keys(key)
+    for candidate in candidates:
+        if dict.get(env, candidate) not in (None, ""):
+            return candidate
+    if len(candidates) == 1:
+        return key
+    return f"{candidates[0]} (or {' or '.join(candidates[1:])})"
+
+
 class InfrastructureFactory(ABC):
     """Builds the recorders, mapper and transcoder of one application."""
 
@@ -947,6 +962,10 @@ class InfrastructureFactory(ABC):
     def __init__(self, env: Environment | None = None):
         self.env = env if env is not None else Environment()
 
+    def setting_name(self, key: str) -> str:
+        """The name under which ``key`` is set (``DOGS_KEY`` or ``KEY``), for errors."""
+        return setting_name(self.env, key)
+
     @classmethod
     def construct(
         cls, env: Environment | None = None, *, application_name: str = ""
@@ -964,7 +983,8 @@ class InfrastructureFactory(ABC):
         try:
             obj = resolve_topic(topic)
         except (TopicError, ImportError) as error:
-            raise TopicError(f"Cannot resolve PERSISTENCE_MODULE {topic!r}: {error}") from error
+            name = setting_name(env, PERSISTENCE_MODULE)
+            raise TopicError(f"Cannot resolve {name} {topic!r}: {error}") from error
         if isinstance(obj, ModuleType):
             factory_cls = getattr(obj, "Factory", None) or _factory_class_in(obj, topic)
         else:
@@ -1027,7 +1047,12 @@ class InfrastructureFactory(ABC):
         return cast(Compressor, compressor() if isinstance(compressor, type) else compressor)
 
     def is_snapshotting_enabled(self) -> bool:
-        return strtobool(self.env.get(IS_SNAPSHOTTING_ENABLED, "no"))
+        value = self.env.get(IS_SNAPSHOTTING_ENABLED, "no")
+        try:
+            return strtobool(value)
+        except ValueError:
+            name = self.setting_name(IS_SNAPSHOTTING_ENABLED)
+            raise ValueError(f"{name} must be a boolean (yes or no), not {value!r}") from None
 
     @abstractmethod
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
@@ -1067,6 +1092,10 @@ class InfrastructureFactory(ABC):
     def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
 
+    def dcb_recorder(self) -> DCBRecorder:
+        """A recorder of DCB events (see ``eventsourcing.dcb``) in this store."""
+        raise NotSupportedError(f"{type(self).__name__} cannot build a DCB recorder")
+
 
 def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFactory]:
     """The one concrete InfrastructureFactory subclass in ``module`` (the library's
@@ -1089,6 +1118,10 @@ def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFact
 
 
 CREATE_TABLE = "CREATE_TABLE"
+# Seconds a datastore retries transient failures (a store's own setting, such as
+# POSTGRES_RETRY_TIMEOUT, takes precedence).
+RETRY_TIMEOUT = "RETRY_TIMEOUT"
+DEFAULT_RETRY_TIMEOUT = 30.0
 
 
 def table_names(application_name: str) -> dict[str, str]:
@@ -1129,6 +1162,7 @@ class DatabaseFactory(InfrastructureFactory):
     follower_batch_delay = 0.002
 
     CREATE_TABLE = CREATE_TABLE
+    RETRY_TIMEOUT = RETRY_TIMEOUT
 
     def __init__(self, env: Environment | None = None):
         super().__init__(env)
@@ -1142,7 +1176,16 @@ class DatabaseFactory(InfrastructureFactory):
         try:
             return parse(value)
         except ValueError:
-            raise OSError(f"{key} must be {kind}, not {value!r}") from None
+            raise OSError(f"{self.setting_name(key)} must be {kind}, not {value!r}") from None
+
+    def setting_retry_timeout(self, key: str) -> float:
+        """Seconds a datastore retries transient failures: the store's own setting
+        ``key``, else ``RETRY_TIMEOUT``, else 30; 0 means no retry."""
+        name = key if self.env.get(key) not in (None, "") else RETRY_TIMEOUT
+        timeout = self.setting_float(name, DEFAULT_RETRY_TIMEOUT)
+        if timeout is None or timeout < 0:
+            raise OSError(f"{self.setting_name(name)} must be a number of seconds, 0 or more")
+        return timeout
 
     def setting_int(self, key: str, default: int) -> int:
         return cast(int, self._setting(key, default, int, "an integer"))
@@ -1154,7 +1197,7 @@ class DatabaseFactory(InfrastructureFactory):
         """One of ``choices`` (any case; the first is the default)."""
         value = self.env.get(key) or choices[0]
         try:
-            return checked_mode(value, choices, key)
+            return checked_mode(value, choices, self.setting_name(key))
         except ValueError as error:
             raise OSError(str(error)) from None
 

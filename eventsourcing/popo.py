@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -40,6 +40,9 @@ from eventsourcing.persistence import (
     tracking_conflict,
     wrong_id_type,
 )
+
+if TYPE_CHECKING:
+    from eventsourcing.dcb.popo import InMemoryDCBRecorder
 
 
 class POPOAggregateRecorder(AggregateRecorder):
@@ -413,6 +416,11 @@ class POPOFactory(InfrastructureFactory):
 
     def process_recorder(self) -> ProcessRecorder:
         return POPOProcessRecorder(self._id_type())
+
+    def dcb_recorder(self) -> InMemoryDCBRecorder:
+        from eventsourcing.dcb.popo import InMemoryDCBRecorder  # (imports this module)
+
+        return InMemoryDCBRecorder()
 
 
 Factory = POPOFactory  # (the name PERSISTENCE_MODULE looks for first)

@@ -1,28 +1,32 @@
 """PostgreSQL recorders, with psycopg 3 and its connection pool.
 
-Never skip: every insert into an application's events table first takes the
-table's write lock, a transaction-level advisory lock keyed by the table's oid
-(``pg_advisory_xact_lock('<events>'::regclass::oid::bigint)``), held until
-commit. So writers to one events table run one at a time: a writer draws its ids
-from the sequence only after the previous writer has committed (and become
-visible), and ids become visible in increasing order. A reader that has seen id N
-therefore never later finds a newly committed id below N. Readers take no lock
-and are never blocked. (An insert also holds the table's ROW EXCLUSIVE lock from
-its start, so writers that take ``LOCK TABLE ... IN EXCLUSIVE MODE`` instead, as
-earlier versions of this library did, still run one at a time with these.)
+Never skip, with writers that commit in parallel (see
+``eventsourcing._postgres_commits`` for the design and its proof): every insert
+into an application's events table takes the table's write lock, an advisory lock
+keyed by the table's oid, only while it takes its transaction id and draws its
+notification ids; each row records its writer's transaction id; a reader returns
+no row that a writer still in progress could precede. So many writers' commits
+are flushed together, and a reader that has seen id N never later finds a newly
+committed id below N. Readers take no lock and are never blocked. Listeners are
+notified after the commit, by a statement of its own (NOTIFY inside a write would
+serialise its commit with all others). Writes in a transaction of several
+statements (an extension's, a tracking table of a row per position), and every
+write to a table made by an earlier version until ``create_table()`` migrates it,
+hold the lock until commit, as earlier versions did. (An insert also holds the
+table's ROW EXCLUSIVE lock from its start, so writers that take ``LOCK TABLE ...
+IN EXCLUSIVE MODE`` instead, as older versions did, still exclude these.)
 
-A write is one statement, prepared once per connection: the lock, the insert
-and ``NOTIFY`` as parts (CTEs) of it, which the server runs as one transaction
-and commits before it answers (one round trip; the parts that draw ids or lock
-rows join the lock, so it is taken first). A plain save inserts directly; a
-conflict (the unique key on originator id and version) aborts it, recording
-nothing, though the ids it drew are not reused: ids may have gaps, and readers do
-not mind. A follower's write moves its tracking position in the same statement
-as the insert, which records nothing, and draws no ids, if an event exists or the
-position cannot move. (The statement sees the table as it was when it began: an
-event that another writer committed while this one waited for the lock is found
-by the unique key instead, and the write fails as a plain save's does; a moved
-position is found by the update itself, which rereads a row changed meanwhile.)
+A write is one statement, prepared once per connection, which the server runs as
+one transaction and commits before it answers. A plain save draws no ids if one
+of its events is recorded already (then ``RecordConflictError``); a conflict with
+a writer in progress aborts it, recording nothing, though the ids it drew are not
+reused: ids may have gaps, and readers pass them once the writers that could fill
+them have ended. A follower's write moves its tracking position in the same
+statement as the insert, first, and records nothing, and draws no ids, if an event
+exists or the position cannot move. (The statement sees the table as it was when
+it began: an event that another writer committed meanwhile is found by the unique
+key instead, and the write fails as a plain save's does; a moved position is found
+by the update itself, which rereads a row changed meanwhile.)
 A tracking table of a row per processed position takes a transaction of a few
 statements instead (see ``PostgresProcessRecorder``).
 
@@ -32,11 +36,11 @@ Every identifier (schema, table) is quoted with ``psycopg.sql.Identifier``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -45,7 +49,28 @@ from psycopg import sql
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from eventsourcing._postgres_commits import (
+    CommitLayout,
+    Notifier,
+    add_stamp_column_sql,
+    held_write_sql,
+    lock_until_commit_sql,
+    parallel_write_sql,
+    read_layout,
+    release_after_error,
+    settled_rows_sql,
+    settled_topic_rows_sql,
+    stamp_column_sql,
+)
+from eventsourcing._postgres_connections import (
+    CONTENTION_STATES,
+    PostgresListener,
+    is_transient,
+    one_line,
+)
+from eventsourcing._retry import Outage, Retry
 from eventsourcing.persistence import (
+    DEFAULT_RETRY_TIMEOUT,
     ORIGINATOR_ID_TYPE,
     ORIGINATOR_ID_TYPES,
     AggregateRecorder,
@@ -81,7 +106,10 @@ from eventsourcing.persistence import (
     tracking_conflict,
     wrong_id_type,
 )
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, resolve_topic
+
+if TYPE_CHECKING:
+    from eventsourcing.dcb.postgres_tt import PostgresDCBRecorderTT
 
 __all__ = [
     "Factory",
@@ -90,6 +118,7 @@ __all__ = [
     "PostgresCursor",
     "PostgresDatastore",
     "PostgresFactory",
+    "PostgresListener",
     "PostgresProcessRecorder",
     "PostgresRecorder",
 ]
@@ -152,26 +181,26 @@ def _check_identifier(name: str) -> None:
         )
 
 
-def one_line(error: BaseException) -> str:
-    """An error's message on one line (libpq messages span several)."""
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
-
-
-def _is_retryable(error: psycopg.OperationalError) -> bool:
-    """Lost connections, server restarts, deadlocks and serialisation failures."""
-    state = error.sqlstate
-    return (
-        state is None
-        or state.startswith("08")  # connection exception
-        or state in ("57P01", "57P02", "57P03", "40001", "40P01")
-    )
-
-
 # The server's settings of synchronous_commit. "on" (the default) answers a commit once
 # it is flushed to disk; "off" answers at once, so a crash of the server (not of the
 # client) may lose the last commits, though the database stays consistent.
 SYNCHRONOUS_COMMIT_MODES = ("on", "off", "local", "remote_write", "remote_apply")
+
+# libpq's environment variables, read when a setting is not given (for describing).
+_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER"}
+
+
+def _password_refreshing(get_password: Callable[[], str]) -> type[PooledConnection]:
+    """A connection class that asks ``get_password`` for the password of each connection
+    (for passwords that expire, such as cloud IAM tokens)."""
+
+    class PasswordRefreshingConnection(PooledConnection):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            kwargs["password"] = get_password()
+            return super().connect(conninfo, **kwargs)
+
+    return PasswordRefreshingConnection
 
 
 class PostgresDatastore:
@@ -180,16 +209,27 @@ class PostgresDatastore:
     Timeouts are in seconds; ``lock_timeout`` and
     ``idle_in_transaction_session_timeout`` of 0 mean no timeout, and
     ``conn_max_age`` of None means connections are never recycled for age.
-    """
 
-    max_retries = 3  # attempts after the first, on a lost connection
-    retry_delay = 0.1  # doubled after each attempt
+    Empty ``dbname``, ``host``, ``port``, ``user`` and ``password`` are not passed to
+    libpq, which then takes ``conninfo`` (a ``postgresql://`` URI or ``key=value``
+    string), its environment (``PGHOST``, ``PGPASSWORD``, ``PGPASSFILE``...) or its
+    defaults. ``get_password_func``, if given, is asked for the password of every new
+    connection. Every connection sets ``application_name`` (seen in
+    ``pg_stat_activity``) if one is given.
+
+    Connections are opened when first needed, and as many as are used at once are
+    kept (up to ``pool_size + max_overflow``). An operation that meets a transient
+    failure (a refused or dropped connection, a server restarting, a deadlock) is
+    retried with backoff for up to ``retry_timeout`` seconds, then fails with
+    ``OperationalError``; one WARNING is logged (logger ``eventsourcing.postgres``)
+    when an outage starts and one INFO when it is over.
+    """
 
     def __init__(
         self,
         dbname: str,
         host: str,
-        port: int | str,
+        port: int | str | None,
         user: str,
         password: str,
         *,
@@ -205,6 +245,10 @@ class PostgresDatastore:
         pool_timeout: float = 30.0,
         synchronous_commit: str = "on",
         originator_id_type: str = "uuid",
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        application_name: str = "",
+        conninfo: str = "",
+        get_password_func: Callable[[], str] | None = None,
     ):
         self.synchronous_commit = checked_mode(
             synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"
@@ -215,9 +259,12 @@ class PostgresDatastore:
         )
         self.dbname = dbname
         self.host = host
-        self.port = int(port)
+        self.port = int(port) if port not in (None, "") else None
         self.user = user
         self.password = password
+        self.conninfo = conninfo
+        self.get_password_func = get_password_func
+        self.application_name = application_name
         self.connect_timeout = connect_timeout
         self.idle_in_transaction_session_timeout = idle_in_transaction_session_timeout
         self.pool_size = pool_size
@@ -230,6 +277,13 @@ class PostgresDatastore:
         self.schema = schema.strip() or "public"
         self.schema_given = bool(schema.strip())
         self.pool_timeout = pool_timeout
+        self.retry_timeout = float(retry_timeout)
+        self.outage = Outage(logger, self.describe())
+        self._connection_class = (
+            PooledConnection
+            if get_password_func is None
+            else _password_refreshing(get_password_func)
+        )
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
         self._closed = False
@@ -237,6 +291,7 @@ class PostgresDatastore:
     # -- connections ---------------------------------------------------------
 
     def connect_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``psycopg.connect`` (besides ``conninfo``)."""
         options = []
         if self.synchronous_commit != "on":
             options.append(f"-c synchronous_commit={self.synchronous_commit}")
@@ -245,32 +300,56 @@ class PostgresDatastore:
         if self.idle_in_transaction_session_timeout:
             ms = int(self.idle_in_transaction_session_timeout * 1000)
             options.append(f"-c idle_in_transaction_session_timeout={ms}")
-        kwargs: dict[str, Any] = {
+        given = {
             "dbname": self.dbname,
             "host": self.host,
             "port": self.port,
             "user": self.user,
             "password": self.password,
-            "connect_timeout": self.connect_timeout,
-            "autocommit": True,  # transactions are explicit: conn.transaction()
+            "application_name": self.application_name,
         }
+        # Unset ones are left out, so that libpq reads its environment or the URI.
+        kwargs: dict[str, Any] = {key: value for key, value in given.items() if value}
+        kwargs["connect_timeout"] = self.connect_timeout
+        kwargs["autocommit"] = True  # transactions are explicit: conn.transaction()
         if options:
             kwargs["options"] = " ".join(options)
         return kwargs
 
+    def _setting(self, key: str) -> str:
+        """A connection parameter as libpq will take it: ours, the URI's, then PG*."""
+        value = self.connect_kwargs().get(key)
+        if not value and self.conninfo:
+            try:
+                value = psycopg.conninfo.conninfo_to_dict(self.conninfo).get(key)
+            except psycopg.Error:
+                value = None
+        if not value:
+            value = os.environ.get(_LIBPQ_ENV[key], "")
+        return str(value or "")
+
     def describe(self) -> str:
-        return (
-            f"PostgreSQL at {self.host}:{self.port} (database {self.dbname!r}, user {self.user!r})"
-        )
+        host = self._setting("host") or "localhost"
+        port = self._setting("port") or "5432"
+        dbname = self._setting("dbname") or "(libpq default)"
+        user = self._setting("user") or "(libpq default)"
+        return f"PostgreSQL at {host}:{port} (database {dbname!r}, user {user!r})"
 
     def connection_error(self, error: BaseException, what: str = "") -> OperationalError:
         doing = f"{what}: " if what else ""
         return OperationalError(f"{doing}cannot use {self.describe()}: {one_line(error)}")
 
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new connection of our own, outside the pool (psycopg errors as they are)."""
+        connection: psycopg.Connection[Any] = self._connection_class.connect(
+            self.conninfo, **self.connect_kwargs()
+        )
+        return connection
+
     def probe(self) -> None:
         """Connect once, directly, so a bad setting fails at once with its real cause."""
         try:
-            psycopg.connect(**self.connect_kwargs()).close()
+            self.connect().close()
         except psycopg.Error as error:
             raise self.connection_error(error, "Connecting") from None
 
@@ -279,18 +358,20 @@ class PostgresDatastore:
             if self._closed:
                 raise InterfaceError(f"Datastore for {self.describe()} is closed")
             if self._pool is None:
-                self.probe()
+                self.connect().close()  # (a psycopg error, to be retried if transient)
                 pool = ConnectionPool(
-                    connection_class=PooledConnection,
+                    self.conninfo,
+                    connection_class=self._connection_class,
                     kwargs=self.connect_kwargs(),
-                    min_size=self.pool_size,
+                    # None open until needed; those used at once are kept (for max_idle).
+                    min_size=0,
                     max_size=self.pool_size + self.max_overflow,
                     max_waiting=self.max_waiting,
                     # "None" means no age limit; the pool needs a number.
                     max_lifetime=float(self.conn_max_age or 10 * 365 * 24 * 3600),
                     check=ConnectionPool.check_connection if self.pre_ping else None,
                     timeout=self.pool_timeout,
-                    name=f"eventsourcing-{self.dbname}",
+                    name=f"eventsourcing-{self.dbname or 'default'}",
                     open=False,
                 )
                 pool.open(wait=False)
@@ -303,33 +384,79 @@ class PostgresDatastore:
         *,
         what: What,
         transaction: bool = True,
+        recorded: Callable[[Connection], T | None] | None = None,
     ) -> T:
-        """Run ``func`` with a pooled connection (in a transaction), retrying lost connections.
+        """Run ``func`` with a pooled connection (in a transaction), retrying transient
+        failures for up to ``retry_timeout`` seconds.
 
-        Caution: if a connection is lost while COMMIT is in flight, the retried
-        insert may find its own events recorded and raise ``RecordConflictError``.
+        A write retried after a lost connection may find its own rows already
+        committed (the answer to the COMMIT was lost): then its conflict error is
+        raised only if ``recorded`` (run after such a conflict) returns None; else
+        what ``recorded`` returns is the write's result.
         """
-        delay = self.retry_delay
-        for attempt in range(self.max_retries + 1):
+        retry: Retry | None = None
+        connection_lost = False
+        while True:
             try:
-                return self._run_pooled(func, transaction)
-            except PoolTimeout as error:
-                self.probe()  # raises with the real cause if the server is unreachable
-                raise OperationalError(
-                    f"{describe(what)}: no connection to {self.describe()} free within "
-                    f"{self.pool_timeout}s (pool of {self.pool_size}+{self.max_overflow})"
-                ) from error
-            except psycopg.OperationalError as error:
-                if attempt == self.max_retries or not _is_retryable(error):
-                    raise self.translate(error, describe(what)) from error
-                logger.warning("%s: retrying after error: %s", describe(what), one_line(error))
-                time.sleep(delay)
-                delay *= 2
-                self.probe()
-                self._discard_broken_connections()
+                if connection_lost:
+                    self._reconnect()
+                result = self._run_pooled(func, transaction)
+            except PoolTimeout as error:  # (a psycopg error too: caught first)
+                raise self._pool_exhausted(what) from error
             except psycopg.Error as error:
-                raise self.translate(error, describe(what)) from error
-        raise AssertionError("unreachable")  # pragma: no cover
+                if not is_transient(error):
+                    raise self.translate(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(self.outage, what, self.retry_timeout)
+                connection_lost = error.sqlstate not in CONTENTION_STATES
+                retry.failed(one_line(error), outage=connection_lost)
+                continue
+            except (RecordConflictError, TrackingConflictError):
+                if retry is None or recorded is None:
+                    raise
+                result_if_ours = self.run(recorded, what=what, transaction=False)
+                if result_if_ours is None:
+                    raise
+                result = result_if_ours
+            if retry is not None or self.outage.ongoing:
+                self.outage.end()
+            return result
+
+    def retrying(self, call: Callable[[], T], *, what: What) -> T:
+        """``call()`` (which makes connections of its own), retrying transient failures
+        as ``run`` does."""
+        retry: Retry | None = None
+        while True:
+            try:
+                result = call()
+            except psycopg.Error as error:
+                if not is_transient(error):
+                    raise self.translate(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(self.outage, what, self.retry_timeout)
+                retry.failed(one_line(error))
+                continue
+            if retry is not None or self.outage.ongoing:
+                self.outage.end()
+            return result
+
+    def _reconnect(self) -> None:
+        """Before a retry: check the server answers (else raise its error, to wait
+        more), then drop the pool's connections that the outage broke."""
+        if self._closed:  # (closed while this waited: stop retrying)
+            raise InterfaceError(f"Datastore for {self.describe()} is closed")
+        self.connect().close()
+        if self._pool is not None:
+            # Replace the idle connections (those the outage broke), no more: a check
+            # would also grow the pool by one.
+            getattr(self._pool, "drain", self._pool.check)()
+
+    def _pool_exhausted(self, what: What) -> OperationalError:
+        self.probe()  # raises with the real cause if the server is unreachable
+        return OperationalError(
+            f"{describe(what)}: no connection to {self.describe()} free within "
+            f"{self.pool_timeout}s (pool of {self.pool_size}+{self.max_overflow})"
+        )
 
     def _run_pooled(self, func: Callable[[Connection], T], transaction: bool) -> T:
         # getconn/putconn rather than pool.connection(): that context manager also
@@ -337,7 +464,13 @@ class PostgresDatastore:
         # client's instructions per save (callgrind).
         # putconn rolls back a connection left in a transaction, and drops a broken one.
         pool = self.pool()
-        conn = pool.getconn()
+        try:
+            conn = pool.getconn()
+        except PoolTimeout:
+            # No connection came: if the server is unreachable, raise its error (to
+            # be retried); else the pool is exhausted.
+            self.connect().close()
+            raise
         try:
             if not transaction:
                 return func(conn)
@@ -363,15 +496,14 @@ class PostgresDatastore:
     def transaction(self, commit: bool = False) -> Iterator[PostgresCursor]:
         """A cursor in a transaction of its own: committed at the end if ``commit``,
         else rolled back; rolled back if the block raises. Errors of the database
-        are raised as ours (``IntegrityError``, ``ProgrammingError``...)."""
+        are raised as ours (``IntegrityError``, ``ProgrammingError``...). (Getting the
+        connection rides out an outage; the block itself is not retried.)"""
         what = "Running a transaction"
+        pool = self.retrying(self.pool, what=what)
         try:
-            pool = self.pool()
             conn = pool.getconn()
         except PoolTimeout as error:
-            raise OperationalError(
-                f"{what}: no connection to {self.describe()} free within {self.pool_timeout}s"
-            ) from error
+            raise self._pool_exhausted(what) from error
         try:
             with conn.transaction(force_rollback=not commit), PostgresCursor(conn) as cursor:
                 yield cursor
@@ -380,20 +512,13 @@ class PostgresDatastore:
         finally:
             pool.putconn(conn)
 
-    def _discard_broken_connections(self) -> None:
-        if self._pool is not None:
-            try:
-                self._pool.check()
-            except psycopg.Error:  # pragma: no cover (best effort)
-                pass
-
     def translate(self, error: psycopg.Error, what: str) -> PersistenceError:
         """Our DB-API-shaped error, one line, naming what failed."""
         message = f"{what} failed: {one_line(error)}"
         if isinstance(error, psycopg.errors.UndefinedTable):
             return ProgrammingError(f"{message} (create the table: CREATE_TABLE=true)")
         if isinstance(error, psycopg.OperationalError):
-            if _is_retryable(error):
+            if is_transient(error) or error.sqlstate is None:
                 return self.connection_error(error, what)
             return OperationalError(message)
         pairs: list[tuple[type[psycopg.Error], type[PersistenceError]]] = [
@@ -512,6 +637,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
             self.datastore.run(
                 lambda conn: self._insert_rows(conn, stored_events, returning=False),
                 what=inserting(self.events_table_name, stored_events),
+                recorded=lambda conn: self._recorded_as_sent(conn, stored_events, None),
             )
         return None
 
@@ -521,13 +647,20 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         """Insert through the subclass's ``_insert_events``, in one transaction."""
 
         def insert(conn: Connection) -> Sequence[int] | None:
+            self._begin_extended_write(conn)
             with PostgresCursor(conn) as cursor:
                 ids = self._insert_events(cursor, stored_events, **kwargs)
                 return ids if ids is not None else cursor.notification_ids
 
+        tracking = kwargs.get("tracking")
         return self.datastore.run(
-            insert, what=inserting(self.events_table_name, stored_events, kwargs.get("tracking"))
+            insert,
+            what=inserting(self.events_table_name, stored_events, tracking),
+            recorded=lambda conn: self._recorded_as_sent(conn, stored_events, tracking),
         )
+
+    def _begin_extended_write(self, conn: psycopg.Connection[Any]) -> None:
+        """Begin the transaction of an extension's write (nothing to do without ids)."""
 
     def _insert_events(
         self, cursor: PostgresCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -562,6 +695,60 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
 
     def _wrong_id(self, originator_id: object) -> PersistenceError:
         return wrong_id_type(originator_id, self._id_type, f"table {self.events_table_name!r}")
+
+    def _recorded_as_sent(
+        self,
+        conn: psycopg.Connection[Any],
+        stored_events: Sequence[StoredEvent],
+        tracking: Tracking | None,
+    ) -> list[int] | None:
+        """After a write retried on a lost connection met a conflict: the notification
+        ids of ``stored_events`` if exactly they (ids, versions, topics, states) are
+        recorded, and the tracking position too, so the first try was committed and
+        only its answer was lost; else None (a genuine conflict)."""
+        if tracking is not None and not self._tracked_as_sent(conn, tracking):
+            return None
+        if not stored_events:
+            return []
+        rows = conn.execute(
+            self._statement(("recorded as sent",), self._recorded_sql),
+            (
+                [s.originator_id for s in stored_events],
+                [s.originator_version for s in stored_events],
+            ),
+        ).fetchall()
+        found = {(row[0], int(row[1])): row for row in rows}
+        ids = []
+        for stored in stored_events:
+            row = found.get((stored.originator_id, stored.originator_version))
+            if row is None or row[2] != stored.topic or bytes(row[3]) != stored.state:
+                return None
+            ids.append(int(row[4]))
+        return sorted(ids) if self._numbered else []
+
+    @property
+    def _numbered(self) -> bool:
+        """Whether the events table numbers its rows (has notification ids)."""
+        return isinstance(self, PostgresApplicationRecorder)
+
+    def _recorded_sql(self) -> sql.Composable:
+        number = "e.notification_id" if self._numbered else "0"
+        return sql.SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, " + number + " "
+            "FROM {} AS e JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, "
+            "originator_version) USING (originator_id, originator_version)"
+        ).format(self._events, sql.SQL(self._id_sql_type))
+
+    def _tracked_as_sent(self, conn: psycopg.Connection[Any], tracking: Tracking) -> bool:
+        """Whether the tracking table holds ``tracking``'s position (None if no table)."""
+        table = getattr(self, "_tracking", None)
+        if table is None:
+            return False
+        statement = sql.SQL(
+            "SELECT 1 FROM {} WHERE application_name = %s AND notification_id = %s"
+        ).format(table)
+        row = conn.execute(statement, (tracking.application_name, tracking.notification_id))
+        return row.fetchone() is not None
 
     def _insert_rows(
         self,
@@ -675,9 +862,38 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                 "originator_version bigint NOT NULL, "
                 "topic text NOT NULL, "
                 "state bytea NOT NULL, "
+                f"{stamp_column_sql()}, "
                 "UNIQUE (originator_id, originator_version))"
-            ).format(self._events, sql.SQL(self._id_sql_type))
+            ).format(self._events, sql.SQL(self._id_sql_type)),
+            add_stamp_column_sql(self._events),
         ]
+
+    # The table's layout, read at its first use (see eventsourcing._postgres_commits).
+    _layout: CommitLayout | None = None
+    # Wakes listeners after parallel writes (made at the first).
+    _notifier: Notifier | None = None
+    _notifier_lock = threading.Lock()
+
+    def create_table(self) -> None:
+        super().create_table()
+        self._layout = None  # (the table may have gained the stamp column)
+
+    def _commit_layout(self, conn: psycopg.Connection[Any]) -> CommitLayout:
+        layout = self._layout
+        if layout is None:
+            layout = read_layout(conn, self._events.as_string(None))
+            if layout.exists:
+                self._layout = layout
+        return layout
+
+    def _begin_extended_write(self, conn: psycopg.Connection[Any]) -> None:
+        # An extension may write before inserting events: the lock, and a transaction
+        # id under it, come first, so its stamp keeps the order (see _postgres_commits).
+        if self._commit_layout(conn).parallel:
+            conn.execute(self._statement(("lock until commit",), self._lock_until_commit_sql))
+
+    def _lock_until_commit_sql(self) -> sql.Composable:
+        return sql.SQL(lock_until_commit_sql()).format(**self._sql_names())
 
     @property
     def channel(self) -> str:
@@ -696,6 +912,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             lambda conn: self._insert_values_and_notify(conn, stored_events),
             what=inserting(self.events_table_name, stored_events),
             transaction=False,  # one statement: its own transaction
+            recorded=lambda conn: self._recorded_as_sent(conn, stored_events, None),
         )
 
     def _insert_events(
@@ -719,14 +936,20 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         A plain insert, the quickest: a conflict aborts the transaction (the
         unique key), so nothing is recorded, though the ids it drew are not reused.
         """
-        return self._write(conn, stored_events, ("insert",), self._insert_sql, ())
+        ids = self._write(conn, stored_events, ("insert",), self._insert_sql, ())
+        if len(ids) != len(stored_events):  # refused: an event is recorded already
+            self._check_conflicts(conn, stored_events)  # raises, naming the event
+            raise RecordConflictError(
+                f"An event is already recorded in {self.events_table_name!r}; nothing was recorded"
+            )
+        return ids
 
     def _write(
         self,
         conn: psycopg.Connection[Any],
         stored_events: Sequence[StoredEvent],
         kind: tuple[str, ...],
-        build: Callable[[int | None], sql.Composable],
+        build: Callable[[int | None, str | None], sql.Composable],
         more_params: Sequence[Any],
     ) -> list[int]:
         """Run a write statement made by ``build`` (once per ``kind`` and shape); return
@@ -738,36 +961,114 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         """
         count = len(stored_events)
         shape = count if count <= _VALUES_MAX else None
-        statement = self._statement((*kind, shape), lambda: build(shape))
+        layout = self._commit_layout(conn)
+        # In a transaction of several statements the lock is held until commit.
+        parallel = layout.parallel and conn.info.transaction_status == _IDLE
+        sequence = layout.sequence if parallel else None
+        statement = self._statement((*kind, shape, sequence), lambda: build(shape, sequence))
         params = _new_rows_params(stored_events, shape)
         params += more_params
-        params.append(self.channel)
+        if not parallel:
+            params.append(self.channel)
         try:
-            rows = conn.execute(statement, params, prepare=shape is not None).fetchall()
+            try:
+                rows = conn.execute(statement, params, prepare=shape is not None).fetchall()
+            except BaseException:
+                if parallel:
+                    release_after_error(conn)
+                raise
         except psycopg.errors.UniqueViolation as error:
             detail = error.diag.message_detail or one_line(error)
             raise RecordConflictError(
                 f"Event already recorded in {self.events_table_name!r}: {detail} "
                 "(originator_id, originator_version); nothing was recorded"
             ) from error
+        if parallel and rows:
+            self._notify_after_commit(conn)
         return sorted(int(row[0]) for row in rows)
 
-    def _insert_sql(self, shape: int | None) -> sql.Composable:
-        return self._write_sql(
-            _new_rows_cte(shape, self._id_sql_type),
-            "inserted AS (INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state FROM new, lock "
-            "ORDER BY position RETURNING notification_id)",
+    def _notify_after_commit(self, conn: psycopg.Connection[Any]) -> None:
+        """Wake listeners, once the write is committed, by a thread that sends one
+        NOTIFY for any number of writes (see ``Notifier``): NOTIFY in the write's own
+        transaction, or after it by each writer, serialised the writers' commits."""
+        notifier = self._notifier
+        if notifier is None:
+            with self._notifier_lock:
+                notifier = self._notifier
+                if notifier is None:
+                    notifier = self._notifier = Notifier(
+                        self._send_notify, self.channel, self._datastore_closed
+                    )
+        notifier.signal()
+
+    def _datastore_closed(self) -> bool:
+        return bool(getattr(self.datastore, "_closed", False))
+
+    def _send_notify(self) -> None:
+        # Not waiting for the flush: a notice is a wake-up, not a record, and a commit
+        # that waits holds the server's notify lock (see Notifier) the while.
+        statement = self._statement(
+            ("notify",),
+            lambda: sql.SQL(
+                "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
+            ),
+        )
+        self.datastore.run(
+            lambda conn: conn.execute(statement, [self.channel]),
+            what=f"Notifying listeners of {self.events_table_name!r}",
+            transaction=False,
         )
 
-    def _write_sql(self, *ctes: str) -> sql.Composable:
-        """One statement that writes to the events table: first the table's write lock
-        (see the module docstring), then ``ctes`` (which must end with ``inserted``,
-        and join ``lock`` wherever they draw ids or lock rows), then NOTIFY."""
+    def _check_conflicts(
+        self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
+    ) -> None:
+        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
+        statement = sql.SQL(
+            "SELECT e.originator_id, e.originator_version FROM {} AS e "
+            "JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, originator_version) "
+            "USING (originator_id, originator_version)"
+        ).format(self._events, sql.SQL(self._id_sql_type))
+        params = (
+            [s.originator_id for s in stored_events],
+            [s.originator_version for s in stored_events],
+        )
+        recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
+        seen: set[tuple[Any, int]] = set()
+        for stored in stored_events:
+            key = (stored.originator_id, stored.originator_version)
+            if key in seen or key in recorded:
+                raise RecordConflictError(
+                    f"Event of originator {stored.originator_id} at version "
+                    f"{stored.originator_version} is already recorded in "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
+
+    def _insert_sql(self, shape: int | None, sequence: str | None) -> sql.Composable:
+        new_rows = _new_rows_cte(shape, self._id_sql_type)
+        if sequence is None:
+            return self._write_sql(new_rows, [], "TRUE", sequence)
+        # Committing in parallel, ids are drawn only if no event is recorded already:
+        # a gap in the ids holds readers back while older transactions run.
+        return self._write_sql(
+            new_rows, [_RECORDED_CTE], "NOT EXISTS (SELECT 1 FROM recorded)", sequence
+        )
+
+    def _write_sql(
+        self, new_cte: str, checks: list[str], gate: str, sequence: str | None
+    ) -> sql.Composable:
+        """One statement that writes to the events table: ``checks`` (CTEs), then the
+        insert of the rows of ``new_cte`` if ``gate`` holds, then NOTIFY. The table's
+        write lock is held until commit, or, given the ``sequence`` that draws ids,
+        only while they are drawn (see eventsourcing._postgres_commits)."""
+        if sequence is not None:  # (listeners are notified after the commit)
+            writing = parallel_write_sql(new_cte, checks, gate, sequence)
+            return sql.SQL(writing + " SELECT notification_id FROM inserted").format(
+                **self._sql_names()
+            )
+        writing = held_write_sql(new_cte, checks, gate)
         return sql.SQL(
-            "WITH lock AS (SELECT pg_advisory_xact_lock({lock_key}::regclass::oid::bigint)), "
-            + ", ".join(ctes)
-            + ", notified AS (SELECT pg_notify(%s, '') AS sent) "
+            writing + ", notified AS (SELECT pg_notify(%s, '') AS sent) "
             "SELECT notification_id FROM inserted, notified"
         ).format(**self._sql_names())
 
@@ -789,11 +1090,12 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         stopping = threading.Event()
 
         def run() -> None:
+            # The listener connects again after an outage, and then wakes the callback.
             try:
                 while not stopping.is_set():
-                    if listener.wait(timeout=0.5):
+                    if listener.wait(timeout=0.5) and not stopping.is_set():
                         callback()
-            except Exception as error:  # the caller's poll interval still covers us
+            except Exception as error:  # not transient; the caller's poll interval covers us
                 if not stopping.is_set():
                     logger.warning("Stopped listening on %r: %s", self.channel, error)
             finally:
@@ -828,17 +1130,60 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             stop is not None,
             bool(topics),
         )
-        statement = self._statement(shape, lambda: self._select_notifications_sql(*shape[1:]))
-        rows = self._select_rows(
-            statement, params, what=f"Selecting notifications from {self.events_table_name!r}"
+
+        def select(conn: Connection) -> list[Any]:
+            if self._commit_layout(conn).stamped:
+                return self._select_settled(conn, start, limit, stop, topics, inclusive_of_start)
+            statement = self._statement(shape, lambda: self._select_notifications_sql(*shape[1:]))
+            return conn.execute(statement, params).fetchall()
+
+        rows = self.datastore.run(
+            select,
+            what=f"Selecting notifications from {self.events_table_name!r}",
+            transaction=False,
         )
         return [
             new_notification(originator_id, version, topic, bytes(state), nid)
             for nid, originator_id, version, topic, state in rows
         ]
 
+    def _select_settled(
+        self,
+        conn: psycopg.Connection[Any],
+        start: int | None,
+        limit: int,
+        stop: int | None,
+        topics: Sequence[str],
+        inclusive_of_start: bool,
+    ) -> list[Any]:
+        """Rows from a table whose writers commit in parallel: none that a writer still
+        in progress could precede (see eventsourcing._postgres_commits)."""
+        after = 0 if start is None else start - 1 if inclusive_of_start else start
+        if topics:
+            statement = self._statement(
+                ("select settled of topics", stop is not None),
+                lambda: sql.SQL(settled_topic_rows_sql(stop is not None)).format(
+                    events=self._events
+                ),
+            )
+            named = {"after": after, "stop": stop, "topics": list(topics), "limit": max(limit, 0)}
+            return conn.execute(statement, named).fetchall()
+        statement = self._statement(
+            ("select settled", stop is not None),
+            lambda: sql.SQL(settled_rows_sql(stop is not None)).format(events=self._events),
+        )
+        params: list[Any] = [after, after]
+        if stop is not None:
+            params.append(stop)
+        params.append(max(limit, 0))
+        return conn.execute(statement, params).fetchall()
+
     def _select_notifications_sql(
-        self, has_start: bool, inclusive_of_start: bool, has_stop: bool, has_topics: bool
+        self,
+        has_start: bool,
+        inclusive_of_start: bool,
+        has_stop: bool,
+        has_topics: bool,
     ) -> sql.Composable:
         parts: list[sql.Composable] = [
             sql.SQL(
@@ -944,6 +1289,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             what=inserting(self.events_table_name, stored_events, tracking),
             # Each write to our table is one statement; to a row per position, several.
             transaction=self._row_per_position,
+            recorded=lambda conn: self._recorded_as_sent(conn, stored_events, tracking),
         )
 
     def _insert_events(
@@ -994,7 +1340,7 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
             conn,
             stored_events,
             ("insert tracked", kind),
-            lambda shape: self._insert_tracked_sql(kind, shape),
+            lambda shape, sequence: self._insert_tracked_sql(kind, shape, sequence),
             _tracking_params(tracking),
         )
         if len(ids) == len(stored_events):
@@ -1002,17 +1348,22 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         self._check_conflicts(conn, stored_events)  # raises, naming the event
         return None
 
-    def _insert_tracked_sql(self, tracking_kind: str, shape: int | None) -> sql.Composable:
-        """The tracked insert, of ``shape`` rows given as values, or (None) of four arrays."""
+    def _insert_tracked_sql(
+        self, tracking_kind: str, shape: int | None, sequence: str | None
+    ) -> sql.Composable:
+        """The tracked insert, of ``shape`` rows given as values, or (None) of four arrays.
+
+        Holding the lock until commit, it is taken before the tracking row is locked;
+        else the tracking row is moved first, and ids are drawn only if it moved."""
+        after = _UNLESS_RECORDED if sequence is None else _UNLESS_RECORDED_UNLOCKED
         return self._write_sql(
             _new_rows_cte(shape, self._id_sql_type),
-            "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
-            "USING (originator_id, originator_version) LIMIT 1)",
-            f"tracked AS ({_tracking_sql(tracking_kind, _UNLESS_RECORDED)})",
-            "inserted AS (INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state FROM new, lock "
-            "WHERE NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM tracked) "
-            "ORDER BY position RETURNING notification_id)",
+            [
+                _RECORDED_CTE,
+                f"tracked AS ({_tracking_sql(tracking_kind, after)})",
+            ],
+            "NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM tracked)",
+            sequence,
         )
 
     def _sql_names(self) -> dict[str, sql.Composable]:
@@ -1055,31 +1406,6 @@ class PostgresProcessRecorder(PostgresApplicationRecorder, ProcessRecorder):
         return sql.SQL("SELECT pg_advisory_xact_lock({lock_key}::regclass::oid::bigint)").format(
             **self._sql_names()
         )
-
-    def _check_conflicts(
-        self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
-    ) -> None:
-        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
-        statement = sql.SQL(
-            "SELECT e.originator_id, e.originator_version FROM {} AS e "
-            "JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, originator_version) "
-            "USING (originator_id, originator_version)"
-        ).format(self._events, sql.SQL(self._id_sql_type))
-        params = (
-            [s.originator_id for s in stored_events],
-            [s.originator_version for s in stored_events],
-        )
-        recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
-        seen: set[tuple[Any, int]] = set()
-        for stored in stored_events:
-            key = (stored.originator_id, stored.originator_version)
-            if key in seen or key in recorded:
-                raise RecordConflictError(
-                    f"Event of originator {stored.originator_id} at version "
-                    f"{stored.originator_version} is already recorded in "
-                    f"{self.events_table_name!r}; nothing was recorded"
-                )
-            seen.add(key)
 
     def _advance_tracking(self, conn: psycopg.Connection[Any], tracking: Tracking) -> None:
         kind = _tracking_kind(tracking)
@@ -1154,6 +1480,12 @@ _TRACKING_SQL = {
 # (Within a write: the write lock is taken before the tracking row is, so two
 # writers of one position wait for each other instead of deadlocking.)
 _UNLESS_RECORDED = "AND NOT EXISTS (SELECT 1 FROM recorded) AND EXISTS (SELECT 1 FROM lock) "
+_RECORDED_CTE = (
+    "recorded AS (SELECT 1 FROM {events} AS e JOIN new "
+    "USING (originator_id, originator_version) LIMIT 1)"
+)
+_UNLESS_RECORDED_UNLOCKED = "AND NOT EXISTS (SELECT 1 FROM recorded) "
+_IDLE = psycopg.pq.TransactionStatus.IDLE  # (a connection in no transaction block)
 
 
 def _tracking_kind(tracking: Tracking) -> str:
@@ -1223,38 +1555,6 @@ _OUR_RECORDERS: tuple[type, ...] = (
 )
 
 
-class PostgresListener:
-    """A dedicated connection that LISTENs on one events table's channel."""
-
-    def __init__(self, datastore: PostgresDatastore, channel: str):
-        self.datastore = datastore
-        self.channel = channel
-        what = f"Listening on {channel!r}"
-        try:
-            self._conn = psycopg.connect(**datastore.connect_kwargs())
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        except psycopg.Error as error:
-            raise datastore.translate(error, what) from error
-
-    def wait(self, timeout: float) -> bool:
-        """Whether new events were committed since the last call, waiting up to ``timeout``."""
-        try:
-            # Return at the first notice: waiting to drain others would delay every
-            # wake-up. Notices already queued make the next calls return at once.
-            return any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
-        except psycopg.Error as error:
-            raise self.datastore.translate(error, f"Waiting on {self.channel!r}") from error
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> PostgresListener:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
 # ---------------------------------------------------------------------------
 # The factory.
 
@@ -1272,15 +1572,30 @@ POSTGRES_PRE_PING = "POSTGRES_PRE_PING"
 POSTGRES_LOCK_TIMEOUT = "POSTGRES_LOCK_TIMEOUT"
 POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
 POSTGRES_SYNCHRONOUS_COMMIT = "POSTGRES_SYNCHRONOUS_COMMIT"
+POSTGRES_URL = "POSTGRES_URL"
+POSTGRES_APPLICATION_NAME = "POSTGRES_APPLICATION_NAME"
+POSTGRES_RETRY_TIMEOUT = "POSTGRES_RETRY_TIMEOUT"
+POSTGRES_GET_PASSWORD_TOPIC = "POSTGRES_GET_PASSWORD_TOPIC"
+POSTGRES_MAX_WAITING = "POSTGRES_MAX_WAITING"
+# Accepted for compatibility with the eventsourcing 9.x settings; they change nothing
+# here (a tracking table holds one row per upstream application, and a write is one
+# statement without database functions), but a bad value is still refused.
+SINGLE_ROW_TRACKING = "SINGLE_ROW_TRACKING"
+POSTGRES_ENABLE_DB_FUNCTIONS = "POSTGRES_ENABLE_DB_FUNCTIONS"
 
 
 class PostgresFactory(DatabaseFactory):
     """Builds PostgreSQL recorders; all of one application's recorders share one pool.
 
-    Required: ``POSTGRES_DBNAME``, ``POSTGRES_HOST``, ``POSTGRES_USER``.
-    ``POSTGRES_PASSWORD`` may be empty (trust or .pgpass authentication).
-    ``POSTGRES_SYNCHRONOUS_COMMIT=off`` is a faster, less durable option (see
-    ``SYNCHRONOUS_COMMIT_MODES``); the default is the server's durable ``on``.
+    The database is named by ``POSTGRES_DBNAME``, ``POSTGRES_URL`` (a libpq URI such
+    as ``postgresql://user:secret@host:5432/db``) or libpq's ``PGDATABASE``. Settings
+    given override the URI's parts; those not given (host, port, user, password) are
+    left to libpq: its environment (``PGHOST``, ``PGPASSWORD``, ``PGPASSFILE``...)
+    or defaults. ``POSTGRES_SYNCHRONOUS_COMMIT=off`` is a faster, less durable
+    option (see ``SYNCHRONOUS_COMMIT_MODES``); the default is the server's durable
+    ``on``. ``POSTGRES_RETRY_TIMEOUT`` (else ``RETRY_TIMEOUT``, else 30) is how many
+    seconds an operation rides out an outage. Connections set ``application_name``
+    to ``POSTGRES_APPLICATION_NAME``, else the application's name.
     """
 
     aggregate_recorder_class = PostgresAggregateRecorder
@@ -1293,31 +1608,46 @@ class PostgresFactory(DatabaseFactory):
     POSTGRES_PORT = POSTGRES_PORT
     POSTGRES_USER = POSTGRES_USER
     POSTGRES_PASSWORD = POSTGRES_PASSWORD
+    POSTGRES_GET_PASSWORD_TOPIC = POSTGRES_GET_PASSWORD_TOPIC
     POSTGRES_SCHEMA = POSTGRES_SCHEMA
     POSTGRES_CONNECT_TIMEOUT = POSTGRES_CONNECT_TIMEOUT
     POSTGRES_POOL_SIZE = POSTGRES_POOL_SIZE
     POSTGRES_MAX_OVERFLOW = POSTGRES_MAX_OVERFLOW
+    POSTGRES_MAX_WAITING = POSTGRES_MAX_WAITING
     POSTGRES_CONN_MAX_AGE = POSTGRES_CONN_MAX_AGE
     POSTGRES_PRE_PING = POSTGRES_PRE_PING
     POSTGRES_LOCK_TIMEOUT = POSTGRES_LOCK_TIMEOUT
     POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT = POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT
     POSTGRES_SYNCHRONOUS_COMMIT = POSTGRES_SYNCHRONOUS_COMMIT
+    POSTGRES_SINGLE_ROW_TRACKING = SINGLE_ROW_TRACKING
+    POSTGRES_ENABLE_DB_FUNCTIONS = POSTGRES_ENABLE_DB_FUNCTIONS
+    POSTGRES_URL = POSTGRES_URL
+    POSTGRES_APPLICATION_NAME = POSTGRES_APPLICATION_NAME
+    POSTGRES_RETRY_TIMEOUT = POSTGRES_RETRY_TIMEOUT
     ORIGINATOR_ID_TYPE = ORIGINATOR_ID_TYPE
 
     def __init__(self, env: Environment | None = None):
         super().__init__(env)
+        url = self.env.get(POSTGRES_URL) or ""
+        self._check_url(url)
+        for accepted in (SINGLE_ROW_TRACKING, POSTGRES_ENABLE_DB_FUNCTIONS):
+            self.setting_bool(accepted, False)
         self.datastore = PostgresDatastore(
-            dbname=self._required(POSTGRES_DBNAME),
-            host=self._required(POSTGRES_HOST),
-            port=self.setting_int(POSTGRES_PORT, 5432),
-            user=self._required(POSTGRES_USER),
+            dbname=self._dbname(url),
+            host=self.env.get(POSTGRES_HOST) or "",
+            port=self.setting_int(POSTGRES_PORT, 0) or None,
+            user=self.env.get(POSTGRES_USER) or "",
             password=self.env.get(POSTGRES_PASSWORD) or "",
+            get_password_func=self._get_password_function(),
+            conninfo=url,
+            application_name=self.env.get(POSTGRES_APPLICATION_NAME) or self.env.name,
             connect_timeout=self.setting_int(POSTGRES_CONNECT_TIMEOUT, 5),
             idle_in_transaction_session_timeout=self.setting_int(
                 POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT, 0
             ),
             pool_size=self.setting_int(POSTGRES_POOL_SIZE, 5),
             max_overflow=self.setting_int(POSTGRES_MAX_OVERFLOW, 10),
+            max_waiting=self.setting_int(POSTGRES_MAX_WAITING, 0),
             conn_max_age=self.setting_float(POSTGRES_CONN_MAX_AGE, None),
             pre_ping=self.setting_bool(POSTGRES_PRE_PING, False),
             lock_timeout=self.setting_int(POSTGRES_LOCK_TIMEOUT, 0),
@@ -1326,13 +1656,50 @@ class PostgresFactory(DatabaseFactory):
                 POSTGRES_SYNCHRONOUS_COMMIT, SYNCHRONOUS_COMMIT_MODES
             ),
             originator_id_type=self.setting_choice(ORIGINATOR_ID_TYPE, list(ORIGINATOR_ID_TYPES)),
+            retry_timeout=self.setting_retry_timeout(POSTGRES_RETRY_TIMEOUT),
         )
 
-    def _required(self, key: str) -> str:
-        value = self.env.get(key)
-        if not value:
-            raise OSError(f"{key} is not set: the PostgreSQL store needs it")
-        return str(value)
+    def _check_url(self, url: str) -> None:
+        if not url:
+            return
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as error:
+            raise OSError(
+                f"{self.setting_name(POSTGRES_URL)} is not a libpq connection string or "
+                f"postgresql:// URI: {one_line(error)}"
+            ) from None
+
+    def _dbname(self, url: str) -> str:
+        """The database's name; OSError naming the settings if none gives one."""
+        dbname = self.env.get(POSTGRES_DBNAME) or ""
+        url_names_one = bool(url and psycopg.conninfo.conninfo_to_dict(url).get("dbname"))
+        if not (dbname or url_names_one or os.environ.get("PGDATABASE")):
+            raise OSError(
+                f"{self.setting_name(POSTGRES_DBNAME)} is not set: the PostgreSQL store needs "
+                f"the name of a database (or {POSTGRES_URL}, or libpq's PGDATABASE)"
+            )
+        return str(dbname)
+
+    def _get_password_function(self) -> Callable[[], str] | None:
+        topic = self.env.get(POSTGRES_GET_PASSWORD_TOPIC)
+        if not topic:
+            return None
+        function = resolve_topic(topic)
+        if not callable(function):
+            raise OSError(
+                f"{self.setting_name(POSTGRES_GET_PASSWORD_TOPIC)} {topic!r} names no "
+                f"function: {function!r}"
+            )
+        return cast("Callable[[], str]", function)
+
+    def dcb_recorder(self) -> PostgresDCBRecorderTT:
+        from eventsourcing.dcb._common import dcb_table_name  # (these import this module)
+        from eventsourcing.dcb.postgres_tt import PostgresDCBRecorderTT
+
+        name = dcb_table_name(self.env.name)
+        recorder = PostgresDCBRecorderTT(self.datastore, events_table_name=name)
+        return cast(PostgresDCBRecorderTT, self._created(recorder))
 
 
 Factory = PostgresFactory  # (the name PERSISTENCE_MODULE looks for first)

@@ -21,6 +21,7 @@ than every id it has seen.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -28,10 +29,13 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID, SafeUUID
 
+from eventsourcing._retry import Outage, Retry
+from eventsourcing._sqlite_group import GroupCommit
 from eventsourcing.persistence import (
+    DEFAULT_RETRY_TIMEOUT,
     AggregateRecorder,
     ApplicationRecorder,
     Beacon,
@@ -67,6 +71,9 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
+if TYPE_CHECKING:
+    from eventsourcing.dcb.sqlite import SQLiteDCBRecorder
+
 __all__ = [
     "Factory",
     "SQLiteAggregateRecorder",
@@ -85,13 +92,28 @@ ORIGINATOR_ID_TYPES = ("uuid", "text")
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 
 def is_memory_db_name(db_name: str) -> bool:
     return db_name == ":memory:" or (db_name.startswith("file:") and "mode=memory" in db_name)
 
 
+def _is_locked(error: sqlite3.Error) -> bool:
+    """Whether ``error`` says another connection holds a lock (SQLITE_BUSY or LOCKED):
+    worth retrying, as the holder will finish."""
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
 class SQLiteDatastore:
-    """Connections to one SQLite database, safe to use from many threads."""
+    """Connections to one SQLite database, safe to use from many threads.
+
+    A writer waits up to ``lock_timeout`` seconds for the write lock; an operation
+    that still finds the database locked is retried with backoff for up to
+    ``retry_timeout`` seconds in all, then fails with ``OperationalError``. One
+    WARNING is logged (logger ``eventsourcing.sqlite``) when the database is first
+    found locked so, and one INFO when writing works again.
+    """
 
     def __init__(
         self,
@@ -99,6 +121,7 @@ class SQLiteDatastore:
         lock_timeout: float | None = None,
         synchronous: str = "FULL",
         originator_id_type: str = "uuid",
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
     ):
         if not db_name:
             raise ValueError("SQLiteDatastore needs a db_name (a path, ':memory:' or a URI)")
@@ -118,6 +141,15 @@ class SQLiteDatastore:
         self._memory_lock = threading.RLock()
         self._memory_conn: sqlite3.Connection | None = None
         self._closed = False
+        # Writes of many threads to a file share transactions (eventsourcing._sqlite_group).
+        self._group = None if self.is_memory else GroupCommit(self._thread_connection)
+        self.retry_timeout = float(retry_timeout)
+        self.outage = Outage(
+            logger,
+            f"SQLite database {db_name!r}",
+            lost="{where} stays locked",
+            back="{where} is no longer locked",
+        )
 
     # -- connections ---------------------------------------------------------
 
@@ -179,27 +211,38 @@ class SQLiteDatastore:
 
         In a shared-cache memory database, another datastore's transaction makes
         statements fail at once with "locked" (the busy timeout does not apply),
-        so those are retried here until ``lock_timeout`` has passed.
+        so those are retried here until ``lock_timeout`` has passed. A database still
+        locked then is retried with backoff until ``retry_timeout`` has passed.
         """
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.001
+        retry: Retry | None = None
         while True:
             try:
                 if self.is_memory:
                     with self.connection() as conn:
-                        return self._run_on(conn, func, write)
-                if self._closed:
-                    raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
-                return self._run_on(self._thread_connection(), func, write)
-            except sqlite3.OperationalError as error:
-                locked = "locked" in str(error)
-                if self.is_memory and locked and time.monotonic() < deadline:
-                    time.sleep(delay)
+                        result = self._run_on(conn, func, write)
+                else:
+                    if self._closed:
+                        raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
+                    if write and self._group is not None:
+                        result = self._group.run(func)  # (a transaction of its own, or shared)
+                    else:
+                        result = self._run_on(self._thread_connection(), func, write)
+            except sqlite3.Error as error:
+                if not _is_locked(error):
+                    raise translate_error(error, describe(what)) from error
+                if self.is_memory and time.monotonic() < deadline:
+                    time.sleep(delay)  # (as the busy timeout would)
                     delay = min(delay * 2, 0.05)
                     continue
-                raise translate_error(error, describe(what)) from error
-            except sqlite3.Error as error:
-                raise translate_error(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(self.outage, what, self.retry_timeout)
+                retry.failed(str(error))
+                continue
+            if retry is not None or self.outage.ongoing:
+                self.outage.end()
+            return result
 
     @staticmethod
     def _run_on(
@@ -232,7 +275,7 @@ class SQLiteDatastore:
         """
         with self.connection() as conn:
             try:
-                conn.execute("BEGIN IMMEDIATE" if commit else "BEGIN")
+                self._begin(conn, "BEGIN IMMEDIATE" if commit else "BEGIN")
                 with SQLiteCursor(conn) as cursor:
                     yield cursor
                 conn.execute("COMMIT" if commit else "ROLLBACK")
@@ -243,6 +286,23 @@ class SQLiteDatastore:
                 if isinstance(error, sqlite3.Error):
                     raise translate_error(error, "A transaction") from error
                 raise
+
+    def _begin(self, conn: sqlite3.Connection, statement: str) -> None:
+        """Begin a transaction, retrying while the database stays locked."""
+        retry: Retry | None = None
+        while True:
+            try:
+                conn.execute(statement)
+            except sqlite3.Error as error:
+                if not _is_locked(error):
+                    raise
+                if retry is None:
+                    retry = Retry(self.outage, "Beginning a transaction", self.retry_timeout)
+                retry.failed(str(error))
+                continue
+            if retry is not None or self.outage.ongoing:
+                self.outage.end()
+            return
 
     def close(self) -> None:
         self._closed = True
@@ -881,6 +941,7 @@ _OUR_INSERT_EVENTS = {
 SQLITE_DBNAME = "SQLITE_DBNAME"
 SQLITE_LOCK_TIMEOUT = "SQLITE_LOCK_TIMEOUT"
 SQLITE_SYNCHRONOUS = "SQLITE_SYNCHRONOUS"
+SQLITE_RETRY_TIMEOUT = "SQLITE_RETRY_TIMEOUT"
 ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
 
 # The tables of an application whose database is in the text layout.
@@ -894,7 +955,9 @@ TEXT_LAYOUT_TABLE_NAMES = {
 class SQLiteFactory(DatabaseFactory):
     """Builds SQLite recorders from ``SQLITE_DBNAME``, ``SQLITE_LOCK_TIMEOUT``,
     ``SQLITE_SYNCHRONOUS`` (``FULL``, the default, or ``NORMAL``: see the module
-    docstring) and ``ORIGINATOR_ID_TYPE`` (``uuid``, the default, or ``text``).
+    docstring), ``ORIGINATOR_ID_TYPE`` (``uuid``, the default, or ``text``) and
+    ``SQLITE_RETRY_TIMEOUT`` (else ``RETRY_TIMEOUT``, else 30: seconds an operation
+    retries a database that stays locked past the lock timeout).
 
     Tables are ``<name>_events``, ``<name>_snapshots`` and ``<name>_tracking``
     (lower-cased application name), or ``stored_events``, ``snapshots`` and
@@ -911,6 +974,7 @@ class SQLiteFactory(DatabaseFactory):
     SQLITE_DBNAME = SQLITE_DBNAME
     SQLITE_LOCK_TIMEOUT = SQLITE_LOCK_TIMEOUT
     SQLITE_SYNCHRONOUS = SQLITE_SYNCHRONOUS
+    SQLITE_RETRY_TIMEOUT = SQLITE_RETRY_TIMEOUT
     ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
 
     def __init__(self, env: Environment | None = None):
@@ -918,14 +982,19 @@ class SQLiteFactory(DatabaseFactory):
         db_name = self.env.get(SQLITE_DBNAME)
         if not db_name:
             raise OSError(
-                f"{SQLITE_DBNAME} is not set: set it to a file path, ':memory:' or a "
+                f"{self.setting_name(SQLITE_DBNAME)} is not set: set it to a file path, "
+                "':memory:' or a "
                 "'file:NAME?mode=memory&cache=shared' URI"
             )
         timeout = self.setting_float(SQLITE_LOCK_TIMEOUT, None)
         synchronous = self.setting_choice(SQLITE_SYNCHRONOUS, SYNCHRONOUS_MODES)
         id_type = self.setting_choice(ORIGINATOR_ID_TYPE, ORIGINATOR_ID_TYPES)
         self.datastore = SQLiteDatastore(
-            db_name, lock_timeout=timeout, synchronous=synchronous, originator_id_type=id_type
+            db_name,
+            lock_timeout=timeout,
+            synchronous=synchronous,
+            originator_id_type=id_type,
+            retry_timeout=self.setting_retry_timeout(SQLITE_RETRY_TIMEOUT),
         )
         self._table_names_checked = False
 
@@ -956,6 +1025,14 @@ class SQLiteFactory(DatabaseFactory):
     def process_recorder(self) -> ProcessRecorder:
         self._check_table_names()
         return super().process_recorder()
+
+    def dcb_recorder(self) -> SQLiteDCBRecorder:
+        from eventsourcing.dcb._common import dcb_table_name  # (these import this module)
+        from eventsourcing.dcb.sqlite import SQLiteDCBRecorder
+
+        name = dcb_table_name(self.env.name)
+        recorder = SQLiteDCBRecorder(self.datastore, events_table_name=name)
+        return cast(SQLiteDCBRecorder, self._created(recorder))
 
 
 Factory = SQLiteFactory

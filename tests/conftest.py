@@ -28,17 +28,27 @@ POSTGRES_TEST_PASSWORD = os.environ.get("POSTGRES_TEST_PASSWORD", "")
 
 
 def _postgres_maintenance_connect():  # type: ignore[no-untyped-def]
+    import time
+
     import psycopg
 
-    return psycopg.connect(
-        dbname="postgres",
-        host=POSTGRES_TEST_HOST,
-        port=POSTGRES_TEST_PORT,
-        user=POSTGRES_TEST_USER,
-        password=POSTGRES_TEST_PASSWORD,
-        connect_timeout=3,
-        autocommit=True,
-    )
+    # The test server may be shared: wait a while for a free connection slot.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return psycopg.connect(
+                dbname="postgres",
+                host=POSTGRES_TEST_HOST,
+                port=POSTGRES_TEST_PORT,
+                user=POSTGRES_TEST_USER,
+                password=POSTGRES_TEST_PASSWORD,
+                connect_timeout=3,
+                autocommit=True,
+            )
+        except psycopg.OperationalError as error:
+            if "too many clients" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _postgres_unavailable(reason: str, module_level: bool = False) -> None:

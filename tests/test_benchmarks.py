@@ -54,3 +54,37 @@ def test_bench_sets_saves_against_the_raw_limit_measured_in_the_same_rounds(tmp_
     assert "commits twice" in report, report
     # The less durable option is measured too, and reported apart from ours.
     assert report.count("Less durable option, not counted as ours") == 2, report
+
+
+def test_concurrency_bench_runs_every_section_on_sqlite(tmp_path):
+    """benchmarks/concurrency.py (bench.py --concurrency), tiny: ours stands in for
+    the reference library, so no other install is needed."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "concurrency.py"),
+            "--stores",
+            "sqlite",
+            "--threads",
+            "1,4",
+            "--processes",
+            "2",
+            "--seconds",
+            "0.3",
+            "--sections",
+            "saves,contended,catchup",
+            "--backlog",
+            "2000",
+            "--reference",
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum("ours/raw" in line for line in lines) == 3, proc.stdout
+    assert not any("error" in line for line in lines), proc.stdout
+    assert any("contended" in line and "conflicts" in line for line in lines), proc.stdout
+    assert any("'skipped': 0" in line and "'twice or out of order': 0" in line for line in lines)

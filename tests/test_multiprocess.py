@@ -109,7 +109,8 @@ def test_two_partitions_one_killed_and_restarted(pg_env: dict[str, str]) -> None
 
 
 def test_worker_fails_clearly_on_an_unreachable_database(pg_env: dict[str, str]) -> None:
-    result = cli_result(dict(pg_env, POSTGRES_PORT="1"), "run", SYSTEM)
+    # (Without retries: an unreachable server is otherwise waited for, 30 s by default.)
+    result = cli_result(dict(pg_env, POSTGRES_PORT="1", RETRY_TIMEOUT="0"), "run", SYSTEM)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("eventsourcing: error:")

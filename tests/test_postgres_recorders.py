@@ -87,8 +87,12 @@ class TestPostgresRecordersInSchema(TestPostgresRecorders):
         self.datastore.close()
 
 
-def test_unreachable_port_fails_fast_with_one_line(postgres_test_database: dict[str, Any]) -> None:
-    datastore = make_datastore({**postgres_test_database, "port": 1}, connect_timeout=2)
+def test_unreachable_port_fails_after_the_retry_timeout_with_one_line(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    datastore = make_datastore(
+        {**postgres_test_database, "port": 1}, connect_timeout=2, retry_timeout=0.5
+    )
     recorder = PostgresApplicationRecorder(datastore)
     started = time.monotonic()
     with pytest.raises(OperationalError) as info:
@@ -97,6 +101,7 @@ def test_unreachable_port_fails_fast_with_one_line(postgres_test_database: dict[
     message = str(info.value)
     assert "\n" not in message
     assert "127.0.0.1:1" in message and postgres_test_database["dbname"] in message
+    assert "gave up after retrying" in message and "Connection refused" in message
     datastore.close()
 
 
@@ -126,11 +131,19 @@ def test_too_long_table_name_is_refused(postgres_test_database: dict[str, Any]) 
     datastore.close()
 
 
-def test_factory_requires_dbname() -> None:
-    with pytest.raises(OSError, match="POSTGRES_DBNAME"):
-        Factory(Environment("app", {"POSTGRES_HOST": "h", "POSTGRES_USER": "u"}))
-    with pytest.raises(OSError, match="POSTGRES_HOST"):
-        Factory(Environment("app", {"POSTGRES_DBNAME": "d", "POSTGRES_USER": "u"}))
+def test_factory_requires_a_dbname_and_names_the_setting_with_its_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PGDATABASE", raising=False)
+    with pytest.raises(OSError) as info:
+        Factory(Environment("Counters", {"POSTGRES_HOST": "h", "POSTGRES_USER": "u"}))
+    assert str(info.value).startswith("COUNTERS_POSTGRES_DBNAME (or POSTGRES_DBNAME) is not set"), (
+        info.value
+    )
+    # Host and user may be left to libpq (PGHOST, PGUSER, or its defaults).
+    factory = Factory(Environment("app", {"POSTGRES_DBNAME": "d"}))
+    assert "host" not in factory.datastore.connect_kwargs()
+    assert "user" not in factory.datastore.connect_kwargs()
 
 
 def test_factory_reads_every_setting() -> None:
@@ -220,11 +233,12 @@ def test_insert_sends_notify_on_commit(postgres_test_database: dict[str, Any]) -
         listener.execute(
             psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(recorder.channel))
         )
-        recorder.insert_events([event(uuid4(), 1), event(uuid4(), 1)])
-        recorder.insert_events([event(uuid4(), 1)])
-        received = list(listener.notifies(timeout=2, stop_after=2))
-    # One wake-up per commit (the payload is empty: a listener reads the log itself).
-    assert [(n.channel, n.payload) for n in received] == [(recorder.channel, "")] * 2
+        for events in ([event(uuid4(), 1), event(uuid4(), 1)], [event(uuid4(), 1)]):
+            recorder.insert_events(events)
+            received = list(listener.notifies(timeout=10, stop_after=1))
+            # A wake-up after each commit (the payload is empty: a listener reads
+            # the log itself).
+            assert [(n.channel, n.payload) for n in received] == [(recorder.channel, "")]
     datastore.close()
 
 
@@ -289,11 +303,12 @@ def test_listener_wakes_on_commit(postgres_test_database: dict[str, Any]) -> Non
 def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
     postgres_test_database: dict[str, Any], tracked: bool, held: str
 ) -> None:
-    """The write lock comes first in the one statement of a write: while another
-    transaction holds it, the waiting writer has neither advanced the id sequence
-    nor locked its tracking row (so writers cannot deadlock on the row). A writer
-    holding ``LOCK TABLE ... IN EXCLUSIVE MODE`` (as earlier versions of this
-    library took) is waited for too: an insert takes ROW EXCLUSIVE as it starts."""
+    """While another transaction holds the write lock, the waiting writer has not
+    advanced the id sequence. A tracked writer has moved its tracking row first
+    (writers cannot deadlock on it: the lock is held by a writer only while it draws
+    ids, when it waits for nothing else). A writer holding ``LOCK TABLE ... IN
+    EXCLUSIVE MODE`` (as earlier versions of this library took) is waited for too,
+    before anything: an insert takes ROW EXCLUSIVE as it starts."""
     datastore, recorder = _recorder_at_position_1(postgres_test_database)
     events = psycopg.sql.Identifier(recorder.events_table_name)
     sequence = f"{recorder.events_table_name}_notification_id_seq"
@@ -316,12 +331,14 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
         _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
         last_value = observer.execute(f'SELECT last_value FROM "{sequence}"').fetchone()
         assert last_value == (1,)  # no id drawn while waiting
-        row = observer.execute(
-            psycopg.sql.SQL("SELECT notification_id FROM {} FOR UPDATE NOWAIT").format(
-                psycopg.sql.Identifier(recorder.tracking_table_name)
-            )
-        ).fetchall()  # NOWAIT: raises if the waiting writer held the row
-        assert row == [(1,)]
+        select_row = psycopg.sql.SQL("SELECT notification_id FROM {} FOR UPDATE NOWAIT").format(
+            psycopg.sql.Identifier(recorder.tracking_table_name)
+        )  # NOWAIT: raises if the waiting writer holds the row
+        if tracked and held == "write lock":
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                observer.execute(select_row)
+        else:
+            assert observer.execute(select_row).fetchall() == [(1,)]
         blocker.rollback()
         writer.join(5)
     assert outcome == [[2]]

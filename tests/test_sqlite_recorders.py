@@ -165,7 +165,7 @@ def test_factory_per_application_dbname(tmp_path: Path) -> None:
 
 def test_lock_timeout_is_an_operational_error(tmp_path: Path) -> None:
     path = str(tmp_path / "locked.sqlite")
-    datastore = SQLiteDatastore(path, lock_timeout=0.1)
+    datastore = SQLiteDatastore(path, lock_timeout=0.1, retry_timeout=0)  # no retries
     recorder = SQLiteApplicationRecorder(datastore)
     recorder.create_table()
     blocker = sqlite3.connect(path, isolation_level=None)

@@ -1,0 +1,470 @@
+"""Concurrent saves: ours, the reference library and raw one-row transactions, side by side.
+
+    python benchmarks/concurrency.py [--seconds 3] [--stores sqlite,postgres,postgres-1ms]
+        [--threads 1,8,32] [--processes 4] [--reference PYTHON] [--repeats 1]
+        [--sections saves,contended,catchup,seed] [--backlog 100000]
+    python benchmarks/bench.py --concurrency     # the same, every section
+
+Sections: "saves" (below), "contended" (8 threads updating the same 10 aggregates,
+retrying on conflict), "catchup" (a follower reading a backlog of events, a multiple
+of 1,000, while 8 threads keep writing: its rate, and whether it skipped or repeated
+an id), "seed" (the seed system of scenarios.py, single- and multi-threaded, as a
+fraction of its commit ceiling: the raw one-row commit rate, measured just before
+and after, over its commits per command; on PostgreSQL each commit also pays a raw
+read round trip). The reference's python defaults to /tmp/refvenv/bin/python.
+
+Each figure is a fresh subprocess (this file with ``--worker``) saving for a fixed
+time: each thread saves new aggregates of its own (one event per save); with
+``--processes``, that many processes of one thread each, at once.
+"postgres-1ms" makes every WAL flush of the session wait 1 ms (``commit_delay=1000,
+commit_siblings=0`` through PGOPTIONS, per connection, checked with SHOW): a stand-in
+for a network volume. Raw limits: one-row INSERT transactions of a bigserial table,
+without and with a table-wide lock (an advisory transaction lock) held to commit.
+Contended saves: 8 threads updating the same 10 aggregates, retrying on conflict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PREFIX = "BENCH-RESULT "
+SLOW_FLUSH = "-c commit_delay=1000 -c commit_siblings=0"
+PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": ""}
+DBNAME = "bench_concurrency"
+
+
+# ---------------------------------------------------------------------------
+# Workers (run in a subprocess).
+
+
+def _app_env(store: str, path: str, threads: int = 8) -> dict[str, str]:
+    if store == "sqlite":
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": DBNAME,
+        "POSTGRES_HOST": PG["host"],
+        "POSTGRES_PORT": PG["port"],
+        "POSTGRES_USER": PG["user"],
+        "POSTGRES_PASSWORD": PG["password"],
+        # (a connection per thread, and one more: the server is shared, keep to that)
+        "POSTGRES_POOL_SIZE": str(min(threads, 32) + 1),
+        "POSTGRES_MAX_OVERFLOW": "2",
+        "CREATE_TABLE": "true",
+    }
+
+
+def _run_threads(threads: int, seconds: float, work: Any) -> tuple[int, int]:
+    """Run ``work(stop_at) -> (done, conflicts)`` in threads; the totals."""
+    totals = [0, 0]
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads)
+
+    def run() -> None:
+        barrier.wait()
+        done, conflicts = work(time.monotonic() + seconds)
+        with lock:
+            totals[0] += done
+            totals[1] += conflicts
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return totals[0], totals[1]
+
+
+def worker_saves(
+    store: str, path: str, threads: int, seconds: float, contended: bool
+) -> dict[str, Any]:
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+    from eventsourcing.persistence import RecordConflictError
+
+    class Counter(Aggregate):
+        def __init__(self) -> None:
+            self.count = 0
+
+        @event("Incremented")
+        def increment(self) -> None:
+            self.count += 1
+
+    app: Any = Application(env=_app_env(store, path, threads))
+    shared = []
+    if contended:
+        for _ in range(10):
+            counter = Counter()
+            app.save(counter)
+            shared.append(counter.id)
+
+    def own(stop_at: float) -> tuple[int, int]:
+        done = 0
+        while time.monotonic() < stop_at:
+            app.save(Counter())
+            done += 1
+        return done, 0
+
+    def contend(stop_at: float) -> tuple[int, int]:
+        done = conflicts = 0
+        i = threading.get_ident()
+        while time.monotonic() < stop_at:
+            counter = app.repository.get(shared[(i + done + conflicts) % 10])
+            counter.increment()
+            try:
+                app.save(counter)
+                done += 1
+            except RecordConflictError:
+                conflicts += 1
+        return done, conflicts
+
+    app.save(Counter())  # tables made, connections warm
+    done, conflicts = _run_threads(threads, seconds, contend if contended else own)
+    import eventsourcing
+
+    return {"rate": done / seconds, "conflicts": conflicts, "library": eventsourcing.__file__}
+
+
+def worker_raw(store: str, path: str, threads: int, seconds: float, locked: bool) -> dict[str, Any]:
+    if store == "sqlite":
+
+        def connect() -> Any:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+
+        setup = connect()
+        setup.execute("CREATE TABLE IF NOT EXISTS raw (id INTEGER PRIMARY KEY, v BLOB)")
+        statement, lock = "INSERT INTO raw (v) VALUES (x'00')", "BEGIN IMMEDIATE"
+    else:
+        import psycopg
+
+        def connect() -> Any:
+            return psycopg.connect(dbname=DBNAME, autocommit=True, **PG)
+
+        setup = connect()
+        setup.execute("CREATE TABLE IF NOT EXISTS raw (id bigserial PRIMARY KEY, v bytea)")
+        statement = "INSERT INTO raw (v) VALUES ('\\x00')"
+        lock = "BEGIN; SELECT pg_advisory_xact_lock(4242)"
+
+    def work(stop_at: float) -> tuple[int, int]:
+        conn = connect()
+        done = 0
+        while time.monotonic() < stop_at:
+            if locked:
+                for part in lock.split("; "):
+                    conn.execute(part)
+                conn.execute(statement)
+                conn.execute("COMMIT")
+            else:
+                conn.execute(statement)
+            done += 1
+        conn.close()
+        return done, 0
+
+    done, _ = _run_threads(threads, seconds, work)
+    return {"rate": done / seconds}
+
+
+def worker_catchup(store: str, path: str, backlog: int, writers: int) -> dict[str, Any]:
+    """A follower catches up ``backlog`` events (recorded first) while ``writers``
+    threads keep saving; its rate over the backlog, and whether it skipped any id."""
+    from uuid import uuid4
+
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import StoredEvent
+
+    app: Any = Application(env=_app_env(store, path))
+    recorder = app.recorder
+    topic = "bench:Event"
+    batch = [StoredEvent(uuid4(), 1, topic, b"x" * 100) for _ in range(1000)]
+    for _ in range(backlog // 1000):
+        recorder.insert_events([StoredEvent(uuid4(), 1, topic, b"x" * 100) for _ in batch])
+    stop = threading.Event()
+    written: list[int] = []
+    writing = threading.Lock()
+
+    def write() -> None:
+        while not stop.is_set():
+            ids = recorder.insert_events([StoredEvent(uuid4(), 1, topic, b"y")])
+            with writing:
+                written.extend(ids or [])
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    seen: list[int] = []
+    started = time.perf_counter()
+    last: int | None = None
+    while len(seen) < backlog:
+        page = recorder.select_notifications(last, 500, inclusive_of_start=last is None)
+        seen.extend(n.id for n in page)
+        if page:
+            last = page[-1].id
+    elapsed = time.perf_counter() - started
+    stop.set()
+    for thread in threads:
+        thread.join()
+    while True:  # the rest, written meanwhile
+        page = recorder.select_notifications(last, 500, inclusive_of_start=False)
+        if not page:
+            break
+        seen.extend(n.id for n in page)
+        last = page[-1].id
+    everything = sorted(n.id for n in recorder.select_notifications(None, 10**7))
+    return {
+        "rate": backlog / elapsed,
+        "written meanwhile": len(written),
+        "skipped": len(set(everything) - set(seen)),
+        "twice or out of order": int(seen != sorted(set(seen))),
+    }
+
+
+def check_slow_flush() -> str:
+    import psycopg
+
+    with psycopg.connect(dbname=DBNAME, autocommit=True, **PG) as conn:
+        row = conn.execute("SHOW commit_delay").fetchone()
+        return str(row[0]) if row else "?"
+
+
+def worker_main(argv: list[str]) -> None:
+    kind, store, path, threads, seconds = argv[0], argv[1], argv[2], int(argv[3]), float(argv[4])
+    if kind == "catchup":
+        result = worker_catchup(store, path, threads, int(seconds))
+    elif kind.startswith("raw"):
+        result = worker_raw(store, path, threads, seconds, locked=kind == "raw-locked")
+    else:
+        result = worker_saves(store, path, threads, seconds, contended=kind == "contended")
+    if store == "postgres":
+        result["commit_delay"] = check_slow_flush()
+    print(PREFIX + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------
+# The driver.
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)).fetchone():
+            conn.execute(f"CREATE DATABASE {DBNAME}")
+
+
+def reset_postgres() -> None:
+    import psycopg
+
+    for attempt in range(10):  # (the server is shared: it may be out of connections)
+        try:
+            with psycopg.connect(dbname=DBNAME, autocommit=True, **PG) as conn:
+                conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+                return
+        except psycopg.OperationalError:
+            if attempt == 9:
+                raise
+            time.sleep(3)
+
+
+def run(
+    python: str, kind: str, store: str, threads: int, seconds: float, processes: int
+) -> dict[str, Any]:
+    """``run_once``, again after a while if the shared server had no connection free."""
+    for _ in range(5):
+        result = run_once(python, kind, store, threads, seconds, processes)
+        if "too many clients" not in str(result.get("error", "")):
+            return result
+        time.sleep(5)
+    return result
+
+
+def run_once(
+    python: str, kind: str, store: str, threads: int, seconds: float, processes: int
+) -> dict[str, Any]:
+    """One figure: ``processes`` subprocesses (of ``threads`` threads each) at once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "SQLITE_"))}
+    env.pop("PYTHONPATH", None)
+    if python == sys.executable:
+        env["PYTHONPATH"] = str(ROOT)
+    base = "postgres" if store.startswith("postgres") else "sqlite"
+    if store == "postgres-1ms":
+        env["PGOPTIONS"] = SLOW_FLUSH
+    else:
+        env.pop("PGOPTIONS", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "bench.db")
+        if base == "postgres":
+            reset_postgres()
+        if processes > 1 and base == "postgres":  # tables first: processes do not race
+            run(python, kind, store, 1, 0.2, 1)
+        cmd = [
+            python,
+            str(Path(__file__).resolve()),
+            "--worker",
+            kind,
+            base,
+            path,
+            str(threads),
+            str(seconds),
+        ]
+        procs = [
+            subprocess.Popen(
+                cmd, env=env, cwd="/tmp", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(processes)
+        ]
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=600)
+            line = [x for x in out.splitlines() if x.startswith(PREFIX)]
+            if not line:
+                return {"error": (err or out).strip().splitlines()[-1:]}
+            results.append(json.loads(line[-1][len(PREFIX) :]))
+    total = sum(r["rate"] for r in results)
+    merged = dict(results[0])
+    merged["rate"] = total
+    merged["conflicts"] = sum(r.get("conflicts", 0) for r in results)
+    return merged
+
+
+def seed(store: str) -> None:
+    """The seed system (scenarios.py) as a fraction of its commit ceiling, measured
+    beside the raw one-row commit rate (raw_stores.py) and, on PostgreSQL, the raw
+    read round trip a command pays before its write."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "SQLITE_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("PGOPTIONS", None)
+
+    def script(*args: str) -> dict[str, Any]:
+        out = subprocess.run(
+            [sys.executable, *args], env=env, cwd=str(HERE), capture_output=True, text=True
+        ).stdout
+        lines = [x for x in out.splitlines() if x.startswith(PREFIX)]
+        return json.loads(lines[-1][len(PREFIX) :]) if lines else {}
+
+    def raw_commit() -> float:
+        metrics = script("raw_stores.py", "--store", store, "--n", "600").get("metrics", {})
+        return 1 / metrics["rows/s, 1 row per transaction"]
+
+    for scenario, commits in (("system-st", 2), ("system-mt", 1)):
+        # The disk's commit latency drifts on a shared machine: the raw limits are
+        # measured just before and just after ours, and averaged.
+        before = raw_commit()
+        read_before = raw_read_seconds() if store == "postgres" else 0.0
+        ours = script("scenarios.py", "--scenario", scenario, "--store", store, "--n", "300")
+        commit = (before + raw_commit()) / 2
+        read = (read_before + (raw_read_seconds() if store == "postgres" else 0.0)) / 2
+        rate = ours.get("metrics", {}).get("commands/s", {}).get("value", 0.0)
+        ceiling = 1 / (commits * (commit + read))
+        print(
+            f"{store:13} seed {scenario}: ours {rate:6.0f} commands/s, ceiling {ceiling:6.0f} "
+            f"(raw commit {commit * 1e3:.2f} ms, raw read {read * 1e3:.2f} ms, "
+            f"{commits} commit(s) per command): {rate / ceiling:.0%}",
+            flush=True,
+        )
+
+
+def raw_read_seconds(n: int = 1000) -> float:
+    """Seconds of one primary-key SELECT round trip (psycopg, autocommit)."""
+    import psycopg
+
+    with psycopg.connect(dbname=DBNAME, autocommit=True, **PG) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS raw_read (id int PRIMARY KEY, v bytea)")
+        conn.execute("INSERT INTO raw_read VALUES (1, '\\x00') ON CONFLICT DO NOTHING")
+        cursor = conn.cursor()
+        started = time.perf_counter()
+        for _ in range(n):
+            cursor.execute("SELECT v FROM raw_read WHERE id = %s", (1,))
+            cursor.fetchone()
+        return (time.perf_counter() - started) / n
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--worker"]:
+        worker_main(sys.argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--stores", default="sqlite,postgres,postgres-1ms")
+    parser.add_argument("--threads", default="1,8,32")
+    parser.add_argument("--processes", type=int, default=4, help="0 to skip")
+    parser.add_argument("--reference", default="/tmp/refvenv/bin/python")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--sections", default="saves,contended,catchup,seed", help="comma-separated"
+    )
+    parser.add_argument("--backlog", type=int, default=100_000, help="events to catch up")
+    args = parser.parse_args()
+    if "postgres" in args.stores:
+        ensure_database()
+    pythons = {"ours": sys.executable, "reference": args.reference}
+    sections = args.sections.split(",")
+    for store in args.stores.split(","):
+        shapes = [(int(t), 1) for t in args.threads.split(",")]
+        if args.processes:
+            shapes.append((1, args.processes))
+        if "saves" in sections:
+            for threads, processes in shapes:
+                row = {}
+                for name, kind, python in [
+                    ("ours", "saves", pythons["ours"]),
+                    ("reference", "saves", pythons["reference"]),
+                    ("raw", "raw", pythons["ours"]),
+                    ("raw locked", "raw-locked", pythons["ours"]),
+                ]:
+                    rates = []
+                    for _ in range(args.repeats):
+                        result = run(python, kind, store, threads, args.seconds, processes)
+                        rates.append(result.get("rate", 0.0))
+                        if "error" in result:
+                            row[name + " error"] = result["error"]
+                    row[name] = statistics.median(rates)
+                shape = f"{threads} threads" if processes == 1 else f"{processes} processes"
+                ours, ref, raw = row["ours"], row["reference"], row["raw"]
+                to_ref = ours / ref if ref else 0.0
+                to_raw = ours / raw if raw else 0.0
+                errors = [f"{k}: {v}" for k, v in row.items() if "error" in k]
+                print(
+                    f"{store:13} {shape:12} ours {ours:7.0f}/s  reference {ref:7.0f}/s  "
+                    f"raw {raw:7.0f}/s  raw locked {row['raw locked']:7.0f}/s  "
+                    f"ours/ref {to_ref:5.2f}x  ours/raw {to_raw:4.0%} {errors or ''}",
+                    flush=True,
+                )
+        if "catchup" in sections:
+            # (the worker's "threads" and "seconds" are the backlog and the writers)
+            result = run(pythons["ours"], "catchup", store, args.backlog, 8, 1)
+            print(
+                f"{store:13} follower catching up {args.backlog:,} events, 8 writers: {result}",
+                flush=True,
+            )
+        if "seed" in sections and store != "postgres-1ms":
+            seed(store)
+        if "contended" in sections:
+            for name, python in pythons.items():
+                result = run(python, "contended", store, 8, args.seconds, 1)
+                print(
+                    f"{store:13} contended 8 threads x 10 aggregates  {name:9} "
+                    f"{result.get('rate', 0):7.0f} saves/s, {result.get('conflicts', 0)} conflicts"
+                    + (f" {result['error']}" if "error" in result else ""),
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Parallel commits to a PostgreSQL events table, with readers that never skip.
+
+Writers to one events table commit in parallel, so the server can group their
+flushes: the table's write lock (an advisory lock keyed by the table's oid) is
+held only while a writer takes its transaction id and draws its notification
+ids, within its one statement, not until its commit. Each row records the
+transaction id of its writer (``transaction_id``, an ``xid8``). A reader returns
+only rows whose writers' transaction ids are below its snapshot's ``xmin``: the
+oldest transaction still running when its statement began.
+
+Why a reader never skips. A writer takes its transaction id under the lock,
+before it draws, so of two writers the one that draws first has the lower id,
+and notification ids are drawn in increasing order (one sequence): the stamps
+never decrease along the notification ids. Say a reader returns row N, stamped
+s < xmin. Any row M < N was drawn before N, under the lock, by a transaction of
+id <= s < xmin: so that transaction had ended when the reader's snapshot was
+taken. If it committed, row M is visible to the reader and its stamp is below
+xmin too, so M is returned before N; if it rolled back, M never exists. So no
+row below a returned one can appear later.
+
+Writes in a transaction of several statements (an extension's, a tracking
+table of a row per position) take the lock with a transaction id first, and
+hold it until commit, as every write did before; their rows are stamped with
+that id (the column's default), which keeps the stamps in order. Writers of
+earlier versions took the same lock until commit, and took their transaction id
+under it: their rows are in order too.
+
+Assumptions: ids come from the table's own sequence, drawn one at a time in
+increasing order (its CACHE of 1, as ``bigserial`` makes it); and a transaction
+that calls a recorder's ``_insert_events`` itself (not through ``insert_events``)
+has written nothing before, or has taken the lock first (else its stamp may be
+older than rows drawn before it).
+
+A table made by an earlier version gets the column from ``create_table()``
+(rows already there have none: they were committed before the column was
+added, and are always returned). Until then the recorder keeps the earlier way:
+writers hold the lock until commit, readers filter nothing.
+
+Readers refine this: rows that follow on without a gap (from the position read
+from, or from the row before) are returned whatever their stamps, as no row can
+come between; only after a gap must the stamp be below ``xmin`` (then no writer
+that could fill the gap is in progress). The price: at a gap, a long transaction
+anywhere on the server (one that has written) holds readers back until it ends:
+events are delivered late, never out of order; followers' poll interval covers
+the wake-up that its end does not send.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+logger = logging.getLogger("eventsourcing.postgres")
+
+STAMP_COLUMN = "transaction_id"
+
+
+@dataclass(frozen=True)
+class CommitLayout:
+    """What an events table allows: whether it exists, has the stamp column, and
+    the sequence that draws its notification ids (None if it has none)."""
+
+    exists: bool
+    stamped: bool
+    sequence: str | None
+
+    @property
+    def parallel(self) -> bool:
+        return self.stamped and self.sequence is not None
+
+
+_LAYOUT_SQL = (
+    "SELECT to_regclass(%(t)s) IS NOT NULL, "
+    "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(t)s) "
+    "AND attname = %(c)s AND NOT attisdropped), "
+    "CASE WHEN to_regclass(%(t)s) IS NOT NULL "
+    "THEN pg_get_serial_sequence(%(t)s, 'notification_id') END"
+)
+
+
+def read_layout(conn: psycopg.Connection[Any], table: str) -> CommitLayout:
+    """The layout of the events table named ``table`` (quoted, maybe qualified)."""
+    row = conn.execute(_LAYOUT_SQL, {"t": table, "c": STAMP_COLUMN}).fetchone()
+    assert row is not None
+    exists, stamped, sequence = row
+    return CommitLayout(bool(exists), bool(stamped), sequence)
+
+
+def stamp_column_sql() -> str:
+    """The column of a new events table (its default serves writers holding the lock)."""
+    return f"{STAMP_COLUMN} xid8 DEFAULT pg_current_xact_id()"
+
+
+def add_stamp_column_sql(table: sql.Composable) -> sql.Composable:
+    """Add the column to a table made by an earlier version, only if it lacks it (ALTER
+    TABLE takes the table's strongest lock, even when there is nothing to do).
+
+    Added without a default first: rows already there keep none (no rewrite), then
+    the default serves later writers that hold the lock."""
+    name = table.as_string(None)
+    body = (
+        "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+        f"{sql.Literal(name).as_string(None)}::regclass "
+        f"AND attname = '{STAMP_COLUMN}' AND NOT attisdropped) THEN "
+        f"ALTER TABLE {name} ADD COLUMN {STAMP_COLUMN} xid8; "
+        f"ALTER TABLE {name} ALTER COLUMN {STAMP_COLUMN} SET DEFAULT pg_current_xact_id(); "
+        "END IF; END"
+    )
+    return sql.SQL("DO {}").format(sql.Literal(body))
+
+
+def parallel_write_sql(new_cte: str, checks: list[str], gate: str, sequence: str) -> str:
+    """A write statement whose lock is held only while ids are drawn (see above).
+
+    ``checks`` are CTEs evaluated before the lock is taken (they must not refer to
+    it); ``gate`` says whether to insert. The template names ``{events}`` and
+    ``{lock_key}`` are left for the caller to fill.
+    """
+    seq = sql.Literal(sequence).as_string(None)
+    columns = "originator_id, originator_version, topic, state"
+    ctes = [
+        new_cte,
+        *checks,
+        f"drawing AS (SELECT pg_advisory_lock({{lock_key}}::regclass::oid::bigint) WHERE {gate})",
+        "xact AS (SELECT pg_current_xact_id() AS xid FROM drawing)",
+        "ids AS (SELECT id, row_number() OVER (ORDER BY id) AS position "
+        f"FROM (SELECT nextval({seq}::regclass) AS id FROM new, xact) AS d)",
+        # Counting every id first: the lock is let go only after the last is drawn.
+        "released AS (SELECT pg_advisory_unlock({lock_key}::regclass::oid::bigint) "
+        "FROM drawing, (SELECT count(*) FROM ids) AS c)",
+        f"inserted AS (INSERT INTO {{events}} (notification_id, {columns}, {STAMP_COLUMN}) "
+        f"SELECT ids.id, {', '.join('new.' + c for c in columns.split(', '))}, xact.xid "
+        "FROM new JOIN ids USING (position), xact, released ORDER BY ids.id "
+        "RETURNING notification_id)",
+    ]
+    return "WITH " + ", ".join(ctes)
+
+
+def held_write_sql(new_cte: str, checks: list[str], gate: str) -> str:
+    """A write statement that takes the lock first and holds it until commit."""
+    columns = "originator_id, originator_version, topic, state"
+    ctes = [
+        "lock AS (SELECT pg_advisory_xact_lock({lock_key}::regclass::oid::bigint))",
+        new_cte,
+        *checks,
+        f"inserted AS (INSERT INTO {{events}} ({columns}) SELECT {columns} FROM new, lock "
+        f"WHERE {gate} ORDER BY position RETURNING notification_id)",
+    ]
+    return "WITH " + ", ".join(ctes)
+
+
+def lock_until_commit_sql() -> str:
+    """Take the lock until commit, and a transaction id under it (a transaction's first
+    statement, before an extension's writes)."""
+    return "SELECT pg_advisory_xact_lock({lock_key}::regclass::oid::bigint), pg_current_xact_id()"
+
+
+def release_after_error(conn: psycopg.Connection[Any]) -> None:
+    """A parallel write that failed may have failed holding the lock (a session lock
+    outlives its transaction): let it go, or close the connection that holds it."""
+    try:
+        conn.execute("SELECT pg_advisory_unlock_all()")
+    except BaseException:  # the session is lost or unusable: closing it frees the lock
+        conn.close()
+
+
+def settled_rows_sql(has_stop: bool) -> str:
+    """The rows after a position (the first parameter, repeated) a reader may return,
+    up to a limit: in order, up to the first one that a writer still in progress may
+    precede. A row that follows the one before it (or the position) without a gap
+    cannot be preceded; after a gap, a row is returned only if its stamp is below the
+    snapshot's ``xmin`` (see the module docstring). So a transaction running elsewhere
+    on the server holds a reader back only at a gap, not at rows that follow on.
+
+    ``{events}`` is left for the caller to fill."""
+    stop = "AND notification_id <= %s " if has_stop else ""
+    window = (
+        "SELECT notification_id, originator_id, originator_version, topic, state, "
+        f"({STAMP_COLUMN} IS NULL "
+        f"OR {STAMP_COLUMN} < pg_snapshot_xmin(pg_current_snapshot()) "
+        "OR notification_id = 1 + lag(notification_id, 1, %s::bigint) "
+        "OVER (ORDER BY notification_id)) AS settled "
+        "FROM (SELECT * FROM {events} WHERE notification_id > %s "
+        f"{stop}ORDER BY notification_id LIMIT %s) AS page"
+    )
+    return (
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM ("
+        "SELECT *, bool_and(settled) OVER (ORDER BY notification_id) AS ready "
+        f"FROM ({window}) AS w) AS r WHERE ready ORDER BY notification_id"
+    )
+
+
+_UNSETTLED = (
+    f"NOT ({STAMP_COLUMN} IS NULL "
+    f"OR {STAMP_COLUMN} < pg_snapshot_xmin(pg_current_snapshot()) "
+    "OR notification_id = 1 + prev)"
+)
+
+
+def settled_topic_rows_sql(has_stop: bool) -> str:
+    """As ``settled_rows_sql``, of the rows of some topics (named parameters: after,
+    stop, topics, limit): the gaps are looked for among the rows of every topic up
+    to the last row found (the same range the search by topic reads)."""
+    stop = "AND notification_id <= %(stop)s " if has_stop else ""
+    return (
+        "WITH page AS (SELECT notification_id, originator_id, originator_version, topic, "
+        "state FROM {events} WHERE notification_id > %(after)s "
+        f"{stop}AND topic = ANY(%(topics)s) ORDER BY notification_id LIMIT %(limit)s), "
+        "frontier AS (SELECT min(notification_id) AS id FROM ("
+        f"SELECT notification_id, {STAMP_COLUMN}, lag(notification_id, 1, %(after)s::bigint) "
+        "OVER (ORDER BY notification_id) AS prev FROM {events} "
+        "WHERE notification_id > %(after)s "
+        "AND notification_id <= (SELECT max(notification_id) FROM page)) AS range "
+        f"WHERE {_UNSETTLED}) "
+        "SELECT * FROM page WHERE notification_id < "
+        "COALESCE((SELECT id FROM frontier), 9223372036854775807) ORDER BY notification_id"
+    )
+
+
+class Notifier:
+    """Wakes a channel's listeners after writes commit, from a thread of its own.
+
+    NOTIFY takes a lock of the whole server while its transaction commits, so
+    writers that each sent one after their commit queued on it: a writer now only
+    signals this thread, which sends one NOTIFY for every write committed before it
+    is sent (a signal that arrives while one is being sent causes another). So every
+    commit is followed by a notice, and writers never wait for one.
+    """
+
+    def __init__(self, send: Callable[[], None], channel: str, is_closed: Callable[[], bool]):
+        self._send = send
+        self._channel = channel
+        self._is_closed = is_closed
+        self._pending = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def signal(self) -> None:
+        """Say a write has committed (call after the commit)."""
+        self._pending.set()
+        thread, pid = self._thread, self._pid
+        if thread is None or pid != os.getpid() or not thread.is_alive():
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            thread = self._thread
+            if thread is not None and self._pid == os.getpid() and thread.is_alive():
+                return
+            thread = threading.Thread(target=self._run, name=f"notify-{self._channel}", daemon=True)
+            self._thread, self._pid = thread, os.getpid()
+            thread.start()
+
+    def _run(self) -> None:
+        while not self._is_closed():
+            if not self._pending.wait(timeout=1.0):
+                continue
+            self._pending.clear()
+            try:
+                self._send()
+            except Exception as error:  # recorded all the same: followers' polls find it
+                if self._is_closed():
+                    return
+                logger.warning("Could not notify %r: %s", self._channel, error)

@@ -1,0 +1,136 @@
+"""PostgreSQL connections that fail: which failures are worth retrying, and the
+listener that LISTENs again after its connection is lost (the public face is
+``eventsourcing.postgres``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import PoolTimeout, TooManyRequests
+
+from eventsourcing._retry import Outage, backoff_delays
+
+if TYPE_CHECKING:
+    from eventsourcing.postgres import PostgresDatastore
+
+logger = logging.getLogger("eventsourcing.postgres")
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (libpq messages span several)."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+# Errors that say the server is (for now) out of reach, restarting or overloaded:
+# connection exceptions, admin/crash shutdown, "cannot connect now" (starting up or
+# shutting down), too many connections; and deadlocks and serialisation failures,
+# which a retry resolves.
+TRANSIENT_STATES = ("57P01", "57P02", "57P03", "53300", "40001", "40P01")
+CONTENTION_STATES = ("40001", "40P01")  # (transient, but not an outage)
+# Connection failures carry no SQLSTATE: these words in a server's FATAL message
+# mean it is restarting or full; any other FATAL (a role or a database that does not
+# exist, authentication refused) is a setting to fix, as is a host name that is unknown.
+TRANSIENT_FATAL = (
+    "starting up",
+    "shutting down",
+    "in recovery",
+    "not yet accepting",
+    "too many clients",
+    "terminating connection",
+)
+PERMANENT_CONNECT = ("FATAL", "failed to resolve host", "could not translate host name")
+
+
+def is_transient(error: psycopg.Error) -> bool:
+    """Whether ``error`` is worth retrying: a lost or refused connection, a server
+    restarting, a deadlock; not a bad setting, statement, lock timeout or conflict."""
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    if isinstance(error, (PoolTimeout, TooManyRequests)):  # the pool's: not the server's
+        return False
+    state = error.sqlstate
+    if state is not None:
+        return state.startswith("08") or state in TRANSIENT_STATES
+    text = str(error)
+    if any(words in text for words in TRANSIENT_FATAL):
+        return True
+    return not any(words in text for words in PERMANENT_CONNECT)
+
+
+class PostgresListener:
+    """A dedicated connection that LISTENs on one events table's channel.
+
+    It rides out outages: when its connection is lost, ``wait`` connects again and
+    LISTENs again (retrying with backoff, without end, at most ``timeout`` per call),
+    and then returns True, since commits may have been missed meanwhile.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, channel: str):
+        self.datastore = datastore
+        self.channel = channel
+        self.outage = Outage(logger, f"{datastore.describe()} (listening on {channel!r})")
+        self._next_delay = backoff_delays()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._conn = datastore.retrying(self._listening, what=f"Listening on {channel!r}")
+
+    def _listening(self) -> psycopg.Connection[Any]:
+        conn = self.datastore.connect()
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def wait(self, timeout: float) -> bool:
+        """Whether new events were committed since the last call, waiting up to ``timeout``
+        (or, after a lost connection, whether they may have been)."""
+        conn = self._conn
+        if conn is None:
+            return self._listen_again(timeout)
+        try:
+            # Return at the first notice: waiting to drain others would delay every
+            # wake-up. Notices already queued make the next calls return at once.
+            return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
+        except psycopg.Error as error:
+            if not is_transient(error):
+                raise self.datastore.translate(error, f"Waiting on {self.channel!r}") from error
+            self.outage.begin(one_line(error), None)
+            self._drop_connection()
+            return self._listen_again(timeout)
+
+    def _listen_again(self, timeout: float) -> bool:
+        """Connect and LISTEN again: True once listening (commits may have been missed),
+        else False after a pause of at most ``timeout``."""
+        try:
+            self._conn = self._listening()
+        except psycopg.Error as error:
+            if not is_transient(error):
+                raise self.datastore.translate(error, f"Listening on {self.channel!r}") from error
+            self.outage.begin(one_line(error), None)
+            time.sleep(min(self._next_delay(), max(timeout, 0.0)))
+            return False
+        self._next_delay = backoff_delays()
+        self.outage.end()
+        return True
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(psycopg.Error):
+                conn.close()
+
+    def close(self) -> None:
+        self._drop_connection()
+
+    def __enter__(self) -> PostgresListener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

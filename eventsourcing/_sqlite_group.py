@@ -1,0 +1,153 @@
+"""Group commit for an SQLite file: writes from many threads share one transaction.
+
+A write that arrives while another thread is committing waits; the next thread to
+commit (the leader) takes the write lock, then every write waiting at that moment,
+and runs each in a savepoint of one transaction: a write that fails (a conflict)
+is rolled back to its savepoint alone, and fails alone. Then one COMMIT (one
+fsync) makes the others durable, and only then is each writer answered: a save
+returns after its commit is on disk, as before. When the leader is done, the
+first writer still waiting leads the next group, so no thread serves others for
+long.
+
+If the transaction itself fails (the lock not had in time, a failed COMMIT, an
+error that ended the transaction), every write of the group fails, and none of
+them was recorded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+
+class _Write:
+    """One thread's write, waiting to be run by a leader, then its outcome."""
+
+    __slots__ = ("error", "func", "leads", "ready", "result")
+
+    def __init__(self, func: Callable[[sqlite3.Connection], Any]):
+        self.func = func
+        self.ready = threading.Event()  # answered, or asked to lead
+        self.leads = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Runs writes from many threads in shared transactions on ``connection()``."""
+
+    def __init__(self, connection: Callable[[], sqlite3.Connection]):
+        self._connection = connection
+        self._lock = threading.Lock()
+        self._waiting: list[_Write] = []
+        self._leading = False
+        self._running = threading.local()  # set in a leader while it runs a group
+
+    def run(self, func: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``func(connection)`` in a transaction shared with other writes; return
+        its result once committed (or raise its error, or the transaction's)."""
+        if getattr(self._running, "group", False):  # a write within a write: as before
+            raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+        write = _Write(func)
+        with self._lock:
+            self._waiting.append(write)
+            leads = write.leads = not self._leading
+            self._leading = True
+        if not leads:
+            write.ready.wait()
+        if write.leads:
+            self._lead()
+        return write.outcome()
+
+    def _lead(self) -> None:
+        group: list[_Write] = []
+        self._running.group = True
+        try:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+            except BaseException as error:  # (no connection, or the lock not had in time)
+                group = self._take_waiting()
+                _fail_all(group, error)
+                return
+            group = self._take_waiting()  # after the lock: those that came meanwhile too
+            _run_group(conn, group)
+        finally:
+            self._running.group = False
+            self._hand_over()
+            for write in group:
+                write.ready.set()
+
+    def _take_waiting(self) -> list[_Write]:
+        with self._lock:
+            group, self._waiting = self._waiting, []
+        return group
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            if self._waiting:
+                following = self._waiting[0]
+                following.leads = True
+                following.ready.set()
+            else:
+                self._leading = False
+
+
+def _run_group(conn: sqlite3.Connection, group: list[_Write]) -> None:
+    """Run each write in its savepoint, then commit (in the transaction begun)."""
+    for index, write in enumerate(group):
+        conn.execute("SAVEPOINT group_write")
+        try:
+            write.result = write.func(conn)
+        except BaseException as error:
+            write.error = error
+            if not _undo_savepoint(conn):  # the transaction is gone: so is the group
+                _fail_all(group[:index] + group[index + 1 :], error)
+                return
+            continue
+        conn.execute("RELEASE group_write")
+    try:
+        conn.execute("COMMIT")
+    except BaseException as error:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        _fail_all([w for w in group if w.error is None], error)
+
+
+def _undo_savepoint(conn: sqlite3.Connection) -> bool:
+    """Roll back to the savepoint; False if the transaction has ended (rolled back)."""
+    if not conn.in_transaction:
+        return False
+    try:
+        conn.execute("ROLLBACK TO group_write")
+        conn.execute("RELEASE group_write")
+    except sqlite3.Error:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        return False
+    return True
+
+
+def _fail_all(writes: list[_Write], error: BaseException) -> None:
+    """The group's transaction failed: none of ``writes`` was recorded. Each gets an
+    error of its own (one object raised in many threads would share a traceback)."""
+    for write in writes:
+        write.result = None
+        write.error = _copy(error)
+
+
+def _copy(error: BaseException) -> BaseException:
+    try:
+        copy = type(error)(*error.args)
+    except Exception:  # an error type that cannot be made again from its args
+        return error
+    copy.__cause__ = error.__cause__
+    return copy
