@@ -2,24 +2,35 @@
 
 The tables, statements and guarantees are those of ``eventsourcing.postgres``:
 the statements are made by the sync recorders' own builders (a sync recorder
-of each table is kept for that, and never connects), and run here on async
-connections. So a write is one statement (lock, insert, tracking, NOTIFY), run
-as one transaction: a task cancelled while it is in flight leaves it recorded
-whole or not at all, and the pool discards the connection it was using.
+of each table is kept for that), and run here on async connections. Writers
+commit in parallel, as there (see ``eventsourcing._postgres_commits``): each
+write is one statement, run as one transaction, holding the table's lock only
+while it draws its ids and stamping its rows with its transaction id; readers
+never pass a gap that a writer still in progress could fill. A task cancelled
+while its write is in flight leaves it recorded whole or not at all (the pool
+discards the connection it was using). Listeners are notified after the
+commit by the sync recorder's notifier thread (one NOTIFY for many writes).
+Transient failures are retried, lost acknowledgements recognised, as by the
+sync datastore, with its settings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 import psycopg.errors
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from eventsourcing._postgres_commits import _LAYOUT_SQL, STAMP_COLUMN, CommitLayout
+from eventsourcing._postgres_connections import CONTENTION_STATES, is_transient
+from eventsourcing._retry import Outage, Retry, backoff_delays
 from eventsourcing.asyncio._recorders import (
     AsyncAggregateRecorder,
     AsyncApplicationRecorder,
@@ -43,13 +54,12 @@ from eventsourcing.persistence import (
     tracking_conflict,
 )
 from eventsourcing.postgres import (
-    _VALUES_MAX,
+    _IDLE,
     CREATE_TABLE_LOCK_KEY,
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
     PostgresProcessRecorder,
-    _new_rows_params,
     _tracking_kind,
     _tracking_params,
     _tracking_sql,
@@ -57,6 +67,7 @@ from eventsourcing.postgres import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("eventsourcing.postgres")
 Conn = psycopg.AsyncConnection[Any]
 
 # The application_name of a subscription's LISTEN connection (seen in pg_stat_activity).
@@ -65,78 +76,148 @@ LISTENER_APPLICATION_NAME = "eventsourcing-async-listener"
 
 class AsyncPostgresDatastore:
     """A pool of async connections to the database that ``settings`` (a sync
-    datastore, never connected by this one) describes, with its settings."""
+    datastore) describes, with its settings: its ``conninfo`` (``POSTGRES_URL``),
+    ``application_name``, ``get_password_func`` and ``retry_timeout``.
+
+    As the sync datastore does, an operation that meets a transient failure (a
+    refused or dropped connection, a server restarting, a deadlock) is retried with
+    backoff for up to ``retry_timeout`` seconds (the pause awaited in the loop),
+    and a write retried after a lost connection that finds its own rows recorded
+    (the answer to its COMMIT was lost) returns what was recorded.
+    """
 
     def __init__(self, settings: PostgresDatastore):
         self.settings = settings
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
+        getter = settings.get_password_func
+        self._connection_class = AsyncConnection if getter is None else _refreshing(getter)
 
-    async def pool(self) -> AsyncConnectionPool[Conn]:
+    def _check_open(self) -> None:
         if self._closed:
             raise InterfaceError(f"Datastore for {self.settings.describe()} is closed")
+
+    async def pool(self) -> AsyncConnectionPool[Conn]:
+        """The pool, opened at the first use (psycopg errors as they are, to retry)."""
+        self._check_open()
         if self._pool is None:
             if self._opening is None:
                 self._opening = asyncio.Lock()
             async with self._opening:
                 if self._pool is None:
-                    await self._probe()
+                    await (await self._connect_raw()).close()  # fails at once if it cannot
                     settings = self.settings
                     pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+                        settings.conninfo,
+                        connection_class=self._connection_class,
                         kwargs=settings.connect_kwargs(),
-                        min_size=settings.pool_size,
+                        min_size=0,  # (as the sync pool: opened when first needed)
                         max_size=settings.pool_size + settings.max_overflow,
                         max_waiting=settings.max_waiting,
                         max_lifetime=float(settings.conn_max_age or 10 * 365 * 24 * 3600),
                         check=AsyncConnectionPool.check_connection if settings.pre_ping else None,
                         timeout=settings.pool_timeout,
-                        name=f"eventsourcing-async-{settings.dbname}",
+                        name=f"eventsourcing-async-{settings.dbname or 'default'}",
                         open=False,
                     )
                     await pool.open(wait=False)
                     self._pool = pool
         return self._pool
 
-    async def _probe(self) -> None:
-        """Connect once, directly, so a bad setting fails at once with its real cause."""
-        try:
-            conn = await psycopg.AsyncConnection.connect(**self.settings.connect_kwargs())
-        except psycopg.Error as error:
-            raise self.settings.connection_error(error, "Connecting") from None
-        await conn.close()
+    async def _connect_raw(self, **kwargs: Any) -> Conn:
+        connection: Conn = await self._connection_class.connect(
+            self.settings.conninfo, **{**self.settings.connect_kwargs(), **kwargs}
+        )
+        return connection
 
     async def connect(self, **kwargs: Any) -> Conn:
-        """A connection of its own (not pooled), with the datastore's settings."""
+        """A connection of its own (not pooled), with the datastore's settings (and
+        ``kwargs`` over them)."""
         try:
-            return await psycopg.AsyncConnection.connect(**self.settings.connect_kwargs(), **kwargs)
+            return await self._connect_raw(**kwargs)
         except psycopg.Error as error:
             raise self.settings.connection_error(error, "Connecting") from None
 
     async def run(
-        self, func: Callable[[Conn], Awaitable[T]], *, what: What, transaction: bool = True
+        self,
+        func: Callable[[Conn], Awaitable[T]],
+        *,
+        what: What,
+        transaction: bool = True,
+        recorded: Callable[[Conn], Awaitable[T | None]] | None = None,
     ) -> T:
-        """Run ``func`` with a pooled connection (in a transaction, unless not wanted)."""
+        """Run ``func`` with a pooled connection (in a transaction, unless not wanted),
+        retrying transient failures as the sync datastore's ``run`` does (``recorded``
+        as there: after a conflict met by a retry, the write's result if its first try
+        was committed, else None)."""
+        settings = self.settings
+        retry: Retry | None = None
+        connection_lost = False
+        while True:
+            try:
+                if connection_lost:
+                    await self._reconnect()
+                result = await self._run_pooled(func, transaction)
+            except PoolTimeout as error:  # (a psycopg error too: caught first)
+                raise await self._pool_exhausted(what) from error
+            except psycopg.Error as error:
+                if not is_transient(error):
+                    raise settings.translate(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(settings.outage, what, settings.retry_timeout)
+                connection_lost = error.sqlstate not in CONTENTION_STATES
+                await asyncio.sleep(retry.pause(one_line(error), outage=connection_lost))
+                continue
+            except (RecordConflictError, TrackingConflictError):
+                if retry is None or recorded is None:
+                    raise
+                result_if_ours = await self.run(recorded, what=what, transaction=False)
+                if result_if_ours is None:
+                    raise
+                result = result_if_ours
+            if retry is not None or settings.outage.ongoing:
+                settings.outage.end()
+            return result
+
+    async def _run_pooled(self, func: Callable[[Conn], Awaitable[T]], transaction: bool) -> T:
         pool = await self.pool()
         try:
             # getconn/putconn rather than pool.connection(), whose exit also commits
             # (nothing to commit in autocommit mode) at the cost of a lock and a wait.
             conn = await pool.getconn()
-            try:
-                if not transaction:
-                    return await func(conn)
-                async with conn.transaction():
-                    return await func(conn)
-            finally:
-                # (The pool discards a connection whose statement was cut off.)
-                await pool.putconn(conn)
-        except PoolTimeout as error:
-            raise OperationalError(
-                f"{describe(what)}: no connection to {self.settings.describe()} free within "
-                f"{self.settings.pool_timeout}s"
-            ) from error
+        except PoolTimeout:
+            # No connection came: if the server is unreachable, raise its error (to
+            # be retried); else the pool is exhausted.
+            await (await self._connect_raw()).close()
+            raise
+        try:
+            if not transaction:
+                return await func(conn)
+            async with conn.transaction():
+                return await func(conn)
+        finally:
+            # (The pool discards a connection whose statement was cut off.)
+            await pool.putconn(conn)
+
+    async def _reconnect(self) -> None:
+        """Before a retry: check the server answers (else raise its error, to wait
+        more), then replace the pool's idle connections that the outage broke."""
+        self._check_open()
+        await (await self._connect_raw()).close()
+        if self._pool is not None:
+            await getattr(self._pool, "drain", self._pool.check)()
+
+    async def _pool_exhausted(self, what: What) -> OperationalError:
+        settings = self.settings
+        try:  # raises with the real cause if the server is unreachable
+            await (await self._connect_raw()).close()
         except psycopg.Error as error:
-            raise self.settings.translate(error, describe(what)) from error
+            return settings.connection_error(error, "Connecting")
+        return OperationalError(
+            f"{describe(what)}: no connection to {settings.describe()} free within "
+            f"{settings.pool_timeout}s (pool of {settings.pool_size}+{settings.max_overflow})"
+        )
 
     def stats(self) -> dict[str, int]:
         """The pool's statistics (psycopg's ``get_stats``), empty before it opens."""
@@ -145,8 +226,21 @@ class AsyncPostgresDatastore:
     async def close(self) -> None:
         self._closed = True
         if self._pool is not None:
-            await self._pool.close(timeout=5)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            await pool.close(timeout=5)
+
+
+def _refreshing(get_password: Callable[[], str]) -> type[AsyncConnection[Any]]:
+    """An async connection class that asks ``get_password`` for the password of each
+    connection (for passwords that expire, such as cloud IAM tokens)."""
+
+    class PasswordRefreshingConnection(AsyncConnection[Any]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            kwargs["password"] = get_password()
+            return await super().connect(conninfo, **kwargs)
+
+    return PasswordRefreshingConnection
 
 
 class _ProcessStatements(PostgresProcessRecorder):
@@ -183,11 +277,18 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
             await self.create_table()
 
     async def _run(
-        self, func: Callable[[Conn], Awaitable[T]], *, what: What, transaction: bool = True
+        self,
+        func: Callable[[Conn], Awaitable[T]],
+        *,
+        what: What,
+        transaction: bool = True,
+        recorded: Callable[[Conn], Awaitable[T | None]] | None = None,
     ) -> T:
         if self.tables_pending:
             await self.create_table()
-        return await self.datastore.run(func, what=what, transaction=transaction)
+        return await self.datastore.run(
+            func, what=what, transaction=transaction, recorded=recorded
+        )
 
     def _statement(self, shape: Hashable, build: Callable[[], sql.Composable]) -> bytes:
         return self.statements._statement(shape, build)
@@ -228,8 +329,32 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
                 except psycopg.errors.UniqueViolation as error:
                     raise self._conflict(error) from error
 
-        await self._run(insert, what=inserting(self.events_table_name, stored_events))
+        await self._run(
+            insert,
+            what=inserting(self.events_table_name, stored_events),
+            recorded=self._recorded_as_sent(stored_events, None),
+        )
         return None
+
+    def _recorded_as_sent(
+        self, stored_events: Sequence[StoredEvent], tracking: Tracking | None
+    ) -> Callable[[Conn], Awaitable[list[int] | None]]:
+        """After a write retried on a lost connection met a conflict: whether exactly
+        these events (and the tracking position) are recorded, so the first try was
+        committed and only its answer lost (see the sync recorder's)."""
+        statements = self.statements
+
+        async def recorded(conn: Conn) -> list[int] | None:
+            if tracking is not None:
+                query = statements._tracked_query(tracking)
+                if query is None or await (await conn.execute(*query)).fetchone() is None:
+                    return None
+            if not stored_events:
+                return []
+            cursor = await conn.execute(*statements._recorded_query(stored_events))
+            return statements._as_sent(stored_events, await cursor.fetchall())
+
+        return recorded
 
     def _conflict(self, error: psycopg.errors.UniqueViolation) -> RecordConflictError:
         detail = error.diag.message_detail or one_line(error)
@@ -294,9 +419,29 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
         self.news_key = ("postgres", settings.host, str(settings.port), settings.dbname,
                          self.statements._events.as_string(None))  # fmt: skip
 
+    # The table's layout, read at its first use (see eventsourcing._postgres_commits).
+    _layout: CommitLayout | None = None
+
     @property
     def channel(self) -> str:
         return self.statements.channel
+
+    async def create_table(self) -> None:
+        await super().create_table()
+        self._layout = None  # (the table may have gained the stamp column)
+
+    async def _commit_layout(self, conn: Conn) -> CommitLayout:
+        layout = self._layout
+        if layout is None:
+            table = self.statements._events.as_string(None)
+            cursor = await conn.execute(_LAYOUT_SQL, {"t": table, "c": STAMP_COLUMN})
+            row = await cursor.fetchone()
+            assert row is not None
+            exists, stamped, sequence = row
+            layout = CommitLayout(bool(exists), bool(stamped), sequence)
+            if layout.exists:
+                self._layout = layout
+        return layout
 
     async def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -306,10 +451,20 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
         self.statements._check_written(stored_events)
 
         async def insert(conn: Conn) -> list[int]:
-            return await self._write(conn, stored_events, ("insert",), self.statements._insert_sql)
+            ids = await self._write(conn, stored_events, ("insert",), self.statements._insert_sql)
+            if len(ids) != len(stored_events):  # refused: an event is recorded already
+                await self._check_conflicts(conn, stored_events)  # raises, naming the event
+                raise RecordConflictError(
+                    f"An event is already recorded in {self.events_table_name!r}; "
+                    "nothing was recorded"
+                )
+            return ids
 
         ids = await self._run(
-            insert, what=inserting(self.events_table_name, stored_events), transaction=False
+            insert,
+            what=inserting(self.events_table_name, stored_events),
+            transaction=False,  # one statement: its own transaction
+            recorded=self._recorded_as_sent(stored_events, None),
         )
         local_news(self.news_key).announce()
         return ids
@@ -319,22 +474,49 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
         conn: Conn,
         stored_events: Sequence[StoredEvent],
         kind: tuple[str, ...],
-        build: Callable[[int | None], sql.Composable],
+        build: Callable[[int | None, str | None], sql.Composable],
         more_params: Sequence[Any] = (),
     ) -> list[int]:
-        """Run the write statement of ``kind`` (see the sync recorder's ``_write``)."""
-        count = len(stored_events)
-        shape = count if count <= _VALUES_MAX else None
-        statement = self._statement((*kind, shape), lambda: build(shape))
-        params = _new_rows_params(stored_events, shape)
-        params += more_params
-        params.append(self.channel)
+        """Run the write statement of ``kind``, made by the sync recorder's builders:
+        committing in parallel with other writers (the lock held only while ids are
+        drawn, rows stamped, listeners notified after the commit), or, in a transaction
+        of several statements or on a table not yet migrated, holding the lock until
+        commit (see the sync recorder's ``_write``)."""
+        layout = await self._commit_layout(conn)
+        parallel = layout.parallel and conn.info.transaction_status == _IDLE
+        statement, params, prepare = self.statements._write_query(
+            stored_events, kind, build, more_params, layout.sequence if parallel else None
+        )
         try:
-            cursor = await conn.execute(statement, params, prepare=shape is not None)
-            rows = await cursor.fetchall()
+            try:
+                cursor = await conn.execute(statement, params, prepare=prepare)
+                rows = await cursor.fetchall()
+            except BaseException:
+                if parallel:
+                    await _release_after_error(conn)
+                raise
         except psycopg.errors.UniqueViolation as error:
             raise self._conflict(error) from error
+        if parallel and rows:
+            # NOTIFY after the commit, sent by the sync recorder's notifier thread
+            # (one NOTIFY for many writes: see eventsourcing._postgres_commits.Notifier).
+            self.statements._notify_after_commit(None)
         return sorted(int(row[0]) for row in rows)
+
+    async def _check_conflicts(self, conn: Conn, stored_events: Sequence[StoredEvent]) -> None:
+        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
+        cursor = await conn.execute(*self.statements._recorded_query(stored_events))
+        recorded = {(row[0], int(row[1])) for row in await cursor.fetchall()}
+        seen: set[tuple[Any, int]] = set()
+        for stored in stored_events:
+            key = (stored.originator_id, stored.originator_version)
+            if key in seen or key in recorded:
+                raise RecordConflictError(
+                    f"Event of originator {stored.originator_id} at version "
+                    f"{stored.originator_version} is already recorded in "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
 
     async def select_notifications(
         self,
@@ -356,11 +538,25 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
             stop is not None,
             bool(topics),
         )
-        statement = self._statement(
-            shape, lambda: self.statements._select_notifications_sql(*shape[1:])
-        )
-        rows = await self._select_rows(
-            statement, params, f"Selecting notifications from {self.events_table_name!r}"
+
+        async def select(conn: Conn) -> list[Any]:
+            if (await self._commit_layout(conn)).stamped:
+                # Rows no writer still in progress could precede (never skipping).
+                query = self.statements._settled_query(
+                    start, limit, stop, topics, inclusive_of_start
+                )
+            else:
+                statement = self._statement(
+                    shape, lambda: self.statements._select_notifications_sql(*shape[1:])
+                )
+                query = (statement, params)
+            cursor = await conn.execute(*query)
+            return await cursor.fetchall()
+
+        rows = await self._run(
+            select,
+            what=f"Selecting notifications from {self.events_table_name!r}",
+            transaction=False,
         )
         return [
             new_notification(originator_id, version, topic, bytes(state), nid)
@@ -437,7 +633,9 @@ class AsyncPostgresProcessRecorder(AsyncPostgresApplicationRecorder, AsyncProces
         ids = await self._run(
             insert,
             what=inserting(self.events_table_name, stored_events, tracking),
+            # Each write to our table is one statement; to a row per position, several.
             transaction=self.statements._row_per_position,
+            recorded=self._recorded_as_sent(stored_events, tracking),
         )
         local_news(self.news_key).announce()
         return ids
@@ -455,7 +653,7 @@ class AsyncPostgresProcessRecorder(AsyncPostgresApplicationRecorder, AsyncProces
             conn,
             stored_events,
             ("insert tracked", kind),
-            lambda shape: self.statements._insert_tracked_sql(kind, shape),
+            lambda shape, sequence: self.statements._insert_tracked_sql(kind, shape, sequence),
             _tracking_params(tracking),
         )
         if len(ids) == len(stored_events):
@@ -469,6 +667,12 @@ class AsyncPostgresProcessRecorder(AsyncPostgresApplicationRecorder, AsyncProces
         """For a tracking table of a row per position (see the sync recorder)."""
         if stored_events:
             ids = await self._write(conn, stored_events, ("insert",), self.statements._insert_sql)
+            if len(ids) != len(stored_events):
+                await self._check_conflicts(conn, stored_events)  # raises, naming the event
+                raise RecordConflictError(
+                    f"An event is already recorded in {self.events_table_name!r}; "
+                    "nothing was recorded"
+                )
         else:
             ids = []
             await conn.execute(self._statement(("lock",), self.statements._lock_sql))
@@ -490,30 +694,6 @@ class AsyncPostgresProcessRecorder(AsyncPostgresApplicationRecorder, AsyncProces
                 "is already processed; nothing was recorded"
             ) from error
         return ids
-
-    async def _check_conflicts(self, conn: Conn, stored_events: Sequence[StoredEvent]) -> None:
-        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
-        statement = sql.SQL(
-            "SELECT e.originator_id, e.originator_version FROM {} AS e "
-            "JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, originator_version) "
-            "USING (originator_id, originator_version)"
-        ).format(self.statements._events, sql.SQL(self.statements._id_sql_type))
-        params = (
-            [s.originator_id for s in stored_events],
-            [s.originator_version for s in stored_events],
-        )
-        cursor = await conn.execute(statement, params)
-        recorded = {(row[0], int(row[1])) for row in await cursor.fetchall()}
-        seen: set[tuple[Any, int]] = set()
-        for stored in stored_events:
-            key = (stored.originator_id, stored.originator_version)
-            if key in seen or key in recorded:
-                raise RecordConflictError(
-                    f"Event of originator {stored.originator_id} at version "
-                    f"{stored.originator_version} is already recorded in "
-                    f"{self.events_table_name!r}; nothing was recorded"
-                )
-            seen.add(key)
 
     async def _advance_tracking(self, conn: Conn, tracking: Tracking) -> None:
         kind = _tracking_kind(tracking)
@@ -570,37 +750,85 @@ class AsyncPostgresProcessRecorder(AsyncPostgresApplicationRecorder, AsyncProces
         )
 
 
+async def _release_after_error(conn: Conn) -> None:
+    """A parallel write that failed may have failed holding the table's lock (a session
+    lock outlives its transaction): let it go, or close the connection that holds it
+    (as ``eventsourcing._postgres_commits.release_after_error``). A statement cut off
+    by a cancellation leaves the connection busy: it is closed."""
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+            raise InterfaceError("statement cut off")
+        await conn.execute("SELECT pg_advisory_unlock_all()")
+    except BaseException:  # the session is lost or unusable: closing it frees the lock
+        await conn.close()
+
+
 class AsyncPostgresListener:
-    """A connection of its own that LISTENs on one events table's channel."""
+    """A connection of its own that LISTENs on one events table's channel.
+
+    It rides out outages as the sync listener does: when its connection is lost,
+    ``wait`` connects and LISTENs again (with backoff, at most ``timeout`` per call),
+    then returns True, since commits may have been missed meanwhile."""
 
     def __init__(self, datastore: AsyncPostgresDatastore, channel: str):
         self.datastore = datastore
         self.channel = channel
+        settings = datastore.settings
+        self.outage = Outage(logger, f"{settings.describe()} (listening on {channel!r})")
+        self._next_delay = backoff_delays()
         self._conn: Conn | None = None
 
     async def open(self) -> None:
+        self._conn = await self._listening()
+
+    async def _listening(self) -> Conn:
         conn = await self.datastore.connect(application_name=LISTENER_APPLICATION_NAME)
         try:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-        except psycopg.Error as error:
+        except BaseException as error:
             await conn.close()
-            raise self.datastore.settings.translate(
-                error, f"Listening on {self.channel!r}"
-            ) from error
-        self._conn = conn
+            if isinstance(error, psycopg.Error):
+                raise self.datastore.settings.translate(
+                    error, f"Listening on {self.channel!r}"
+                ) from error
+            raise
+        return conn
 
     async def wait(self, timeout: float) -> bool:
-        assert self._conn is not None
+        conn = self._conn
+        if conn is None:
+            return await self._listen_again(timeout)
         try:
-            async for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            async for _ in conn.notifies(timeout=timeout, stop_after=1):
                 return True
         except psycopg.Error as error:
-            raise self.datastore.settings.translate(
-                error, f"Waiting on {self.channel!r}"
-            ) from error
+            if not is_transient(error):
+                raise self.datastore.settings.translate(
+                    error, f"Waiting on {self.channel!r}"
+                ) from error
+            self.outage.begin(one_line(error), None)
+            await self._drop_connection()
+            return await self._listen_again(timeout)
         return False
 
+    async def _listen_again(self, timeout: float) -> bool:
+        """Connect and LISTEN again: True once listening, else False after a pause."""
+        self.datastore._check_open()
+        try:
+            self._conn = await self._listening()
+        except OperationalError as error:  # (the connection refused: retried)
+            self.outage.begin(str(error), None)
+            await asyncio.sleep(min(self._next_delay(), max(timeout, 0.0)))
+            return False
+        self._next_delay = backoff_delays()
+        self.outage.end()
+        return True
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
     async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
+        await self._drop_connection()
