@@ -15,6 +15,7 @@ import pytest
 from conftest import skip_module_unless_postgres
 from recorder_contract import event
 from tcp_proxy import TCPProxy, tcp_proxy
+from test_asyncio_application import School
 from test_postgres_parallel_commits import _draw_and_insert_without_committing
 
 from eventsourcing.asyncio._postgres import (
@@ -316,3 +317,41 @@ def test_the_url_and_the_application_name_are_used(
 
     asyncio.run(main())
     sync.close()
+
+
+def test_an_async_application_takes_the_url_name_and_retry_settings(
+    postgres_env: dict[str, str],
+) -> None:
+    """POSTGRES_URL, POSTGRES_APPLICATION_NAME and POSTGRES_RETRY_TIMEOUT (read by the
+    sync factory) are the async recorders' settings too."""
+    env = postgres_env
+    url = (
+        f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@"
+        f"{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}/{env['POSTGRES_DBNAME']}"
+    )
+    name = f"school-{uuid4().hex[:8]}"
+    app_env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_URL": url,
+        "POSTGRES_APPLICATION_NAME": name,
+        "POSTGRES_RETRY_TIMEOUT": "2.5",
+        "POSTGRES_POOL_SIZE": "2",
+    }
+
+    async def main() -> None:
+        async with School(app_env) as school:
+            dog_id = await school.register_dog("Fido")
+            assert (await school.repository.get(dog_id)).name == "Fido"
+            datastore = school.factory.datastore  # type: ignore[attr-defined]
+            assert datastore.settings.retry_timeout == 2.5
+
+            async def names(conn: Any) -> list[str]:
+                cursor = await conn.execute(
+                    "SELECT application_name FROM pg_stat_activity WHERE datname = %s",
+                    (env["POSTGRES_DBNAME"],),
+                )
+                return [str(row[0]) for row in await cursor.fetchall()]
+
+            assert name in await datastore.run(names, what="Reading pg_stat_activity")
+
+    asyncio.run(main())

@@ -85,21 +85,27 @@ class AsyncFactory:
 
 
 class ThreadedFactory(AsyncFactory):
-    """A sync store behind an async facade: one writer thread, a few reader threads.
+    """A sync store behind an async facade: a few writer threads, a few reader threads.
 
-    One writer thread, because the store takes one writer at a time anyway
-    (SQLite's write lock): a queue in front of it costs no waiting on the lock.
+    An SQLite file commits the writes of many threads together (group commit: one
+    transaction, one flush, see ``eventsourcing._sqlite_group``), so writes that
+    tasks make at once go to several writer threads, to be committed as a group.
+    Any other store (an in-memory database: one connection, shared under a lock)
+    gets one thread for all its work.
     """
 
     reader_threads = 4
+    writer_threads = 8
 
     def __init__(self, sync_factory: InfrastructureFactory):
         super().__init__(sync_factory)
         name = sync_factory.env.name or "app"
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-writer")
-        self.readers = ThreadPoolExecutor(self.reader_threads, thread_name_prefix=f"{name}-reader")
         datastore: Any = getattr(sync_factory, "datastore", None)
-        # A memory database has one connection, shared under a lock: one thread will do.
+        grouped = getattr(datastore, "_group", None) is not None
+        self.writer = ThreadPoolExecutor(
+            self.writer_threads if grouped else 1, thread_name_prefix=f"{name}-writer"
+        )
+        self.readers = ThreadPoolExecutor(self.reader_threads, thread_name_prefix=f"{name}-reader")
         if datastore is None or getattr(datastore, "is_memory", False):
             self.readers = self.writer
         self.store_name = str(getattr(datastore, "db_name", id(sync_factory)))
