@@ -287,6 +287,7 @@ class PostgresDatastore:
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
         self._closed = False
+        self._flushes: list[Callable[[], None]] = []
 
     # -- connections ---------------------------------------------------------
 
@@ -539,7 +540,18 @@ class PostgresDatastore:
         _check_identifier(name)
         return sql.Identifier(self.schema, name) if self.schema_given else sql.Identifier(name)
 
+    def before_close(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` when the datastore is closed, before its pool is (a recorder's
+        notices of writes not yet sent)."""
+        self._flushes.append(flush)
+
     def close(self) -> None:
+        flushes, self._flushes = self._flushes, []
+        for flush in flushes:
+            try:
+                flush()
+            except Exception as error:  # (recorded all the same: followers' polls find it)
+                logger.warning("Closing %s: %s", self.describe(), error)
         with self._pool_lock:
             self._closed = True
             if self._pool is not None:
@@ -1027,6 +1039,9 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                     notifier = self._notifier = Notifier(
                         self._send_notify, self.channel, self._datastore_closed
                     )
+                    before_close = getattr(self.datastore, "before_close", None)
+                    if before_close is not None:  # (a notice pending is sent first)
+                        before_close(notifier.flush)
         notifier.signal()
 
     def _datastore_closed(self) -> bool:

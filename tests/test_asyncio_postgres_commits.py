@@ -6,6 +6,7 @@ and the datastore's settings (URL, application name). Needs a server."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
@@ -353,5 +354,40 @@ def test_an_async_application_takes_the_url_name_and_retry_settings(
                 return [str(row[0]) for row in await cursor.fetchall()]
 
             assert name in await datastore.run(names, what="Reading pg_stat_activity")
+
+    asyncio.run(main())
+
+
+def test_a_sync_writer_that_closes_at_once_still_wakes_async_listeners(
+    postgres_test_database: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice of a write is sent after its commit by a thread; a datastore closed
+    right after the write sends it first (the thread stops once it is closed, and on
+    a loaded machine it may not have run yet: here it is made late)."""
+    from eventsourcing._postgres_commits import Notifier
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    run_notifier = Notifier._run
+
+    def late(self: Notifier) -> None:
+        time.sleep(0.5)
+        run_notifier(self)
+
+    monkeypatch.setattr(Notifier, "_run", late)
+
+    async def main() -> None:
+        for _ in range(2):
+            sync = _settings(postgres_test_database)
+            datastore = AsyncPostgresDatastore(sync)
+            recorder = await _recorder(datastore)
+            waiter = await recorder.open_waiter()
+            writer_store = _settings(postgres_test_database)
+            writer = PostgresApplicationRecorder(writer_store, recorder.events_table_name)
+            writer.insert_events([event(uuid4(), 1)])
+            writer_store.close()  # at once, as a command that saves and exits
+            assert await waiter.wait(10), "no notice of a write committed before close()"
+            await waiter.close()
+            await datastore.close()
+            sync.close()
 
     asyncio.run(main())
