@@ -250,6 +250,13 @@ class Notifier:
         if thread is None or pid != os.getpid() or not thread.is_alive():
             self._start()
 
+    def flush(self) -> None:
+        """Send the notice of writes committed, if it is not sent yet (before the
+        datastore closes: the thread stops once it is closed)."""
+        if self._pending.is_set():
+            self._pending.clear()
+            self._send()
+
     def _start(self) -> None:
         with self._lock:
             thread = self._thread

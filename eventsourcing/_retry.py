@@ -94,6 +94,11 @@ class Retry:
     def failed(self, error: str, *, outage: bool = True) -> None:
         """After a transient failure: pause, or raise if the time is up. ``outage``
         False: the failure (a deadlock, say) says nothing of the server's health."""
+        time.sleep(self.pause(error, outage=outage))
+
+    def pause(self, error: str, *, outage: bool = True) -> float:
+        """As ``failed``, but return how long to pause, for the caller to wait (an
+        event loop's ``asyncio.sleep``)."""
         now = time.monotonic()
         if self.timeout <= 0:  # no retries: no outage to announce
             raise self.gave_up(error)
@@ -104,7 +109,7 @@ class Retry:
         remaining = self.started + self.timeout - now
         if remaining <= 0:
             raise self.gave_up(error)
-        time.sleep(min(self._next_delay(), remaining))
+        return min(self._next_delay(), remaining)
 
     def gave_up(self, error: str) -> OperationalError:
         if self.started is None:

@@ -288,6 +288,7 @@ class PostgresDatastore:
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
         self._closed = False
+        self._flushes: list[Callable[[], None]] = []
 
     # -- connections ---------------------------------------------------------
 
@@ -540,7 +541,18 @@ class PostgresDatastore:
         _check_identifier(name)
         return sql.Identifier(self.schema, name) if self.schema_given else sql.Identifier(name)
 
+    def before_close(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` when the datastore is closed, before its pool is (a recorder's
+        notices of writes not yet sent)."""
+        self._flushes.append(flush)
+
     def close(self) -> None:
+        flushes, self._flushes = self._flushes, []
+        for flush in flushes:
+            try:
+                flush()
+            except Exception as error:  # (recorded all the same: followers' polls find it)
+                logger.warning("Closing %s: %s", self.describe(), error)
         with self._pool_lock:
             self._closed = True
             if self._pool is not None:
@@ -711,13 +723,19 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
             return None
         if not stored_events:
             return []
-        rows = conn.execute(
-            self._statement(("recorded as sent",), self._recorded_sql),
-            (
-                [s.originator_id for s in stored_events],
-                [s.originator_version for s in stored_events],
-            ),
-        ).fetchall()
+        rows = conn.execute(*self._recorded_query(stored_events)).fetchall()
+        return self._as_sent(stored_events, rows)
+
+    def _recorded_query(self, stored_events: Sequence[StoredEvent]) -> tuple[bytes, Any]:
+        """The query of the rows of ``stored_events`` recorded (for ``_as_sent``)."""
+        return self._statement(("recorded as sent",), self._recorded_sql), (
+            [s.originator_id for s in stored_events],
+            [s.originator_version for s in stored_events],
+        )
+
+    def _as_sent(self, stored_events: Sequence[StoredEvent], rows: list[Any]) -> list[int] | None:
+        """The notification ids of ``stored_events`` if ``rows`` (of ``_recorded_query``)
+        hold exactly them, else None."""
         found = {(row[0], int(row[1])): row for row in rows}
         ids = []
         for stored in stored_events:
@@ -742,14 +760,21 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
 
     def _tracked_as_sent(self, conn: psycopg.Connection[Any], tracking: Tracking) -> bool:
         """Whether the tracking table holds ``tracking``'s position (None if no table)."""
+        query = self._tracked_query(tracking)
+        return query is not None and conn.execute(*query).fetchone() is not None
+
+    def _tracked_query(self, tracking: Tracking) -> tuple[bytes, Any] | None:
+        """The query of a row if ``tracking``'s position is recorded (None: no table)."""
         table = getattr(self, "_tracking", None)
         if table is None:
-            return False
-        statement = sql.SQL(
-            "SELECT 1 FROM {} WHERE application_name = %s AND notification_id = %s"
-        ).format(table)
-        row = conn.execute(statement, (tracking.application_name, tracking.notification_id))
-        return row.fetchone() is not None
+            return None
+        statement = self._statement(
+            ("tracked as sent",),
+            lambda: sql.SQL(
+                "SELECT 1 FROM {} WHERE application_name = %s AND notification_id = %s"
+            ).format(table),
+        )
+        return statement, (tracking.application_name, tracking.notification_id)
 
     def _insert_rows(
         self,
@@ -960,20 +985,15 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         statement prepared per count; more go as four arrays. A duplicate, even one
         committed while this write waited for the lock, is a RecordConflictError.
         """
-        count = len(stored_events)
-        shape = count if count <= _VALUES_MAX else None
         layout = self._commit_layout(conn)
         # In a transaction of several statements the lock is held until commit.
         parallel = layout.parallel and conn.info.transaction_status == _IDLE
-        sequence = layout.sequence if parallel else None
-        statement = self._statement((*kind, shape, sequence), lambda: build(shape, sequence))
-        params = _new_rows_params(stored_events, shape)
-        params += more_params
-        if not parallel:
-            params.append(self.channel)
+        statement, params, prepare = self._write_query(
+            stored_events, kind, build, more_params, layout.sequence if parallel else None
+        )
         try:
             try:
-                rows = conn.execute(statement, params, prepare=shape is not None).fetchall()
+                rows = conn.execute(statement, params, prepare=prepare).fetchall()
             except BaseException:
                 if parallel:
                     release_after_error(conn)
@@ -988,7 +1008,27 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
             self._notify_after_commit(conn)
         return sorted(int(row[0]) for row in rows)
 
-    def _notify_after_commit(self, conn: psycopg.Connection[Any]) -> None:
+    def _write_query(
+        self,
+        stored_events: Sequence[StoredEvent],
+        kind: tuple[str, ...],
+        build: Callable[[int | None, str | None], sql.Composable],
+        more_params: Sequence[Any],
+        sequence: str | None,
+    ) -> tuple[bytes, list[Any], bool]:
+        """The write statement of ``kind`` for these events, its parameters, and whether
+        to prepare it: a parallel write given the ``sequence`` that draws ids, else one
+        that holds the lock until commit and sends NOTIFY (also the async API's)."""
+        count = len(stored_events)
+        shape = count if count <= _VALUES_MAX else None
+        statement = self._statement((*kind, shape, sequence), lambda: build(shape, sequence))
+        params = _new_rows_params(stored_events, shape)
+        params += more_params
+        if sequence is None:
+            params.append(self.channel)
+        return statement, params, shape is not None
+
+    def _notify_after_commit(self, conn: psycopg.Connection[Any] | None) -> None:
         """Wake listeners, once the write is committed, by a thread that sends one
         NOTIFY for any number of writes (see ``Notifier``): NOTIFY in the write's own
         transaction, or after it by each writer, serialised the writers' commits."""
@@ -1000,6 +1040,9 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                     notifier = self._notifier = Notifier(
                         self._send_notify, self.channel, self._datastore_closed
                     )
+                    before_close = getattr(self.datastore, "before_close", None)
+                    if before_close is not None:  # (a notice pending is sent first)
+                        before_close(notifier.flush)
         notifier.signal()
 
     def _datastore_closed(self) -> bool:
@@ -1159,6 +1202,18 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
     ) -> list[Any]:
         """Rows from a table whose writers commit in parallel: none that a writer still
         in progress could precede (see eventsourcing._postgres_commits)."""
+        statement, params = self._settled_query(start, limit, stop, topics, inclusive_of_start)
+        return conn.execute(statement, params).fetchall()
+
+    def _settled_query(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None,
+        topics: Sequence[str],
+        inclusive_of_start: bool,
+    ) -> tuple[bytes, Any]:
+        """The statement and parameters of ``_select_settled`` (also the async API's)."""
         after = 0 if start is None else start - 1 if inclusive_of_start else start
         if topics:
             statement = self._statement(
@@ -1168,7 +1223,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                 ),
             )
             named = {"after": after, "stop": stop, "topics": list(topics), "limit": max(limit, 0)}
-            return conn.execute(statement, named).fetchall()
+            return statement, named
         statement = self._statement(
             ("select settled", stop is not None),
             lambda: sql.SQL(settled_rows_sql(stop is not None)).format(events=self._events),
@@ -1177,7 +1232,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         if stop is not None:
             params.append(stop)
         params.append(max(limit, 0))
-        return conn.execute(statement, params).fetchall()
+        return statement, params
 
     def _select_notifications_sql(
         self,

@@ -1,0 +1,282 @@
+"""The dog-school web service under concurrent clients: the asyncio API against the
+sync API called from FastAPI's thread pool, on PostgreSQL.
+
+Each client (an httpx.AsyncClient on the ASGI app, in process) registers a dog,
+then, until the time is up, adds a trick (POST), reads the dog back (GET) and
+reads the trick's count from the projection, after the trick's position (GET,
+read-your-writes). The same projection and view run behind each service
+(AsyncProjectionRunner / ProjectionRunner).
+Both services use the same pool settings (POSTGRES_POOL_SIZE=3, MAX_OVERFLOW=5: the
+test server's connections are shared).
+Reports requests/s and the 50th and 99th percentile latencies.
+
+Then the same commands without HTTP (``--direct`` part): N tasks calling the async
+application against N threads calling the sync one (add a trick, read the dog),
+to tell the library's share from the HTTP stack's (which, with the client in the
+same process, runs in the event loop too on the async side).
+
+Run: python benchmarks/asyncio_service.py [seconds per run]  (a fresh database per
+run, on the server of POSTGRES_TEST_HOST/PORT/USER, default 127.0.0.1:5432 postgres)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+import httpx
+import psycopg
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from eventsourcing.projection import ProjectionRunner  # noqa: E402
+from examples.dogschool import DogSchool  # noqa: E402
+from examples.fastapi_dogschool import create_app  # noqa: E402
+from examples.trick_counts import TrickCountsProjection, view_class  # noqa: E402
+
+HOST = os.environ.get("POSTGRES_TEST_HOST", "127.0.0.1")
+PORT = os.environ.get("POSTGRES_TEST_PORT", "5432")
+USER = os.environ.get("POSTGRES_TEST_USER", "postgres")
+
+
+class NewDog(BaseModel):
+    name: str
+
+
+class NewTrick(BaseModel):
+    trick: str
+
+
+class SyncDogSchool(DogSchool):
+    name = "DogSchool"
+
+    def add_trick_at(self, dog_id: UUID, trick: str) -> int:
+        dog = self.repository.get(dog_id)
+        dog.add_trick(trick)
+        return self.save(dog)[-1].notification.id
+
+
+def create_sync_app(env: dict[str, str]) -> FastAPI:
+    """The same routes over the sync API: plain ``def`` endpoints, which FastAPI
+    runs on its thread pool."""
+    runners: list[ProjectionRunner[Any, Any]] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runner: ProjectionRunner[Any, Any] = await asyncio.to_thread(
+            lambda: ProjectionRunner(
+                application_class=SyncDogSchool,
+                projection_class=TrickCountsProjection,
+                view_class=view_class(env["PERSISTENCE_MODULE"]),
+                env=env,
+            )
+        )
+        runners.append(runner)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(runner.__exit__, None, None, None)
+
+    service = FastAPI(lifespan=lifespan)
+
+    @service.post("/dogs", status_code=201)
+    def register_dog(dog: NewDog) -> dict[str, Any]:
+        return {"id": str(runners[0].app.register_dog(dog.name))}
+
+    @service.post("/dogs/{dog_id}/tricks", status_code=201)
+    def add_trick(dog_id: UUID, new: NewTrick) -> dict[str, Any]:
+        return {"position": runners[0].app.add_trick_at(dog_id, new.trick)}
+
+    @service.get("/dogs/{dog_id}")
+    def get_dog(dog_id: UUID) -> dict[str, Any]:
+        return runners[0].app.get_dog(dog_id)
+
+    @service.get("/tricks/{trick}")
+    def trick_count(trick: str, after: int) -> dict[str, Any]:
+        runners[0].wait(after, timeout=10)
+        return {"trick": trick, "count": runners[0].view.get_count(trick)}
+
+    return service
+
+
+async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, float, float]:
+    """Requests/s, p50 and p99 latency (ms) of ``clients`` concurrent clients."""
+    latencies: list[float] = []
+    transport = httpx.ASGITransport(app=service)
+    async with service.router.lifespan_context(service):
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", timeout=120
+        ) as client:
+
+            async def timed(request: Callable[[], Any]) -> Any:
+                started = time.perf_counter()
+                response = await request()
+                latencies.append(time.perf_counter() - started)
+                response.raise_for_status()
+                return response
+
+            async def run_client(number: int, deadline: float) -> None:
+                response = await client.post("/dogs", json={"name": f"dog{number}"})
+                dog_id = response.json()["id"]
+                tricks = 0
+                while time.perf_counter() < deadline:
+                    tricks += 1
+                    body = {"trick": f"t{tricks % 10}"}
+                    added = await timed(
+                        lambda: client.post(f"/dogs/{dog_id}/tricks", json=body)  # noqa: B023
+                    )
+                    await timed(lambda: client.get(f"/dogs/{dog_id}"))
+                    after = {"after": added.json()["position"]}
+                    await timed(lambda: client.get(f"/tricks/{body['trick']}", params=after))  # noqa: B023
+
+            started = time.perf_counter()
+            await asyncio.gather(*(run_client(n, started + seconds) for n in range(clients)))
+            elapsed = time.perf_counter() - started
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    return len(latencies) / elapsed, p50, p99
+
+
+async def direct_async(env: dict[str, str], clients: int, seconds: float) -> float:
+    """Commands per second of ``clients`` tasks calling the async application."""
+    from examples.async_dogschool import DogSchool as AsyncDogSchool
+
+    done = 0
+    async with AsyncDogSchool(env) as school:
+        dogs = [await school.register_dog(f"dog{n}") for n in range(clients)]
+        deadline = time.perf_counter() + seconds
+
+        async def run_client(dog_id: UUID) -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await school.add_trick(dog_id, "sit")
+                await school.get_dog(dog_id)
+                done += 2
+
+        started = time.perf_counter()
+        await asyncio.gather(*(run_client(dog_id) for dog_id in dogs))
+        return done / (time.perf_counter() - started)
+
+
+def direct_threads(env: dict[str, str], clients: int, seconds: float) -> float:
+    """Commands per second of ``clients`` threads calling the sync application."""
+    import threading
+
+    counts = [0] * clients
+    with DogSchool(env) as school:
+        dogs = [school.register_dog(f"dog{n}") for n in range(clients)]
+        deadline = time.perf_counter() + seconds
+
+        def run_client(number: int) -> None:
+            while time.perf_counter() < deadline:
+                school.add_trick(dogs[number], "sit")
+                school.get_dog(dogs[number])
+                counts[number] += 2
+
+        threads = [threading.Thread(target=run_client, args=(n,)) for n in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts) / (time.perf_counter() - started)
+
+
+def fresh_database() -> tuple[str, dict[str, str]]:
+    name = f"es_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(host=HOST, port=PORT, user=USER, dbname="postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": name,
+        "POSTGRES_HOST": HOST,
+        "POSTGRES_PORT": PORT,
+        "POSTGRES_USER": USER,
+        "POSTGRES_PASSWORD": "",
+        "POSTGRES_POOL_SIZE": "3",
+        "POSTGRES_MAX_OVERFLOW": "5",
+    }
+    return name, env
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(host=HOST, port=PORT, user=USER, dbname="postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+T = TypeVar("T")
+
+
+def attempt(run: Callable[[dict[str, str]], T], tries: int = 4) -> T:
+    """``run`` on a fresh database, again (after a pause) if the shared server had no
+    connection to spare."""
+    for number in range(tries):
+        name, env = fresh_database()
+        try:
+            return run(env)
+        except Exception as error:  # (too many clients: another user's load)
+            if number == tries - 1:
+                raise
+            print(f"  (run failed, retried: {str(error).splitlines()[-1][:100]})", flush=True)
+            time.sleep(10)
+        finally:
+            drop_database(name)
+    raise AssertionError("unreachable")
+
+
+def main() -> int:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+    sides: dict[str, Callable[[dict[str, str]], FastAPI]] = {
+        "async": lambda env: create_app(env),
+        "sync+threads": create_sync_app,
+    }
+    results: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
+    print(f"{'clients':>7} {'API':>13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}", flush=True)
+    for clients in (50, 200):
+        for _ in range(2):  # back to back, twice
+            for side, make in sides.items():
+                figures = attempt(lambda env: asyncio.run(load(make(env), clients, seconds)))  # noqa: B023
+                results.setdefault((clients, side), []).append(figures)
+                rate, p50, p99 = figures
+                print(f"{clients:>7} {side:>13} {rate:>8.0f} {p50:>8.1f} {p99:>8.1f}", flush=True)
+    print("\nmedians of the runs:")
+    for clients in (50, 200):
+        rates = {side: statistics.median(r[0] for r in results[(clients, side)]) for side in sides}
+        p99s = {side: statistics.median(r[2] for r in results[(clients, side)]) for side in sides}
+        print(
+            f"{clients:>4} clients: async {rates['async']:.0f} req/s (p99 {p99s['async']:.0f} ms), "
+            f"sync+threads {rates['sync+threads']:.0f} req/s (p99 {p99s['sync+threads']:.0f} ms): "
+            f"{rates['async'] / rates['sync+threads']:.2f}x"
+        )
+    print("\nwithout HTTP (commands/s):")
+    for clients in (50, 200):
+        figures: dict[str, list[float]] = {"tasks": [], "threads": []}
+        for _ in range(2):
+            for side in ("tasks", "threads"):
+                if side == "tasks":
+                    rate = attempt(lambda env: asyncio.run(direct_async(env, clients, seconds)))  # noqa: B023
+                else:
+                    rate = attempt(lambda env: direct_threads(env, clients, seconds))  # noqa: B023
+                figures[side].append(rate)
+        tasks, threads = (statistics.median(figures[s]) for s in ("tasks", "threads"))
+        runs = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(figures["tasks"], figures["threads"]))
+        print(
+            f"{clients:>4} clients: async tasks {tasks:.0f}, sync threads {threads:.0f}: "
+            f"{tasks / threads:.2f}x (runs, tasks/threads: {runs})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

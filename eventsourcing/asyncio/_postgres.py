@@ -1,0 +1,834 @@
+"""PostgreSQL recorders on psycopg's ``AsyncConnection`` and ``AsyncConnectionPool``.
+
+The tables, statements and guarantees are those of ``eventsourcing.postgres``:
+the statements are made by the sync recorders' own builders (a sync recorder
+of each table is kept for that), and run here on async connections. Writers
+commit in parallel, as there (see ``eventsourcing._postgres_commits``): each
+write is one statement, run as one transaction, holding the table's lock only
+while it draws its ids and stamping its rows with its transaction id; readers
+never pass a gap that a writer still in progress could fill. A task cancelled
+while its write is in flight leaves it recorded whole or not at all (the pool
+discards the connection it was using). Listeners are notified after the
+commit by the sync recorder's notifier thread (one NOTIFY for many writes).
+Transient failures are retried, lost acknowledgements recognised, as by the
+sync datastore, with its settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+import psycopg.errors
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from eventsourcing._postgres_commits import _LAYOUT_SQL, STAMP_COLUMN, CommitLayout
+from eventsourcing._postgres_connections import CONTENTION_STATES, is_transient
+from eventsourcing._retry import Outage, Retry, backoff_delays
+from eventsourcing.asyncio._recorders import (
+    AsyncAggregateRecorder,
+    AsyncApplicationRecorder,
+    AsyncProcessRecorder,
+    local_news,
+)
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InterfaceError,
+    Notification,
+    OperationalError,
+    RecordConflictError,
+    StoredEvent,
+    Tracking,
+    TrackingConflictError,
+    What,
+    describe,
+    inserting,
+    new_notification,
+    new_stored_event,
+    tracking_conflict,
+)
+from eventsourcing.postgres import (
+    _IDLE,
+    CREATE_TABLE_LOCK_KEY,
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresProcessRecorder,
+    _tracking_kind,
+    _tracking_params,
+    _tracking_sql,
+    one_line,
+)
+
+T = TypeVar("T")
+logger = logging.getLogger("eventsourcing.postgres")
+Conn = psycopg.AsyncConnection[Any]
+
+# The application_name of a subscription's LISTEN connection (seen in pg_stat_activity).
+LISTENER_APPLICATION_NAME = "eventsourcing-async-listener"
+
+
+class AsyncPostgresDatastore:
+    """A pool of async connections to the database that ``settings`` (a sync
+    datastore) describes, with its settings: its ``conninfo`` (``POSTGRES_URL``),
+    ``application_name``, ``get_password_func`` and ``retry_timeout``.
+
+    As the sync datastore does, an operation that meets a transient failure (a
+    refused or dropped connection, a server restarting, a deadlock) is retried with
+    backoff for up to ``retry_timeout`` seconds (the pause awaited in the loop),
+    and a write retried after a lost connection that finds its own rows recorded
+    (the answer to its COMMIT was lost) returns what was recorded.
+    """
+
+    def __init__(self, settings: PostgresDatastore):
+        self.settings = settings
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._opening: asyncio.Lock | None = None
+        self._closed = False
+        getter = settings.get_password_func
+        self._connection_class = AsyncConnection if getter is None else _refreshing(getter)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InterfaceError(f"Datastore for {self.settings.describe()} is closed")
+
+    async def pool(self) -> AsyncConnectionPool[Conn]:
+        """The pool, opened at the first use (psycopg errors as they are, to retry)."""
+        self._check_open()
+        if self._pool is None:
+            if self._opening is None:
+                self._opening = asyncio.Lock()
+            async with self._opening:
+                if self._pool is None:
+                    await (await self._connect_raw()).close()  # fails at once if it cannot
+                    settings = self.settings
+                    pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+                        settings.conninfo,
+                        connection_class=self._connection_class,
+                        kwargs=settings.connect_kwargs(),
+                        min_size=0,  # (as the sync pool: opened when first needed)
+                        max_size=settings.pool_size + settings.max_overflow,
+                        max_waiting=settings.max_waiting,
+                        max_lifetime=float(settings.conn_max_age or 10 * 365 * 24 * 3600),
+                        check=AsyncConnectionPool.check_connection if settings.pre_ping else None,
+                        timeout=settings.pool_timeout,
+                        name=f"eventsourcing-async-{settings.dbname or 'default'}",
+                        open=False,
+                    )
+                    await pool.open(wait=False)
+                    self._pool = pool
+        return self._pool
+
+    async def _connect_raw(self, **kwargs: Any) -> Conn:
+        connection: Conn = await self._connection_class.connect(
+            self.settings.conninfo, **{**self.settings.connect_kwargs(), **kwargs}
+        )
+        return connection
+
+    async def connect(self, **kwargs: Any) -> Conn:
+        """A connection of its own (not pooled), with the datastore's settings (and
+        ``kwargs`` over them)."""
+        try:
+            return await self._connect_raw(**kwargs)
+        except psycopg.Error as error:
+            raise self.settings.connection_error(error, "Connecting") from None
+
+    async def run(
+        self,
+        func: Callable[[Conn], Awaitable[T]],
+        *,
+        what: What,
+        transaction: bool = True,
+        recorded: Callable[[Conn], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """Run ``func`` with a pooled connection (in a transaction, unless not wanted),
+        retrying transient failures as the sync datastore's ``run`` does (``recorded``
+        as there: after a conflict met by a retry, the write's result if its first try
+        was committed, else None)."""
+        settings = self.settings
+        retry: Retry | None = None
+        connection_lost = False
+        while True:
+            try:
+                if connection_lost:
+                    await self._reconnect()
+                result = await self._run_pooled(func, transaction)
+            except PoolTimeout as error:  # (a psycopg error too: caught first)
+                raise await self._pool_exhausted(what) from error
+            except psycopg.Error as error:
+                if not is_transient(error):
+                    raise settings.translate(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(settings.outage, what, settings.retry_timeout)
+                connection_lost = error.sqlstate not in CONTENTION_STATES
+                await asyncio.sleep(retry.pause(one_line(error), outage=connection_lost))
+                continue
+            except (RecordConflictError, TrackingConflictError):
+                if retry is None or recorded is None:
+                    raise
+                result_if_ours = await self.run(recorded, what=what, transaction=False)
+                if result_if_ours is None:
+                    raise
+                result = result_if_ours
+            if retry is not None or settings.outage.ongoing:
+                settings.outage.end()
+            return result
+
+    async def _run_pooled(self, func: Callable[[Conn], Awaitable[T]], transaction: bool) -> T:
+        pool = await self.pool()
+        try:
+            # getconn/putconn rather than pool.connection(), whose exit also commits
+            # (nothing to commit in autocommit mode) at the cost of a lock and a wait.
+            conn = await pool.getconn()
+        except PoolTimeout:
+            # No connection came: if the server is unreachable, raise its error (to
+            # be retried); else the pool is exhausted.
+            await (await self._connect_raw()).close()
+            raise
+        try:
+            if not transaction:
+                return await func(conn)
+            async with conn.transaction():
+                return await func(conn)
+        finally:
+            # (The pool discards a connection whose statement was cut off.)
+            await pool.putconn(conn)
+
+    async def _reconnect(self) -> None:
+        """Before a retry: check the server answers (else raise its error, to wait
+        more), then replace the pool's idle connections that the outage broke."""
+        self._check_open()
+        await (await self._connect_raw()).close()
+        if self._pool is not None:
+            await getattr(self._pool, "drain", self._pool.check)()
+
+    async def _pool_exhausted(self, what: What) -> OperationalError:
+        settings = self.settings
+        try:  # raises with the real cause if the server is unreachable
+            await (await self._connect_raw()).close()
+        except psycopg.Error as error:
+            return settings.connection_error(error, "Connecting")
+        return OperationalError(
+            f"{describe(what)}: no connection to {settings.describe()} free within "
+            f"{settings.pool_timeout}s (pool of {settings.pool_size}+{settings.max_overflow})"
+        )
+
+    def stats(self) -> dict[str, int]:
+        """The pool's statistics (psycopg's ``get_stats``), empty before it opens."""
+        return dict(self._pool.get_stats()) if self._pool is not None else {}
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close(timeout=5)
+
+
+def _refreshing(get_password: Callable[[], str]) -> type[AsyncConnection[Any]]:
+    """An async connection class that asks ``get_password`` for the password of each
+    connection (for passwords that expire, such as cloud IAM tokens)."""
+
+    class PasswordRefreshingConnection(AsyncConnection[Any]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            kwargs["password"] = get_password()
+            return await super().connect(conninfo, **kwargs)
+
+    return PasswordRefreshingConnection
+
+
+class _ProcessStatements(PostgresProcessRecorder):
+    """The sync process recorder, as a maker of statements only: its layout is given
+    (read asynchronously by the async recorder), not read at construction."""
+
+    def __init__(self, datastore: PostgresDatastore, events: str, tracking: str) -> None:
+        super().__init__(datastore, events, tracking)
+
+    def _tracking_primary_key(self) -> set[str]:
+        return set()  # (our layout until the async recorder reads the table's)
+
+
+class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
+    """Stored events keyed by (originator_id, originator_version), as the sync recorder."""
+
+    def __init__(
+        self,
+        datastore: AsyncPostgresDatastore,
+        events_table_name: str = "stored_events",
+        statements: PostgresAggregateRecorder | None = None,
+    ):
+        self.datastore = datastore
+        self.events_table_name = events_table_name
+        self.statements = statements or PostgresAggregateRecorder(
+            datastore.settings, events_table_name
+        )
+        self.originator_id_type = self.statements._id_type
+        # Whether to create the tables before the first use (the factory's recorders).
+        self.tables_pending = False
+
+    async def open(self) -> None:
+        if self.tables_pending:
+            await self.create_table()
+
+    async def _run(
+        self,
+        func: Callable[[Conn], Awaitable[T]],
+        *,
+        what: What,
+        transaction: bool = True,
+        recorded: Callable[[Conn], Awaitable[T | None]] | None = None,
+    ) -> T:
+        if self.tables_pending:
+            await self.create_table()
+        return await self.datastore.run(
+            func, what=what, transaction=transaction, recorded=recorded
+        )
+
+    def _statement(self, shape: Hashable, build: Callable[[], sql.Composable]) -> bytes:
+        return self.statements._statement(shape, build)
+
+    async def create_table(self) -> None:
+        statements = self.statements.sql_create_statements
+        schema = self.datastore.settings.schema if self.datastore.settings.schema_given else ""
+
+        async def create(conn: Conn) -> None:
+            # Concurrent CREATE ... IF NOT EXISTS can still collide: serialise our DDL.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_TABLE_LOCK_KEY,))
+            if schema:
+                await conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                )
+            for statement in statements:
+                await conn.execute(statement.as_bytes(None))
+
+        await self.datastore.run(create, what=f"Creating tables of {type(self).__name__}")
+        self.tables_pending = False
+
+    async def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return None
+        self.statements._check_written(stored_events)
+        statement = sql.SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %s)"
+        ).format(self.statements._events)
+        rows = [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events]
+
+        async def insert(conn: Conn) -> None:
+            async with conn.cursor() as cursor:
+                try:
+                    await cursor.executemany(statement, rows)
+                except psycopg.errors.UniqueViolation as error:
+                    raise self._conflict(error) from error
+
+        await self._run(
+            insert,
+            what=inserting(self.events_table_name, stored_events),
+            recorded=self._recorded_as_sent(stored_events, None),
+        )
+        return None
+
+    def _recorded_as_sent(
+        self, stored_events: Sequence[StoredEvent], tracking: Tracking | None
+    ) -> Callable[[Conn], Awaitable[list[int] | None]]:
+        """After a write retried on a lost connection met a conflict: whether exactly
+        these events (and the tracking position) are recorded, so the first try was
+        committed and only its answer lost (see the sync recorder's)."""
+        statements = self.statements
+
+        async def recorded(conn: Conn) -> list[int] | None:
+            if tracking is not None:
+                query = statements._tracked_query(tracking)
+                if query is None or await (await conn.execute(*query)).fetchone() is None:
+                    return None
+            if not stored_events:
+                return []
+            cursor = await conn.execute(*statements._recorded_query(stored_events))
+            return statements._as_sent(stored_events, await cursor.fetchall())
+
+        return recorded
+
+    def _conflict(self, error: psycopg.errors.UniqueViolation) -> RecordConflictError:
+        detail = error.diag.message_detail or one_line(error)
+        return RecordConflictError(
+            f"Event already recorded in {self.events_table_name!r}: {detail} "
+            "(originator_id, originator_version); nothing was recorded"
+        )
+
+    async def _select_rows(self, statement: bytes, params: Sequence[Any], what: What) -> list[Any]:
+        async def select(conn: Conn) -> list[Any]:
+            cursor = await conn.execute(statement, params)
+            return await cursor.fetchall()
+
+        return await self._run(select, what=what, transaction=False)
+
+    async def select_events(
+        self,
+        originator_id: UUID | str,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        id_type = self.statements._id_type
+        if not isinstance(originator_id, id_type):
+            raise self.statements._wrong_id(originator_id)
+        params: list[Any] = [originator_id]
+        params += [v for v in (gt, lte) if v is not None]
+        if limit is not None:
+            params.append(max(limit, 0))
+        shape = ("select_events", gt is not None, lte is not None, desc, limit is not None)
+        statement = self._statement(shape, lambda: self.statements._select_events_sql(*shape[1:]))
+        rows = await self._select_rows(
+            statement,
+            params,
+            lambda: f"Selecting events of {originator_id} from {self.events_table_name!r}",
+        )
+        return [
+            new_stored_event(originator_id, version, topic, bytes(state))
+            for version, topic, state in rows
+        ]
+
+
+class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncApplicationRecorder):
+    """Stored events numbered in order of recording; writes serialised per table,
+    each announced by NOTIFY on the table's channel (as the sync recorder)."""
+
+    statements: PostgresApplicationRecorder
+
+    def __init__(
+        self,
+        datastore: AsyncPostgresDatastore,
+        events_table_name: str = "stored_events",
+        statements: PostgresApplicationRecorder | None = None,
+    ):
+        super().__init__(
+            datastore,
+            events_table_name,
+            statements or PostgresApplicationRecorder(datastore.settings, events_table_name),
+        )
+        settings = datastore.settings
+        self.news_key = ("postgres", settings.host, str(settings.port), settings.dbname,
+                         self.statements._events.as_string(None))  # fmt: skip
+
+    # The table's layout, read at its first use (see eventsourcing._postgres_commits).
+    _layout: CommitLayout | None = None
+
+    @property
+    def channel(self) -> str:
+        return self.statements.channel
+
+    async def create_table(self) -> None:
+        await super().create_table()
+        self._layout = None  # (the table may have gained the stamp column)
+
+    async def _commit_layout(self, conn: Conn) -> CommitLayout:
+        layout = self._layout
+        if layout is None:
+            table = self.statements._events.as_string(None)
+            cursor = await conn.execute(_LAYOUT_SQL, {"t": table, "c": STAMP_COLUMN})
+            row = await cursor.fetchone()
+            assert row is not None
+            exists, stamped, sequence = row
+            layout = CommitLayout(bool(exists), bool(stamped), sequence)
+            if layout.exists:
+                self._layout = layout
+        return layout
+
+    async def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        self.statements._check_written(stored_events)
+
+        async def insert(conn: Conn) -> list[int]:
+            ids = await self._write(conn, stored_events, ("insert",), self.statements._insert_sql)
+            if len(ids) != len(stored_events):  # refused: an event is recorded already
+                await self._check_conflicts(conn, stored_events)  # raises, naming the event
+                raise RecordConflictError(
+                    f"An event is already recorded in {self.events_table_name!r}; "
+                    "nothing was recorded"
+                )
+            return ids
+
+        ids = await self._run(
+            insert,
+            what=inserting(self.events_table_name, stored_events),
+            transaction=False,  # one statement: its own transaction
+            recorded=self._recorded_as_sent(stored_events, None),
+        )
+        local_news(self.news_key).announce()
+        return ids
+
+    async def _write(
+        self,
+        conn: Conn,
+        stored_events: Sequence[StoredEvent],
+        kind: tuple[str, ...],
+        build: Callable[[int | None, str | None], sql.Composable],
+        more_params: Sequence[Any] = (),
+    ) -> list[int]:
+        """Run the write statement of ``kind``, made by the sync recorder's builders:
+        committing in parallel with other writers (the lock held only while ids are
+        drawn, rows stamped, listeners notified after the commit), or, in a transaction
+        of several statements or on a table not yet migrated, holding the lock until
+        commit (see the sync recorder's ``_write``)."""
+        layout = await self._commit_layout(conn)
+        parallel = layout.parallel and conn.info.transaction_status == _IDLE
+        statement, params, prepare = self.statements._write_query(
+            stored_events, kind, build, more_params, layout.sequence if parallel else None
+        )
+        try:
+            try:
+                cursor = await conn.execute(statement, params, prepare=prepare)
+                rows = await cursor.fetchall()
+            except BaseException:
+                if parallel:
+                    await _release_after_error(conn)
+                raise
+        except psycopg.errors.UniqueViolation as error:
+            raise self._conflict(error) from error
+        if parallel and rows:
+            # NOTIFY after the commit, sent by the sync recorder's notifier thread
+            # (one NOTIFY for many writes: see eventsourcing._postgres_commits.Notifier).
+            self.statements._notify_after_commit(None)
+        return sorted(int(row[0]) for row in rows)
+
+    async def _check_conflicts(self, conn: Conn, stored_events: Sequence[StoredEvent]) -> None:
+        """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
+        cursor = await conn.execute(*self.statements._recorded_query(stored_events))
+        recorded = {(row[0], int(row[1])) for row in await cursor.fetchall()}
+        seen: set[tuple[Any, int]] = set()
+        for stored in stored_events:
+            key = (stored.originator_id, stored.originator_version)
+            if key in seen or key in recorded:
+                raise RecordConflictError(
+                    f"Event of originator {stored.originator_id} at version "
+                    f"{stored.originator_version} is already recorded in "
+                    f"{self.events_table_name!r}; nothing was recorded"
+                )
+            seen.add(key)
+
+    async def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        params: list[Any] = [v for v in (start, stop) if v is not None]
+        if topics:
+            params.append(list(topics))
+        params.append(max(limit, 0))
+        shape = (
+            "select_notifications",
+            start is not None,
+            inclusive_of_start,
+            stop is not None,
+            bool(topics),
+        )
+
+        async def select(conn: Conn) -> list[Any]:
+            if (await self._commit_layout(conn)).stamped:
+                # Rows no writer still in progress could precede (never skipping).
+                query = self.statements._settled_query(
+                    start, limit, stop, topics, inclusive_of_start
+                )
+            else:
+                statement = self._statement(
+                    shape, lambda: self.statements._select_notifications_sql(*shape[1:])
+                )
+                query = (statement, params)
+            cursor = await conn.execute(*query)
+            return await cursor.fetchall()
+
+        rows = await self._run(
+            select,
+            what=f"Selecting notifications from {self.events_table_name!r}",
+            transaction=False,
+        )
+        return [
+            new_notification(originator_id, version, topic, bytes(state), nid)
+            for nid, originator_id, version, topic, state in rows
+        ]
+
+    async def max_notification_id(self) -> int | None:
+        statement = self._statement(
+            "max_notification_id",
+            lambda: sql.SQL("SELECT MAX(notification_id) FROM {}").format(self.statements._events),
+        )
+        rows = await self._select_rows(
+            statement, (), f"Selecting max notification id of {self.events_table_name!r}"
+        )
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    async def open_waiter(self) -> AsyncPostgresListener:
+        listener = AsyncPostgresListener(self.datastore, self.channel)
+        await listener.open()
+        return listener
+
+    def sync_recorder(self) -> ApplicationRecorder:
+        return PostgresApplicationRecorder(self.datastore.settings, self.events_table_name)
+
+
+class AsyncPostgresProcessRecorder(AsyncPostgresApplicationRecorder, AsyncProcessRecorder):
+    """Also records tracking positions, atomically with the events (as the sync
+    recorder, in either layout of the tracking table)."""
+
+    statements: PostgresProcessRecorder
+
+    def __init__(
+        self,
+        datastore: AsyncPostgresDatastore,
+        events_table_name: str = "stored_events",
+        tracking_table_name: str = "notification_tracking",
+    ):
+        statements = _ProcessStatements(datastore.settings, events_table_name, tracking_table_name)
+        super().__init__(datastore, events_table_name, statements)
+        self.tracking_table_name = tracking_table_name
+        self._layout_read = False
+
+    async def _read_layout(self) -> None:
+        """Whether the tracking table holds a row per position (read once)."""
+        if self._layout_read:
+            return
+        statement = (
+            "SELECT a.attname FROM pg_index AS i JOIN pg_attribute AS a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary"
+        )
+        name = self.statements._tracking.as_string(None)
+        rows = await self._select_rows(
+            statement.encode(), (name,), f"Reading the layout of {self.tracking_table_name!r}"
+        )
+        self.statements._row_per_position = "notification_id" in {str(r[0]) for r in rows}
+        self._layout_read = True
+
+    async def insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        tracking: Tracking | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        if tracking is None:
+            return await super().insert_events(stored_events, **kwargs)
+        self.statements._check_written(stored_events)
+        await self._read_layout()
+
+        async def insert(conn: Conn) -> list[int]:
+            return await self._insert_tracked(conn, stored_events, tracking)
+
+        ids = await self._run(
+            insert,
+            what=inserting(self.events_table_name, stored_events, tracking),
+            # Each write to our table is one statement; to a row per position, several.
+            transaction=self.statements._row_per_position,
+            recorded=self._recorded_as_sent(stored_events, tracking),
+        )
+        local_news(self.news_key).announce()
+        return ids
+
+    async def _insert_tracked(
+        self, conn: Conn, stored_events: Sequence[StoredEvent], tracking: Tracking
+    ) -> list[int]:
+        if self.statements._row_per_position:
+            return await self._insert_tracked_in_steps(conn, stored_events, tracking)
+        if not stored_events:
+            await self._advance_tracking(conn, tracking)
+            return []
+        kind = _tracking_kind(tracking)
+        ids = await self._write(
+            conn,
+            stored_events,
+            ("insert tracked", kind),
+            lambda shape, sequence: self.statements._insert_tracked_sql(kind, shape, sequence),
+            _tracking_params(tracking),
+        )
+        if len(ids) == len(stored_events):
+            return ids
+        await self._check_conflicts(conn, stored_events)  # raises, naming the event
+        raise TrackingConflictError(await self._refusal(conn, tracking))
+
+    async def _insert_tracked_in_steps(
+        self, conn: Conn, stored_events: Sequence[StoredEvent], tracking: Tracking
+    ) -> list[int]:
+        """For a tracking table of a row per position (see the sync recorder)."""
+        if stored_events:
+            ids = await self._write(conn, stored_events, ("insert",), self.statements._insert_sql)
+            if len(ids) != len(stored_events):
+                await self._check_conflicts(conn, stored_events)  # raises, naming the event
+                raise RecordConflictError(
+                    f"An event is already recorded in {self.events_table_name!r}; "
+                    "nothing was recorded"
+                )
+        else:
+            ids = []
+            await conn.execute(self._statement(("lock",), self.statements._lock_sql))
+        position = await self._select_position(conn, tracking.application_name)
+        conflict = tracking_conflict(tracking, position)
+        if conflict is not None:
+            raise TrackingConflictError(conflict)
+        statement = self._statement(
+            ("add tracking row",),
+            lambda: sql.SQL(
+                "INSERT INTO {} (application_name, notification_id) VALUES (%s, %s)"
+            ).format(self.statements._tracking),
+        )
+        try:
+            await conn.execute(statement, (tracking.application_name, tracking.notification_id))
+        except psycopg.errors.UniqueViolation as error:
+            raise TrackingConflictError(
+                f"Notification {tracking.notification_id} of {tracking.application_name!r} "
+                "is already processed; nothing was recorded"
+            ) from error
+        return ids
+
+    async def _advance_tracking(self, conn: Conn, tracking: Tracking) -> None:
+        kind = _tracking_kind(tracking)
+        statement = self._statement(
+            ("track", kind),
+            lambda: sql.SQL(_tracking_sql(kind, "")).format(tracking=self.statements._tracking),
+        )
+        cursor = await conn.execute(statement, _tracking_params(tracking))
+        if len(await cursor.fetchall()) != 1:
+            raise TrackingConflictError(await self._refusal(conn, tracking))
+
+    async def _refusal(self, conn: Conn, tracking: Tracking) -> str:
+        position = await self._select_position(conn, tracking.application_name)
+        return (
+            tracking_conflict(tracking, position)
+            or f"Tracking of {tracking.application_name!r} was not recorded"
+        )
+
+    async def _select_position(self, conn: Conn, application_name: str) -> int | None:
+        statement = self._statement(
+            ("select position",),
+            lambda: sql.SQL(
+                "SELECT MAX(notification_id) FROM {} WHERE application_name = %s"
+            ).format(self.statements._tracking),
+        )
+        cursor = await conn.execute(statement, (application_name,))
+        row = await cursor.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def max_tracking_id(self, application_name: str) -> int | None:
+        async def select(conn: Conn) -> int | None:
+            return await self._select_position(conn, application_name)
+
+        return await self._run(
+            select,
+            what=f"Selecting tracking position of {application_name!r} "
+            f"from {self.tracking_table_name!r}",
+            transaction=False,
+        )
+
+    async def tracking_positions(self) -> dict[str, int]:
+        statement = sql.SQL(
+            "SELECT application_name, MAX(notification_id) FROM {} GROUP BY application_name"
+        ).format(self.statements._tracking)
+
+        async def select(conn: Conn) -> dict[str, int]:
+            cursor = await conn.execute(statement)
+            return {str(name): int(pos) for name, pos in await cursor.fetchall()}
+
+        return await self._run(
+            select,
+            what=f"Selecting positions from {self.tracking_table_name!r}",
+            transaction=False,
+        )
+
+
+async def _release_after_error(conn: Conn) -> None:
+    """A parallel write that failed may have failed holding the table's lock (a session
+    lock outlives its transaction): let it go, or close the connection that holds it
+    (as ``eventsourcing._postgres_commits.release_after_error``). A statement cut off
+    by a cancellation leaves the connection busy: it is closed."""
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+            raise InterfaceError("statement cut off")
+        await conn.execute("SELECT pg_advisory_unlock_all()")
+    except BaseException:  # the session is lost or unusable: closing it frees the lock
+        await conn.close()
+
+
+class AsyncPostgresListener:
+    """A connection of its own that LISTENs on one events table's channel.
+
+    It rides out outages as the sync listener does: when its connection is lost,
+    ``wait`` connects and LISTENs again (with backoff, at most ``timeout`` per call),
+    then returns True, since commits may have been missed meanwhile."""
+
+    def __init__(self, datastore: AsyncPostgresDatastore, channel: str):
+        self.datastore = datastore
+        self.channel = channel
+        settings = datastore.settings
+        self.outage = Outage(logger, f"{settings.describe()} (listening on {channel!r})")
+        self._next_delay = backoff_delays()
+        self._conn: Conn | None = None
+
+    async def open(self) -> None:
+        self._conn = await self._listening()
+
+    async def _listening(self) -> Conn:
+        conn = await self.datastore.connect(application_name=LISTENER_APPLICATION_NAME)
+        try:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except BaseException as error:
+            await conn.close()
+            if isinstance(error, psycopg.Error):
+                raise self.datastore.settings.translate(
+                    error, f"Listening on {self.channel!r}"
+                ) from error
+            raise
+        return conn
+
+    async def wait(self, timeout: float) -> bool:
+        conn = self._conn
+        if conn is None:
+            return await self._listen_again(timeout)
+        try:
+            async for _ in conn.notifies(timeout=timeout, stop_after=1):
+                return True
+        except psycopg.Error as error:
+            if not is_transient(error):
+                raise self.datastore.settings.translate(
+                    error, f"Waiting on {self.channel!r}"
+                ) from error
+            self.outage.begin(one_line(error), None)
+            await self._drop_connection()
+            return await self._listen_again(timeout)
+        return False
+
+    async def _listen_again(self, timeout: float) -> bool:
+        """Connect and LISTEN again: True once listening, else False after a pause."""
+        self.datastore._check_open()
+        try:
+            self._conn = await self._listening()
+        except OperationalError as error:  # (the connection refused: retried)
+            self.outage.begin(str(error), None)
+            await asyncio.sleep(min(self._next_delay(), max(timeout, 0.0)))
+            return False
+        self._next_delay = backoff_delays()
+        self.outage.end()
+        return True
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+    async def close(self) -> None:
+        await self._drop_connection()

@@ -1,0 +1,30 @@
+"""Runs the async dog school (AsyncRunner, Counters after DogSchool) while commands
+stream in, until killed.
+
+Usage: python tests/async_crash_worker.py N_COMMANDS
+Prints one line per completed command, so a test can kill it at a chosen moment,
+and "done" once the counters have caught up. The store comes from the environment.
+"""
+
+import asyncio
+import sys
+
+from examples.async_dogschool import DogSchool, make_runner
+from examples.dogschool import Counters
+
+TRICKS = ["roll over", "fetch ball", "play dead", "sit", "beg"]
+
+
+async def main(commands: int) -> None:
+    async with make_runner(poll_interval=0.2) as runner:  # catches up an earlier run's events
+        school = runner.get(DogSchool)
+        dog_ids = [await school.register_dog(f"dog{i}") for i in range(3)]
+        for i in range(commands):
+            await school.add_trick(dog_ids[i % 3], TRICKS[i % len(TRICKS)])
+            print(i, flush=True)
+        await runner.wait(Counters, timeout=60)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))

@@ -1,0 +1,393 @@
+"""The async PostgreSQL recorders follow the sync ones' design: parallel commits with
+rows stamped, readers that never skip, notices after commit, tables of earlier
+versions migrated, transient failures retried and lost acknowledgements recognised,
+and the datastore's settings (URL, application name). Needs a server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+import pytest
+from conftest import skip_module_unless_postgres
+from recorder_contract import event
+from tcp_proxy import TCPProxy, tcp_proxy
+from test_asyncio_application import School
+from test_postgres_parallel_commits import _draw_and_insert_without_committing
+
+from eventsourcing.asyncio._postgres import (
+    AsyncPostgresApplicationRecorder,
+    AsyncPostgresDatastore,
+    AsyncPostgresProcessRecorder,
+)
+from eventsourcing.persistence import RecordConflictError, Tracking
+from eventsourcing.postgres import PostgresDatastore
+
+skip_module_unless_postgres()
+
+
+def _settings(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
+    kwargs.setdefault("pool_size", 3)
+    return PostgresDatastore(
+        str(settings["dbname"]),
+        str(kwargs.pop("host", settings["host"])),
+        int(kwargs.pop("port", settings["port"])),
+        str(settings["user"]),
+        str(settings["password"]),
+        **kwargs,
+    )
+
+
+async def _recorder(datastore: AsyncPostgresDatastore) -> AsyncPostgresApplicationRecorder:
+    recorder = AsyncPostgresApplicationRecorder(datastore, f"aparallel_{uuid4().hex[:10]}")
+    await recorder.create_table()
+    return recorder
+
+
+def test_writes_commit_in_parallel_and_stamp_their_rows(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    """A write held up after drawing its id (its row waits on another transaction's
+    uncommitted duplicate) does not hold up another write: the table's lock is let go
+    once ids are drawn. (Holding it until commit, the second write would wait.)"""
+
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = AsyncPostgresDatastore(sync)
+        recorder = await _recorder(datastore)
+        table = recorder.events_table_name
+        originator = uuid4()
+        with psycopg.connect(**postgres_test_database) as other:
+            other.execute(
+                f'INSERT INTO "{table}" (originator_id, originator_version, topic, state) '
+                "VALUES (%s, 1, 'topic:other', '')",
+                (originator,),
+            )
+            held = asyncio.ensure_future(recorder.insert_events([event(originator, 1)]))
+            await asyncio.sleep(0.5)
+            assert not held.done()  # waiting on the other transaction's row
+            ids = await asyncio.wait_for(recorder.insert_events([event(uuid4(), 1)]), 20)
+            assert len(ids or []) == 1
+            other.rollback()
+        held_ids = await asyncio.wait_for(held, 20)
+        assert len(held_ids or []) == 1
+        with psycopg.connect(**postgres_test_database) as conn:
+            stamps = conn.execute(f'SELECT transaction_id IS NOT NULL FROM "{table}"').fetchall()
+        assert stamps == [(True,), (True,)]
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("topics", [(), ("topic:A", "topic:late")], ids=["all", "topics"])
+def test_a_row_after_a_writer_in_progress_waits_for_its_commit(
+    postgres_test_database: dict[str, Any], topics: tuple[str, ...]
+) -> None:
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = AsyncPostgresDatastore(sync)
+        recorder = await _recorder(datastore)
+        await recorder.insert_events([event(uuid4(), 1)])
+        with psycopg.connect(**postgres_test_database) as late:
+            assert _draw_and_insert_without_committing(late, recorder.statements) == 2
+            assert await recorder.insert_events([event(uuid4(), 1)]) == [3]
+            page = await recorder.select_notifications(None, 10, topics=topics)
+            assert [n.id for n in page] == [1]
+            assert await recorder.select_notifications(2, 10, topics=topics) == []
+            late.commit()
+        page = await recorder.select_notifications(None, 10, topics=topics)
+        assert [n.id for n in page] == [1, 2, 3]
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+def test_listeners_are_notified_after_parallel_writes(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = AsyncPostgresDatastore(sync)
+        recorder = await _recorder(datastore)
+        waiter = await recorder.open_waiter()
+        assert not await waiter.wait(0.1)
+        await recorder.insert_events([event(uuid4(), 1)])
+        assert await waiter.wait(20)
+        await waiter.close()
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+def test_a_table_made_by_an_earlier_version_is_written_then_migrated(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = AsyncPostgresDatastore(sync)
+        table = f"aearlier_{uuid4().hex[:10]}"
+        with psycopg.connect(**postgres_test_database, autocommit=True) as conn:
+            conn.execute(
+                f'CREATE TABLE "{table}" (notification_id bigserial PRIMARY KEY, '
+                "originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
+                "topic text NOT NULL, state bytea NOT NULL, "
+                "UNIQUE (originator_id, originator_version))"
+            )
+        recorder = AsyncPostgresApplicationRecorder(datastore, table)
+        assert await recorder.insert_events([event(uuid4(), 1)]) == [1]
+        assert [n.id for n in await recorder.select_notifications(None, 10)] == [1]
+        await recorder.create_table()
+        assert await recorder.insert_events([event(uuid4(), 1)]) == [2]
+        assert [n.id for n in await recorder.select_notifications(None, 10)] == [1, 2]
+        with psycopg.connect(**postgres_test_database) as conn:
+            stamps = conn.execute(
+                f'SELECT transaction_id IS NOT NULL FROM "{table}" ORDER BY 1'
+            ).fetchall()
+        assert stamps == [(False,), (True,)]
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------
+# Outages and lost acknowledgements (through a TCP proxy, as the sync tests).
+
+
+@pytest.fixture
+def proxy(postgres_test_database: dict[str, Any]) -> Iterator[TCPProxy]:
+    with tcp_proxy(str(postgres_test_database["host"]), int(postgres_test_database["port"])) as p:
+        yield p
+
+
+def _through(proxy: TCPProxy, settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
+    return _settings(
+        settings, host="127.0.0.1", port=proxy.port, connect_timeout=2, pool_size=2, **kwargs
+    )
+
+
+def test_a_save_whose_answer_is_lost_after_commit_succeeds_once(
+    proxy: TCPProxy, postgres_test_database: dict[str, Any]
+) -> None:
+    async def main() -> None:
+        sync = _through(proxy, postgres_test_database)
+        datastore = AsyncPostgresDatastore(sync)
+        recorder = await _recorder(datastore)
+        await recorder.insert_events([event(uuid4(), 1)])
+        saved = [event(uuid4(), 1), event(uuid4(), 1)]
+        proxy.cut_after(saved[1].state)
+        ids = await recorder.insert_events(saved)
+        assert proxy.cuts == 1  # the answer was lost, and the write retried
+        assert list(ids or []) == [2, 3]
+        assert await recorder.max_notification_id() == 3
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+def test_a_tracked_write_whose_answer_is_lost_succeeds_once(
+    proxy: TCPProxy, postgres_test_database: dict[str, Any]
+) -> None:
+    async def main() -> None:
+        sync = _through(proxy, postgres_test_database)
+        datastore = AsyncPostgresDatastore(sync)
+        suffix = uuid4().hex[:8]
+        recorder = AsyncPostgresProcessRecorder(datastore, f"alost_{suffix}", f"alost_t_{suffix}")
+        await recorder.create_table()
+        tracked = event(uuid4(), 1)
+        proxy.cut_after(tracked.state)
+        ids = await recorder.insert_events([tracked], tracking=Tracking("Up", 5))
+        assert proxy.cuts == 1
+        assert list(ids or []) == [1]
+        assert await recorder.max_tracking_id("Up") == 5
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+def test_a_genuine_conflict_met_on_a_retry_still_raises(
+    proxy: TCPProxy, postgres_test_database: dict[str, Any]
+) -> None:
+    async def main() -> None:
+        sync = _through(proxy, postgres_test_database)
+        datastore = AsyncPostgresDatastore(sync)
+        recorder = await _recorder(datastore)
+        originator = uuid4()
+        with psycopg.connect(**postgres_test_database) as other:
+            other.execute(
+                f'INSERT INTO "{recorder.events_table_name}" (originator_id, '
+                "originator_version, topic, state) VALUES (%s, 1, 'topic:A', 'other')",
+                (originator,),
+            )
+        proxy.cut_after(b"INSERT INTO", forward=False)
+        with pytest.raises(RecordConflictError, match="already recorded"):
+            await recorder.insert_events([event(originator, 1)])
+        assert proxy.cuts == 1
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+def test_a_save_during_a_short_outage_succeeds_after_it(
+    proxy: TCPProxy, postgres_test_database: dict[str, Any]
+) -> None:
+    async def main() -> None:
+        sync = _through(proxy, postgres_test_database)
+        datastore = AsyncPostgresDatastore(sync)
+        recorder = await _recorder(datastore)
+        await recorder.insert_events([event(uuid4(), 1)])
+        proxy.drop_all()  # the pooled connection is broken under the datastore's feet
+        proxy.refuse()
+        saves = [
+            asyncio.ensure_future(recorder.insert_events([event(uuid4(), 1)])) for _ in range(3)
+        ]
+        await asyncio.sleep(1.0)
+        assert not any(save.done() for save in saves)  # waiting out the outage
+        proxy.accept_again()
+        results = await asyncio.wait_for(asyncio.gather(*saves), 30)
+        assert sorted(ids[0] for ids in results if ids) == [2, 3, 4]
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+def test_the_retry_timeout_is_the_sync_datastores(
+    proxy: TCPProxy, postgres_test_database: dict[str, Any]
+) -> None:
+    from eventsourcing.persistence import OperationalError
+
+    async def main() -> None:
+        sync = _through(proxy, postgres_test_database, retry_timeout=1.0)
+        datastore = AsyncPostgresDatastore(sync)
+        recorder = await _recorder(datastore)
+        proxy.drop_all()
+        proxy.refuse()
+        with pytest.raises(OperationalError, match="retry timeout 1 s"):
+            await recorder.insert_events([event(uuid4(), 1)])
+        proxy.accept_again()
+        assert await recorder.insert_events([event(uuid4(), 1)]) == [1]
+        await datastore.close()
+        sync.close()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------
+# Settings: the URL, the application name.
+
+
+def test_the_url_and_the_application_name_are_used(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    settings = postgres_test_database
+    url = (
+        f"postgresql://{settings['user']}:{settings['password']}@{settings['host']}:"
+        f"{settings['port']}/{settings['dbname']}"
+    )
+    name = f"async-{uuid4().hex[:8]}"
+    sync = PostgresDatastore("", "", None, "", "", conninfo=url, application_name=name)
+
+    async def main() -> None:
+        datastore = AsyncPostgresDatastore(sync)
+        recorder = await _recorder(datastore)
+        waiter = await recorder.open_waiter()  # (a name of its own, over the datastore's)
+
+        async def names(conn: Any) -> list[str]:
+            cursor = await conn.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = %s",
+                (settings["dbname"],),
+            )
+            return [str(row[0]) for row in await cursor.fetchall()]
+
+        seen = await datastore.run(names, what="Reading pg_stat_activity")
+        assert name in seen and "eventsourcing-async-listener" in seen
+        assert await recorder.insert_events([event(uuid4(), 1)]) == [1]
+        await waiter.close()
+        await datastore.close()
+
+    asyncio.run(main())
+    sync.close()
+
+
+def test_an_async_application_takes_the_url_name_and_retry_settings(
+    postgres_env: dict[str, str],
+) -> None:
+    """POSTGRES_URL, POSTGRES_APPLICATION_NAME and POSTGRES_RETRY_TIMEOUT (read by the
+    sync factory) are the async recorders' settings too."""
+    env = postgres_env
+    url = (
+        f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@"
+        f"{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}/{env['POSTGRES_DBNAME']}"
+    )
+    name = f"school-{uuid4().hex[:8]}"
+    app_env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_URL": url,
+        "POSTGRES_APPLICATION_NAME": name,
+        "POSTGRES_RETRY_TIMEOUT": "2.5",
+        "POSTGRES_POOL_SIZE": "2",
+    }
+
+    async def main() -> None:
+        async with School(app_env) as school:
+            dog_id = await school.register_dog("Fido")
+            assert (await school.repository.get(dog_id)).name == "Fido"
+            datastore = school.factory.datastore  # type: ignore[attr-defined]
+            assert datastore.settings.retry_timeout == 2.5
+
+            async def names(conn: Any) -> list[str]:
+                cursor = await conn.execute(
+                    "SELECT application_name FROM pg_stat_activity WHERE datname = %s",
+                    (env["POSTGRES_DBNAME"],),
+                )
+                return [str(row[0]) for row in await cursor.fetchall()]
+
+            assert name in await datastore.run(names, what="Reading pg_stat_activity")
+
+    asyncio.run(main())
+
+
+def test_a_sync_writer_that_closes_at_once_still_wakes_async_listeners(
+    postgres_test_database: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice of a write is sent after its commit by a thread; a datastore closed
+    right after the write sends it first (the thread stops once it is closed, and on
+    a loaded machine it may not have run yet: here it is made late)."""
+    from eventsourcing._postgres_commits import Notifier
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    run_notifier = Notifier._run
+
+    def late(self: Notifier) -> None:
+        time.sleep(0.5)
+        run_notifier(self)
+
+    monkeypatch.setattr(Notifier, "_run", late)
+
+    async def main() -> None:
+        for _ in range(2):
+            sync = _settings(postgres_test_database)
+            datastore = AsyncPostgresDatastore(sync)
+            recorder = await _recorder(datastore)
+            waiter = await recorder.open_waiter()
+            writer_store = _settings(postgres_test_database)
+            writer = PostgresApplicationRecorder(writer_store, recorder.events_table_name)
+            writer.insert_events([event(uuid4(), 1)])
+            writer_store.close()  # at once, as a command that saves and exits
+            assert await waiter.wait(10), "no notice of a write committed before close()"
+            await waiter.close()
+            await datastore.close()
+            sync.close()
+
+    asyncio.run(main())
