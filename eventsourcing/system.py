@@ -46,7 +46,22 @@ from eventsourcing._runners import (
     TApplication,  # noqa: F401 (imported from here by older code)
 )
 from eventsourcing._workers import MultiProcessRunner, WorkerRunner
-from eventsourcing.application import ProcessingEvent
+
+# Application, NotificationLog, Section and the persistence names are not this module's
+# API, but code has long reached them through it (as before the split): kept importable.
+from eventsourcing.application import (  # noqa: F401
+    Application,
+    NotificationLog,
+    ProcessingEvent,
+    Section,
+)
+from eventsourcing.persistence import (  # noqa: F401
+    Mapper,
+    Notification,
+    ProcessRecorder,
+    Recording,
+    Tracking,
+)
 
 __all__ = [
     "EventProcessingError",

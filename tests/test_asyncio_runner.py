@@ -97,11 +97,26 @@ class Failing(ProcessApplication):
 
 def test_a_failing_follower_is_reported_by_wait() -> None:
     async def main() -> None:
-        async with AsyncRunner([[DogSchool, Failing]]) as runner:
+        stop_on_error = {"FOLLOWER_ON_ERROR": "stop"}
+        async with AsyncRunner([[DogSchool, Failing]], env=stop_on_error) as runner:
             school = runner.get(DogSchool)
             position = await school.add_trick(await school.register_dog("Fido"), "sit")
             with pytest.raises(AsyncRunnerError, match="cannot count 'sit'"):
                 await runner.wait(Failing, position=position)
+
+    run(main())
+
+
+def test_a_failing_policy_parks_its_event_and_the_follower_goes_on() -> None:
+    async def main() -> None:
+        env = {"FOLLOWER_RETRY_DELAY": "0"}
+        async with AsyncRunner([[DogSchool, Failing]], env=env) as runner:
+            school = runner.get(DogSchool)
+            position = await school.add_trick(await school.register_dog("Fido"), "sit")
+            await runner.wait(Failing, position=position, timeout=30)
+            (letter,) = runner.get(Failing).dead_letters()
+            assert (letter.notification_id, letter.error_type) == (position, "ValueError")
+            assert "cannot count 'sit'" in letter.error_message
 
     run(main())
 
