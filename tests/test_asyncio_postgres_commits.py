@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -42,6 +42,30 @@ def _settings(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
     )
 
 
+_opened: list[AsyncPostgresDatastore] = []
+
+
+def _async_store(sync: PostgresDatastore) -> AsyncPostgresDatastore:
+    """An async datastore that ``_run`` closes, with its settings, even if a test fails
+    (an async pool left open makes the loop's shutdown wait on its tasks)."""
+    datastore = AsyncPostgresDatastore(sync)
+    _opened.append(datastore)
+    return datastore
+
+
+def _run(main: Callable[[], Awaitable[None]]) -> None:
+    async def closing() -> None:
+        try:
+            await main()
+        finally:
+            while _opened:
+                datastore = _opened.pop()
+                await datastore.close()
+                datastore.settings.close()
+
+    asyncio.run(closing())
+
+
 async def _recorder(datastore: AsyncPostgresDatastore) -> AsyncPostgresApplicationRecorder:
     recorder = AsyncPostgresApplicationRecorder(datastore, f"aparallel_{uuid4().hex[:10]}")
     await recorder.create_table()
@@ -57,7 +81,7 @@ def test_writes_commit_in_parallel_and_stamp_their_rows(
 
     async def main() -> None:
         sync = _settings(postgres_test_database)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         recorder = await _recorder(datastore)
         table = recorder.events_table_name
         originator = uuid4()
@@ -81,7 +105,7 @@ def test_writes_commit_in_parallel_and_stamp_their_rows(
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 @pytest.mark.parametrize("topics", [(), ("topic:A", "topic:late")], ids=["all", "topics"])
@@ -90,7 +114,7 @@ def test_a_row_after_a_writer_in_progress_waits_for_its_commit(
 ) -> None:
     async def main() -> None:
         sync = _settings(postgres_test_database)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         recorder = await _recorder(datastore)
         await recorder.insert_events([event(uuid4(), 1)])
         with psycopg.connect(**postgres_test_database) as late:
@@ -105,7 +129,7 @@ def test_a_row_after_a_writer_in_progress_waits_for_its_commit(
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 def test_listeners_are_notified_after_parallel_writes(
@@ -113,7 +137,7 @@ def test_listeners_are_notified_after_parallel_writes(
 ) -> None:
     async def main() -> None:
         sync = _settings(postgres_test_database)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         recorder = await _recorder(datastore)
         waiter = await recorder.open_waiter()
         assert not await waiter.wait(0.1)
@@ -123,7 +147,7 @@ def test_listeners_are_notified_after_parallel_writes(
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 def test_a_table_made_by_an_earlier_version_is_written_then_migrated(
@@ -131,7 +155,7 @@ def test_a_table_made_by_an_earlier_version_is_written_then_migrated(
 ) -> None:
     async def main() -> None:
         sync = _settings(postgres_test_database)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         table = f"aearlier_{uuid4().hex[:10]}"
         with psycopg.connect(**postgres_test_database, autocommit=True) as conn:
             conn.execute(
@@ -154,7 +178,7 @@ def test_a_table_made_by_an_earlier_version_is_written_then_migrated(
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +202,7 @@ def test_a_save_whose_answer_is_lost_after_commit_succeeds_once(
 ) -> None:
     async def main() -> None:
         sync = _through(proxy, postgres_test_database)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         recorder = await _recorder(datastore)
         await recorder.insert_events([event(uuid4(), 1)])
         saved = [event(uuid4(), 1), event(uuid4(), 1)]
@@ -190,7 +214,7 @@ def test_a_save_whose_answer_is_lost_after_commit_succeeds_once(
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 def test_a_tracked_write_whose_answer_is_lost_succeeds_once(
@@ -198,7 +222,7 @@ def test_a_tracked_write_whose_answer_is_lost_succeeds_once(
 ) -> None:
     async def main() -> None:
         sync = _through(proxy, postgres_test_database)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         suffix = uuid4().hex[:8]
         recorder = AsyncPostgresProcessRecorder(datastore, f"alost_{suffix}", f"alost_t_{suffix}")
         await recorder.create_table()
@@ -211,7 +235,7 @@ def test_a_tracked_write_whose_answer_is_lost_succeeds_once(
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 def test_a_genuine_conflict_met_on_a_retry_still_raises(
@@ -219,7 +243,7 @@ def test_a_genuine_conflict_met_on_a_retry_still_raises(
 ) -> None:
     async def main() -> None:
         sync = _through(proxy, postgres_test_database)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         recorder = await _recorder(datastore)
         originator = uuid4()
         with psycopg.connect(**postgres_test_database) as other:
@@ -235,7 +259,7 @@ def test_a_genuine_conflict_met_on_a_retry_still_raises(
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 def test_a_save_during_a_short_outage_succeeds_after_it(
@@ -243,7 +267,7 @@ def test_a_save_during_a_short_outage_succeeds_after_it(
 ) -> None:
     async def main() -> None:
         sync = _through(proxy, postgres_test_database)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         recorder = await _recorder(datastore)
         await recorder.insert_events([event(uuid4(), 1)])
         proxy.drop_all()  # the pooled connection is broken under the datastore's feet
@@ -251,15 +275,18 @@ def test_a_save_during_a_short_outage_succeeds_after_it(
         saves = [
             asyncio.ensure_future(recorder.insert_events([event(uuid4(), 1)])) for _ in range(3)
         ]
-        await asyncio.sleep(1.0)
-        assert not any(save.done() for save in saves)  # waiting out the outage
-        proxy.accept_again()
-        results = await asyncio.wait_for(asyncio.gather(*saves), 30)
-        assert sorted(ids[0] for ids in results if ids) == [2, 3, 4]
+        try:
+            await asyncio.sleep(1.0)
+            assert not any(save.done() for save in saves)  # waiting out the outage
+        finally:  # (no task left with its error unretrieved, even if this fails)
+            proxy.accept_again()
+            results = await asyncio.wait_for(asyncio.gather(*saves, return_exceptions=True), 30)
+        assert not any(isinstance(ids, BaseException) for ids in results), results
+        assert sorted(ids[0] for ids in results if isinstance(ids, list)) == [2, 3, 4]
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 def test_the_retry_timeout_is_the_sync_datastores(
@@ -269,7 +296,7 @@ def test_the_retry_timeout_is_the_sync_datastores(
 
     async def main() -> None:
         sync = _through(proxy, postgres_test_database, retry_timeout=1.0)
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         recorder = await _recorder(datastore)
         proxy.drop_all()
         proxy.refuse()
@@ -280,7 +307,7 @@ def test_the_retry_timeout_is_the_sync_datastores(
         await datastore.close()
         sync.close()
 
-    asyncio.run(main())
+    _run(main)
 
 
 # ---------------------------------------------------------------------------
@@ -299,7 +326,7 @@ def test_the_url_and_the_application_name_are_used(
     sync = PostgresDatastore("", "", None, "", "", conninfo=url, application_name=name)
 
     async def main() -> None:
-        datastore = AsyncPostgresDatastore(sync)
+        datastore = _async_store(sync)
         recorder = await _recorder(datastore)
         waiter = await recorder.open_waiter()  # (a name of its own, over the datastore's)
 
@@ -316,7 +343,7 @@ def test_the_url_and_the_application_name_are_used(
         await waiter.close()
         await datastore.close()
 
-    asyncio.run(main())
+    _run(main)
     sync.close()
 
 
@@ -355,7 +382,7 @@ def test_an_async_application_takes_the_url_name_and_retry_settings(
 
             assert name in await datastore.run(names, what="Reading pg_stat_activity")
 
-    asyncio.run(main())
+    _run(main)
 
 
 def test_a_sync_writer_that_closes_at_once_still_wakes_async_listeners(
@@ -378,7 +405,7 @@ def test_a_sync_writer_that_closes_at_once_still_wakes_async_listeners(
     async def main() -> None:
         for _ in range(2):
             sync = _settings(postgres_test_database)
-            datastore = AsyncPostgresDatastore(sync)
+            datastore = _async_store(sync)
             recorder = await _recorder(datastore)
             waiter = await recorder.open_waiter()
             writer_store = _settings(postgres_test_database)
@@ -390,4 +417,4 @@ def test_a_sync_writer_that_closes_at_once_still_wakes_async_listeners(
             await datastore.close()
             sync.close()
 
-    asyncio.run(main())
+    _run(main)
