@@ -1,0 +1,479 @@
+"""The PostgreSQL datastore: connections from a pool, transactions, and the retries that
+ride out outages (a refused or dropped connection, a restarting server). The recorders
+of ``eventsourcing.postgres`` run every statement through it; this private module keeps
+that module to the recorders."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg.rows import DictRow, dict_row, tuple_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from eventsourcing._postgres_connections import (
+    CONTENTION_STATES,
+    is_transient,
+    one_line,
+)
+from eventsourcing._retry import Outage, Retry
+from eventsourcing.persistence import (
+    DEFAULT_RETRY_TIMEOUT,
+    ORIGINATOR_ID_TYPES,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    RecordConflictError,
+    TrackingConflictError,
+    What,
+    checked_mode,
+    describe,
+)
+
+logger = logging.getLogger("eventsourcing.postgres")  # (the name operators know)
+
+T = TypeVar("T")
+
+
+class PooledConnection(psycopg.Connection[Any]):
+    """A pooled connection whose ``execute`` reuses one cursor.
+
+    psycopg's ``execute`` makes a cursor per statement: one made once per
+    connection spared a tenth of the client's instructions per save (callgrind).
+    A pooled connection serves one thread at a time, and every statement of ours
+    fetches its rows before the next one runs, so one cursor serves them all.
+    """
+
+    _statement_cursor: psycopg.Cursor[Any] | None = None
+
+    def execute(  # (the same parameters as psycopg's, without its templates)
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool = False,
+    ) -> psycopg.Cursor[Any]:
+        cursor = self._statement_cursor
+        if cursor is None or cursor.closed:
+            cursor = self._statement_cursor = self.cursor(row_factory=tuple_row)
+        cursor.format = psycopg.pq.Format.BINARY if binary else psycopg.pq.Format.TEXT
+        return cursor.execute(query, params, prepare=prepare)
+
+
+Connection = PooledConnection
+
+
+class PostgresCursor(psycopg.Cursor[DictRow]):
+    """The cursor of ``PostgresDatastore.transaction()``: rows are dicts keyed by
+    column name. A recorder's ``_insert_events`` leaves the notification ids of
+    the events it inserted in ``notification_ids``."""
+
+    notification_ids: list[int] | None = None
+
+    def __init__(self, connection: psycopg.Connection[Any]):
+        super().__init__(connection, row_factory=dict_row)
+
+
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL silently truncates longer names
+CREATE_TABLE_LOCK_KEY = 0x65_76_65_6E_74_73  # advisory lock serialising our DDL
+
+
+def _check_identifier(name: str) -> None:
+    if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name:
+        raise ProgrammingError(
+            f"Invalid PostgreSQL table name {name!r} ({len(name.encode())} bytes): it must "
+            f"be 1 to {MAX_IDENTIFIER_BYTES} bytes, as PostgreSQL truncates longer names "
+            "(use a shorter application name)"
+        )
+
+
+# The server's settings of synchronous_commit. "on" (the default) answers a commit once
+# it is flushed to disk; "off" answers at once, so a crash of the server (not of the
+# client) may lose the last commits, though the database stays consistent.
+SYNCHRONOUS_COMMIT_MODES = ("on", "off", "local", "remote_write", "remote_apply")
+
+# libpq's environment variables, read when a setting is not given (for describing).
+_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER"}
+
+
+def _password_refreshing(get_password: Callable[[], str]) -> type[PooledConnection]:
+    """A connection class that asks ``get_password`` for the password of each connection
+    (for passwords that expire, such as cloud IAM tokens)."""
+
+    class PasswordRefreshingConnection(PooledConnection):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            kwargs["password"] = get_password()
+            return super().connect(conninfo, **kwargs)
+
+    return PasswordRefreshingConnection
+
+
+class PostgresDatastore:
+    """A pool of connections to one PostgreSQL database.
+
+    Timeouts are in seconds; ``lock_timeout`` and
+    ``idle_in_transaction_session_timeout`` of 0 mean no timeout, and
+    ``conn_max_age`` of None means connections are never recycled for age.
+
+    Empty ``dbname``, ``host``, ``port``, ``user`` and ``password`` are not passed to
+    libpq, which then takes ``conninfo`` (a ``postgresql://`` URI or ``key=value``
+    string), its environment (``PGHOST``, ``PGPASSWORD``, ``PGPASSFILE``...) or its
+    defaults. ``get_password_func``, if given, is asked for the password of every new
+    connection. Every connection sets ``application_name`` (seen in
+    ``pg_stat_activity``) if one is given.
+
+    Connections are opened when first needed, and as many as are used at once are
+    kept (up to ``pool_size + max_overflow``). An operation that meets a transient
+    failure (a refused or dropped connection, a server restarting, a deadlock) is
+    retried with backoff for up to ``retry_timeout`` seconds, then fails with
+    ``OperationalError``; one WARNING is logged (logger ``eventsourcing.postgres``)
+    when an outage starts and one INFO when it is over.
+    """
+
+    def __init__(
+        self,
+        dbname: str,
+        host: str,
+        port: int | str | None,
+        user: str,
+        password: str,
+        *,
+        connect_timeout: int = 5,
+        idle_in_transaction_session_timeout: int = 0,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        max_waiting: int = 0,
+        conn_max_age: float | None = None,
+        pre_ping: bool = False,
+        lock_timeout: int = 0,
+        schema: str = "",
+        pool_timeout: float = 30.0,
+        synchronous_commit: str = "on",
+        originator_id_type: str = "uuid",
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        application_name: str = "",
+        conninfo: str = "",
+        get_password_func: Callable[[], str] | None = None,
+    ):
+        self.synchronous_commit = checked_mode(
+            synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"
+        )
+        # The column type of originator ids ("uuid" or "text") in the tables made here.
+        self.originator_id_type = checked_mode(
+            originator_id_type, list(ORIGINATOR_ID_TYPES), "originator_id_type"
+        )
+        self.dbname = dbname
+        self.host = host
+        self.port = int(port) if port not in (None, "") else None
+        self.user = user
+        self.password = password
+        self.conninfo = conninfo
+        self.get_password_func = get_password_func
+        self.application_name = application_name
+        self.connect_timeout = connect_timeout
+        self.idle_in_transaction_session_timeout = idle_in_transaction_session_timeout
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.max_waiting = max_waiting
+        self.conn_max_age = conn_max_age
+        self.pre_ping = pre_ping
+        self.lock_timeout = lock_timeout
+        # The schema of the tables: "public" (the default) unless one is given.
+        self.schema = schema.strip() or "public"
+        self.schema_given = bool(schema.strip())
+        self.pool_timeout = pool_timeout
+        self.retry_timeout = float(retry_timeout)
+        self.outage = Outage(logger, self.describe())
+        self._connection_class = (
+            PooledConnection
+            if get_password_func is None
+            else _password_refreshing(get_password_func)
+        )
+        self._pool: ConnectionPool[PooledConnection] | None = None
+        self._pool_lock = threading.Lock()
+        self._closed = False
+        self._flushes: list[Callable[[], None]] = []
+
+    # -- connections ---------------------------------------------------------
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``psycopg.connect`` (besides ``conninfo``)."""
+        options = []
+        if self.synchronous_commit != "on":
+            options.append(f"-c synchronous_commit={self.synchronous_commit}")
+        if self.lock_timeout:
+            options.append(f"-c lock_timeout={int(self.lock_timeout * 1000)}")
+        if self.idle_in_transaction_session_timeout:
+            ms = int(self.idle_in_transaction_session_timeout * 1000)
+            options.append(f"-c idle_in_transaction_session_timeout={ms}")
+        given = {
+            "dbname": self.dbname,
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "application_name": self.application_name,
+        }
+        # Unset ones are left out, so that libpq reads its environment or the URI.
+        kwargs: dict[str, Any] = {key: value for key, value in given.items() if value}
+        kwargs["connect_timeout"] = self.connect_timeout
+        kwargs["autocommit"] = True  # transactions are explicit: conn.transaction()
+        if options:
+            kwargs["options"] = " ".join(options)
+        return kwargs
+
+    def _setting(self, key: str) -> str:
+        """A connection parameter as libpq will take it: ours, the URI's, then PG*."""
+        value = self.connect_kwargs().get(key)
+        if not value and self.conninfo:
+            try:
+                value = psycopg.conninfo.conninfo_to_dict(self.conninfo).get(key)
+            except psycopg.Error:
+                value = None
+        if not value:
+            value = os.environ.get(_LIBPQ_ENV[key], "")
+        return str(value or "")
+
+    def describe(self) -> str:
+        host = self._setting("host") or "localhost"
+        port = self._setting("port") or "5432"
+        dbname = self._setting("dbname") or "(libpq default)"
+        user = self._setting("user") or "(libpq default)"
+        return f"PostgreSQL at {host}:{port} (database {dbname!r}, user {user!r})"
+
+    def connection_error(self, error: BaseException, what: str = "") -> OperationalError:
+        doing = f"{what}: " if what else ""
+        return OperationalError(f"{doing}cannot use {self.describe()}: {one_line(error)}")
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new connection of our own, outside the pool (psycopg errors as they are)."""
+        connection: psycopg.Connection[Any] = self._connection_class.connect(
+            self.conninfo, **self.connect_kwargs()
+        )
+        return connection
+
+    def probe(self) -> None:
+        """Connect once, directly, so a bad setting fails at once with its real cause."""
+        try:
+            self.connect().close()
+        except psycopg.Error as error:
+            raise self.connection_error(error, "Connecting") from None
+
+    def pool(self) -> ConnectionPool[PooledConnection]:
+        with self._pool_lock:
+            if self._closed:
+                raise InterfaceError(f"Datastore for {self.describe()} is closed")
+            if self._pool is None:
+                self.connect().close()  # (a psycopg error, to be retried if transient)
+                pool = ConnectionPool(
+                    self.conninfo,
+                    connection_class=self._connection_class,
+                    kwargs=self.connect_kwargs(),
+                    # None open until needed; those used at once are kept (for max_idle).
+                    min_size=0,
+                    max_size=self.pool_size + self.max_overflow,
+                    max_waiting=self.max_waiting,
+                    # "None" means no age limit; the pool needs a number.
+                    max_lifetime=float(self.conn_max_age or 10 * 365 * 24 * 3600),
+                    check=ConnectionPool.check_connection if self.pre_ping else None,
+                    timeout=self.pool_timeout,
+                    name=f"eventsourcing-{self.dbname or 'default'}",
+                    open=False,
+                )
+                pool.open(wait=False)
+                self._pool = pool
+            return self._pool
+
+    def run(
+        self,
+        func: Callable[[Connection], T],
+        *,
+        what: What,
+        transaction: bool = True,
+        recorded: Callable[[Connection], T | None] | None = None,
+    ) -> T:
+        """Run ``func`` with a pooled connection (in a transaction), retrying transient
+        failures for up to ``retry_timeout`` seconds.
+
+        A write retried after a lost connection may find its own rows already
+        committed (the answer to the COMMIT was lost): then its conflict error is
+        raised only if ``recorded`` (run after such a conflict) returns None; else
+        what ``recorded`` returns is the write's result.
+        """
+        retry: Retry | None = None
+        connection_lost = False
+        while True:
+            try:
+                if connection_lost:
+                    self._reconnect()
+                result = self._run_pooled(func, transaction)
+            except PoolTimeout as error:  # (a psycopg error too: caught first)
+                raise self._pool_exhausted(what) from error
+            except psycopg.Error as error:
+                if not is_transient(error):
+                    raise self.translate(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(self.outage, what, self.retry_timeout)
+                connection_lost = error.sqlstate not in CONTENTION_STATES
+                retry.failed(one_line(error), outage=connection_lost)
+                continue
+            except (RecordConflictError, TrackingConflictError):
+                if retry is None or recorded is None:
+                    raise
+                result_if_ours = self.run(recorded, what=what, transaction=False)
+                if result_if_ours is None:
+                    raise
+                result = result_if_ours
+            if retry is not None or self.outage.ongoing:
+                self.outage.end()
+            return result
+
+    def retrying(self, call: Callable[[], T], *, what: What) -> T:
+        """``call()`` (which makes connections of its own), retrying transient failures
+        as ``run`` does."""
+        retry: Retry | None = None
+        while True:
+            try:
+                result = call()
+            except psycopg.Error as error:
+                if not is_transient(error):
+                    raise self.translate(error, describe(what)) from error
+                if retry is None:
+                    retry = Retry(self.outage, what, self.retry_timeout)
+                retry.failed(one_line(error))
+                continue
+            if retry is not None or self.outage.ongoing:
+                self.outage.end()
+            return result
+
+    def _reconnect(self) -> None:
+        """Before a retry: check the server answers (else raise its error, to wait
+        more), then drop the pool's connections that the outage broke."""
+        if self._closed:  # (closed while this waited: stop retrying)
+            raise InterfaceError(f"Datastore for {self.describe()} is closed")
+        self.connect().close()
+        if self._pool is not None:
+            # Replace the idle connections (those the outage broke), no more: a check
+            # would also grow the pool by one.
+            getattr(self._pool, "drain", self._pool.check)()
+
+    def _pool_exhausted(self, what: What) -> OperationalError:
+        self.probe()  # raises with the real cause if the server is unreachable
+        return OperationalError(
+            f"{describe(what)}: no connection to {self.describe()} free within "
+            f"{self.pool_timeout}s (pool of {self.pool_size}+{self.max_overflow})"
+        )
+
+    def _run_pooled(self, func: Callable[[Connection], T], transaction: bool) -> T:
+        # getconn/putconn rather than pool.connection(): that context manager also
+        # commits on the way out (nothing to commit in autocommit mode): ~8% of the
+        # client's instructions per save (callgrind).
+        # putconn rolls back a connection left in a transaction, and drops a broken one.
+        pool = self.pool()
+        try:
+            conn = pool.getconn()
+        except PoolTimeout:
+            # No connection came: if the server is unreachable, raise its error (to
+            # be retried); else the pool is exhausted.
+            self.connect().close()
+            raise
+        try:
+            if not transaction:
+                return func(conn)
+            with conn.transaction():
+                return func(conn)
+        finally:
+            pool.putconn(conn)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
+        """A pooled connection whose cursors give rows as dicts, for an extension's
+        queries, in a transaction committed at the end of the block (rolled back if
+        it raises)."""
+        with self.transaction(commit=True) as cursor:
+            conn = cursor.connection
+            conn.row_factory = dict_row
+            try:
+                yield conn
+            finally:
+                conn.row_factory = tuple_row
+
+    @contextmanager
+    def transaction(self, commit: bool = False) -> Iterator[PostgresCursor]:
+        """A cursor in a transaction of its own: committed at the end if ``commit``,
+        else rolled back; rolled back if the block raises. Errors of the database
+        are raised as ours (``IntegrityError``, ``ProgrammingError``...). (Getting the
+        connection rides out an outage; the block itself is not retried.)"""
+        what = "Running a transaction"
+        pool = self.retrying(self.pool, what=what)
+        try:
+            conn = pool.getconn()
+        except PoolTimeout as error:
+            raise self._pool_exhausted(what) from error
+        try:
+            with conn.transaction(force_rollback=not commit), PostgresCursor(conn) as cursor:
+                yield cursor
+        except psycopg.Error as error:
+            raise self.translate(error, what) from error
+        finally:
+            pool.putconn(conn)
+
+    def translate(self, error: psycopg.Error, what: str) -> PersistenceError:
+        """Our DB-API-shaped error, one line, naming what failed."""
+        message = f"{what} failed: {one_line(error)}"
+        if isinstance(error, psycopg.errors.UndefinedTable):
+            return ProgrammingError(f"{message} (create the table: CREATE_TABLE=true)")
+        if isinstance(error, psycopg.OperationalError):
+            if is_transient(error) or error.sqlstate is None:
+                return self.connection_error(error, what)
+            return OperationalError(message)
+        pairs: list[tuple[type[psycopg.Error], type[PersistenceError]]] = [
+            (psycopg.IntegrityError, IntegrityError),
+            (psycopg.DataError, DataError),
+            (psycopg.NotSupportedError, NotSupportedError),
+            (psycopg.InternalError, InternalError),
+            (psycopg.ProgrammingError, ProgrammingError),
+            (psycopg.InterfaceError, InterfaceError),
+        ]
+        for psycopg_cls, our_cls in pairs:
+            if isinstance(error, psycopg_cls):
+                return our_cls(message)
+        return DatabaseError(message)
+
+    def table(self, name: str) -> sql.Identifier:
+        """The quoted, schema-qualified name of a table (ProgrammingError if too long)."""
+        _check_identifier(name)
+        return sql.Identifier(self.schema, name) if self.schema_given else sql.Identifier(name)
+
+    def before_close(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` when the datastore is closed, before its pool is (a recorder's
+        notices of writes not yet sent)."""
+        self._flushes.append(flush)
+
+    def close(self) -> None:
+        flushes, self._flushes = self._flushes, []
+        for flush in flushes:
+            try:
+                flush()
+            except Exception as error:  # (recorded all the same: followers' polls find it)
+                logger.warning("Closing %s: %s", self.describe(), error)
+        with self._pool_lock:
+            self._closed = True
+            if self._pool is not None:
+                self._pool.close(timeout=5)
+                self._pool = None
