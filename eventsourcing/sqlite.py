@@ -96,6 +96,9 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
+CLOSE_WAIT = 10.0  # seconds close() waits for other threads' operations to end
+
+
 def is_memory_db_name(db_name: str) -> bool:
     return db_name == ":memory:" or (db_name.startswith("file:") and "mode=memory" in db_name)
 
@@ -142,6 +145,10 @@ class SQLiteDatastore:
         self._memory_lock = threading.RLock()
         self._memory_conn: sqlite3.Connection | None = None
         self._closed = False
+        # Operations in flight on file connections: close() waits for them, since closing
+        # a connection while another thread runs a statement on it can crash sqlite3.
+        self._in_flight = 0
+        self._idle = threading.Condition()
         # Writes of many threads to a file share transactions (eventsourcing._sqlite_group).
         self._group = None if self.is_memory else GroupCommit(self._thread_connection)
         self.retry_timeout = float(retry_timeout)
@@ -185,7 +192,25 @@ class SQLiteDatastore:
                     self._memory_conn = self._connect()
                 yield self._memory_conn
         else:
-            yield self._thread_connection()
+            with self._in_use():
+                yield self._thread_connection()
+
+    @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Count an operation on this thread's file connection (see close())."""
+        with self._idle:
+            if self._closed:
+                raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
+            self._in_flight += 1
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
+            with self._idle:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.notify_all()
 
     def _thread_connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -224,12 +249,11 @@ class SQLiteDatastore:
                     with self.connection() as conn:
                         result = self._run_on(conn, func, write)
                 else:
-                    if self._closed:
-                        raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
-                    if write and self._group is not None:
-                        result = self._group.run(func)  # (a transaction of its own, or shared)
-                    else:
-                        result = self._run_on(self._thread_connection(), func, write)
+                    with self._in_use():
+                        if write and self._group is not None:
+                            result = self._group.run(func)  # (its own transaction, or shared)
+                        else:
+                            result = self._run_on(self._thread_connection(), func, write)
             except sqlite3.Error as error:
                 if not _is_locked(error):
                     raise translate_error(error, describe(what)) from error
@@ -306,10 +330,18 @@ class SQLiteDatastore:
             return
 
     def close(self) -> None:
-        self._closed = True
+        with self._idle:
+            self._closed = True  # (no operation starts after this)
+            own = getattr(self._local, "depth", 0)  # (close() called inside an operation)
+            settled = self._idle.wait_for(lambda: self._in_flight <= own, CLOSE_WAIT)
+        current = threading.current_thread()
         with self._opened_lock:
-            for _, conn in self._opened:
-                conn.close()
+            for thread_ref, conn in self._opened:
+                thread = thread_ref()
+                # A connection still in use by a live thread (an operation that outlived
+                # CLOSE_WAIT) is left to be closed when that thread lets go of it.
+                if settled or thread is None or thread is current or not thread.is_alive():
+                    conn.close()
             self._opened = []
         with self._memory_lock:
             if self._memory_conn is not None:

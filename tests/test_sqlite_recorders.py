@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -223,3 +224,32 @@ def test_a_stored_originator_id_of_the_wrong_length_is_refused(tmp_path: Path) -
         recorder.select_notifications(1, 10)
     assert len(recorder.select_notifications(1, 1)) == 1
     datastore.close()
+
+
+def test_close_waits_for_an_operation_of_another_thread(tmp_path: Path) -> None:
+    # Closing a connection while another thread runs a statement on it can crash
+    # sqlite3 (seen as a segfault): close() lets the operation finish first.
+    datastore = SQLiteDatastore(str(tmp_path / "close.sqlite"))
+    started = threading.Event()
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        started.set()
+        time.sleep(0.3)
+        return int(conn.execute("SELECT 1").fetchone()[0])
+
+    results: list[object] = []
+
+    def read() -> None:
+        try:
+            results.append(datastore.run(slow_read, write=False, what="A slow read"))
+        except Exception as error:  # (reported by the assertion below)
+            results.append(error)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(5)
+    datastore.close()
+    reader.join(5)
+    assert results == [1]
+    with pytest.raises(InterfaceError, match="closed"):
+        datastore.run(slow_read, write=False, what="A read after close")
