@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.projection import Projection
+from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import get_topic
 
@@ -202,6 +202,20 @@ class SlowPostgresTrickCounts(PostgresTrickCounts):
                 curs.execute(query=self._increment, params=(trick,), prepare=True)
             self._insert_tracking(curs, tracking)
             time.sleep(0.01)
+
+
+def dog_school_runner(
+    env: dict[str, str],
+    view_class: type[TrickCounts],
+    projection_class: type[Projection[TrickCounts]] = CountProjection,
+) -> ProjectionRunner[DogSchool, TrickCounts]:
+    """A runner of ``projection_class`` over a ``DogSchool``, into ``view_class``."""
+    return ProjectionRunner(
+        application_class=DogSchool,
+        projection_class=projection_class,
+        view_class=view_class,
+        env=env,
+    )
 
 
 SLOW_VIEWS: dict[str, type[TrickCounts]] = {
