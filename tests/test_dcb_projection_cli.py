@@ -4,11 +4,6 @@ position among the application's decisions, and its view can be rebuilt."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,22 +19,22 @@ from tests.dcb_course_views import (
     SQLiteStudentsPerCourse,
     StudentsPerCourseProjection,
 )
+from tests.test_projection_cli import run_projection_until, set_env
 
-REPO = Path(__file__).resolve().parents[1]
 TOPIC = "tests.dcb_course_views:StudentsPerCourseProjection"
 NAME = "StudentsPerCourseProjection"
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    settings = {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "COURSEBOOKING_SQLITE_DBNAME": str(tmp_path / "courses.db"),
-        f"{NAME.upper()}_SQLITE_DBNAME": str(tmp_path / "view.db"),
-    }
-    for key, value in settings.items():
-        monkeypatch.setenv(key, value)
-    return settings
+    return set_env(
+        monkeypatch,
+        {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "COURSEBOOKING_SQLITE_DBNAME": str(tmp_path / "courses.db"),
+            f"{NAME.upper()}_SQLITE_DBNAME": str(tmp_path / "view.db"),
+        },
+    )
 
 
 def view_of(env: dict[str, str]) -> tuple[InfrastructureFactory, SQLiteStudentsPerCourse]:
@@ -69,19 +64,7 @@ def test_run_a_dcb_projection_until_sigterm_then_status_shows_no_lag(
         0,
         last,
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "eventsourcing", "run", "--projection", TOPIC],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while view_position(env) < last and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert view_position(env) == last
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+    run_projection_until(TOPIC, lambda: view_position(env), last)
     factory, view = view_of(env)
     try:
         assert view.course_name(maths) == "Maths"
