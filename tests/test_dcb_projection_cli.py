@@ -19,7 +19,7 @@ from tests.dcb_course_views import (
     SQLiteStudentsPerCourse,
     StudentsPerCourseProjection,
 )
-from tests.test_projection_cli import run_projection_until, set_env
+from tests.test_projection_cli import run_projection_until, set_env, view_position
 
 TOPIC = "tests.dcb_course_views:StudentsPerCourseProjection"
 NAME = "StudentsPerCourseProjection"
@@ -42,14 +42,6 @@ def view_of(env: dict[str, str]) -> tuple[InfrastructureFactory, SQLiteStudentsP
     return factory, factory.tracking_recorder(SQLiteStudentsPerCourse)
 
 
-def view_position(env: dict[str, str]) -> int:
-    factory, view = view_of(env)
-    try:
-        return view.max_tracking_id("CourseBooking") or 0
-    finally:
-        factory.close()
-
-
 def test_run_a_dcb_projection_until_sigterm_then_status_shows_no_lag(
     env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -64,7 +56,9 @@ def test_run_a_dcb_projection_until_sigterm_then_status_shows_no_lag(
         0,
         last,
     )
-    run_projection_until(TOPIC, lambda: view_position(env), last)
+    run_projection_until(
+        TOPIC, lambda: view_position(env, NAME, SQLiteStudentsPerCourse, "CourseBooking"), last
+    )
     factory, view = view_of(env)
     try:
         assert view.course_name(maths) == "Maths"

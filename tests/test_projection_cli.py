@@ -19,9 +19,9 @@ from eventsourcing._projection_cli import (
     projection_status_rows,
 )
 from eventsourcing.cli import main
-from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
 from eventsourcing.utils import Environment
-from tests.projection_views import CountProjection, DogSchool, SQLiteTrickCounts, TrickCounts
+from tests.projection_views import CountProjection, DogSchool, SQLiteTrickCounts
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = "tests.test_projection_cli"
@@ -99,11 +99,13 @@ def test_load_projection_says_what_is_wrong(topic: str, message: str) -> None:
         load_projection(topic)
 
 
-def view_position(env: dict[str, str]) -> int:
-    factory = InfrastructureFactory.construct(Environment("CliCounts", env))
+def view_position(
+    env: dict[str, str], projection: str, view_class: type[TrackingRecorder], application: str
+) -> int:
+    """How far the view of ``projection`` has processed the events of ``application``."""
+    factory = InfrastructureFactory.construct(Environment(projection, env))
     try:
-        view: TrickCounts = factory.tracking_recorder(SQLiteTrickCounts)
-        return view.max_tracking_id("DogSchool") or 0
+        return factory.tracking_recorder(view_class).max_tracking_id(application) or 0
     finally:
         factory.close()
 
@@ -122,7 +124,11 @@ def test_run_until_sigterm_then_status_shows_no_lag(
         last,
         last,
     )
-    run_projection_until(f"{HERE}:CliCounts", lambda: view_position(env), last)
+    run_projection_until(
+        f"{HERE}:CliCounts",
+        lambda: view_position(env, "CliCounts", SQLiteTrickCounts, "DogSchool"),
+        last,
+    )
     assert main(["status", "--projection", f"{HERE}:CliCounts"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["projection", "follows", "position", "last", "id", "lag"]
