@@ -63,6 +63,10 @@ TTrackingRecorder = TypeVar("TTrackingRecorder", bound=TrackingRecorder)
 TApplication = TypeVar("TApplication", bound="Application[Any] | DCBApplication")
 TEventSourcedProjection = TypeVar("TEventSourcedProjection", bound="EventSourcedProjection[Any]")
 
+TPair = TypeVar("TPair")
+TWrapped = TypeVar("TWrapped", bound="_WrappedSubscription[Any]")
+TRunner = TypeVar("TRunner", bound="BaseProjectionRunner[Any]")
+
 # How many events a projection that takes batches gets at most at once.
 DEFAULT_BATCH_SIZE = 500
 
@@ -72,7 +76,32 @@ def topic_names(topics: Sequence[Any]) -> tuple[str, ...]:
     return tuple(t if isinstance(t, str) else get_topic(t) for t in topics)
 
 
-class ApplicationSubscription(Iterator[tuple[Any, Tracking]]):
+class _WrappedSubscription(Iterator[TPair]):
+    """What the application subscriptions share: a store's subscription
+    (``self.subscription``) that ``stop()`` and the context manager pass on to."""
+
+    subscription: Subscription | DCBSubscription[Any]
+
+    def __iter__(self: TWrapped) -> TWrapped:
+        return self
+
+    def stop(self) -> None:
+        self.subscription.stop()
+
+    def __enter__(self: TWrapped) -> TWrapped:
+        self.subscription.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.subscription.__exit__(exc_type, exc_val, exc_tb)
+
+
+class ApplicationSubscription(_WrappedSubscription[tuple[Any, Tracking]]):
     """An application's domain events after position ``gt`` (of ``topics``, if
     given), each with its tracking record, read back through the application's
     mapper (so decrypted, decompressed and upcast). Blocks when it has returned
@@ -83,9 +112,6 @@ class ApplicationSubscription(Iterator[tuple[Any, Tracking]]):
         self.name = app.name
         self.mapper = app.mapper
         self.subscription: Subscription = app.recorder.subscribe(gt=gt, topics=topic_names(topics))
-
-    def __iter__(self) -> ApplicationSubscription:
-        return self
 
     def __next__(self) -> tuple[Any, Tracking]:
         notification = next(self.subscription)
@@ -102,23 +128,8 @@ class ApplicationSubscription(Iterator[tuple[Any, Tracking]]):
             for n in self.subscription.next_batch(limit)
         ]
 
-    def stop(self) -> None:
-        self.subscription.stop()
 
-    def __enter__(self) -> ApplicationSubscription:
-        self.subscription.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.subscription.__exit__(exc_type, exc_val, exc_tb)
-
-
-class DCBApplicationSubscription(Iterator[tuple[Tagged[Any], Tracking]]):
+class DCBApplicationSubscription(_WrappedSubscription[tuple[Tagged[Any], Tracking]]):
     """A DCB application's tagged decisions after position ``gt`` (of ``topics``,
     decision classes or their topics, if given), each with a tracking record of its
     position, read back through the application's mapper. Blocks when it has
@@ -134,9 +145,6 @@ class DCBApplicationSubscription(Iterator[tuple[Tagged[Any], Tracking]]):
         types = list(topic_names(topics))
         query = DCBQuery(items=[DCBQueryItem(types=types)] if types else [])
         self.subscription: DCBSubscription[Any] = self.recorder.subscribe(query=query, after=gt)
-
-    def __iter__(self) -> DCBApplicationSubscription:
-        return self
 
     def __next__(self) -> tuple[Tagged[Any], Tracking]:
         return self._decision_and_tracking(next(self.subscription))
@@ -156,21 +164,6 @@ class DCBApplicationSubscription(Iterator[tuple[Tagged[Any], Tracking]]):
     def _decision_and_tracking(self, sequenced: DCBSequencedEvent) -> tuple[Tagged[Any], Tracking]:
         tracking = new_tracking(self.name, sequenced.position, None)
         return self.mapper.to_domain_event(sequenced.event), tracking
-
-    def stop(self) -> None:
-        self.subscription.stop()
-
-    def __enter__(self) -> DCBApplicationSubscription:
-        self.subscription.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.subscription.__exit__(exc_type, exc_val, exc_tb)
 
 
 class Projection(ABC, Generic[TTrackingRecorder]):
@@ -347,7 +340,7 @@ class BaseProjectionRunner(Generic[TApplication]):
         if error is not None:
             raise error
 
-    def __enter__(self) -> BaseProjectionRunner[TApplication]:
+    def __enter__(self: TRunner) -> TRunner:
         return self
 
     def __exit__(
@@ -356,13 +349,19 @@ class BaseProjectionRunner(Generic[TApplication]):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        self.stop()
-        self._processing_thread.join()
-        self.app.close()
-        close = getattr(self._tracking_recorder, "close", None)
-        if close is not None:
-            close()  # (a view's listener for wait(); its tables stay readable)
-        self._raise_thread_error()
+        try:
+            self.stop()
+            self._processing_thread.join()
+            self.app.close()
+            close = getattr(self._tracking_recorder, "close", None)
+            if close is not None:
+                close()  # (a view's listener for wait(); its tables stay readable)
+            self._raise_thread_error()
+        finally:
+            self._close_own()
+
+    def _close_own(self) -> None:
+        """Close what a subclass made for itself (a view's store, a projection)."""
 
     def __del__(self) -> None:
         try:
@@ -419,20 +418,9 @@ class ProjectionRunner(
             env=env,
         )
 
-    def __enter__(self) -> ProjectionRunner[TApplication, TTrackingRecorder]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        try:
-            super().__exit__(exc_type, exc_val, exc_tb)
-        finally:
-            # The view's connections (a pool of them on PostgreSQL) are the runner's.
-            self.view_factory.close()
+    def _close_own(self) -> None:
+        # The view's connections (a pool of them on PostgreSQL) are the runner's.
+        self.view_factory.close()
 
 
 class EventSourcedProjectionRunner(
@@ -457,16 +445,5 @@ class EventSourcedProjectionRunner(
             env=env,
         )
 
-    def __enter__(self) -> EventSourcedProjectionRunner[TApplication, TEventSourcedProjection]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        try:
-            super().__exit__(exc_type, exc_val, exc_tb)
-        finally:
-            self.projection.close()
+    def _close_own(self) -> None:
+        self.projection.close()

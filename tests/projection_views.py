@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.projection import Projection
+from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import get_topic
 
@@ -51,8 +51,12 @@ class DogSchool(Application):
 
 
 class TrickCounts(TrackingRecorder, ABC):
-    @abstractmethod
-    def count_trick(self, trick: str, tracking: Tracking) -> None: ...
+    def count_trick(self, trick: str, tracking: Tracking) -> None:
+        self.count_tricks([trick], tracking)
+
+    def _before_commit(self) -> None:
+        """Called in a command's transaction, after its tracking record (where the
+        slow views dwell)."""
 
     @abstractmethod
     def count_tricks(self, tricks: Sequence[str], tracking: Tracking) -> None:
@@ -66,9 +70,6 @@ class POPOTrickCounts(POPOTrackingRecorder, TrickCounts):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._counts: dict[str, int] = defaultdict(int)
-
-    def count_trick(self, trick: str, tracking: Tracking) -> None:
-        self.count_tricks([trick], tracking)
 
     def count_tricks(self, tricks: Sequence[str], tracking: Tracking) -> None:
         with self._database_lock:
@@ -90,9 +91,6 @@ class SQLiteTrickCounts(SQLiteTrackingRecorder, TrickCounts):
         )
         return statements
 
-    def count_trick(self, trick: str, tracking: Tracking) -> None:
-        self.count_tricks([trick], tracking)
-
     def count_tricks(self, tricks: Sequence[str], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as cursor:
             for trick in tricks:
@@ -102,6 +100,7 @@ class SQLiteTrickCounts(SQLiteTrackingRecorder, TrickCounts):
                     (trick,),
                 )
             self._insert_tracking(cursor, tracking)
+            self._before_commit()
 
     def get_count(self, trick: str) -> int:
         with self.datastore.transaction(commit=False) as cursor:
@@ -128,14 +127,12 @@ class PostgresTrickCounts(PostgresTrackingRecorder, TrickCounts):
             Identifier(self.datastore.schema), Identifier(self.counts_table_name)
         )
 
-    def count_trick(self, trick: str, tracking: Tracking) -> None:
-        self.count_tricks([trick], tracking)
-
     def count_tricks(self, tricks: Sequence[str], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
             for trick in tricks:
                 curs.execute(query=self._increment, params=(trick,), prepare=True)
             self._insert_tracking(curs, tracking)
+            self._before_commit()
 
     def get_count(self, trick: str) -> int:
         with self.datastore.transaction(commit=False) as curs:
@@ -183,25 +180,27 @@ class BatchCountProjection(Projection[TrickCounts]):
 
 
 class SlowSQLiteTrickCounts(SQLiteTrickCounts):
-    def count_tricks(self, tricks: Sequence[str], tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
-            for trick in tricks:
-                cursor.execute(
-                    "INSERT INTO trick_counts VALUES (?, 1) "
-                    "ON CONFLICT (trick) DO UPDATE SET count = count + 1",
-                    (trick,),
-                )
-            self._insert_tracking(cursor, tracking)
-            time.sleep(0.01)
+    def _before_commit(self) -> None:
+        time.sleep(0.01)
 
 
 class SlowPostgresTrickCounts(PostgresTrickCounts):
-    def count_tricks(self, tricks: Sequence[str], tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            for trick in tricks:
-                curs.execute(query=self._increment, params=(trick,), prepare=True)
-            self._insert_tracking(curs, tracking)
-            time.sleep(0.01)
+    def _before_commit(self) -> None:
+        time.sleep(0.01)
+
+
+def dog_school_runner(
+    env: dict[str, str],
+    view_class: type[TrickCounts],
+    projection_class: type[Projection[TrickCounts]] = CountProjection,
+) -> ProjectionRunner[DogSchool, TrickCounts]:
+    """A runner of ``projection_class`` over a ``DogSchool``, into ``view_class``."""
+    return ProjectionRunner(
+        application_class=DogSchool,
+        projection_class=projection_class,
+        view_class=view_class,
+        env=env,
+    )
 
 
 SLOW_VIEWS: dict[str, type[TrickCounts]] = {

@@ -4,11 +4,6 @@ position among the application's decisions, and its view can be rebuilt."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,35 +19,27 @@ from tests.dcb_course_views import (
     SQLiteStudentsPerCourse,
     StudentsPerCourseProjection,
 )
+from tests.test_projection_cli import run_projection_until, set_env, view_position
 
-REPO = Path(__file__).resolve().parents[1]
 TOPIC = "tests.dcb_course_views:StudentsPerCourseProjection"
 NAME = "StudentsPerCourseProjection"
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    settings = {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "COURSEBOOKING_SQLITE_DBNAME": str(tmp_path / "courses.db"),
-        f"{NAME.upper()}_SQLITE_DBNAME": str(tmp_path / "view.db"),
-    }
-    for key, value in settings.items():
-        monkeypatch.setenv(key, value)
-    return settings
+    return set_env(
+        monkeypatch,
+        {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "COURSEBOOKING_SQLITE_DBNAME": str(tmp_path / "courses.db"),
+            f"{NAME.upper()}_SQLITE_DBNAME": str(tmp_path / "view.db"),
+        },
+    )
 
 
 def view_of(env: dict[str, str]) -> tuple[InfrastructureFactory, SQLiteStudentsPerCourse]:
     factory = InfrastructureFactory.construct(Environment(NAME, env))
     return factory, factory.tracking_recorder(SQLiteStudentsPerCourse)
-
-
-def view_position(env: dict[str, str]) -> int:
-    factory, view = view_of(env)
-    try:
-        return view.max_tracking_id("CourseBooking") or 0
-    finally:
-        factory.close()
 
 
 def test_run_a_dcb_projection_until_sigterm_then_status_shows_no_lag(
@@ -69,19 +56,9 @@ def test_run_a_dcb_projection_until_sigterm_then_status_shows_no_lag(
         0,
         last,
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "eventsourcing", "run", "--projection", TOPIC],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    run_projection_until(
+        TOPIC, lambda: view_position(env, NAME, SQLiteStudentsPerCourse, "CourseBooking"), last
     )
-    try:
-        deadline = time.monotonic() + 60
-        while view_position(env) < last and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert view_position(env) == last
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
     factory, view = view_of(env)
     try:
         assert view.course_name(maths) == "Maths"

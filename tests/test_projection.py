@@ -3,9 +3,10 @@ write them: a view per store, run by ProjectionRunner, read after wait()."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,10 @@ from eventsourcing.projection import (
 from tests.projection_views import (
     VIEWS,
     BatchCountProjection,
-    CountProjection,
     Dog,
     DogSchool,
     TrickCounts,
+    dog_school_runner,
 )
 
 
@@ -38,15 +39,18 @@ def view_class(persistence_env: dict[str, str]) -> type[TrickCounts]:
     return VIEWS[persistence_env["PERSISTENCE_MODULE"]]
 
 
-def test_runner_projects_events_into_the_view(
-    persistence_env: dict[str, str], view_class: type[TrickCounts]
-) -> None:
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountProjection,
-        view_class=view_class,
-        env=persistence_env,
-    ) as runner:
+RunnerMaker = Callable[..., ProjectionRunner[DogSchool, TrickCounts]]
+
+
+@pytest.fixture
+def new_runner(persistence_env: dict[str, str], view_class: type[TrickCounts]) -> RunnerMaker:
+    """Makes a runner over a DogSchool of this store, into its view (CountProjection
+    unless another projection class is given)."""
+    return functools.partial(dog_school_runner, persistence_env, view_class)
+
+
+def test_runner_projects_events_into_the_view(new_runner: RunnerMaker) -> None:
+    with new_runner() as runner:
         school = runner.app
         school.register_dog("Billy")
         school.register_dog("Milly")
@@ -64,38 +68,27 @@ def test_runner_projects_events_into_the_view(
 
 
 def test_runner_resumes_from_the_views_position(
-    persistence_env: dict[str, str], view_class: type[TrickCounts]
+    persistence_env: dict[str, str], new_runner: RunnerMaker
 ) -> None:
     if persistence_env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
         pytest.skip("nothing outlives a runner in memory")
     school = DogSchool(env=persistence_env)
     school.register_dog("Billy")
     first = school.add_trick("Billy", "sit")
-    kwargs: dict[str, Any] = {
-        "application_class": DogSchool,
-        "projection_class": CountProjection,
-        "view_class": view_class,
-        "env": persistence_env,
-    }
-    with ProjectionRunner(**kwargs) as runner:
+    with new_runner() as runner:
         runner.wait(first, timeout=10)
     school.add_trick("Billy", "sit")
     last = school.add_trick("Billy", "beg")
-    with ProjectionRunner(**kwargs) as runner:
+    with new_runner() as runner:
         runner.wait(last, timeout=10)
         assert runner.view.get_count("sit") == 2  # not 3: nothing processed twice
         assert runner.view.get_count("beg") == 1
 
 
 def test_a_view_refuses_a_position_twice_and_keeps_nothing_of_that_command(
-    persistence_env: dict[str, str], view_class: type[TrickCounts]
+    new_runner: RunnerMaker,
 ) -> None:
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountProjection,
-        view_class=view_class,
-        env=persistence_env,
-    ) as runner:
+    with new_runner() as runner:
         runner.app.register_dog("Billy")
         last = runner.app.add_trick("Billy", "sit")
         runner.wait(last, timeout=10)
@@ -105,18 +98,13 @@ def test_a_view_refuses_a_position_twice_and_keeps_nothing_of_that_command(
 
 
 def test_batches_are_processed_in_one_command_each(
-    persistence_env: dict[str, str], view_class: type[TrickCounts]
+    persistence_env: dict[str, str], new_runner: RunnerMaker
 ) -> None:
     BatchCountProjection.batch_sizes = []
     school = DogSchool(env=persistence_env)
     # (In memory the runner's application is its own: write through it there.)
     durable = persistence_env["PERSISTENCE_MODULE"] != "eventsourcing.popo"
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=BatchCountProjection,
-        view_class=view_class,
-        env=persistence_env,
-    ) as runner:
+    with new_runner(BatchCountProjection) as runner:
         writer = school if durable else runner.app
         writer.register_dog("Billy")
         dog: Dog = writer.repository.get(Dog.create_id("Billy"))
@@ -138,26 +126,16 @@ class FailingProjection(Projection[TrickCounts]):
 
 
 def test_run_forever_and_wait_reraise_the_projections_error(
-    persistence_env: dict[str, str], view_class: type[TrickCounts]
+    persistence_env: dict[str, str], new_runner: RunnerMaker
 ) -> None:
-    runner = ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=FailingProjection,
-        view_class=view_class,
-        env=persistence_env,
-    )
+    runner = new_runner(FailingProjection)
     runner.app.register_dog("Billy")
     last = runner.app.add_trick("Billy", "bite")
     with pytest.raises(ValueError, match="no biting"):
         runner.wait(last, timeout=10)
     runner.run_forever(timeout=0.01)  # (the error was raised once)
     runner.stop()
-    runner2 = ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=FailingProjection,
-        view_class=view_class,
-        env=persistence_env,
-    )
+    runner2 = new_runner(FailingProjection)
     if persistence_env["PERSISTENCE_MODULE"] == "eventsourcing.popo":
         runner2.app.register_dog("Billy")
         runner2.app.add_trick("Billy", "bite")
@@ -170,14 +148,9 @@ def test_run_forever_and_wait_reraise_the_projections_error(
 
 
 def test_run_forever_returns_after_timeout_and_wait_returns_once_stopped(
-    persistence_env: dict[str, str], view_class: type[TrickCounts]
+    new_runner: RunnerMaker,
 ) -> None:
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountProjection,
-        view_class=view_class,
-        env=persistence_env,
-    ) as runner:
+    with new_runner() as runner:
         runner.run_forever(timeout=0.05)
         with pytest.raises(TimeoutError):
             runner.wait(99, timeout=0.05)
@@ -196,12 +169,7 @@ def test_settings_prefixed_with_the_projections_name_configure_the_view_only(
         "SQLITE_DBNAME": str(events_db),
         "COUNTPROJECTION_SQLITE_DBNAME": str(view_db),
     }
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountProjection,
-        view_class=VIEWS["eventsourcing.sqlite"],
-        env=env,
-    ) as runner:
+    with dog_school_runner(env, VIEWS["eventsourcing.sqlite"]) as runner:
         runner.app.register_dog("Billy")
         runner.wait(runner.app.add_trick("Billy", "sit"), timeout=10)
 
@@ -291,25 +259,15 @@ def clean_runner_threads() -> Iterator[None]:
 
 
 def test_leaving_the_runner_ends_its_thread(
-    persistence_env: dict[str, str], view_class: type[TrickCounts], clean_runner_threads: None
+    new_runner: RunnerMaker, clean_runner_threads: None
 ) -> None:
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountProjection,
-        view_class=view_class,
-        env=persistence_env,
-    ) as runner:
+    with new_runner() as runner:
         runner.app.register_dog("Billy")
 
 
 def test_leaving_the_runner_closes_the_views_connections(tmp_path: Path) -> None:
     env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "x.db")}
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountProjection,
-        view_class=VIEWS["eventsourcing.sqlite"],
-        env=env,
-    ) as runner:
+    with dog_school_runner(env, VIEWS["eventsourcing.sqlite"]) as runner:
         runner.wait(runner.app.register_dog("Billy"), timeout=10)
     with pytest.raises(InterfaceError, match="closed"):
         runner.view.max_tracking_id("DogSchool")

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,9 @@ from eventsourcing._projection_cli import (
     projection_status_rows,
 )
 from eventsourcing.cli import main
-from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
 from eventsourcing.utils import Environment
-from tests.projection_views import CountProjection, DogSchool, SQLiteTrickCounts, TrickCounts
+from tests.projection_views import CountProjection, DogSchool, SQLiteTrickCounts
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = "tests.test_projection_cli"
@@ -35,16 +36,41 @@ class Unfinished(CountProjection):
     application_class = DogSchool
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    settings = {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "DOGSCHOOL_SQLITE_DBNAME": str(tmp_path / "school.db"),
-        "CLICOUNTS_SQLITE_DBNAME": str(tmp_path / "view.db"),
-    }
+def set_env(monkeypatch: pytest.MonkeyPatch, settings: dict[str, str]) -> dict[str, str]:
+    """``settings``, in this process's environment too (the CLI reads it)."""
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
     return settings
+
+
+def run_projection_until(topic: str, position: Callable[[], int], last: int) -> None:
+    """Run ``eventsourcing run --projection topic`` in a process until ``position()``
+    of its view is ``last``; it must then exit with status 0 on SIGTERM."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eventsourcing", "run", "--projection", topic],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while position() < last and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert position() == last
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return set_env(
+        monkeypatch,
+        {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "DOGSCHOOL_SQLITE_DBNAME": str(tmp_path / "school.db"),
+            "CLICOUNTS_SQLITE_DBNAME": str(tmp_path / "view.db"),
+        },
+    )
 
 
 def test_load_projection_takes_classes_from_the_projection_or_the_options() -> None:
@@ -73,11 +99,13 @@ def test_load_projection_says_what_is_wrong(topic: str, message: str) -> None:
         load_projection(topic)
 
 
-def view_position(env: dict[str, str]) -> int:
-    factory = InfrastructureFactory.construct(Environment("CliCounts", env))
+def view_position(
+    env: dict[str, str], projection: str, view_class: type[TrackingRecorder], application: str
+) -> int:
+    """How far the view of ``projection`` has processed the events of ``application``."""
+    factory = InfrastructureFactory.construct(Environment(projection, env))
     try:
-        view: TrickCounts = factory.tracking_recorder(SQLiteTrickCounts)
-        return view.max_tracking_id("DogSchool") or 0
+        return factory.tracking_recorder(view_class).max_tracking_id(application) or 0
     finally:
         factory.close()
 
@@ -96,26 +124,11 @@ def test_run_until_sigterm_then_status_shows_no_lag(
         last,
         last,
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "eventsourcing",
-            "run",
-            "--projection",
-            f"{HERE}:CliCounts",
-        ],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    run_projection_until(
+        f"{HERE}:CliCounts",
+        lambda: view_position(env, "CliCounts", SQLiteTrickCounts, "DogSchool"),
+        last,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while view_position(env) < last and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert view_position(env) == last
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
     assert main(["status", "--projection", f"{HERE}:CliCounts"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["projection", "follows", "position", "last", "id", "lag"]

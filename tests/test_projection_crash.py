@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from eventsourcing.persistence import InfrastructureFactory
-from eventsourcing.projection import ProjectionRunner
 from eventsourcing.utils import Environment
-from tests.projection_views import VIEWS, CountProjection, Dog, DogSchool
+from tests.projection_views import VIEWS, CountProjection, Dog, DogSchool, dog_school_runner
 
 WORKER = Path(__file__).with_name("projection_crash_worker.py")
 TRICKS = ["sit", "beg", "roll over", "fetch"]
@@ -126,12 +125,7 @@ def test_concurrent_writers_while_a_projection_subscribes_on_postgres(
 ) -> None:
     env = dict(postgres_env, PERSISTENCE_MODULE="eventsourcing.postgres")
     saves_per_writer = 40
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountProjection,
-        view_class=VIEWS["eventsourcing.postgres"],
-        env=env,
-    ) as runner:
+    with dog_school_runner(env, VIEWS["eventsourcing.postgres"]) as runner:
         errors: list[BaseException] = []
 
         def write(w: int) -> None:

@@ -15,7 +15,7 @@ import pytest
 from eventsourcing._projection_cli import ProjectionSpec, ProjectionSpecError
 from eventsourcing._projection_rebuild import rebuild_projection, reset_projection
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.projection import Projection
 from tests.projection_views import Dog, DogSchool, PostgresTrickCounts, SQLiteTrickCounts
 
 
@@ -166,12 +166,7 @@ def test_reset_destroys_a_sqlite_view_file_once_confirmed(tmp_path: Path) -> Non
         "COUNTALL_SQLITE_DBNAME": str(tmp_path / "view.db"),
     }
     spec = ProjectionSpec(CountAll, DogSchool, SQLiteTrickCounts)
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountAll,
-        view_class=SQLiteTrickCounts,
-        env=env,
-    ) as runner:
+    with spec.runner(env) as runner:
         runner.wait(runner.app.register_dog("Fido"), timeout=10)
     assert (tmp_path / "view.db").exists()
     assert not reset_projection(spec, env, confirm=lambda question: False)
@@ -181,12 +176,7 @@ def test_reset_destroys_a_sqlite_view_file_once_confirmed(tmp_path: Path) -> Non
     assert "view.db" in questions[0]
     assert not (tmp_path / "view.db").exists()
     assert (tmp_path / "school.db").exists()
-    with ProjectionRunner(
-        application_class=DogSchool,
-        projection_class=CountAll,
-        view_class=SQLiteTrickCounts,
-        env=env,
-    ) as runner:
+    with spec.runner(env) as runner:
         runner.wait(1, timeout=10)  # rebuilt from the start
         assert runner.view.get_count("Registered") == 1
 
