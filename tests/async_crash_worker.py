@@ -7,6 +7,7 @@ and "done" once the counters have caught up. The store comes from the environmen
 """
 
 import asyncio
+import faulthandler
 import sys
 
 from examples.async_dogschool import DogSchool, make_runner
@@ -27,4 +28,6 @@ async def main(commands: int) -> None:
 
 
 if __name__ == "__main__":
+    # A worker that hangs shows where, in its stderr, and ends before the test's timeout.
+    faulthandler.dump_traceback_later(100, exit=True)
     asyncio.run(main(int(sys.argv[1])))
