@@ -173,13 +173,28 @@ class SQLiteDatastore:
                 check_same_thread=False,  # close() may run in another thread
             )
             if not self.is_memory:
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._use_wal(conn)
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
         except sqlite3.Error as error:
             raise OperationalError(
                 f"Cannot open SQLite database {self.db_name!r}: {error}"
             ) from error
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the database in WAL mode, once: the mode is kept in the file. Setting it
+        needs the database to itself and fails at once, without the busy wait, with
+        "database is locked" while another process opens it: so try again a while."""
+        deadline = time.monotonic() + max(self.lock_timeout, 1.0)
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if not _is_locked(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
