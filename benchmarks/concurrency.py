@@ -11,7 +11,9 @@ of 1,000, while 8 threads keep writing: its rate, and whether it skipped or repe
 an id), "seed" (the seed system of scenarios.py, single- and multi-threaded, as a
 fraction of its commit ceiling: the raw one-row commit rate, measured just before
 and after, over its commits per command; on PostgreSQL each commit also pays a raw
-read round trip). The reference's python defaults to /tmp/refvenv/bin/python.
+read round trip; beside the reference's rate and a second ceiling that adds the time
+the same commands take in memory, the CPU of the layers above the store). The
+reference's python defaults to /tmp/refvenv/bin/python.
 
 Each figure is a fresh subprocess (this file with ``--worker``) saving for a fixed
 time: each thread saves new aggregates of its own (one event per save); with
@@ -347,48 +349,68 @@ def run_once(
     return merged
 
 
-def seed(store: str) -> None:
+def seed(store: str, reference: str) -> None:
     """The seed system (scenarios.py) as a fraction of its commit ceiling, measured
     beside the raw one-row commit rate (raw_stores.py) and, on PostgreSQL, the raw
-    read round trip a command pays before its write."""
+    read round trip a command pays before its write; the reference's rate in the
+    same run; and the same commands in memory, whose time is the CPU the layers
+    above the store need per command whatever the disk (the second ceiling adds it)."""
+    base = "postgres" if store.startswith("postgres") else "sqlite"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "SQLITE_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    env.pop("PGOPTIONS", None)
+    env.pop("PYTHONPATH", None)
+    if store == "postgres-1ms":
+        env["PGOPTIONS"] = SLOW_FLUSH
+    else:
+        env.pop("PGOPTIONS", None)
 
-    def script(*args: str) -> dict[str, Any]:
+    def script(*args: str, python: str = sys.executable) -> dict[str, Any]:
+        run_env = dict(env, PYTHONPATH=str(ROOT)) if python == sys.executable else env
         out = subprocess.run(
-            [sys.executable, *args], env=env, cwd=str(HERE), capture_output=True, text=True
+            [python, *args], env=run_env, cwd=str(HERE), capture_output=True, text=True
         ).stdout
         lines = [x for x in out.splitlines() if x.startswith(PREFIX)]
         return json.loads(lines[-1][len(PREFIX) :]) if lines else {}
 
     def raw_commit() -> float:
-        metrics = script("raw_stores.py", "--store", store, "--n", "600").get("metrics", {})
+        metrics = script("raw_stores.py", "--store", base, "--n", "600").get("metrics", {})
         return 1 / metrics["rows/s, 1 row per transaction"]
+
+    def rate(scenario: str, on: str, python: str = sys.executable) -> float:
+        result = script(
+            "scenarios.py", "--scenario", scenario, "--store", on, "--n", "300", python=python
+        )
+        return float(result.get("metrics", {}).get("commands/s", {}).get("value", 0.0))
 
     for scenario, commits in (("system-st", 2), ("system-mt", 1)):
         # The disk's commit latency drifts on a shared machine: the raw limits are
         # measured just before and just after ours, and averaged.
         before = raw_commit()
-        read_before = raw_read_seconds() if store == "postgres" else 0.0
-        ours = script("scenarios.py", "--scenario", scenario, "--store", store, "--n", "300")
+        read_before = raw_read_seconds(env) if base == "postgres" else 0.0
+        ours = rate(scenario, base)
         commit = (before + raw_commit()) / 2
-        read = (read_before + (raw_read_seconds() if store == "postgres" else 0.0)) / 2
-        rate = ours.get("metrics", {}).get("commands/s", {}).get("value", 0.0)
+        read = (read_before + (raw_read_seconds(env) if base == "postgres" else 0.0)) / 2
+        theirs = rate(scenario, base, reference)
+        in_memory = rate(scenario, "popo")
         ceiling = 1 / (commits * (commit + read))
+        cpu = 1 / in_memory if in_memory else 0.0
+        with_cpu = 1 / (commits * (commit + read) + cpu)
         print(
-            f"{store:13} seed {scenario}: ours {rate:6.0f} commands/s, ceiling {ceiling:6.0f} "
-            f"(raw commit {commit * 1e3:.2f} ms, raw read {read * 1e3:.2f} ms, "
-            f"{commits} commit(s) per command): {rate / ceiling:.0%}",
+            f"{store:13} seed {scenario}: ours {ours:6.0f} commands/s, reference {theirs:6.0f}, "
+            f"ceiling {ceiling:6.0f} (raw commit {commit * 1e3:.2f} ms, raw read "
+            f"{read * 1e3:.2f} ms, {commits} commit(s) per command): {ours / ceiling:.0%}; "
+            f"in memory {cpu * 1e3:.3f} ms per command, ceiling with it {with_cpu:6.0f}: "
+            f"{ours / with_cpu:.0%}",
             flush=True,
         )
 
 
-def raw_read_seconds(n: int = 1000) -> float:
-    """Seconds of one primary-key SELECT round trip (psycopg, autocommit)."""
+def raw_read_seconds(env: dict[str, str], n: int = 1000) -> float:
+    """Seconds of one primary-key SELECT round trip (psycopg, autocommit), with the
+    session options of ``env`` (PGOPTIONS)."""
     import psycopg
 
-    with psycopg.connect(dbname=DBNAME, autocommit=True, **PG) as conn:
+    options = env.get("PGOPTIONS", "")
+    with psycopg.connect(dbname=DBNAME, autocommit=True, options=options, **PG) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS raw_read (id int PRIMARY KEY, v bytea)")
         conn.execute("INSERT INTO raw_read VALUES (1, '\\x00') ON CONFLICT DO NOTHING")
         cursor = conn.cursor()
@@ -457,8 +479,8 @@ def main() -> int:
                 f"{store:13} follower catching up {args.backlog:,} events, 8 writers: {result}",
                 flush=True,
             )
-        if "seed" in sections and store != "postgres-1ms":
-            seed(store)
+        if "seed" in sections:
+            seed(store, args.reference)
         if "contended" in sections:
             for name, python in pythons.items():
                 result = run(python, "contended", store, 8, args.seconds, 1)
