@@ -375,22 +375,25 @@ def seed(store: str, reference: str) -> None:
         metrics = script("raw_stores.py", "--store", base, "--n", "600").get("metrics", {})
         return 1 / metrics["rows/s, 1 row per transaction"]
 
-    def rate(scenario: str, on: str, python: str = sys.executable) -> float:
+    def measured(scenario: str, on: str, python: str = sys.executable) -> tuple[float, float]:
+        """Commands/s and user CPU seconds per command."""
         result = script(
             "scenarios.py", "--scenario", scenario, "--store", on, "--n", "300", python=python
         )
-        return float(result.get("metrics", {}).get("commands/s", {}).get("value", 0.0))
+        metrics = result.get("metrics", {})
+        cpu_ms = metrics.get("user CPU ms per command", {}).get("value", 0.0)
+        return float(metrics.get("commands/s", {}).get("value", 0.0)), cpu_ms / 1e3
 
     for scenario, commits in (("system-st", 2), ("system-mt", 1)):
         # The disk's commit latency drifts on a shared machine: the raw limits are
         # measured just before and just after ours, and averaged.
         before = raw_commit()
         read_before = raw_read_seconds(env) if base == "postgres" else 0.0
-        ours = rate(scenario, base)
+        ours, ours_cpu = measured(scenario, base)
         commit = (before + raw_commit()) / 2
         read = (read_before + (raw_read_seconds(env) if base == "postgres" else 0.0)) / 2
-        theirs = rate(scenario, base, reference)
-        in_memory = rate(scenario, "popo")
+        theirs, theirs_cpu = measured(scenario, base, reference)
+        in_memory, _ = measured(scenario, "popo")
         ceiling = 1 / (commits * (commit + read))
         cpu = 1 / in_memory if in_memory else 0.0
         with_cpu = 1 / (commits * (commit + read) + cpu)
@@ -399,7 +402,9 @@ def seed(store: str, reference: str) -> None:
             f"ceiling {ceiling:6.0f} (raw commit {commit * 1e3:.2f} ms, raw read "
             f"{read * 1e3:.2f} ms, {commits} commit(s) per command): {ours / ceiling:.0%}; "
             f"in memory {cpu * 1e3:.3f} ms per command, ceiling with it {with_cpu:6.0f}: "
-            f"{ours / with_cpu:.0%}",
+            f"{ours / with_cpu:.0%}; user CPU per command: ours {ours_cpu * 1e3:.3f} ms, "
+            f"reference {theirs_cpu * 1e3:.3f} ms, time per command at 80% of the ceiling "
+            f"{1e3 / (0.8 * ceiling):.3f} ms",
             flush=True,
         )
 
