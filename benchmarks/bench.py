@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -359,7 +360,21 @@ def write_report(
             else:
                 lines.append(f"| {store} | {result.get('error', 'n/a')} | | | | |")
         lines.append("")
+    lines.extend(kept_sections(path))
     path.write_text("\n".join(lines))
+
+
+def kept_sections(path: Path) -> list[str]:
+    """The sections other benchmarks wrote in ``path`` (between ``<!-- name -->`` and
+    ``<!-- /name -->``, e.g. concurrency.py's): a new report keeps them."""
+    text = path.read_text() if path.exists() else ""
+    kept = re.findall(r"(?ms)^<!-- ([\w-]+) -->$.*?^<!-- /\1 -->$", text)
+    blocks = []
+    for name in kept:
+        begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        blocks.append(begin + text.split(begin, 1)[1].split(end, 1)[0] + end)
+        blocks.append("")
+    return blocks
 
 
 def relaxed_line(results: dict[str, Any]) -> str:
@@ -473,7 +488,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.concurrency:
-        return subprocess.run([sys.executable, str(HERE / "concurrency.py")]).returncode
+        command = [sys.executable, str(HERE / "concurrency.py")]
+        return subprocess.run([*command, "--write", str(HERE / "RESULTS.md")]).returncode
     args.stores = [s for s in args.stores.split(",") if s]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     for s in args.stores:

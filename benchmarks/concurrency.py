@@ -3,7 +3,7 @@
     python benchmarks/concurrency.py [--seconds 3] [--stores sqlite,postgres,postgres-1ms]
         [--threads 1,8,32] [--processes 4] [--reference PYTHON] [--repeats 1]
         [--sections saves,contended,catchup,seed] [--backlog 100000]
-    python benchmarks/bench.py --concurrency     # the same, every section
+    python benchmarks/bench.py --concurrency     # every section, into RESULTS.md
 
 Sections: "saves" (below), "contended" (8 threads updating the same 10 aggregates,
 retrying on conflict), "catchup" (a follower reading a backlog of events, a multiple
@@ -46,6 +46,18 @@ PREFIX = "BENCH-RESULT "
 SLOW_FLUSH = "-c commit_delay=1000 -c commit_siblings=0"
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": ""}
 DBNAME = "bench_concurrency"
+
+
+# What a run printed, and the figures its targets are judged on.
+REPORT: list[str] = []
+SAVES: dict[tuple[str, str], dict[str, float]] = {}
+SEEDS: dict[tuple[str, str], float] = {}
+SECTION = "concurrency"  # of RESULTS.md, between markers bench.py keeps
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+    REPORT.append(line)
 
 
 # ---------------------------------------------------------------------------
@@ -397,15 +409,15 @@ def seed(store: str, reference: str) -> None:
         ceiling = 1 / (commits * (commit + read))
         cpu = 1 / in_memory if in_memory else 0.0
         with_cpu = 1 / (commits * (commit + read) + cpu)
-        print(
+        SEEDS[(store, scenario)] = ours / ceiling
+        say(
             f"{store:13} seed {scenario}: ours {ours:6.0f} commands/s, reference {theirs:6.0f}, "
             f"ceiling {ceiling:6.0f} (raw commit {commit * 1e3:.2f} ms, raw read "
             f"{read * 1e3:.2f} ms, {commits} commit(s) per command): {ours / ceiling:.0%}; "
             f"in memory {cpu * 1e3:.3f} ms per command, ceiling with it {with_cpu:6.0f}: "
             f"{ours / with_cpu:.0%}; user CPU per command: ours {ours_cpu * 1e3:.3f} ms, "
             f"reference {theirs_cpu * 1e3:.3f} ms, time per command at 80% of the ceiling "
-            f"{1e3 / (0.8 * ceiling):.3f} ms",
-            flush=True,
+            f"{1e3 / (0.8 * ceiling):.3f} ms"
         )
 
 
@@ -441,7 +453,11 @@ def main() -> int:
         "--sections", default="saves,contended,catchup,seed", help="comma-separated"
     )
     parser.add_argument("--backlog", type=int, default=100_000, help="events to catch up")
+    parser.add_argument(
+        "--write", type=Path, help="put the run's figures in this file (RESULTS.md), in a section"
+    )
     args = parser.parse_args()
+    started = time.time()
     if "postgres" in args.stores:
         ensure_database()
     pythons = {"ours": sys.executable, "reference": args.reference}
@@ -471,31 +487,97 @@ def main() -> int:
                 to_ref = ours / ref if ref else 0.0
                 to_raw = ours / raw if raw else 0.0
                 errors = [f"{k}: {v}" for k, v in row.items() if "error" in k]
-                print(
+                SAVES[(store, shape)] = row
+                say(
                     f"{store:13} {shape:12} ours {ours:7.0f}/s  reference {ref:7.0f}/s  "
                     f"raw {raw:7.0f}/s  raw locked {row['raw locked']:7.0f}/s  "
-                    f"ours/ref {to_ref:5.2f}x  ours/raw {to_raw:4.0%} {errors or ''}",
-                    flush=True,
+                    f"ours/ref {to_ref:5.2f}x  ours/raw {to_raw:4.0%} {errors or ''}"
                 )
         if "catchup" in sections:
             # (the worker's "threads" and "seconds" are the backlog and the writers)
             result = run(pythons["ours"], "catchup", store, args.backlog, 8, 1)
-            print(
-                f"{store:13} follower catching up {args.backlog:,} events, 8 writers: {result}",
-                flush=True,
-            )
+            say(f"{store:13} follower catching up {args.backlog:,} events, 8 writers: {result}")
         if "seed" in sections:
             seed(store, args.reference)
         if "contended" in sections:
             for name, python in pythons.items():
                 result = run(python, "contended", store, 8, args.seconds, 1)
-                print(
+                say(
                     f"{store:13} contended 8 threads x 10 aggregates  {name:9} "
                     f"{result.get('rate', 0):7.0f} saves/s, {result.get('conflicts', 0)} conflicts"
-                    + (f" {result['error']}" if "error" in result else ""),
-                    flush=True,
+                    + (f" {result['error']}" if "error" in result else "")
                 )
+    targets = judged_targets()
+    for line in targets:
+        print(line, flush=True)
+    if args.write:
+        write_section(args.write, started, targets)
     return 0
+
+
+def judged_targets() -> list[str]:
+    """Issue 19's targets, each met or not in this run's figures (those measured)."""
+    lines = []
+    slow = SAVES.get(("postgres-1ms", "8 threads"))
+    if slow and slow.get("reference") and slow.get("raw"):
+        to_ref, to_raw = slow["ours"] / slow["reference"], slow["ours"] / slow["raw"]
+        lines.append(
+            f"- PostgreSQL with the 1 ms flush, 8 threads: {to_ref:.2f}x the reference "
+            f"(target 4x: {_met(to_ref >= 4)}), {to_raw:.0%} of raw unlocked one-row "
+            f"transactions (target 70%: {_met(to_raw >= 0.7)})."
+        )
+    one, eight = SAVES.get(("sqlite", "1 threads")), SAVES.get(("sqlite", "8 threads"))
+    if one and eight and one.get("ours"):
+        times = eight["ours"] / one["ours"]
+        lines.append(
+            f"- SQLite, 8 threads: {times:.1f}x our one thread (target 3x: {_met(times >= 3)})."
+        )
+    for (store, scenario), fraction in SEEDS.items():
+        lines.append(
+            f"- The seed system {scenario} on {store}: {fraction:.0%} of its commit ceiling "
+            f"(target 80%: {_met(fraction >= 0.8)})."
+        )
+    return lines
+
+
+def _met(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def write_section(path: Path, started: float, targets: list[str]) -> None:
+    """Put this run's lines in ``path`` (RESULTS.md), between its section's markers."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    body = [
+        "## Concurrent saves, contended saves, catch-up and the seed system's ceiling",
+        "",
+        f"`python benchmarks/concurrency.py` ({' '.join(sys.argv[1:])}), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
+        f"{(time.time() - started) / 60:.1f} min, load average at the end {load} "
+        f"({os.cpu_count()} CPUs). Raw limits measured in the same run; see the "
+        "docstring of concurrency.py for what each row measures.",
+        "",
+        "```",
+        *REPORT,
+        "```",
+        "",
+        "Targets, judged on this run's figures:",
+        "",
+        *targets,
+    ]
+    replace_section(path, SECTION, "\n".join(body))
+
+
+def replace_section(path: Path, name: str, text: str) -> None:
+    """Write ``text`` between ``name``'s markers in ``path``, at the end if absent."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    current = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text}\n{end}"
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        current = head + block + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(current)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,10 @@ def test_bench_sets_saves_against_the_raw_limit_measured_in_the_same_rounds(tmp_
 
 def test_concurrency_bench_runs_every_section_on_sqlite(tmp_path):
     """benchmarks/concurrency.py (bench.py --concurrency), tiny: ours stands in for
-    the reference library, so no other install is needed."""
+    the reference library, so no other install is needed. Its figures go into a
+    section of the results file, which a later bench.py report keeps."""
+    results = tmp_path / "results.md"
+    results.write_text("# An earlier report\n")
     proc = subprocess.run(
         [
             sys.executable,
@@ -77,6 +80,8 @@ def test_concurrency_bench_runs_every_section_on_sqlite(tmp_path):
             "2000",
             "--reference",
             sys.executable,
+            "--write",
+            str(results),
         ],
         capture_output=True,
         text=True,
@@ -88,3 +93,11 @@ def test_concurrency_bench_runs_every_section_on_sqlite(tmp_path):
     assert not any("error" in line for line in lines), proc.stdout
     assert any("contended" in line and "conflicts" in line for line in lines), proc.stdout
     assert any("'skipped': 0" in line and "'twice or out of order': 0" in line for line in lines)
+    written = results.read_text()
+    assert written.startswith("# An earlier report"), written
+    assert "<!-- concurrency -->" in written and "<!-- /concurrency -->" in written, written
+    assert "- SQLite, 8 threads" not in written  # (4 threads here: that target is not judged)
+    assert "follower catching up 2,000 events" in written, written
+    report = run_quick_bench(tmp_path, "--stores", "popo", "--scenarios", "save")
+    assert "## Store: popo" in report, report
+    assert "<!-- concurrency -->" in report and "follower catching up 2,000 events" in report
