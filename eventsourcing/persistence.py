@@ -927,6 +927,9 @@ PROCESS_RECORDER_TOPIC = "PROCESS_RECORDER_TOPIC"
 TRACKING_RECORDER_TOPIC = "TRACKING_RECORDER_TOPIC"
 
 TFactory = TypeVar("TFactory", bound="InfrastructureFactory")
+# The type of view a factory's tracking_recorder() makes: user code may write
+# InfrastructureFactory[MyView] (as with the 9.x library's generic factory).
+TTrackingRecorder = TypeVar("TTrackingRecorder", bound="TrackingRecorder")
 
 
 def setting_name(env: Environment, key: str) -> str:
@@ -941,8 +944,12 @@ def setting_name(env: Environment, key: str) -> str:
     return f"{candidates[0]} (or {' or '.join(candidates[1:])})"
 
 
-class InfrastructureFactory(ABC):
-    """Builds the recorders, mapper and transcoder of one application."""
+class InfrastructureFactory(ABC, Generic[TTrackingRecorder]):
+    """Builds the recorders, mapper and transcoder of one application.
+
+    Generic in the type of the views (tracking recorders) it is asked for:
+    ``InfrastructureFactory[MyView].construct(env).tracking_recorder(MyPostgresView)``.
+    """
 
     # How long, in seconds, a follower that events keep reaching waits before its next
     # batch, so that more of them share one commit (``FOLLOWER_BATCH_DELAY`` overrides
@@ -1069,7 +1076,9 @@ class InfrastructureFactory(ABC):
     tracking_recorder_class: type[Any] | None = None
     TRACKING_RECORDER_TOPIC = TRACKING_RECORDER_TOPIC
 
-    def tracking_recorder(self, tracking_recorder_class: type[Any] | None = None) -> Any:
+    def tracking_recorder(
+        self, tracking_recorder_class: type[TTrackingRecorder] | None = None
+    ) -> TTrackingRecorder:
         """A tracking recorder (a materialised view) of ``tracking_recorder_class``, or
         of the class ``TRACKING_RECORDER_TOPIC`` names, or the store's own."""
         cls = tracking_recorder_class
@@ -1083,7 +1092,7 @@ class InfrastructureFactory(ABC):
             raise TypeError(
                 f"{cls!r} is not a {base.__name__} class, which this store's views derive from"
             )
-        return self._construct_tracking_recorder(cls)
+        return cast(TTrackingRecorder, self._construct_tracking_recorder(cls))
 
     def _construct_tracking_recorder(self, cls: type[Any]) -> Any:
         return cls()

@@ -268,6 +268,28 @@ def test_mapper_and_event_store_are_generic_over_the_id_type() -> None:
     assert Mapper[str] is not None and EventStore[str] is not None
 
 
+def test_a_factory_named_with_its_view_type_makes_that_view() -> None:
+    from eventsourcing.persistence import InfrastructureFactory, Tracking
+    from eventsourcing.popo import POPOTrackingRecorder
+    from eventsourcing.utils import Environment
+
+    class Tally(POPOTrackingRecorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.total = 0
+
+        def add(self, tracking: Tracking) -> None:
+            with self._database_lock:
+                self._assert_tracking_uniqueness(tracking)
+                self._insert_tracking(tracking)
+                self.total += 1
+
+    factory = InfrastructureFactory[Tally].construct(env=Environment("tally", {}))
+    tally = factory.tracking_recorder(Tally)
+    tally.add(Tracking("kennels", 1))
+    assert (tally.total, tally.max_tracking_id("kennels")) == (1, 1)
+
+
 def test_a_cipher_key_alone_encrypts_with_the_aes_cipher() -> None:
     from eventsourcing.application import Application
     from eventsourcing.cipher import AESCipher
