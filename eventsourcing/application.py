@@ -601,6 +601,11 @@ class LocalNotificationLog(NotificationLog):
 
     DEFAULT_SECTION_SIZE = 10
 
+    @staticmethod
+    def format_section_id(first_id: int, last_id: int) -> str:
+        """The ID of the section from ``first_id`` to ``last_id`` ("1,10")."""
+        return f"{first_id},{last_id}"
+
     def __init__(self, recorder: ApplicationRecorder, section_size: int = DEFAULT_SECTION_SIZE):
         self.recorder = recorder
         self.section_size = section_size
@@ -618,11 +623,11 @@ class LocalNotificationLog(NotificationLog):
         notifications = self.recorder.select_notifications(first, limit)
         if not notifications:
             return Section(id=None, items=[], next_id=None)
-        section_id = f"{notifications[0].id},{notifications[-1].id}"
+        section_id = self.format_section_id(notifications[0].id, notifications[-1].id)
         next_id = None
         if len(notifications) == limit:
             next_first = notifications[-1].id + 1
-            next_id = f"{next_first},{next_first + limit - 1}"
+            next_id = self.format_section_id(next_first, next_first + limit - 1)
         return Section(id=section_id, items=notifications, next_id=next_id)
 
     def select(

@@ -49,6 +49,7 @@ from eventsourcing.utils import (
     EventSourcingError,
     TopicError,  # (exported here too, as documented)
     get_topic,
+    register_topic,  # (importable from here too, as in the 9.x library)
     resolve_topic,
     upcast_state,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "create_utc_datetime_now",
     "datetime_now_with_tzinfo",
     "event",
+    "register_topic",
     "triggers",
 ]
 
@@ -518,6 +520,7 @@ class _EventMethod:
         self.event_class: type | None = None  # set when the aggregate class is made
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
+        self.__qualname__ = func.__qualname__
         self._trigger = self._make_trigger()
 
     @property

@@ -932,6 +932,11 @@ TFactory = TypeVar("TFactory", bound="InfrastructureFactory")
 TTrackingRecorder = TypeVar("TTrackingRecorder", bound="TrackingRecorder")
 
 
+class InfrastructureFactoryError(TopicError):
+    """PERSISTENCE_MODULE names no usable infrastructure factory (as raised by the 9.x
+    library; a TopicError too, as this library raised before)."""
+
+
 def setting_name(env: Environment, key: str) -> str:
     """The name under which ``key`` is set in ``env`` (``DOGS_KEY`` or ``KEY``), for
     errors; when unset, the names that would be read (``DOGS_KEY (or KEY)``)."""
@@ -964,6 +969,8 @@ class InfrastructureFactory(ABC, Generic[TTrackingRecorder]):
     CIPHER_KEY = CIPHER_KEY
     COMPRESSOR_TOPIC = COMPRESSOR_TOPIC
     IS_SNAPSHOTTING_ENABLED = IS_SNAPSHOTTING_ENABLED
+    APPLICATION_RECORDER_TOPIC = APPLICATION_RECORDER_TOPIC
+    PROCESS_RECORDER_TOPIC = PROCESS_RECORDER_TOPIC
 
     def __init__(self, env: Environment | None = None):
         self.env = env if env is not None else Environment()
@@ -990,13 +997,13 @@ class InfrastructureFactory(ABC, Generic[TTrackingRecorder]):
             obj = resolve_topic(topic)
         except (TopicError, ImportError) as error:
             name = setting_name(env, PERSISTENCE_MODULE)
-            raise TopicError(f"Cannot resolve {name} {topic!r}: {error}") from error
+            raise InfrastructureFactoryError(f"Cannot resolve {name} {topic!r}: {error}") from error
         if isinstance(obj, ModuleType):
             factory_cls = getattr(obj, "Factory", None) or _factory_class_in(obj, topic)
         else:
             factory_cls = obj
         if not (isinstance(factory_cls, type) and issubclass(factory_cls, InfrastructureFactory)):
-            raise TopicError(
+            raise InfrastructureFactoryError(
                 f"PERSISTENCE_MODULE {topic!r} is not an InfrastructureFactory: {factory_cls!r}"
             )
         return cast(InfrastructureFactory, factory_cls(env))
@@ -1118,7 +1125,7 @@ def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFact
     }
     if len(found) != 1:
         names = ", ".join(sorted(cls.__name__ for cls in found)) or "none"
-        raise TopicError(
+        raise InfrastructureFactoryError(
             f"PERSISTENCE_MODULE {topic!r} must define one InfrastructureFactory subclass "
             f"(or name one 'Factory'), found {len(found)}: {names}"
         )

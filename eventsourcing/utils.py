@@ -19,6 +19,7 @@ __all__ = [
     "TopicError",
     "clear_topic_cache",
     "construct_topic",
+    "get_method_name",
     "get_topic",
     "register_topic",
     "resolve_topic",
@@ -272,3 +273,8 @@ def retry(
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def get_method_name(method: Any) -> str:
+    """The qualified name of a function or method ("Dog.add_trick")."""
+    return str(method.__qualname__)

@@ -216,6 +216,17 @@ def test_a_persistence_module_with_no_or_several_factories_is_named() -> None:
         )
 
 
+def test_a_bad_persistence_module_is_an_infrastructure_factory_error() -> None:
+    from eventsourcing.persistence import InfrastructureFactory, InfrastructureFactoryError
+    from eventsourcing.utils import Environment, TopicError
+
+    for module in ("compat_no_such_module_here", "eventsourcing.utils"):
+        with pytest.raises(InfrastructureFactoryError) as caught:
+            InfrastructureFactory.construct(Environment("", {"PERSISTENCE_MODULE": module}))
+        assert isinstance(caught.value, TopicError)
+        assert module in str(caught.value)
+
+
 # -- names and generics ---------------------------------------------------------------
 
 
@@ -228,6 +239,28 @@ def test_the_documented_names_of_factories_and_the_cipher() -> None:
     assert eventsourcing.popo.Factory is eventsourcing.popo.POPOFactory
     assert eventsourcing.postgres.Factory is eventsourcing.postgres.PostgresFactory
     assert eventsourcing.cryptography.AESCipher is eventsourcing.cipher.AESCipher
+
+
+def test_the_setting_names_and_helpers_the_9x_library_also_offers() -> None:
+    from eventsourcing.application import Application, LocalNotificationLog
+    from eventsourcing.domain import register_topic
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.system import NotificationLogReader
+    from eventsourcing.utils import get_method_name, resolve_topic
+
+    assert InfrastructureFactory.APPLICATION_RECORDER_TOPIC == "APPLICATION_RECORDER_TOPIC"
+    assert InfrastructureFactory.PROCESS_RECORDER_TOPIC == "PROCESS_RECORDER_TOPIC"
+    assert LocalNotificationLog.format_section_id(11, 20) == "11,20"
+    assert NotificationLogReader.DEFAULT_SECTION_SIZE == 10
+    assert get_method_name(Puppy.rename) == "Puppy.rename"
+    register_topic("compat_moved_kennel:Pup", Puppy)
+    assert resolve_topic("compat_moved_kennel:Pup") is Puppy
+
+    app = Application()
+    for name in ("Rex", "Fido", "Spot"):
+        app.save(Puppy(name))
+    section = app.notification_log[LocalNotificationLog.format_section_id(1, 2)]
+    assert (section.id, section.next_id) == ("1,2", "3,4")
 
 
 def test_the_cryptography_cipher_is_selected_by_its_topic() -> None:
