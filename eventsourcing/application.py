@@ -951,8 +951,17 @@ class Application(Generic[TAggregateID]):
         self.snapshots.put([self._snapshot_class(aggregate).take(aggregate)])
 
     def _snapshot_class(self, aggregate: Any) -> Any:
-        """The aggregate class's nested ``Snapshot`` class, else ``snapshot_class``."""
-        snapshot_class = getattr(type(aggregate), "Snapshot", None) or type(self).snapshot_class
+        """The aggregate class's nested ``Snapshot`` class, else ``snapshot_class``.
+
+        Our Snapshot, inherited by an aggregate whose events are of its own hierarchy
+        (the documented BaseAggregate[str] with its own Event and Created classes),
+        does not count as nested: the 9.x library's BaseAggregate has none, so the
+        application's ``snapshot_class`` (for such ids) is the one used."""
+        aggregate_class = type(aggregate)
+        nested = getattr(aggregate_class, "Snapshot", None)
+        if nested is Snapshot and not _has_our_events(aggregate_class):
+            nested = None
+        snapshot_class = nested or type(self).snapshot_class
         if snapshot_class is None:
             raise AssertionError(
                 f"No snapshot class for {type(aggregate).__qualname__}: define a nested "
@@ -1042,3 +1051,9 @@ class EventSourcedLog(Generic[TDomainEvent]):
             Iterator[TDomainEvent],
             self.events.get(cast(Any, self.originator_id), gt=gt, lte=lte, desc=desc, limit=limit),
         )
+
+
+def _has_our_events(aggregate_class: type) -> bool:
+    """Whether an aggregate class's events derive from our Aggregate.Event."""
+    event_class = getattr(aggregate_class, "Event", None)
+    return isinstance(event_class, type) and issubclass(event_class, Aggregate.Event)

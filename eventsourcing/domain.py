@@ -379,22 +379,50 @@ def _refuse_delattr(event: object, name: str) -> None:
 _REFUSALS = (_refuse_setattr, _refuse_delattr)
 
 
-def _inherited(cls: type, name: str) -> Any:
-    """What ``cls`` would have as ``name`` without its own."""
-    return next((k.__dict__[name] for k in cls.__mro__[1:] if name in k.__dict__), None)
+class _ImmutableEvent:
+    """The last base given to a user's own root event class (one made with
+    MetaDomainEvent that derives from no event class of this library, which inherit
+    their refusals from DomainEvent): its events refuse changes through it, which
+    leaves the class's own namespace free for an explicit @dataclass(frozen=True)."""
+
+    __slots__ = ()
+    __setattr__ = _refuse_setattr
+    __delattr__ = _refuse_delattr
+
+
+def _refusal_in(bases: tuple[type, ...]) -> bool:
+    return any(k.__dict__.get("__setattr__") in _REFUSALS for b in bases for k in b.__mro__)
+
+
+def _frozen_without_own(cls: type, name: str) -> bool:
+    """Whether instances of ``cls`` would still refuse ``name`` (__setattr__ or
+    __delattr__) without the class's own: a base refuses it, reached through nothing
+    but the methods of frozen dataclasses (they pass other names on to the next
+    class, and they are all a frozen dataclass can have)."""
+    for k in cls.__mro__[1:]:
+        if name not in k.__dict__:
+            continue
+        if k.__dict__[name] in _REFUSALS:
+            return True
+        params = k.__dict__.get("__dataclass_params__")
+        if params is None or not params.frozen:
+            return False
+    return False
 
 
 class MetaDomainEvent(type):
     """Makes every event class an immutable dataclass, registered by topic."""
 
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
+        if "DomainEvent" in globals() and not _refusal_in(bases):
+            bases = (*bases, _ImmutableEvent)
         cls = super().__new__(mcs, name, bases, namespace, **kw)
         dataclass(frozen=True)(cast(Any, cls))  # turns the class into a dataclass in place
-        # The refusals dataclass just added are inherited from DomainEvent instead, so
-        # that the class may still be decorated with @dataclass(frozen=True) explicitly
-        # (dataclass will not overwrite a __setattr__ in the class's own namespace).
+        # The refusals dataclass just added are inherited instead, so that the class
+        # may still be decorated with @dataclass(frozen=True) explicitly (dataclass
+        # will not overwrite a __setattr__ in the class's own namespace).
         for refusal in ("__setattr__", "__delattr__"):
-            if refusal not in namespace and _inherited(cls, refusal) in _REFUSALS:
+            if refusal not in namespace and _frozen_without_own(cls, refusal):
                 type.__delattr__(cls, refusal)
         get_topic(cls)  # register, so a redefinition resolves to the latest class
         _note_plain_fields(cls, namespace)

@@ -380,3 +380,78 @@ def test_an_aggregates_repr_names_its_class_id_version_times_and_state() -> None
         f"Parrot(id={parrot.id!r}, version=1, created_on={parrot.created_on!r}, "
         f"modified_on={parrot.modified_on!r}, name='Polly', words=['hello'])"
     )
+
+
+# -- event classes of a user's own root, made with MetaDomainEvent ---------------------
+
+
+@dataclass(frozen=True)
+class StableEvent(metaclass=domain.MetaDomainEvent):
+    """A root event class of the user's own (no base event class of the library),
+    decorated explicitly as well, as a 9.x guide example does."""
+
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class StableSnapshot(StableEvent, CanSnapshotAggregate[str]):
+    topic: str
+    state: dict[str, Any]
+
+
+class StableAggregate(BaseAggregate[str]):
+    @dataclass(frozen=True)
+    class Event(StableEvent, CanMutateAggregate[str]):
+        pass
+
+    @dataclass(frozen=True)
+    class Created(Event, CanInitAggregate[str]):
+        originator_topic: str
+
+
+class Stable(StableAggregate):
+    @staticmethod
+    def create_id() -> str:
+        return f"stable-{uuid4()}"
+
+    @event("Opened")
+    def __init__(self, town: str) -> None:
+        self.town = town
+        self.horses: list[str] = []
+
+    @event("HorseArrived")
+    def arrive(self, horse: str) -> None:
+        self.horses.append(horse)
+
+
+def test_a_users_own_root_event_class_may_also_be_decorated_as_a_frozen_dataclass() -> None:
+    stable = Stable("York")
+    stable.arrive("Dobbin")
+    opened, arrived = stable.collect_events()
+    assert isinstance(opened, StableAggregate.Created) and arrived.horse == "Dobbin"
+    for instance, name in ((opened, "town"), (arrived, "horse"), (arrived, "originator_version")):
+        with pytest.raises(FrozenInstanceError):
+            setattr(instance, name, "changed")
+        with pytest.raises(FrozenInstanceError):
+            delattr(instance, name)
+
+
+def test_an_aggregate_with_its_own_events_is_snapshotted_with_the_apps_snapshot_class() -> None:
+    stable = Stable("York")
+    stable.arrive("Dobbin")
+
+    class Stables(Application[str]):
+        is_snapshotting_enabled = True
+        snapshot_class = StableSnapshot
+
+    app = Stables()
+    app.save(stable)
+    app.take_snapshot(stable.id)
+    assert app.snapshots is not None
+    (snapshot,) = app.snapshots.get(stable.id)
+    assert isinstance(snapshot, StableSnapshot)
+    with pytest.raises(FrozenInstanceError):
+        snapshot.topic = "elsewhere"  # type: ignore[misc]
+    assert app.repository.get(stable.id).horses == ["Dobbin"]
