@@ -123,6 +123,9 @@ def _password_refreshing(get_password: Callable[[], str]) -> type[PooledConnecti
     return PasswordRefreshingConnection
 
 
+_TDatastore = TypeVar("_TDatastore", bound="PostgresDatastore")
+
+
 class PostgresDatastore:
     """A pool of connections to one PostgreSQL database.
 
@@ -464,6 +467,12 @@ class PostgresDatastore:
         """Call ``flush`` when the datastore is closed, before its pool is (a recorder's
         notices of writes not yet sent)."""
         self._flushes.append(flush)
+
+    def __enter__(self: _TDatastore) -> _TDatastore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         flushes, self._flushes = self._flushes, []

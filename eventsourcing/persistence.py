@@ -1107,6 +1107,12 @@ class InfrastructureFactory(ABC, Generic[TTrackingRecorder]):
     def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
 
+    def __enter__(self: TFactory) -> TFactory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def dcb_recorder(self) -> DCBRecorder:
         """A recorder of DCB events (see ``eventsourcing.dcb``) in this store."""
         raise NotSupportedError(f"{type(self).__name__} cannot build a DCB recorder")
