@@ -546,6 +546,9 @@ class _EventMethod:
                 )
         self.param_names = [p.name for p in params]
         self.event_class: type | None = None  # set when the aggregate class is made
+        # Parameters naming fields the event class's __init__ does not take: the event
+        # makes those values itself (they are given to the method when it is applied).
+        self.not_given: frozenset[str] = frozenset()
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
         self.__qualname__ = func.__qualname__
@@ -573,9 +576,12 @@ class _EventMethod:
             event_class = method.event_class
             assert event_class is not None
             if not kwargs and all_positional and len(args) == len(positional):
-                aggregate.trigger_event(event_class, **dict(zip(positional, args)))
+                arguments = dict(zip(positional, args))
             else:
-                aggregate.trigger_event(event_class, **binder.bind(args, kwargs, qualname))
+                arguments = binder.bind(args, kwargs, qualname)
+            for name in method.not_given:
+                arguments.pop(name, None)
+            aggregate.trigger_event(event_class, **arguments)
 
         trigger.__name__ = self.func.__name__
         trigger.__qualname__ = qualname
@@ -1021,12 +1027,33 @@ def _most_derived_metaclass(bases: tuple[type, ...]) -> type:
     return winner
 
 
-def _annotations_of(method: _EventMethod) -> dict[str, Any]:
+def _annotations_of(method: _EventMethod, base: type) -> dict[str, Any]:
     """The event's fields: the method's parameters, with their annotations (an event
     class that converts its fields, such as a pydantic model, needs them to read its
-    values back from storage)."""
+    values back from storage), but for fields of ``base`` not set by its __init__."""
     parameters = method.signature.parameters
-    return {name: _annotation(parameters[name]) for name in method.param_names}
+    not_given = _fields_not_given(base)
+    return {
+        name: _annotation(parameters[name]) for name in method.param_names if name not in not_given
+    }
+
+
+_not_given: dict[type, frozenset[str]] = {}
+
+
+def _fields_not_given(event_class: type) -> frozenset[str]:
+    """The fields of an event class that its __init__ does not take (``field(init=False)``,
+    say one whose default factory reads a context variable): an event method may name
+    one as a parameter, to be given the event's value when the event is applied."""
+    try:
+        return _not_given[event_class]
+    except KeyError:
+        pass
+    names: frozenset[str] = frozenset()
+    if dataclasses.is_dataclass(event_class):
+        names = frozenset(f.name for f in dataclasses.fields(event_class) if not f.init)
+    _not_given[event_class] = names
+    return names
 
 
 def _annotation(parameter: inspect.Parameter) -> Any:
@@ -1049,7 +1076,7 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
                 cls,
                 name,
                 (cls.Event,),  # type: ignore[attr-defined]
-                _annotations_of(value),
+                _annotations_of(value, cls.Event),  # type: ignore[attr-defined]
             )
             setattr(cls, name, event_class)
         if event_class in _applied_methods:
@@ -1058,6 +1085,7 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
                 "is already applied by another @event method"
             )
         value.event_class = event_class
+        value.not_given = _fields_not_given(event_class).intersection(value.param_names)
         _applied_methods[event_class] = value
         own_apply = getattr(event_class, "apply", _default_apply)
         applier = _applier(value, own_apply)

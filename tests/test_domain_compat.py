@@ -3,7 +3,8 @@ snapshot classes, ``@event`` on property setters, and documented names."""
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError, dataclass
+from contextvars import ContextVar
+from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, get_type_hints
 from uuid import UUID, uuid4
@@ -455,3 +456,37 @@ def test_an_aggregate_with_its_own_events_is_snapshotted_with_the_apps_snapshot_
     with pytest.raises(FrozenInstanceError):
         snapshot.topic = "elsewhere"  # type: ignore[misc]
     assert app.repository.get(stable.id).horses == ["Dobbin"]
+
+
+# -- an event method naming a field its event makes itself ---------------------------
+
+_editor: ContextVar[str | None] = ContextVar("editor", default=None)
+
+
+class Article(Aggregate):
+    class Event(Aggregate.Event):
+        editor: str | None = field(default_factory=_editor.get, init=False)
+
+    @event("Drafted")
+    def __init__(self, headline: str) -> None:
+        self.headline = headline
+        self.edited_by: list[str | None] = []
+
+    @event("Retitled")
+    def retitle(self, headline: str, editor: str | None = None) -> None:
+        self.headline = headline
+        self.edited_by.append(editor)
+
+
+def test_an_event_method_may_take_a_field_that_the_event_makes_itself() -> None:
+    _editor.set("ann")
+    article = Article("Draft")
+    _editor.set("bob")
+    article.retitle("Final")
+    article.retitle("Final!", editor="ignored: the event makes its editor")
+    assert article.edited_by == ["bob", "bob"]
+    drafted, retitled, _ = article.collect_events()
+    assert (drafted.editor, retitled.editor, retitled.headline) == ("ann", "bob", "Final")
+    _editor.set("cy")
+    copy = replay([drafted, retitled])
+    assert copy.edited_by == ["bob"] and copy.headline == "Final"
