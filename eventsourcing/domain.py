@@ -549,6 +549,8 @@ class _EventMethod:
         # Parameters naming fields the event class's __init__ does not take: the event
         # makes those values itself (they are given to the method when it is applied).
         self.not_given: frozenset[str] = frozenset()
+        # The TOPIC of the event class defined for the method (@event(..., topic=...)).
+        self.event_topic: str | None = None
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
         self.__qualname__ = func.__qualname__
@@ -661,31 +663,33 @@ _F = TypeVar("_F", bound=Callable[..., Any] | property)
 
 
 @overload
-def event(arg: str, /) -> Callable[[_F], _F]: ...
+def event(arg: str, /, *, topic: str | None = None) -> Callable[[_F], _F]: ...
 
 
 @overload
-def event(arg: type[CanMutateAggregate], /) -> Callable[[_F], _F]: ...
+def event(arg: type[CanMutateAggregate], /, *, topic: str | None = None) -> Callable[[_F], _F]: ...
 
 
 @overload
-def event(arg: type[AbstractDecision], /) -> Callable[[_F], _F]: ...
+def event(arg: type[AbstractDecision], /, *, topic: str | None = None) -> Callable[[_F], _F]: ...
 
 
 @overload
-def event(arg: None = None, /) -> Callable[[_F], _F]: ...
+def event(arg: None = None, /, *, topic: str | None = None) -> Callable[[_F], _F]: ...
 
 
 @overload
 def event(arg: _F, /) -> _F: ...
 
 
-def event(arg: Any = None, /) -> Any:
+def event(arg: Any = None, /, *, topic: str | None = None) -> Any:
     """Decorate a command method (or ``__init__``) so that calling it triggers an event.
 
     ``@event('Name')`` names the event class; ``@event`` alone derives it from the
     method name (``add_trick`` -> ``AddTrick``; ``__init__`` -> ``Created``);
-    ``@event(EventClass)`` uses a class defined explicitly.
+    ``@event(EventClass)`` uses a class defined explicitly. ``topic`` gives the
+    event class that the decorator defines a topic of its own (its ``TOPIC``), so
+    that stored events keep resolving if the class moves or is renamed.
     """
     if isinstance(arg, _EventMethod):
         raise ProgrammingError("@event applied twice to one method")
@@ -701,7 +705,9 @@ def event(arg: Any = None, /) -> Any:
         def decorator(func: Callable[..., Any]) -> _EventMethod:
             if isinstance(func, _EventMethod):
                 raise ProgrammingError("@event applied twice to one method")
-            return _event_method(func, spec)
+            method = _event_method(func, spec)
+            method.event_topic = topic
+            return method
 
         return decorator
     raise ProgrammingError(f"@event takes an event name, an event class or a method, not {arg!r}")
@@ -984,7 +990,8 @@ def _adopt_event_classes(cls: type, namespace: dict[str, Any]) -> dict[str, Any]
             continue
         # Adopted bases too, so that the classes written keep their hierarchy.
         bases = (value, *(adopted[b] for b in value.__bases__ if b in adopted), base_event)
-        adopted[value] = _make_event_class(cls, name, _mro_safe(bases), {})
+        topic = value.__dict__.get("TOPIC")  # (the class adopted answers to it now)
+        adopted[value] = _make_event_class(cls, name, _mro_safe(bases), {}, topic=topic)
         type.__setattr__(cls, name, adopted[value])
     if not adopted:
         return namespace
@@ -1008,13 +1015,19 @@ def _mro_safe(bases: tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _make_event_class(
-    owner: type, name: str, bases: tuple[type, ...], annotations: dict[str, Any]
+    owner: type,
+    name: str,
+    bases: tuple[type, ...],
+    annotations: dict[str, Any],
+    topic: str | None = None,
 ) -> type:
-    namespace = {
+    namespace: dict[str, Any] = {
         "__annotations__": annotations,
         "__qualname__": f"{owner.__qualname__}.{name}",
         "__module__": owner.__module__,
     }
+    if topic is not None:
+        namespace["TOPIC"] = topic
     return _most_derived_metaclass(bases)(name, bases, namespace)
 
 
@@ -1077,6 +1090,7 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
                 name,
                 (cls.Event,),  # type: ignore[attr-defined]
                 _annotations_of(value, cls.Event),  # type: ignore[attr-defined]
+                topic=value.event_topic,
             )
             setattr(cls, name, event_class)
         if event_class in _applied_methods:
@@ -1166,6 +1180,9 @@ def _define_created_event(
             _set_created_class(cls, init.event_spec, generated=False)
             return
         created_event_name = init.event_name
+        created_topic = init.event_topic
+    else:
+        created_topic = None
     declared = {
         k: v
         for k, v in namespace.items()
@@ -1187,7 +1204,7 @@ def _define_created_event(
         )
     else:
         name = _inherited_created_name(cls) or "Created"
-    created = _make_created_class(cls, name, bases)
+    created = _make_created_class(cls, name, bases, topic=created_topic)
     _set_created_class(cls, created, generated=True)
 
 
@@ -1197,7 +1214,9 @@ def _set_created_class(cls: type, created: type, *, generated: bool) -> None:
     type.__setattr__(cls, "_created_for_signature", _signature(cls.__init__))  # type: ignore[misc]
 
 
-def _make_created_class(cls: type, name: str, bases: tuple[type, ...]) -> type:
+def _make_created_class(
+    cls: type, name: str, bases: tuple[type, ...], topic: str | None = None
+) -> type:
     """Define the created event class ``name`` with ``__init__``'s parameters as fields."""
     params = list(_signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
     if _declares_id(cls):
@@ -1207,7 +1226,7 @@ def _make_created_class(cls: type, name: str, bases: tuple[type, ...]) -> type:
     }
     inherited = _unique(_created_class_of_base(b) for b in bases if hasattr(b, "Created"))
     event_bases = _mro_safe(inherited + (cls.Event,))  # type: ignore[attr-defined]
-    created = _make_event_class(cls, name, event_bases, annotations)
+    created = _make_event_class(cls, name, event_bases, annotations, topic=topic)
     type.__setattr__(cls, name, created)
     return created
 
@@ -1229,7 +1248,7 @@ def _created_event_class_of(cls: type) -> type:
     if cls.__dict__.get("_created_for_signature") == signature:
         return created
     bases = tuple(b for b in cls.__bases__ if isinstance(b, MetaAggregate))
-    remade = _make_created_class(cls, created.__name__, bases)
+    remade = _make_created_class(cls, created.__name__, bases, topic=created.__dict__.get("TOPIC"))
     _set_created_class(cls, remade, generated=True)
     return remade
 

@@ -51,14 +51,16 @@ _topics_of: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def get_topic(obj: Any) -> str:
-    """Return the topic of a class, function or module: ``module:qualname``."""
+    """Return the topic of a class, function or module: ``module:qualname``, or the
+    ``TOPIC`` a class declares in its own body (which then resolves to it)."""
     try:
         return _topics_of[obj]
     except (KeyError, TypeError):  # not seen yet, or not hashable
         pass
     if isinstance(obj, ModuleType):
         return obj.__name__
-    topic = f"{obj.__module__}:{obj.__qualname__}"
+    declared = _declared_topic(obj)
+    topic = declared if declared is not None else f"{obj.__module__}:{obj.__qualname__}"
     _topic_cache[topic] = obj
     try:
         _topics_of[obj] = topic
@@ -67,11 +69,21 @@ def get_topic(obj: Any) -> str:
     return topic
 
 
+def _declared_topic(obj: Any) -> str | None:
+    """The ``TOPIC`` string of an object: of a class, only one set in its own body
+    (a subclass does not take its base's)."""
+    if isinstance(obj, type):
+        declared = obj.__dict__.get("TOPIC")
+    else:
+        declared = getattr(obj, "TOPIC", None)
+    return declared if isinstance(declared, str) else None
+
+
 def construct_topic(obj: Any, /) -> str:
     """The topic of a class or function, made anew: its ``TOPIC`` attribute if it
     declares one, else ``module:qualname`` (``get_topic`` remembers what it made)."""
-    declared = getattr(obj, "TOPIC", None)
-    if isinstance(declared, str):
+    declared = _declared_topic(obj)
+    if declared is not None:
         return declared
     try:
         return f"{obj.__module__}:{obj.__qualname__}"

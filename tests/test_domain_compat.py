@@ -490,3 +490,55 @@ def test_an_event_method_may_take_a_field_that_the_event_makes_itself() -> None:
     _editor.set("cy")
     copy = replay([drafted, retitled])
     assert copy.edited_by == ["bob"] and copy.headline == "Final"
+
+
+# -- topics declared by classes ------------------------------------------------------
+
+
+class Ferry(Aggregate):
+    TOPIC = "compat-ferry"
+
+    class Launched(Aggregate.Created):
+        TOPIC = "compat-ferry-launched"
+        name: str
+
+    @event(Launched)
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ports: list[str] = []
+
+    @event("Docked", topic="compat-ferry-docked")
+    def dock(self, port: str) -> None:
+        self.ports.append(port)
+
+
+class Barge(Aggregate):
+    @event("Floated", topic="compat-barge-floated")
+    def __init__(self, cargo: str) -> None:
+        self.cargo = cargo
+
+
+def test_classes_may_declare_their_topics_and_event_methods_may_name_them() -> None:
+    from eventsourcing.utils import get_topic, resolve_topic
+
+    assert get_topic(Ferry) == "compat-ferry"
+    assert get_topic(Ferry.Launched) == "compat-ferry-launched"
+    assert get_topic(Ferry.Docked) == "compat-ferry-docked"
+    assert get_topic(Barge.Floated) == "compat-barge-floated"
+    for topic, cls in [("compat-ferry", Ferry), ("compat-ferry-docked", Ferry.Docked)]:
+        assert resolve_topic(topic) is cls
+
+    class Tug(Ferry):  # (a subclass does not take its base's topic)
+        pass
+
+    assert get_topic(Tug) != "compat-ferry"
+
+    app = Application()
+    ferry = Ferry("Mersey")
+    ferry.dock("Liverpool")
+    barge = Barge("coal")
+    app.save(ferry, barge)
+    topics = [n.topic for n in app.notification_log.select(start=1, limit=10)]
+    assert topics == ["compat-ferry-launched", "compat-ferry-docked", "compat-barge-floated"]
+    assert app.repository.get(ferry.id).ports == ["Liverpool"]
+    assert app.repository.get(barge.id).cargo == "coal"
