@@ -172,6 +172,12 @@ class PostgresDatastore:
         application_name: str = "",
         conninfo: str = "",
         get_password_func: Callable[[], str] | None = None,
+        # Taken as the 9.x PostgresDatastore takes them, and not used: the pool opens
+        # when first used, a tracking table holds one row per upstream application,
+        # and a write is one statement without database functions.
+        pool_open_timeout: float | None = None,
+        single_row_tracking: bool = True,
+        enable_db_functions: bool = False,
     ):
         self.synchronous_commit = checked_mode(
             synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"

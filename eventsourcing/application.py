@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import warnings
 from collections import OrderedDict
@@ -751,7 +752,7 @@ class Application(Generic[TAggregateID]):
 
     def __init__(self, env: EnvType | None = None):
         self.env = self.construct_env(self.name, env)  # type: ignore[misc]
-        self.factory = self.construct_factory()
+        self.factory = self._call_construct_factory()
         self.mapper = self.construct_mapper()
         self.recorder = self.construct_recorder()
         self.events = self.construct_event_store()
@@ -765,8 +766,21 @@ class Application(Generic[TAggregateID]):
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         return Environment.for_application(name, type(self).env, env)
 
-    def construct_factory(self) -> InfrastructureFactory:
-        return InfrastructureFactory.construct(cast(Environment, self.env))
+    def construct_factory(self, env: Environment | None = None) -> InfrastructureFactory:
+        """The factory that ``PERSISTENCE_MODULE`` names, for ``env`` (the application's
+        environment, which the 9.x library passes, as this class does)."""
+        return InfrastructureFactory.construct(
+            env if env is not None else cast(Environment, self.env)
+        )
+
+    def _call_construct_factory(self) -> InfrastructureFactory:
+        # An override may take the environment (as in 9.x) or not.
+        construct = self.construct_factory
+        try:
+            takes_env = bool(inspect.signature(construct).parameters)
+        except (TypeError, ValueError):
+            takes_env = True
+        return construct(cast(Environment, self.env)) if takes_env else construct()
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = self.factory.transcoder()

@@ -91,20 +91,20 @@ def construct_topic(obj: Any, /) -> str:
         raise TypeError(f"Cannot make a topic for {obj!r}: it has no module or qualname") from None
 
 
-def register_topic(old_topic: str, obj: Any) -> None:
-    """Make ``old_topic`` resolve to ``obj``, after a class or module was renamed.
+def register_topic(topic: str, obj: Any) -> None:
+    """Make ``topic`` (an old one) resolve to ``obj``, after a class or module was renamed.
 
-    ``old_topic`` may name a class (``oldmodule:OldName``), a module
+    ``topic`` may name a class (``oldmodule:OldName``), a module
     (``oldmodule``), a package whose modules follow (``oldpackage``, so that
     ``oldpackage.sub:Name`` resolves in ``obj``'s ``sub``), or a nested path
     prefix (``oldmodule:Outer``).
     """
     with _topic_lock:
-        existing = _renamed_topics.get(old_topic)
+        existing = _renamed_topics.get(topic)
         if existing is not None and existing is not obj:
-            raise TopicError(f"Topic {old_topic!r} is already registered for {existing!r}")
-        _renamed_topics[old_topic] = obj
-        _topic_cache.pop(old_topic, None)
+            raise TopicError(f"Topic {topic!r} is already registered for {existing!r}")
+        _renamed_topics[topic] = obj
+        _topic_cache.pop(topic, None)
 
 
 def clear_topic_cache() -> None:
@@ -188,8 +188,9 @@ _TRUE = {"y", "yes", "t", "true", "on", "1"}
 _FALSE = {"n", "no", "f", "false", "off", "0"}
 
 
-def strtobool(value: str) -> bool:
+def strtobool(val: str) -> bool:
     """Interpret a setting such as ``"yes"`` or ``"0"`` as a boolean."""
+    value = val
     lowered = str(value).strip().lower()
     if lowered in _TRUE:
         return True
@@ -239,9 +240,9 @@ class Environment(dict[str, str]):
         return cls(name, merged)
 
 
-def reversed_keys(mapping: Mapping[Any, Any]) -> Iterator[Any]:
-    """The keys of ``mapping``, last first (dicts keep their insertion order)."""
-    return reversed(list(mapping.keys()))
+def reversed_keys(d: Mapping[Any, Any]) -> Iterator[Any]:
+    """The keys of ``d``, last first (dicts keep their insertion order)."""
+    return reversed(list(d.keys()))
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -263,6 +263,47 @@ def test_the_setting_names_and_helpers_the_9x_library_also_offers() -> None:
     assert (section.id, section.next_id) == ("1,2", "3,4")
 
 
+def test_construct_factory_may_be_overridden_with_or_without_the_environment() -> None:
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.popo import POPOFactory
+    from eventsourcing.utils import Environment
+
+    made: list[str] = []
+
+    class Counted(POPOFactory):
+        pass
+
+    class WithEnv(Application):  # as overridden for the 9.x library
+        def construct_factory(self, env: Environment | None = None) -> InfrastructureFactory:
+            made.append(f"env {env.name if env is not None else None}")
+            return Counted(env)
+
+    class WithoutEnv(Application):
+        def construct_factory(self) -> InfrastructureFactory:  # type: ignore[override]
+            made.append("none")
+            return Counted(self.env)
+
+    assert isinstance(WithEnv().factory, Counted)
+    assert isinstance(WithoutEnv().factory, Counted)
+    assert made == ["env WithEnv", "none"]
+    assert type(Application().construct_factory(Environment("x", {}))).__name__ == "POPOFactory"
+
+
+def test_utility_parameters_have_their_9x_names() -> None:
+    from eventsourcing.sqlite import SQLiteDatastore
+    from eventsourcing.utils import register_topic, resolve_topic, reversed_keys, strtobool
+
+    assert strtobool(val="yes") is True
+    assert list(reversed_keys(d={"a": 1, "b": 2})) == ["b", "a"]
+    register_topic(topic="compat_old_kennel:Pup", obj=Puppy)
+    assert resolve_topic("compat_old_kennel:Pup") is Puppy
+    datastore = SQLiteDatastore(
+        ":memory:", pool_size=2, max_overflow=0, pool_timeout=1.0, pre_ping=True
+    )
+    assert datastore.db_name == ":memory:"
+
+
 def test_the_cryptography_cipher_is_selected_by_its_topic() -> None:
     from uuid import uuid4
 
