@@ -68,7 +68,9 @@ class EventProcessingError(EventSourcingError):
 class NotificationLogReader:
     """Reads a notification log in order, section by section."""
 
-    def __init__(self, notification_log: NotificationLog, section_size: int = 10):
+    DEFAULT_SECTION_SIZE = 10
+
+    def __init__(self, notification_log: NotificationLog, section_size: int = DEFAULT_SECTION_SIZE):
         if isinstance(section_size, bool) or not isinstance(section_size, int) or section_size < 1:
             raise ValueError(
                 f"A notification log reader's section_size must be a positive integer, "

@@ -123,6 +123,9 @@ def _password_refreshing(get_password: Callable[[], str]) -> type[PooledConnecti
     return PasswordRefreshingConnection
 
 
+_TDatastore = TypeVar("_TDatastore", bound="PostgresDatastore")
+
+
 class PostgresDatastore:
     """A pool of connections to one PostgreSQL database.
 
@@ -169,6 +172,12 @@ class PostgresDatastore:
         application_name: str = "",
         conninfo: str = "",
         get_password_func: Callable[[], str] | None = None,
+        # Taken as the 9.x PostgresDatastore takes them, and not used: the pool opens
+        # when first used, a tracking table holds one row per upstream application,
+        # and a write is one statement without database functions.
+        pool_open_timeout: float | None = None,
+        single_row_tracking: bool = True,
+        enable_db_functions: bool = False,
     ):
         self.synchronous_commit = checked_mode(
             synchronous_commit, SYNCHRONOUS_COMMIT_MODES, "synchronous_commit"
@@ -464,6 +473,12 @@ class PostgresDatastore:
         """Call ``flush`` when the datastore is closed, before its pool is (a recorder's
         notices of writes not yet sent)."""
         self._flushes.append(flush)
+
+    def __enter__(self: _TDatastore) -> _TDatastore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         flushes, self._flushes = self._flushes, []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import warnings
 from collections import OrderedDict
@@ -601,6 +602,11 @@ class LocalNotificationLog(NotificationLog):
 
     DEFAULT_SECTION_SIZE = 10
 
+    @staticmethod
+    def format_section_id(first_id: int, last_id: int) -> str:
+        """The ID of the section from ``first_id`` to ``last_id`` ("1,10")."""
+        return f"{first_id},{last_id}"
+
     def __init__(self, recorder: ApplicationRecorder, section_size: int = DEFAULT_SECTION_SIZE):
         self.recorder = recorder
         self.section_size = section_size
@@ -618,11 +624,11 @@ class LocalNotificationLog(NotificationLog):
         notifications = self.recorder.select_notifications(first, limit)
         if not notifications:
             return Section(id=None, items=[], next_id=None)
-        section_id = f"{notifications[0].id},{notifications[-1].id}"
+        section_id = self.format_section_id(notifications[0].id, notifications[-1].id)
         next_id = None
         if len(notifications) == limit:
             next_first = notifications[-1].id + 1
-            next_id = f"{next_first},{next_first + limit - 1}"
+            next_id = self.format_section_id(next_first, next_first + limit - 1)
         return Section(id=section_id, items=notifications, next_id=next_id)
 
     def select(
@@ -746,7 +752,7 @@ class Application(Generic[TAggregateID]):
 
     def __init__(self, env: EnvType | None = None):
         self.env = self.construct_env(self.name, env)  # type: ignore[misc]
-        self.factory = self.construct_factory()
+        self.factory = self._call_construct_factory()
         self.mapper = self.construct_mapper()
         self.recorder = self.construct_recorder()
         self.events = self.construct_event_store()
@@ -760,8 +766,21 @@ class Application(Generic[TAggregateID]):
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         return Environment.for_application(name, type(self).env, env)
 
-    def construct_factory(self) -> InfrastructureFactory:
-        return InfrastructureFactory.construct(cast(Environment, self.env))
+    def construct_factory(self, env: Environment | None = None) -> InfrastructureFactory:
+        """The factory that ``PERSISTENCE_MODULE`` names, for ``env`` (the application's
+        environment, which the 9.x library passes, as this class does)."""
+        return InfrastructureFactory.construct(
+            env if env is not None else cast(Environment, self.env)
+        )
+
+    def _call_construct_factory(self) -> InfrastructureFactory:
+        # An override may take the environment (as in 9.x) or not.
+        construct = self.construct_factory
+        try:
+            takes_env = bool(inspect.signature(construct).parameters)
+        except (TypeError, ValueError):
+            takes_env = True
+        return construct(cast(Environment, self.env)) if takes_env else construct()
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = self.factory.transcoder()
@@ -946,8 +965,17 @@ class Application(Generic[TAggregateID]):
         self.snapshots.put([self._snapshot_class(aggregate).take(aggregate)])
 
     def _snapshot_class(self, aggregate: Any) -> Any:
-        """The aggregate class's nested ``Snapshot`` class, else ``snapshot_class``."""
-        snapshot_class = getattr(type(aggregate), "Snapshot", None) or type(self).snapshot_class
+        """The aggregate class's nested ``Snapshot`` class, else ``snapshot_class``.
+
+        Our Snapshot, inherited by an aggregate whose events are of its own hierarchy
+        (the documented BaseAggregate[str] with its own Event and Created classes),
+        does not count as nested: the 9.x library's BaseAggregate has none, so the
+        application's ``snapshot_class`` (for such ids) is the one used."""
+        aggregate_class = type(aggregate)
+        nested = getattr(aggregate_class, "Snapshot", None)
+        if nested is Snapshot and not _has_our_events(aggregate_class):
+            nested = None
+        snapshot_class = nested or type(self).snapshot_class
         if snapshot_class is None:
             raise AssertionError(
                 f"No snapshot class for {type(aggregate).__qualname__}: define a nested "
@@ -1037,3 +1065,9 @@ class EventSourcedLog(Generic[TDomainEvent]):
             Iterator[TDomainEvent],
             self.events.get(cast(Any, self.originator_id), gt=gt, lte=lte, desc=desc, limit=limit),
         )
+
+
+def _has_our_events(aggregate_class: type) -> bool:
+    """Whether an aggregate class's events derive from our Aggregate.Event."""
+    event_class = getattr(aggregate_class, "Event", None)
+    return isinstance(event_class, type) and issubclass(event_class, Aggregate.Event)

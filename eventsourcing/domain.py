@@ -49,6 +49,7 @@ from eventsourcing.utils import (
     EventSourcingError,
     TopicError,  # (exported here too, as documented)
     get_topic,
+    register_topic,  # (importable from here too, as in the 9.x library)
     resolve_topic,
     upcast_state,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "create_utc_datetime_now",
     "datetime_now_with_tzinfo",
     "event",
+    "register_topic",
     "triggers",
 ]
 
@@ -377,22 +379,50 @@ def _refuse_delattr(event: object, name: str) -> None:
 _REFUSALS = (_refuse_setattr, _refuse_delattr)
 
 
-def _inherited(cls: type, name: str) -> Any:
-    """What ``cls`` would have as ``name`` without its own."""
-    return next((k.__dict__[name] for k in cls.__mro__[1:] if name in k.__dict__), None)
+class _ImmutableEvent:
+    """The last base given to a user's own root event class (one made with
+    MetaDomainEvent that derives from no event class of this library, which inherit
+    their refusals from DomainEvent): its events refuse changes through it, which
+    leaves the class's own namespace free for an explicit @dataclass(frozen=True)."""
+
+    __slots__ = ()
+    __setattr__ = _refuse_setattr
+    __delattr__ = _refuse_delattr
+
+
+def _refusal_in(bases: tuple[type, ...]) -> bool:
+    return any(k.__dict__.get("__setattr__") in _REFUSALS for b in bases for k in b.__mro__)
+
+
+def _frozen_without_own(cls: type, name: str) -> bool:
+    """Whether instances of ``cls`` would still refuse ``name`` (__setattr__ or
+    __delattr__) without the class's own: a base refuses it, reached through nothing
+    but the methods of frozen dataclasses (they pass other names on to the next
+    class, and they are all a frozen dataclass can have)."""
+    for k in cls.__mro__[1:]:
+        if name not in k.__dict__:
+            continue
+        if k.__dict__[name] in _REFUSALS:
+            return True
+        params = k.__dict__.get("__dataclass_params__")
+        if params is None or not params.frozen:
+            return False
+    return False
 
 
 class MetaDomainEvent(type):
     """Makes every event class an immutable dataclass, registered by topic."""
 
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any):
+        if "DomainEvent" in globals() and not _refusal_in(bases):
+            bases = (*bases, _ImmutableEvent)
         cls = super().__new__(mcs, name, bases, namespace, **kw)
         dataclass(frozen=True)(cast(Any, cls))  # turns the class into a dataclass in place
-        # The refusals dataclass just added are inherited from DomainEvent instead, so
-        # that the class may still be decorated with @dataclass(frozen=True) explicitly
-        # (dataclass will not overwrite a __setattr__ in the class's own namespace).
+        # The refusals dataclass just added are inherited instead, so that the class
+        # may still be decorated with @dataclass(frozen=True) explicitly (dataclass
+        # will not overwrite a __setattr__ in the class's own namespace).
         for refusal in ("__setattr__", "__delattr__"):
-            if refusal not in namespace and _inherited(cls, refusal) in _REFUSALS:
+            if refusal not in namespace and _frozen_without_own(cls, refusal):
                 type.__delattr__(cls, refusal)
         get_topic(cls)  # register, so a redefinition resolves to the latest class
         _note_plain_fields(cls, namespace)
@@ -516,8 +546,14 @@ class _EventMethod:
                 )
         self.param_names = [p.name for p in params]
         self.event_class: type | None = None  # set when the aggregate class is made
+        # Parameters naming fields the event class's __init__ does not take: the event
+        # makes those values itself (they are given to the method when it is applied).
+        self.not_given: frozenset[str] = frozenset()
+        # The TOPIC of the event class defined for the method (@event(..., topic=...)).
+        self.event_topic: str | None = None
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
+        self.__qualname__ = func.__qualname__
         self._trigger = self._make_trigger()
 
     @property
@@ -542,9 +578,12 @@ class _EventMethod:
             event_class = method.event_class
             assert event_class is not None
             if not kwargs and all_positional and len(args) == len(positional):
-                aggregate.trigger_event(event_class, **dict(zip(positional, args)))
+                arguments = dict(zip(positional, args))
             else:
-                aggregate.trigger_event(event_class, **binder.bind(args, kwargs, qualname))
+                arguments = binder.bind(args, kwargs, qualname)
+            for name in method.not_given:
+                arguments.pop(name, None)
+            aggregate.trigger_event(event_class, **arguments)
 
         trigger.__name__ = self.func.__name__
         trigger.__qualname__ = qualname
@@ -624,31 +663,33 @@ _F = TypeVar("_F", bound=Callable[..., Any] | property)
 
 
 @overload
-def event(arg: str, /) -> Callable[[_F], _F]: ...
+def event(arg: str, /, *, topic: str | None = None) -> Callable[[_F], _F]: ...
 
 
 @overload
-def event(arg: type[CanMutateAggregate], /) -> Callable[[_F], _F]: ...
+def event(arg: type[CanMutateAggregate], /, *, topic: str | None = None) -> Callable[[_F], _F]: ...
 
 
 @overload
-def event(arg: type[AbstractDecision], /) -> Callable[[_F], _F]: ...
+def event(arg: type[AbstractDecision], /, *, topic: str | None = None) -> Callable[[_F], _F]: ...
 
 
 @overload
-def event(arg: None = None, /) -> Callable[[_F], _F]: ...
+def event(arg: None = None, /, *, topic: str | None = None) -> Callable[[_F], _F]: ...
 
 
 @overload
 def event(arg: _F, /) -> _F: ...
 
 
-def event(arg: Any = None, /) -> Any:
+def event(arg: Any = None, /, *, topic: str | None = None) -> Any:
     """Decorate a command method (or ``__init__``) so that calling it triggers an event.
 
     ``@event('Name')`` names the event class; ``@event`` alone derives it from the
     method name (``add_trick`` -> ``AddTrick``; ``__init__`` -> ``Created``);
-    ``@event(EventClass)`` uses a class defined explicitly.
+    ``@event(EventClass)`` uses a class defined explicitly. ``topic`` gives the
+    event class that the decorator defines a topic of its own (its ``TOPIC``), so
+    that stored events keep resolving if the class moves or is renamed.
     """
     if isinstance(arg, _EventMethod):
         raise ProgrammingError("@event applied twice to one method")
@@ -664,7 +705,9 @@ def event(arg: Any = None, /) -> Any:
         def decorator(func: Callable[..., Any]) -> _EventMethod:
             if isinstance(func, _EventMethod):
                 raise ProgrammingError("@event applied twice to one method")
-            return _event_method(func, spec)
+            method = _event_method(func, spec)
+            method.event_topic = topic
+            return method
 
         return decorator
     raise ProgrammingError(f"@event takes an event name, an event class or a method, not {arg!r}")
@@ -947,7 +990,8 @@ def _adopt_event_classes(cls: type, namespace: dict[str, Any]) -> dict[str, Any]
             continue
         # Adopted bases too, so that the classes written keep their hierarchy.
         bases = (value, *(adopted[b] for b in value.__bases__ if b in adopted), base_event)
-        adopted[value] = _make_event_class(cls, name, _mro_safe(bases), {})
+        topic = value.__dict__.get("TOPIC")  # (the class adopted answers to it now)
+        adopted[value] = _make_event_class(cls, name, _mro_safe(bases), {}, topic=topic)
         type.__setattr__(cls, name, adopted[value])
     if not adopted:
         return namespace
@@ -971,13 +1015,19 @@ def _mro_safe(bases: tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _make_event_class(
-    owner: type, name: str, bases: tuple[type, ...], annotations: dict[str, Any]
+    owner: type,
+    name: str,
+    bases: tuple[type, ...],
+    annotations: dict[str, Any],
+    topic: str | None = None,
 ) -> type:
-    namespace = {
+    namespace: dict[str, Any] = {
         "__annotations__": annotations,
         "__qualname__": f"{owner.__qualname__}.{name}",
         "__module__": owner.__module__,
     }
+    if topic is not None:
+        namespace["TOPIC"] = topic
     return _most_derived_metaclass(bases)(name, bases, namespace)
 
 
@@ -990,12 +1040,33 @@ def _most_derived_metaclass(bases: tuple[type, ...]) -> type:
     return winner
 
 
-def _annotations_of(method: _EventMethod) -> dict[str, Any]:
+def _annotations_of(method: _EventMethod, base: type) -> dict[str, Any]:
     """The event's fields: the method's parameters, with their annotations (an event
     class that converts its fields, such as a pydantic model, needs them to read its
-    values back from storage)."""
+    values back from storage), but for fields of ``base`` not set by its __init__."""
     parameters = method.signature.parameters
-    return {name: _annotation(parameters[name]) for name in method.param_names}
+    not_given = _fields_not_given(base)
+    return {
+        name: _annotation(parameters[name]) for name in method.param_names if name not in not_given
+    }
+
+
+_not_given: dict[type, frozenset[str]] = {}
+
+
+def _fields_not_given(event_class: type) -> frozenset[str]:
+    """The fields of an event class that its __init__ does not take (``field(init=False)``,
+    say one whose default factory reads a context variable): an event method may name
+    one as a parameter, to be given the event's value when the event is applied."""
+    try:
+        return _not_given[event_class]
+    except KeyError:
+        pass
+    names: frozenset[str] = frozenset()
+    if dataclasses.is_dataclass(event_class):
+        names = frozenset(f.name for f in dataclasses.fields(event_class) if not f.init)
+    _not_given[event_class] = names
+    return names
 
 
 def _annotation(parameter: inspect.Parameter) -> Any:
@@ -1018,7 +1089,8 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
                 cls,
                 name,
                 (cls.Event,),  # type: ignore[attr-defined]
-                _annotations_of(value),
+                _annotations_of(value, cls.Event),  # type: ignore[attr-defined]
+                topic=value.event_topic,
             )
             setattr(cls, name, event_class)
         if event_class in _applied_methods:
@@ -1027,6 +1099,7 @@ def _define_method_events(cls: type, namespace: dict[str, Any]) -> None:
                 "is already applied by another @event method"
             )
         value.event_class = event_class
+        value.not_given = _fields_not_given(event_class).intersection(value.param_names)
         _applied_methods[event_class] = value
         own_apply = getattr(event_class, "apply", _default_apply)
         applier = _applier(value, own_apply)
@@ -1107,6 +1180,9 @@ def _define_created_event(
             _set_created_class(cls, init.event_spec, generated=False)
             return
         created_event_name = init.event_name
+        created_topic = init.event_topic
+    else:
+        created_topic = None
     declared = {
         k: v
         for k, v in namespace.items()
@@ -1128,7 +1204,7 @@ def _define_created_event(
         )
     else:
         name = _inherited_created_name(cls) or "Created"
-    created = _make_created_class(cls, name, bases)
+    created = _make_created_class(cls, name, bases, topic=created_topic)
     _set_created_class(cls, created, generated=True)
 
 
@@ -1138,7 +1214,9 @@ def _set_created_class(cls: type, created: type, *, generated: bool) -> None:
     type.__setattr__(cls, "_created_for_signature", _signature(cls.__init__))  # type: ignore[misc]
 
 
-def _make_created_class(cls: type, name: str, bases: tuple[type, ...]) -> type:
+def _make_created_class(
+    cls: type, name: str, bases: tuple[type, ...], topic: str | None = None
+) -> type:
     """Define the created event class ``name`` with ``__init__``'s parameters as fields."""
     params = list(_signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
     if _declares_id(cls):
@@ -1148,7 +1226,7 @@ def _make_created_class(cls: type, name: str, bases: tuple[type, ...]) -> type:
     }
     inherited = _unique(_created_class_of_base(b) for b in bases if hasattr(b, "Created"))
     event_bases = _mro_safe(inherited + (cls.Event,))  # type: ignore[attr-defined]
-    created = _make_event_class(cls, name, event_bases, annotations)
+    created = _make_event_class(cls, name, event_bases, annotations, topic=topic)
     type.__setattr__(cls, name, created)
     return created
 
@@ -1170,7 +1248,7 @@ def _created_event_class_of(cls: type) -> type:
     if cls.__dict__.get("_created_for_signature") == signature:
         return created
     bases = tuple(b for b in cls.__bases__ if isinstance(b, MetaAggregate))
-    remade = _make_created_class(cls, created.__name__, bases)
+    remade = _make_created_class(cls, created.__name__, bases, topic=created.__dict__.get("TOPIC"))
     _set_created_class(cls, remade, generated=True)
     return remade
 

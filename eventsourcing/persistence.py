@@ -927,6 +927,14 @@ PROCESS_RECORDER_TOPIC = "PROCESS_RECORDER_TOPIC"
 TRACKING_RECORDER_TOPIC = "TRACKING_RECORDER_TOPIC"
 
 TFactory = TypeVar("TFactory", bound="InfrastructureFactory")
+# The type of view a factory's tracking_recorder() makes: user code may write
+# InfrastructureFactory[MyView] (as with the 9.x library's generic factory).
+TTrackingRecorder = TypeVar("TTrackingRecorder", bound="TrackingRecorder")
+
+
+class InfrastructureFactoryError(TopicError):
+    """PERSISTENCE_MODULE names no usable infrastructure factory (as raised by the 9.x
+    library; a TopicError too, as this library raised before)."""
 
 
 def setting_name(env: Environment, key: str) -> str:
@@ -941,8 +949,12 @@ def setting_name(env: Environment, key: str) -> str:
     return f"{candidates[0]} (or {' or '.join(candidates[1:])})"
 
 
-class InfrastructureFactory(ABC):
-    """Builds the recorders, mapper and transcoder of one application."""
+class InfrastructureFactory(ABC, Generic[TTrackingRecorder]):
+    """Builds the recorders, mapper and transcoder of one application.
+
+    Generic in the type of the views (tracking recorders) it is asked for:
+    ``InfrastructureFactory[MyView].construct(env).tracking_recorder(MyPostgresView)``.
+    """
 
     # How long, in seconds, a follower that events keep reaching waits before its next
     # batch, so that more of them share one commit (``FOLLOWER_BATCH_DELAY`` overrides
@@ -957,6 +969,8 @@ class InfrastructureFactory(ABC):
     CIPHER_KEY = CIPHER_KEY
     COMPRESSOR_TOPIC = COMPRESSOR_TOPIC
     IS_SNAPSHOTTING_ENABLED = IS_SNAPSHOTTING_ENABLED
+    APPLICATION_RECORDER_TOPIC = APPLICATION_RECORDER_TOPIC
+    PROCESS_RECORDER_TOPIC = PROCESS_RECORDER_TOPIC
 
     def __init__(self, env: Environment | None = None):
         self.env = env if env is not None else Environment()
@@ -983,13 +997,13 @@ class InfrastructureFactory(ABC):
             obj = resolve_topic(topic)
         except (TopicError, ImportError) as error:
             name = setting_name(env, PERSISTENCE_MODULE)
-            raise TopicError(f"Cannot resolve {name} {topic!r}: {error}") from error
+            raise InfrastructureFactoryError(f"Cannot resolve {name} {topic!r}: {error}") from error
         if isinstance(obj, ModuleType):
             factory_cls = getattr(obj, "Factory", None) or _factory_class_in(obj, topic)
         else:
             factory_cls = obj
         if not (isinstance(factory_cls, type) and issubclass(factory_cls, InfrastructureFactory)):
-            raise TopicError(
+            raise InfrastructureFactoryError(
                 f"PERSISTENCE_MODULE {topic!r} is not an InfrastructureFactory: {factory_cls!r}"
             )
         return cast(InfrastructureFactory, factory_cls(env))
@@ -1069,7 +1083,9 @@ class InfrastructureFactory(ABC):
     tracking_recorder_class: type[Any] | None = None
     TRACKING_RECORDER_TOPIC = TRACKING_RECORDER_TOPIC
 
-    def tracking_recorder(self, tracking_recorder_class: type[Any] | None = None) -> Any:
+    def tracking_recorder(
+        self, tracking_recorder_class: type[TTrackingRecorder] | None = None
+    ) -> TTrackingRecorder:
         """A tracking recorder (a materialised view) of ``tracking_recorder_class``, or
         of the class ``TRACKING_RECORDER_TOPIC`` names, or the store's own."""
         cls = tracking_recorder_class
@@ -1083,13 +1099,19 @@ class InfrastructureFactory(ABC):
             raise TypeError(
                 f"{cls!r} is not a {base.__name__} class, which this store's views derive from"
             )
-        return self._construct_tracking_recorder(cls)
+        return cast(TTrackingRecorder, self._construct_tracking_recorder(cls))
 
     def _construct_tracking_recorder(self, cls: type[Any]) -> Any:
         return cls()
 
     def close(self) -> None:  # noqa: B027 (optional for stores with nothing to release)
         """Release connections and files."""
+
+    def __enter__(self: TFactory) -> TFactory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def dcb_recorder(self) -> DCBRecorder:
         """A recorder of DCB events (see ``eventsourcing.dcb``) in this store."""
@@ -1109,7 +1131,7 @@ def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFact
     }
     if len(found) != 1:
         names = ", ".join(sorted(cls.__name__ for cls in found)) or "none"
-        raise TopicError(
+        raise InfrastructureFactoryError(
             f"PERSISTENCE_MODULE {topic!r} must define one InfrastructureFactory subclass "
             f"(or name one 'Factory'), found {len(found)}: {names}"
         )

@@ -126,6 +126,16 @@ class SQLiteDatastore:
         synchronous: str = "FULL",
         originator_id_type: str = "uuid",
         retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        *,
+        # Taken as the 9.x SQLiteDatastore takes them, and not used: connections
+        # here are one per thread (no pool to size, time out, age or ping), and
+        # tracking tables have one row per upstream application already.
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_timeout: float = 5.0,
+        max_age: float | None = None,
+        pre_ping: bool = False,
+        single_row_tracking: bool = True,
     ):
         if not db_name:
             raise ValueError("SQLiteDatastore needs a db_name (a path, ':memory:' or a URI)")

@@ -19,6 +19,7 @@ __all__ = [
     "TopicError",
     "clear_topic_cache",
     "construct_topic",
+    "get_method_name",
     "get_topic",
     "register_topic",
     "resolve_topic",
@@ -50,14 +51,16 @@ _topics_of: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def get_topic(obj: Any) -> str:
-    """Return the topic of a class, function or module: ``module:qualname``."""
+    """Return the topic of a class, function or module: ``module:qualname``, or the
+    ``TOPIC`` a class declares in its own body (which then resolves to it)."""
     try:
         return _topics_of[obj]
     except (KeyError, TypeError):  # not seen yet, or not hashable
         pass
     if isinstance(obj, ModuleType):
         return obj.__name__
-    topic = f"{obj.__module__}:{obj.__qualname__}"
+    declared = _declared_topic(obj)
+    topic = declared if declared is not None else f"{obj.__module__}:{obj.__qualname__}"
     _topic_cache[topic] = obj
     try:
         _topics_of[obj] = topic
@@ -66,11 +69,21 @@ def get_topic(obj: Any) -> str:
     return topic
 
 
+def _declared_topic(obj: Any) -> str | None:
+    """The ``TOPIC`` string of an object: of a class, only one set in its own body
+    (a subclass does not take its base's)."""
+    if isinstance(obj, type):
+        declared = obj.__dict__.get("TOPIC")
+    else:
+        declared = getattr(obj, "TOPIC", None)
+    return declared if isinstance(declared, str) else None
+
+
 def construct_topic(obj: Any, /) -> str:
     """The topic of a class or function, made anew: its ``TOPIC`` attribute if it
     declares one, else ``module:qualname`` (``get_topic`` remembers what it made)."""
-    declared = getattr(obj, "TOPIC", None)
-    if isinstance(declared, str):
+    declared = _declared_topic(obj)
+    if declared is not None:
         return declared
     try:
         return f"{obj.__module__}:{obj.__qualname__}"
@@ -78,20 +91,20 @@ def construct_topic(obj: Any, /) -> str:
         raise TypeError(f"Cannot make a topic for {obj!r}: it has no module or qualname") from None
 
 
-def register_topic(old_topic: str, obj: Any) -> None:
-    """Make ``old_topic`` resolve to ``obj``, after a class or module was renamed.
+def register_topic(topic: str, obj: Any) -> None:
+    """Make ``topic`` (an old one) resolve to ``obj``, after a class or module was renamed.
 
-    ``old_topic`` may name a class (``oldmodule:OldName``), a module
+    ``topic`` may name a class (``oldmodule:OldName``), a module
     (``oldmodule``), a package whose modules follow (``oldpackage``, so that
     ``oldpackage.sub:Name`` resolves in ``obj``'s ``sub``), or a nested path
     prefix (``oldmodule:Outer``).
     """
     with _topic_lock:
-        existing = _renamed_topics.get(old_topic)
+        existing = _renamed_topics.get(topic)
         if existing is not None and existing is not obj:
-            raise TopicError(f"Topic {old_topic!r} is already registered for {existing!r}")
-        _renamed_topics[old_topic] = obj
-        _topic_cache.pop(old_topic, None)
+            raise TopicError(f"Topic {topic!r} is already registered for {existing!r}")
+        _renamed_topics[topic] = obj
+        _topic_cache.pop(topic, None)
 
 
 def clear_topic_cache() -> None:
@@ -175,8 +188,9 @@ _TRUE = {"y", "yes", "t", "true", "on", "1"}
 _FALSE = {"n", "no", "f", "false", "off", "0"}
 
 
-def strtobool(value: str) -> bool:
+def strtobool(val: str) -> bool:
     """Interpret a setting such as ``"yes"`` or ``"0"`` as a boolean."""
+    value = val
     lowered = str(value).strip().lower()
     if lowered in _TRUE:
         return True
@@ -226,9 +240,9 @@ class Environment(dict[str, str]):
         return cls(name, merged)
 
 
-def reversed_keys(mapping: Mapping[Any, Any]) -> Iterator[Any]:
-    """The keys of ``mapping``, last first (dicts keep their insertion order)."""
-    return reversed(list(mapping.keys()))
+def reversed_keys(d: Mapping[Any, Any]) -> Iterator[Any]:
+    """The keys of ``d``, last first (dicts keep their insertion order)."""
+    return reversed(list(d.keys()))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -272,3 +286,8 @@ def retry(
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def get_method_name(method: Any) -> str:
+    """The qualified name of a function or method ("Dog.add_trick")."""
+    return str(method.__qualname__)

@@ -41,6 +41,17 @@ def test_bad_input_is_refused_and_records_nothing(
     contract._test_bad_input(recorder)
 
 
+def test_text_data_is_recorded_as_its_utf8_bytes(recorder: DCBRecorder) -> None:
+    # A mapper may give the JSON text itself as the data (json.dumps returns str).
+    given = DCBEvent(type="Noted", data='{"note": "caf\u00e9"}', tags=["n:1"])  # type: ignore[arg-type]
+    position = recorder.append([given])
+    (recorded,) = list(recorder.read())
+    assert recorded.position == position
+    assert recorded.event.data == '{"note": "caf\u00e9"}'.encode()
+    assert (recorded.event.type, recorded.event.tags) == ("Noted", ["n:1"])
+    assert given.data == '{"note": "caf\u00e9"}'
+
+
 def test_subscribe(recorder: DCBRecorder, contract: DCBRecorderTestCase) -> None:
     contract._test_append_subscribe(recorder)
 

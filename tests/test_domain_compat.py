@@ -3,7 +3,8 @@ snapshot classes, ``@event`` on property setters, and documented names."""
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError, dataclass
+from contextvars import ContextVar
+from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, get_type_hints
 from uuid import UUID, uuid4
@@ -380,3 +381,164 @@ def test_an_aggregates_repr_names_its_class_id_version_times_and_state() -> None
         f"Parrot(id={parrot.id!r}, version=1, created_on={parrot.created_on!r}, "
         f"modified_on={parrot.modified_on!r}, name='Polly', words=['hello'])"
     )
+
+
+# -- event classes of a user's own root, made with MetaDomainEvent ---------------------
+
+
+@dataclass(frozen=True)
+class StableEvent(metaclass=domain.MetaDomainEvent):
+    """A root event class of the user's own (no base event class of the library),
+    decorated explicitly as well, as a 9.x guide example does."""
+
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class StableSnapshot(StableEvent, CanSnapshotAggregate[str]):
+    topic: str
+    state: dict[str, Any]
+
+
+class StableAggregate(BaseAggregate[str]):
+    @dataclass(frozen=True)
+    class Event(StableEvent, CanMutateAggregate[str]):
+        pass
+
+    @dataclass(frozen=True)
+    class Created(Event, CanInitAggregate[str]):
+        originator_topic: str
+
+
+class Stable(StableAggregate):
+    @staticmethod
+    def create_id() -> str:
+        return f"stable-{uuid4()}"
+
+    @event("Opened")
+    def __init__(self, town: str) -> None:
+        self.town = town
+        self.horses: list[str] = []
+
+    @event("HorseArrived")
+    def arrive(self, horse: str) -> None:
+        self.horses.append(horse)
+
+
+def test_a_users_own_root_event_class_may_also_be_decorated_as_a_frozen_dataclass() -> None:
+    stable = Stable("York")
+    stable.arrive("Dobbin")
+    opened, arrived = stable.collect_events()
+    assert isinstance(opened, StableAggregate.Created) and arrived.horse == "Dobbin"
+    for instance, name in ((opened, "town"), (arrived, "horse"), (arrived, "originator_version")):
+        with pytest.raises(FrozenInstanceError):
+            setattr(instance, name, "changed")
+        with pytest.raises(FrozenInstanceError):
+            delattr(instance, name)
+
+
+def test_an_aggregate_with_its_own_events_is_snapshotted_with_the_apps_snapshot_class() -> None:
+    stable = Stable("York")
+    stable.arrive("Dobbin")
+
+    class Stables(Application[str]):
+        is_snapshotting_enabled = True
+        snapshot_class = StableSnapshot
+
+    app = Stables()
+    app.save(stable)
+    app.take_snapshot(stable.id)
+    assert app.snapshots is not None
+    (snapshot,) = app.snapshots.get(stable.id)
+    assert isinstance(snapshot, StableSnapshot)
+    with pytest.raises(FrozenInstanceError):
+        snapshot.topic = "elsewhere"  # type: ignore[misc]
+    assert app.repository.get(stable.id).horses == ["Dobbin"]
+
+
+# -- an event method naming a field its event makes itself ---------------------------
+
+_editor: ContextVar[str | None] = ContextVar("editor", default=None)
+
+
+class Article(Aggregate):
+    class Event(Aggregate.Event):
+        editor: str | None = field(default_factory=_editor.get, init=False)
+
+    @event("Drafted")
+    def __init__(self, headline: str) -> None:
+        self.headline = headline
+        self.edited_by: list[str | None] = []
+
+    @event("Retitled")
+    def retitle(self, headline: str, editor: str | None = None) -> None:
+        self.headline = headline
+        self.edited_by.append(editor)
+
+
+def test_an_event_method_may_take_a_field_that_the_event_makes_itself() -> None:
+    _editor.set("ann")
+    article = Article("Draft")
+    _editor.set("bob")
+    article.retitle("Final")
+    article.retitle("Final!", editor="ignored: the event makes its editor")
+    assert article.edited_by == ["bob", "bob"]
+    drafted, retitled, _ = article.collect_events()
+    assert (drafted.editor, retitled.editor, retitled.headline) == ("ann", "bob", "Final")
+    _editor.set("cy")
+    copy = replay([drafted, retitled])
+    assert copy.edited_by == ["bob"] and copy.headline == "Final"
+
+
+# -- topics declared by classes ------------------------------------------------------
+
+
+class Ferry(Aggregate):
+    TOPIC = "compat-ferry"
+
+    class Launched(Aggregate.Created):
+        TOPIC = "compat-ferry-launched"
+        name: str
+
+    @event(Launched)
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ports: list[str] = []
+
+    @event("Docked", topic="compat-ferry-docked")
+    def dock(self, port: str) -> None:
+        self.ports.append(port)
+
+
+class Barge(Aggregate):
+    @event("Floated", topic="compat-barge-floated")
+    def __init__(self, cargo: str) -> None:
+        self.cargo = cargo
+
+
+def test_classes_may_declare_their_topics_and_event_methods_may_name_them() -> None:
+    from eventsourcing.utils import get_topic, resolve_topic
+
+    assert get_topic(Ferry) == "compat-ferry"
+    assert get_topic(Ferry.Launched) == "compat-ferry-launched"
+    assert get_topic(Ferry.Docked) == "compat-ferry-docked"
+    assert get_topic(Barge.Floated) == "compat-barge-floated"
+    for topic, cls in [("compat-ferry", Ferry), ("compat-ferry-docked", Ferry.Docked)]:
+        assert resolve_topic(topic) is cls
+
+    class Tug(Ferry):  # (a subclass does not take its base's topic)
+        pass
+
+    assert get_topic(Tug) != "compat-ferry"
+
+    app = Application()
+    ferry = Ferry("Mersey")
+    ferry.dock("Liverpool")
+    barge = Barge("coal")
+    app.save(ferry, barge)
+    topics = [n.topic for n in app.notification_log.select(start=1, limit=10)]
+    assert topics == ["compat-ferry-launched", "compat-ferry-docked", "compat-barge-floated"]
+    assert app.repository.get(ferry.id).ports == ["Liverpool"]
+    assert app.repository.get(barge.id).cargo == "coal"

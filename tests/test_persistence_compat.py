@@ -216,6 +216,17 @@ def test_a_persistence_module_with_no_or_several_factories_is_named() -> None:
         )
 
 
+def test_a_bad_persistence_module_is_an_infrastructure_factory_error() -> None:
+    from eventsourcing.persistence import InfrastructureFactory, InfrastructureFactoryError
+    from eventsourcing.utils import Environment, TopicError
+
+    for module in ("compat_no_such_module_here", "eventsourcing.utils"):
+        with pytest.raises(InfrastructureFactoryError) as caught:
+            InfrastructureFactory.construct(Environment("", {"PERSISTENCE_MODULE": module}))
+        assert isinstance(caught.value, TopicError)
+        assert module in str(caught.value)
+
+
 # -- names and generics ---------------------------------------------------------------
 
 
@@ -228,6 +239,69 @@ def test_the_documented_names_of_factories_and_the_cipher() -> None:
     assert eventsourcing.popo.Factory is eventsourcing.popo.POPOFactory
     assert eventsourcing.postgres.Factory is eventsourcing.postgres.PostgresFactory
     assert eventsourcing.cryptography.AESCipher is eventsourcing.cipher.AESCipher
+
+
+def test_the_setting_names_and_helpers_the_9x_library_also_offers() -> None:
+    from eventsourcing.application import Application, LocalNotificationLog
+    from eventsourcing.domain import register_topic
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.system import NotificationLogReader
+    from eventsourcing.utils import get_method_name, resolve_topic
+
+    assert InfrastructureFactory.APPLICATION_RECORDER_TOPIC == "APPLICATION_RECORDER_TOPIC"
+    assert InfrastructureFactory.PROCESS_RECORDER_TOPIC == "PROCESS_RECORDER_TOPIC"
+    assert LocalNotificationLog.format_section_id(11, 20) == "11,20"
+    assert NotificationLogReader.DEFAULT_SECTION_SIZE == 10
+    assert get_method_name(Puppy.rename) == "Puppy.rename"
+    register_topic("compat_moved_kennel:Pup", Puppy)
+    assert resolve_topic("compat_moved_kennel:Pup") is Puppy
+
+    app = Application()
+    for name in ("Rex", "Fido", "Spot"):
+        app.save(Puppy(name))
+    section = app.notification_log[LocalNotificationLog.format_section_id(1, 2)]
+    assert (section.id, section.next_id) == ("1,2", "3,4")
+
+
+def test_construct_factory_may_be_overridden_with_or_without_the_environment() -> None:
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.popo import POPOFactory
+    from eventsourcing.utils import Environment
+
+    made: list[str] = []
+
+    class Counted(POPOFactory):
+        pass
+
+    class WithEnv(Application):  # as overridden for the 9.x library
+        def construct_factory(self, env: Environment | None = None) -> InfrastructureFactory:
+            made.append(f"env {env.name if env is not None else None}")
+            return Counted(env)
+
+    class WithoutEnv(Application):
+        def construct_factory(self) -> InfrastructureFactory:  # type: ignore[override]
+            made.append("none")
+            return Counted(self.env)
+
+    assert isinstance(WithEnv().factory, Counted)
+    assert isinstance(WithoutEnv().factory, Counted)
+    assert made == ["env WithEnv", "none"]
+    assert type(Application().construct_factory(Environment("x", {}))).__name__ == "POPOFactory"
+
+
+def test_utility_parameters_have_their_9x_names() -> None:
+    from eventsourcing.sqlite import SQLiteDatastore
+    from eventsourcing.utils import register_topic, resolve_topic, reversed_keys, strtobool
+
+    assert strtobool(val="yes") is True
+    assert list(reversed_keys(d={"a": 1, "b": 2})) == ["b", "a"]
+    register_topic(topic="compat_old_kennel:Pup", obj=Puppy)
+    assert resolve_topic("compat_old_kennel:Pup") is Puppy
+    datastore = SQLiteDatastore(
+        ":memory:", pool_size=2, max_overflow=0, pool_timeout=1.0, pre_ping=True
+    )
+    assert datastore.db_name == ":memory:"
 
 
 def test_the_cryptography_cipher_is_selected_by_its_topic() -> None:
@@ -266,6 +340,28 @@ def test_mapper_and_event_store_are_generic_over_the_id_type() -> None:
     store.put(puppy.collect_events())
     assert [e.name for e in store.get(puppy.id)] == ["Rex"]
     assert Mapper[str] is not None and EventStore[str] is not None
+
+
+def test_a_factory_named_with_its_view_type_makes_that_view() -> None:
+    from eventsourcing.persistence import InfrastructureFactory, Tracking
+    from eventsourcing.popo import POPOTrackingRecorder
+    from eventsourcing.utils import Environment
+
+    class Tally(POPOTrackingRecorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.total = 0
+
+        def add(self, tracking: Tracking) -> None:
+            with self._database_lock:
+                self._assert_tracking_uniqueness(tracking)
+                self._insert_tracking(tracking)
+                self.total += 1
+
+    factory = InfrastructureFactory[Tally].construct(env=Environment("tally", {}))
+    tally = factory.tracking_recorder(Tally)
+    tally.add(Tracking("kennels", 1))
+    assert (tally.total, tally.max_tracking_id("kennels")) == (1, 1)
 
 
 def test_a_cipher_key_alone_encrypts_with_the_aes_cipher() -> None:

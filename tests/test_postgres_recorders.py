@@ -282,6 +282,28 @@ def test_closed_factory_refuses_work(postgres_test_database: dict[str, Any]) -> 
         recorder.max_notification_id()
 
 
+def test_datastores_and_factories_close_when_their_with_block_ends(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    # (With the 9.x settings this store takes and has no use for.)
+    with make_datastore(
+        postgres_test_database,
+        pool_open_timeout=5.0,
+        single_row_tracking=True,
+        enable_db_functions=False,
+    ) as datastore:
+        recorder = PostgresApplicationRecorder(datastore, f"with_{uuid4().hex[:8]}")
+        recorder.create_table()
+        assert recorder.max_notification_id() in (None, 0)
+    with pytest.raises(InterfaceError, match="closed"):
+        recorder.max_notification_id()
+    with Factory(factory_env(postgres_test_database, f"with{uuid4().hex[:6]}")) as factory:
+        recorder = factory.application_recorder()
+        assert recorder.max_notification_id() in (None, 0)
+    with pytest.raises(InterfaceError, match="closed"):
+        recorder.max_notification_id()
+
+
 def test_listener_wakes_on_commit(postgres_test_database: dict[str, Any]) -> None:
     datastore = make_datastore(postgres_test_database)
     recorder = PostgresApplicationRecorder(datastore, f"listen_{uuid4().hex[:8]}")

@@ -37,7 +37,10 @@ from eventsourcing.persistence import (
 
 def checked_events(events: Sequence[DCBEvent]) -> list[DCBEvent]:
     """``events`` as a list, each with a str type, bytes data and a list of str tags;
-    ProgrammingError or TypeError naming what is wrong, before anything is recorded."""
+    ProgrammingError or TypeError naming what is wrong, before anything is recorded.
+
+    Data given as str (a mapper that returns ``json.dumps(...)``, as in the 9.x guide) is
+    recorded as its UTF-8 bytes, in a new DCBEvent: the caller's object is not changed."""
     if isinstance(events, (str, bytes)) or not isinstance(events, Iterable):
         raise TypeError(f"DCB append: events must be a sequence of DCBEvent, not {events!r}")
     events = list(events)
@@ -49,6 +52,10 @@ def checked_events(events: Sequence[DCBEvent]) -> list[DCBEvent]:
         tags = getattr(event, "tags", None)
         if not isinstance(type_, str) or not type_:
             raise TypeError(f"DCB append: event {index} needs a non-empty str type, not {type_!r}")
+        if isinstance(data, str):
+            str_tags = checked_strs(tags, f"DCB append: event {index} tags")
+            events[index] = DCBEvent(type=type_, data=data.encode("utf-8"), tags=str_tags)
+            continue
         if not isinstance(data, bytes):
             raise TypeError(
                 f"DCB append: event {index} data must be bytes, not {type(data).__name__}"

@@ -148,7 +148,8 @@ class DCBRecorderTestCase(TestCase):
         with self.assertRaises(ProgrammingError):
             recorder.append([])
         bad_events = [
-            DCBEvent(type="T", data="not bytes", tags=[]),  # type: ignore[arg-type]
+            DCBEvent(type="T", data=123, tags=[]),  # type: ignore[arg-type]
+            DCBEvent(type="T", data="text", tags="tag"),  # type: ignore[arg-type]
             DCBEvent(type="", data=b"", tags=[]),
             DCBEvent(type="T", data=b"", tags="tag"),  # type: ignore[arg-type]
             DCBEvent(type="T", data=b"", tags=[1]),  # type: ignore[list-item]
