@@ -132,6 +132,57 @@ def test_a_row_after_a_writer_in_progress_waits_for_its_commit(
     _run(main)
 
 
+def test_reads_of_aggregates_asked_at_once_are_made_together(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    """Tasks that read aggregates' events at once are answered by a few statements
+    (each reading many aggregates), each with its own events, in order, after the
+    version it gave: the same originator twice, after different versions, included.
+    A task cancelled while it waits for such a read leaves the others' answers whole."""
+
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = _async_store(sync)
+        recorder = await _recorder(datastore)
+        originators = [uuid4() for _ in range(30)]
+        for number, originator in enumerate(originators):
+            await recorder.insert_events([event(originator, v) for v in range(1, number % 4 + 2)])
+        statements = 0
+        select_rows = recorder._select_rows
+
+        async def counting(*args: Any, **kwargs: Any) -> list[Any]:
+            nonlocal statements
+            statements += 1
+            return await select_rows(*args, **kwargs)
+
+        recorder._select_rows = counting  # type: ignore[method-assign]
+        reads = [(originator, None) for originator in originators]
+        reads += [(originator, 1) for originator in originators[::3]]
+        answers = await asyncio.gather(*(recorder.select_events(o, gt=gt) for o, gt in reads))
+        for (originator, gt), answer in zip(reads, answers):
+            number = originators.index(originator)
+            versions = range(1 if gt is None else gt + 1, number % 4 + 2)
+            assert answer == [event(originator, v) for v in versions]
+        assert statements < len(reads) // 3  # (one each: 40)
+
+        tasks = [asyncio.ensure_future(recorder.select_events(o, gt=gt)) for o, gt in reads]
+        await asyncio.sleep(0)  # (all asked)
+        for task in tasks[1::2]:
+            task.cancel()
+        for (originator, gt), task in zip(reads[::2], tasks[::2]):
+            number = originators.index(originator)
+            versions = range(1 if gt is None else gt + 1, number % 4 + 2)
+            assert await task == [event(originator, v) for v in versions]
+        for task in tasks[1::2]:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await recorder.select_events(originators[5]) == [
+            event(originators[5], v) for v in (1, 2)
+        ]
+
+    _run(main)
+
+
 def test_listeners_are_notified_after_parallel_writes(
     postgres_test_database: dict[str, Any],
 ) -> None:

@@ -271,6 +271,10 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
         self.originator_id_type = self.statements._id_type
         # Whether to create the tables before the first use (the factory's recorders).
         self.tables_pending = False
+        settings = datastore.settings
+        self._reads = _EventReads(
+            self._select_events_of_many, max(1, min(settings.pool_size, MAX_READS_AT_ONCE))
+        )
 
     async def open(self) -> None:
         if self.tables_pending:
@@ -286,9 +290,7 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
     ) -> T:
         if self.tables_pending:
             await self.create_table()
-        return await self.datastore.run(
-            func, what=what, transaction=transaction, recorded=recorded
-        )
+        return await self.datastore.run(func, what=what, transaction=transaction, recorded=recorded)
 
     def _statement(self, shape: Hashable, build: Callable[[], sql.Composable]) -> bytes:
         return self.statements._statement(shape, build)
@@ -381,6 +383,13 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
         id_type = self.statements._id_type
         if not isinstance(originator_id, id_type):
             raise self.statements._wrong_id(originator_id)
+        if lte is None and not desc and limit is None:
+            # (An aggregate's events, or those after a cached version: what reading
+            # an aggregate asks. Made with other tasks' reads when they read at once.)
+            return [
+                new_stored_event(originator_id, version, topic, bytes(state))
+                for version, topic, state in await self._reads.read(originator_id, gt)
+            ]
         params: list[Any] = [originator_id]
         params += [v for v in (gt, lte) if v is not None]
         if limit is not None:
@@ -396,6 +405,118 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
             new_stored_event(originator_id, version, topic, bytes(state))
             for version, topic, state in rows
         ]
+
+    async def _select_events_of_many(self, reads: Sequence[tuple[Any, int | None]]) -> list[Any]:
+        """The events of several originators (each after its version, if given), in one
+        statement: rows of (the read's number from 1, version, topic, state), in order
+        of the reads then of the versions."""
+        statements = self.statements
+        statement = self._statement(
+            ("select events of many",),
+            lambda: sql.SQL(
+                "SELECT q.n, e.originator_version, e.topic, e.state "
+                "FROM unnest(%s::{}[], %s::bigint[]) WITH ORDINALITY AS q(id, gt, n) "
+                "CROSS JOIN LATERAL (SELECT originator_version, topic, state FROM {} "
+                "WHERE originator_id = q.id AND originator_version > q.gt) AS e "
+                "ORDER BY q.n, e.originator_version"
+            ).format(sql.SQL(statements._id_sql_type), statements._events),
+        )
+        params = (
+            [originator_id for originator_id, _ in reads],
+            [_BEFORE_ALL if gt is None else gt for _, gt in reads],
+        )
+        return await self._select_rows(
+            statement,
+            params,
+            lambda: f"Selecting events of {len(reads)} originators from {self.events_table_name!r}",
+        )
+
+
+# The most statements reading aggregates' events that a recorder runs at once: more
+# reads asked meanwhile wait, and are made together, by one statement, when one ends.
+MAX_READS_AT_ONCE = 4
+# The most reads made by one statement.
+MAX_READS_TOGETHER = 200
+# Below any version: the bound of a read of all an aggregate's events (bigint's least).
+_BEFORE_ALL = -(2**63)
+
+
+class _EventReads:
+    """Reads of aggregates' events, made one statement each while few are in progress,
+    and together when more are asked than ``most_at_once``: the reads that tasks ask
+    while statements run are made by one statement (``read_many``) when one ends,
+    rather than one each. A task's read is made after it is asked (a read never
+    answers with what was recorded before a save the task awaited).
+
+    A statement reading for several tasks runs in a task of its own, so that cancelling
+    one of them cancels its wait only, never the others' read."""
+
+    def __init__(
+        self,
+        read_many: Callable[[Sequence[tuple[Any, int | None]]], Awaitable[list[Any]]],
+        most_at_once: int,
+    ):
+        self._read_many = read_many
+        self._most_at_once = most_at_once
+        self._running = 0
+        self._asked: list[tuple[Any, int | None, asyncio.Future[list[Any]]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, originator_id: Any, gt: int | None) -> list[Any]:
+        """The rows (version, topic, state) of the originator's events (after ``gt``)."""
+        if self._running < self._most_at_once and not self._asked:
+            self._running += 1
+            try:
+                rows = await self._read_many([(originator_id, gt)])
+            finally:
+                self._running -= 1
+                self._start_if_asked()
+            return [row[1:] for row in rows]
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._asked.append((originator_id, gt, future))
+        self._start_if_asked()
+        return await future
+
+    def _start_if_asked(self) -> None:
+        if self._asked and self._running < self._most_at_once:
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._read_asked())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _read_asked(self) -> None:
+        try:
+            while self._asked:
+                batch = [asked for asked in self._asked[:MAX_READS_TOGETHER] if not asked[2].done()]
+                del self._asked[:MAX_READS_TOGETHER]
+                if batch:
+                    await self._read_batch(batch)
+        finally:
+            self._running -= 1
+            self._start_if_asked()
+
+    async def _read_batch(
+        self, batch: list[tuple[Any, int | None, asyncio.Future[list[Any]]]]
+    ) -> None:
+        try:
+            rows = await self._read_many([(originator_id, gt) for originator_id, gt, _ in batch])
+        except BaseException as error:
+            for _, _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(error, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        answers: list[list[Any]] = [[] for _ in batch]
+        for row in rows:
+            answers[row[0] - 1].append(row[1:])
+        for (_, _, future), answer in zip(batch, answers):
+            if not future.done():
+                future.set_result(answer)
 
 
 class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncApplicationRecorder):
