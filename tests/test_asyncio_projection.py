@@ -194,3 +194,34 @@ def test_waits_for_events_the_runners_application_recorded_query_nothing(
             assert queries == []
 
     run(main())
+
+
+def test_the_projection_runs_while_the_default_executor_is_busy(
+    persistence_env: dict[str, str], view_class: type[TrickCounts]
+) -> None:
+    """The projection runs on a thread of its own: a service whose requests keep the
+    loop's default executor busy (reading the view in threads) does not hold it back."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(2))
+        async with AsyncProjectionRunner(
+            application_class=DogSchool,
+            projection_class=CountProjection,
+            view_class=view_class,
+            env=persistence_env,
+        ) as runner:
+            await runner.app.register_dog("Billy")
+            release = threading.Event()
+            busy = [asyncio.ensure_future(asyncio.to_thread(release.wait, 30)) for _ in range(2)]
+            try:
+                position = await runner.app.add_trick("Billy", "sit")
+                await runner.wait(position, timeout=10)
+                assert runner.view.get_count("sit") == 1
+            finally:
+                release.set()
+                await asyncio.gather(*busy)
+
+    run(main())

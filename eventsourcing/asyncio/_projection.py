@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar, cast
 
 from eventsourcing.asyncio._application import AsyncApplication
@@ -63,6 +65,9 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
         self.projection_class = projection_class
         self.view_class = view_class
         self._task: asyncio.Task[None] | None = None
+        # The thread the projection runs on: its own, not the loop's default executor
+        # (which the service's requests may keep busy, holding the view back).
+        self._thread: ThreadPoolExecutor | None = None
         self._error: BaseException | None = None
         # The last position of the application's log the view has processed.
         self.position: int | None = None
@@ -88,6 +93,7 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
         self._topics = topic_names(self.projection.topics)
         self.app.on_recorded.append(self._recorded)
         self.position = await asyncio.to_thread(self.view.max_tracking_id, self.app.name)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=self.projection_class.name)
         self._task = asyncio.create_task(self._run(self.position))
 
     def _recorded(self, _: Any, recordings: list[Recording[Any]]) -> None:
@@ -113,10 +119,7 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
                         (to_domain_event(n), new_tracking(app.name, n.id, None))
                         for n in notifications
                     ]
-                    if process_events is not None:
-                        await asyncio.to_thread(process_events, batch)
-                    else:
-                        await asyncio.to_thread(self._process_each, batch)
+                    await self._in_thread(process_events or self._process_each, batch)
                     await self._processed(notifications[-1].id)
         except asyncio.CancelledError:
             raise
@@ -125,6 +128,11 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
             raise
         finally:
             self._wake(None)  # (every wait() under way checks why)
+
+    async def _in_thread(self, process: Callable[[Any], None], batch: Any) -> None:
+        assert self._thread is not None
+        context = contextvars.copy_context()
+        await asyncio.get_running_loop().run_in_executor(self._thread, context.run, process, batch)
 
     def _process_each(self, batch: list[tuple[Any, Tracking]]) -> None:
         for domain_event, tracking in batch:
@@ -227,6 +235,9 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
             with contextlib.suppress(BaseException):
                 await self._task
             self._task = None
+        if self._thread is not None:  # (waits for a batch under way)
+            thread, self._thread = self._thread, None
+            await asyncio.to_thread(thread.shutdown)
         await self.app.close()
         close = getattr(self.view, "close", None)
         if close is not None:
