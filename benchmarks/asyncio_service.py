@@ -164,8 +164,9 @@ def _as_async(function: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
     return endpoint
 
 
-async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, float, float]:
-    """Requests/s, p50 and p99 latency (ms) of ``clients`` concurrent clients."""
+async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, float, float, float]:
+    """Requests/s, p50 and p99 latency (ms) of ``clients`` concurrent clients, and the
+    process's CPU (all its threads) per request (ms)."""
     latencies: list[float] = []
     transport = httpx.ASGITransport(app=service)
     async with service.router.lifespan_context(service):
@@ -194,13 +195,13 @@ async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, f
                     after = {"after": added.json()["position"]}
                     await timed(lambda: client.get(f"/tricks/{body['trick']}", params=after))  # noqa: B023
 
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(run_client(n, started + seconds) for n in range(clients)))
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    return len(latencies) / elapsed, p50, p99
+    return len(latencies) / elapsed, p50, p99, cpu * 1000 / len(latencies)
 
 
 async def direct_async(env: dict[str, str], clients: int, seconds: float) -> float:
@@ -301,27 +302,30 @@ def main() -> int:
         "async": lambda: create_framework_app(use_threads=False),
         "sync+threads": lambda: create_framework_app(use_threads=True),
     }
-    results: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
-    head = f"{'clients':>7} {'API':>13} {'':>14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+    results: dict[tuple[int, str], list[tuple[float, float, float, float]]] = {}
+    head = (
+        f"{'clients':>7} {'API':>13} {'':>14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'CPU ms/req':>10}"
+    )
     print(head, flush=True)
     for clients in (50, 200):
-        for _ in range(2):  # back to back, twice
+        for _ in range(3):  # back to back, three times
             for side, make in sides.items():
                 figures = attempt(lambda env: asyncio.run(load(make(env), clients, seconds)))  # noqa: B023
                 results.setdefault((clients, side), []).append(figures)
-                rate, p50, p99 = figures
+                rate, p50, p99, cpu = figures
                 print(
                     f"{clients:>7} {side:>13} {'with store':>14} "
-                    f"{rate:>8.0f} {p50:>8.1f} {p99:>8.1f}",
+                    f"{rate:>8.0f} {p50:>8.1f} {p99:>8.1f} {cpu:>10.2f}",
                     flush=True,
                 )
             for side, make_bare in ceilings.items():
                 figures = asyncio.run(load(make_bare(), clients, seconds))
                 results.setdefault((clients, f"{side} framework"), []).append(figures)
-                rate, p50, p99 = figures
+                rate, p50, p99, cpu = figures
                 print(
                     f"{clients:>7} {side:>13} {'framework only':>14} "
-                    f"{rate:>8.0f} {p50:>8.1f} {p99:>8.1f}",
+                    f"{rate:>8.0f} {p50:>8.1f} {p99:>8.1f} {cpu:>10.2f}",
                     flush=True,
                 )
     print("\nmedians of the runs:")
