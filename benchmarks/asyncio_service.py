@@ -353,6 +353,18 @@ def main() -> int:
             f"ceiling for async-with-store against sync-with-store: "
             f"{rates[fa] / rates[s_]:.2f}x (target 1.5x)"
         )
+        cpus = {
+            key: statistics.median(r[3] for r in runs)
+            for key, runs in results.items()
+            if key[0] == clients
+        }
+        # (What the machine's load does not move much: a process that gets less CPU
+        # than it could use serves fewer requests, but each costs the same.)
+        print(
+            f"{'':>4}  CPU per request: async {cpus[a]:.2f} ms, sync+threads {cpus[s_]:.2f} ms "
+            f"({cpus[s_] / cpus[a]:.2f}x); framework only: async {cpus[fa]:.2f} ms, "
+            f"sync+threads {cpus[fs]:.2f} ms"
+        )
     print("\nwithout HTTP (commands/s):")
     for clients in (50, 200):
         figures: dict[str, list[float]] = {"tasks": [], "threads": []}
