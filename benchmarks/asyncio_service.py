@@ -10,6 +10,13 @@ Both services use the same pool settings (POSTGRES_POOL_SIZE=3, MAX_OVERFLOW=5: 
 test server's connections are shared).
 Reports requests/s and the 50th and 99th percentile latencies.
 
+Each configuration also runs "framework only": the same routes, bodies and clients
+with endpoints that do no store work (answers from a dict in memory; ``async def``
+endpoints, and plain ``def`` ones on the thread pool). The async framework-only rate
+is the most the async service can reach on this machine with the client in process:
+if it is below 1.5x the sync service's rate with the store, the 1.5x target is out of
+reach whatever the store does.
+
 Then the same commands without HTTP (``--direct`` part): N tasks calling the async
 application against N threads calling the sync one (add a trick, read the dog),
 to tell the library's share from the HTTP stack's (which, with the client in the
@@ -109,8 +116,57 @@ def create_sync_app(env: dict[str, str]) -> FastAPI:
     return service
 
 
-async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, float, float]:
-    """Requests/s, p50 and p99 latency (ms) of ``clients`` concurrent clients."""
+def create_framework_app(use_threads: bool) -> FastAPI:
+    """The same routes and bodies with no store work: each endpoint answers from a
+    dict in memory (a dog's name and tricks, a running position, a fixed count), as
+    ``async def`` endpoints, or as plain ``def`` ones that FastAPI runs on its thread
+    pool. What the HTTP stack alone allows (the "framework only" rows)."""
+    service = FastAPI()
+    dogs: dict[UUID, dict[str, Any]] = {}
+    positions = [0]
+
+    def register_dog(dog: NewDog) -> dict[str, Any]:
+        dog_id = uuid.uuid4()
+        dogs[dog_id] = {"name": dog.name, "tricks": []}
+        return {"id": str(dog_id)}
+
+    def add_trick(dog_id: UUID, new: NewTrick) -> dict[str, Any]:
+        dogs[dog_id]["tricks"].append(new.trick)
+        positions[0] += 1
+        return {"position": positions[0]}
+
+    def get_dog(dog_id: UUID) -> dict[str, Any]:
+        dog = dogs[dog_id]
+        return {"name": dog["name"], "tricks": list(dog["tricks"])}
+
+    def trick_count(trick: str, after: int) -> dict[str, Any]:
+        return {"trick": trick, "count": after}
+
+    endpoints: list[Callable[..., Any]] = [register_dog, add_trick, get_dog, trick_count]
+    if not use_threads:
+        endpoints = [_as_async(function) for function in endpoints]
+    service.post("/dogs", status_code=201)(endpoints[0])
+    service.post("/dogs/{dog_id}/tricks", status_code=201)(endpoints[1])
+    service.get("/dogs/{dog_id}")(endpoints[2])
+    service.get("/tricks/{trick}")(endpoints[3])
+    return service
+
+
+def _as_async(function: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
+    """``function`` as an ``async def`` endpoint with the same signature."""
+    import functools
+
+    @functools.wraps(function)
+    async def endpoint(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        await asyncio.sleep(0)  # (gives way once, as an endpoint awaiting I/O does)
+        return function(*args, **kwargs)
+
+    return endpoint
+
+
+async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, float, float, float]:
+    """Requests/s, p50 and p99 latency (ms) of ``clients`` concurrent clients, and the
+    process's CPU (all its threads) per request (ms)."""
     latencies: list[float] = []
     transport = httpx.ASGITransport(app=service)
     async with service.router.lifespan_context(service):
@@ -139,13 +195,13 @@ async def load(service: FastAPI, clients: int, seconds: float) -> tuple[float, f
                     after = {"after": added.json()["position"]}
                     await timed(lambda: client.get(f"/tricks/{body['trick']}", params=after))  # noqa: B023
 
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(run_client(n, started + seconds) for n in range(clients)))
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    return len(latencies) / elapsed, p50, p99
+    return len(latencies) / elapsed, p50, p99, cpu * 1000 / len(latencies)
 
 
 async def direct_async(env: dict[str, str], clients: int, seconds: float) -> float:
@@ -241,23 +297,73 @@ def main() -> int:
         "async": lambda env: create_app(env),
         "sync+threads": create_sync_app,
     }
-    results: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
-    print(f"{'clients':>7} {'API':>13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}", flush=True)
+    # the same routes and clients with no store work: the HTTP stack's ceiling
+    ceilings: dict[str, Callable[[], FastAPI]] = {
+        "async": lambda: create_framework_app(use_threads=False),
+        "sync+threads": lambda: create_framework_app(use_threads=True),
+    }
+    results: dict[tuple[int, str], list[tuple[float, float, float, float]]] = {}
+    head = (
+        f"{'clients':>7} {'API':>13} {'':>14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'CPU ms/req':>10}"
+    )
+    print(head, flush=True)
     for clients in (50, 200):
-        for _ in range(2):  # back to back, twice
+        for _ in range(3):  # back to back, three times
             for side, make in sides.items():
                 figures = attempt(lambda env: asyncio.run(load(make(env), clients, seconds)))  # noqa: B023
                 results.setdefault((clients, side), []).append(figures)
-                rate, p50, p99 = figures
-                print(f"{clients:>7} {side:>13} {rate:>8.0f} {p50:>8.1f} {p99:>8.1f}", flush=True)
+                rate, p50, p99, cpu = figures
+                print(
+                    f"{clients:>7} {side:>13} {'with store':>14} "
+                    f"{rate:>8.0f} {p50:>8.1f} {p99:>8.1f} {cpu:>10.2f}",
+                    flush=True,
+                )
+            for side, make_bare in ceilings.items():
+                figures = asyncio.run(load(make_bare(), clients, seconds))
+                results.setdefault((clients, f"{side} framework"), []).append(figures)
+                rate, p50, p99, cpu = figures
+                print(
+                    f"{clients:>7} {side:>13} {'framework only':>14} "
+                    f"{rate:>8.0f} {p50:>8.1f} {p99:>8.1f} {cpu:>10.2f}",
+                    flush=True,
+                )
     print("\nmedians of the runs:")
     for clients in (50, 200):
-        rates = {side: statistics.median(r[0] for r in results[(clients, side)]) for side in sides}
-        p99s = {side: statistics.median(r[2] for r in results[(clients, side)]) for side in sides}
+        rates = {
+            key: statistics.median(r[0] for r in runs)
+            for key, runs in results.items()
+            if key[0] == clients
+        }
+        p99s = {
+            key: statistics.median(r[2] for r in runs)
+            for key, runs in results.items()
+            if key[0] == clients
+        }
+        a, s_ = (clients, "async"), (clients, "sync+threads")
+        fa, fs = (clients, "async framework"), (clients, "sync+threads framework")
         print(
-            f"{clients:>4} clients: async {rates['async']:.0f} req/s (p99 {p99s['async']:.0f} ms), "
-            f"sync+threads {rates['sync+threads']:.0f} req/s (p99 {p99s['sync+threads']:.0f} ms): "
-            f"{rates['async'] / rates['sync+threads']:.2f}x"
+            f"{clients:>4} clients: async {rates[a]:.0f} req/s (p99 {p99s[a]:.0f} ms), "
+            f"sync+threads {rates[s_]:.0f} req/s (p99 {p99s[s_]:.0f} ms): "
+            f"{rates[a] / rates[s_]:.2f}x"
+        )
+        print(
+            f"{'':>4}  framework only: async {rates[fa]:.0f} req/s (p99 {p99s[fa]:.0f} ms), "
+            f"sync+threads {rates[fs]:.0f} req/s (p99 {p99s[fs]:.0f} ms); "
+            f"ceiling for async-with-store against sync-with-store: "
+            f"{rates[fa] / rates[s_]:.2f}x (target 1.5x)"
+        )
+        cpus = {
+            key: statistics.median(r[3] for r in runs)
+            for key, runs in results.items()
+            if key[0] == clients
+        }
+        # (What the machine's load does not move much: a process that gets less CPU
+        # than it could use serves fewer requests, but each costs the same.)
+        print(
+            f"{'':>4}  CPU per request: async {cpus[a]:.2f} ms, sync+threads {cpus[s_]:.2f} ms "
+            f"({cpus[s_] / cpus[a]:.2f}x); framework only: async {cpus[fa]:.2f} ms, "
+            f"sync+threads {cpus[fs]:.2f} ms"
         )
     print("\nwithout HTTP (commands/s):")
     for clients in (50, 200):

@@ -132,6 +132,161 @@ def test_a_row_after_a_writer_in_progress_waits_for_its_commit(
     _run(main)
 
 
+def test_reads_of_aggregates_asked_at_once_are_made_together(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    """Tasks that read aggregates' events at once are answered by a few statements
+    (each reading many aggregates), each with its own events, in order, after the
+    version it gave: the same originator twice, after different versions, included.
+    A task cancelled while it waits for such a read leaves the others' answers whole."""
+
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = _async_store(sync)
+        recorder = await _recorder(datastore)
+        originators = [uuid4() for _ in range(30)]
+        for number, originator in enumerate(originators):
+            await recorder.insert_events([event(originator, v) for v in range(1, number % 4 + 2)])
+        statements = 0
+        select_rows = recorder._select_rows
+
+        async def counting(*args: Any, **kwargs: Any) -> list[Any]:
+            nonlocal statements
+            statements += 1
+            return await select_rows(*args, **kwargs)
+
+        recorder._select_rows = counting  # type: ignore[method-assign]
+        reads = [(originator, None) for originator in originators]
+        reads += [(originator, 1) for originator in originators[::3]]
+        answers = await asyncio.gather(*(recorder.select_events(o, gt=gt) for o, gt in reads))
+        for (originator, gt), answer in zip(reads, answers):
+            number = originators.index(originator)
+            versions = range(1 if gt is None else gt + 1, number % 4 + 2)
+            assert answer == [event(originator, v) for v in versions]
+        assert statements < len(reads) // 3  # (one each: 40)
+
+        tasks = [asyncio.ensure_future(recorder.select_events(o, gt=gt)) for o, gt in reads]
+        await asyncio.sleep(0)  # (all asked)
+        for task in tasks[1::2]:
+            task.cancel()
+        for (originator, gt), task in zip(reads[::2], tasks[::2]):
+            number = originators.index(originator)
+            versions = range(1 if gt is None else gt + 1, number % 4 + 2)
+            assert await task == [event(originator, v) for v in versions]
+        for task in tasks[1::2]:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await recorder.select_events(originators[5]) == [
+            event(originators[5], v) for v in (1, 2)
+        ]
+
+    _run(main)
+
+
+def test_writes_asked_at_once_are_made_together_and_a_conflict_refuses_only_its_own(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    """Saves that tasks make at once, beyond the few made one statement each, share a
+    transaction; a save conflicting with another of the same transaction (or with one
+    recorded) is refused alone, raising as by itself; each save's events get ids in
+    order, all distinct, and the log has every one of them once."""
+
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = _async_store(sync)
+        recorder = await _recorder(datastore)
+        recorded = uuid4()
+        await recorder.insert_events([event(recorded, 1)])
+        transactions = 0
+        run_pooled = datastore._run_pooled
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal transactions
+            transactions += 1
+            return await run_pooled(*args, **kwargs)
+
+        datastore._run_pooled = counting  # type: ignore[method-assign]
+        twice = uuid4()
+        writes = [[event(uuid4(), 1), event(uuid4(), 1)] for _ in range(40)]
+        writes[20:20] = [[event(twice, 1)], [event(twice, 1)], [event(recorded, 1)]]
+        results = await asyncio.gather(
+            *(recorder.insert_events(w) for w in writes), return_exceptions=True
+        )
+        assert transactions < len(writes) // 2  # (one each without making them together)
+        refused = [n for n, r in enumerate(results) if isinstance(r, RecordConflictError)]
+        assert len(refused) == 2 and 22 in refused  # (the one already recorded)
+        assert refused[0] in (20, 21)  # (one of the two saves of the same event)
+        ids = [i for r in results if not isinstance(r, BaseException) for i in r or []]
+        assert all(len(r or []) == len(w) for r, w in zip(results, writes) if r is not None
+                   and not isinstance(r, BaseException))  # fmt: skip
+        assert all(list(r) == sorted(r) for r in results if isinstance(r, list))
+        assert len(set(ids)) == len(ids) == 81
+        page = await recorder.select_notifications(None, 1000)
+        assert sorted(n.id for n in page) == sorted([1, *ids])
+
+    _run(main)
+
+
+def test_writes_made_together_whose_commit_answer_is_lost_are_recorded_once(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    """If the transaction of several saves fails after its commit (its answer lost),
+    each save finds its events recorded and returns their ids, without a conflict."""
+
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = _async_store(sync)
+        recorder = await _recorder(datastore)
+        run_pooled = datastore._run_pooled
+        lost = []
+
+        async def losing_answers(func: Any, transaction: bool) -> Any:
+            result = await run_pooled(func, transaction)
+            if transaction:  # (the transaction of several saves)
+                lost.append(len(result))
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return result
+
+        datastore._run_pooled = losing_answers  # type: ignore[method-assign]
+        writes = [[event(uuid4(), 1)] for _ in range(20)]
+        results = await asyncio.gather(*(recorder.insert_events(w) for w in writes))
+        assert lost and sum(lost) > 1  # (some were made together, their answers lost)
+        ids = [i for r in results for i in r or []]
+        assert len(set(ids)) == 20
+        page = await recorder.select_notifications(None, 100)
+        assert sorted(n.id for n in page) == sorted(ids)
+
+    _run(main)
+
+
+def test_writes_made_together_by_tasks_cancelled_are_whole_or_absent(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    """Tasks cancelled while their saves wait to be made together, or are being made:
+    each save is recorded whole or not at all, and the others are recorded."""
+
+    async def main() -> None:
+        sync = _settings(postgres_test_database)
+        datastore = _async_store(sync)
+        recorder = await _recorder(datastore)
+        writes = [[event(uuid4(), 1), event(uuid4(), 1), event(uuid4(), 1)] for _ in range(30)]
+        tasks = [asyncio.ensure_future(recorder.insert_events(w)) for w in writes]
+        await asyncio.sleep(0)
+        for task in tasks[1::2]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0.2)  # (made together in a task of their own: it ends)
+        page = await recorder.select_notifications(None, 1000)
+        found = {(n.originator_id, n.originator_version) for n in page}
+        for number, write in enumerate(writes):
+            keys = {(e.originator_id, e.originator_version) for e in write}
+            assert keys <= found or not keys & found
+            if number % 2 == 0:
+                assert keys <= found
+
+    _run(main)
+
+
 def test_listeners_are_notified_after_parallel_writes(
     postgres_test_database: dict[str, Any],
 ) -> None:

@@ -150,3 +150,78 @@ def test_many_requests_wait_at_once_without_holding_threads(tmp_path: Any) -> No
             assert runner.view.get_count("sit") == 1
 
     run(main())
+
+
+def test_waits_for_events_the_runners_application_recorded_query_nothing(
+    persistence_env: dict[str, str], view_class: type[TrickCounts]
+) -> None:
+    """Requests that wait for the position of an event they recorded through the
+    runner's application (of the projection's topics) are woken when the view passes
+    it, without reading the log (which each of them did, twice, at every step)."""
+
+    async def main() -> None:
+        async with AsyncProjectionRunner(
+            application_class=DogSchool,
+            projection_class=BatchCountProjection,  # (of TrickAdded events only)
+            view_class=view_class,
+            env=persistence_env,
+        ) as runner:
+            for number in range(20):
+                await runner.app.register_dog(f"dog{number}")
+            log = runner.app.notification_log
+            queries = []
+            select, max_id = log.select, log.max_notification_id
+
+            async def counted_select(*args: Any, **kwargs: Any) -> Any:
+                queries.append("select")
+                return await select(*args, **kwargs)
+
+            async def counted_max() -> Any:
+                queries.append("max")
+                return await max_id()
+
+            log.select = counted_select  # type: ignore[method-assign]
+            log.max_notification_id = counted_max  # type: ignore[method-assign]
+
+            async def request(number: int) -> int:
+                position = await runner.app.add_trick(f"dog{number}", "sit")
+                await runner.wait(position, timeout=20)
+                return runner.view.get_count("sit")
+
+            counts = await asyncio.gather(*(request(n) for n in range(20)))
+            assert all(count >= 1 for count in counts)
+            assert runner.view.get_count("sit") == 20
+            assert queries == []
+
+    run(main())
+
+
+def test_the_projection_runs_while_the_default_executor_is_busy(
+    persistence_env: dict[str, str], view_class: type[TrickCounts]
+) -> None:
+    """The projection runs on a thread of its own: a service whose requests keep the
+    loop's default executor busy (reading the view in threads) does not hold it back."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(2))
+        async with AsyncProjectionRunner(
+            application_class=DogSchool,
+            projection_class=CountProjection,
+            view_class=view_class,
+            env=persistence_env,
+        ) as runner:
+            await runner.app.register_dog("Billy")
+            release = threading.Event()
+            busy = [asyncio.ensure_future(asyncio.to_thread(release.wait, 30)) for _ in range(2)]
+            try:
+                position = await runner.app.add_trick("Billy", "sit")
+                await runner.wait(position, timeout=10)
+                assert runner.view.get_count("sit") == 1
+            finally:
+                release.set()
+                await asyncio.gather(*busy)
+
+    run(main())

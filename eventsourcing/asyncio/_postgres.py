@@ -12,6 +12,16 @@ discards the connection it was using). Listeners are notified after the
 commit by the sync recorder's notifier thread (one NOTIFY for many writes).
 Transient failures are retried, lost acknowledgements recognised, as by the
 sync datastore, with its settings.
+
+Under load, the operations that many tasks ask at once are made together: while a
+few statements of a kind are already running (up to the pool size, at most four),
+the reads of aggregates' events asked meanwhile are made by one statement, and the
+writes by one transaction whose statements are sent at once (psycopg's pipeline),
+each write inserting its events only if none is recorded (a conflict refuses that
+write alone), holding the table's lock until the commit as every write in a
+transaction of several statements does. In the event loop, psycopg's work per
+statement and the pool's per operation were most of a command's CPU; made together,
+they are paid once for many.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -55,11 +65,13 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import (
     _IDLE,
+    _RECORDED_CTE,
     CREATE_TABLE_LOCK_KEY,
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
     PostgresProcessRecorder,
+    _new_rows_cte,
     _tracking_kind,
     _tracking_params,
     _tracking_sql,
@@ -271,6 +283,10 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
         self.originator_id_type = self.statements._id_type
         # Whether to create the tables before the first use (the factory's recorders).
         self.tables_pending = False
+        self._most_at_once = max(1, min(datastore.settings.pool_size, MOST_AT_ONCE))
+        self._reads: _Together[tuple[Any, int | None], list[Any]] = _Together(
+            self._select_events_of_one, self._select_events_of_many, self._most_at_once
+        )
 
     async def open(self) -> None:
         if self.tables_pending:
@@ -286,9 +302,7 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
     ) -> T:
         if self.tables_pending:
             await self.create_table()
-        return await self.datastore.run(
-            func, what=what, transaction=transaction, recorded=recorded
-        )
+        return await self.datastore.run(func, what=what, transaction=transaction, recorded=recorded)
 
     def _statement(self, shape: Hashable, build: Callable[[], sql.Composable]) -> bytes:
         return self.statements._statement(shape, build)
@@ -381,6 +395,13 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
         id_type = self.statements._id_type
         if not isinstance(originator_id, id_type):
             raise self.statements._wrong_id(originator_id)
+        if lte is None and not desc and limit is None:
+            # (An aggregate's events, or those after a cached version: what reading
+            # an aggregate asks. Made with other tasks' reads when they read at once.)
+            return [
+                new_stored_event(originator_id, version, topic, bytes(state))
+                for version, topic, state in await self._reads((originator_id, gt))
+            ]
         params: list[Any] = [originator_id]
         params += [v for v in (gt, lte) if v is not None]
         if limit is not None:
@@ -396,6 +417,129 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
             new_stored_event(originator_id, version, topic, bytes(state))
             for version, topic, state in rows
         ]
+
+    async def _select_events_of_one(self, read: tuple[Any, int | None]) -> list[Any]:
+        return cast(list[Any], (await self._select_events_of_many([read]))[0])
+
+    async def _select_events_of_many(
+        self, reads: list[tuple[Any, int | None]]
+    ) -> list[list[Any] | Exception]:
+        """The events of several originators (each after its version, if given), in one
+        statement: for each read, rows of (version, topic, state) in order."""
+        statements = self.statements
+        statement = self._statement(
+            ("select events of many",),
+            lambda: sql.SQL(
+                "SELECT q.n, e.originator_version, e.topic, e.state "
+                "FROM unnest(%s::{}[], %s::bigint[]) WITH ORDINALITY AS q(id, gt, n) "
+                "CROSS JOIN LATERAL (SELECT originator_version, topic, state FROM {} "
+                "WHERE originator_id = q.id AND originator_version > q.gt) AS e "
+                "ORDER BY q.n, e.originator_version"
+            ).format(sql.SQL(statements._id_sql_type), statements._events),
+        )
+        params = (
+            [originator_id for originator_id, _ in reads],
+            [_BEFORE_ALL if gt is None else gt for _, gt in reads],
+        )
+        rows = await self._select_rows(
+            statement,
+            params,
+            lambda: f"Selecting events of {len(reads)} originators from {self.events_table_name!r}",
+        )
+        answers: list[list[Any]] = [[] for _ in reads]
+        for number, *row in rows:
+            answers[number - 1].append(row)
+        return list(answers)
+
+
+# The most statements of one kind (reads of aggregates' events; writes of events)
+# that a recorder runs at once: more asked meanwhile wait, and are made together
+# when one ends (reads by one statement, writes in one transaction).
+MOST_AT_ONCE = 4
+# The most reads or writes made together.
+MOST_TOGETHER = 100
+# Below any version: the bound of a read of all an aggregate's events (bigint's least).
+_BEFORE_ALL = -(2**63)
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+class _Together(Generic[A, R]):
+    """Operations made one at a time (``one``) while few are in progress, and together
+    (``many``: an answer, or an exception, for each) when more are asked than
+    ``most_at_once``: those that tasks ask while others run are made together when
+    one ends, rather than one each. An operation is made after it is asked.
+
+    Operations made together run in a task of their own, so that cancelling one of
+    the tasks that asked cancels its wait only, never the others' operations; one
+    cancelled before they start is left out."""
+
+    def __init__(
+        self,
+        one: Callable[[A], Awaitable[R]],
+        many: Callable[[list[A]], Awaitable[list[R | Exception]]],
+        most_at_once: int,
+    ):
+        self._one = one
+        self._many = many
+        self._most_at_once = most_at_once
+        self._running = 0
+        self._asked: list[tuple[A, asyncio.Future[R]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, operation: A) -> R:
+        if self._running < self._most_at_once and not self._asked:
+            self._running += 1
+            try:
+                return await self._one(operation)
+            finally:
+                self._running -= 1
+                self._start_if_asked()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._asked.append((operation, future))
+        self._start_if_asked()
+        return await future
+
+    def _start_if_asked(self) -> None:
+        if self._asked and self._running < self._most_at_once:
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._make_asked())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _make_asked(self) -> None:
+        try:
+            while self._asked:
+                batch = [asked for asked in self._asked[:MOST_TOGETHER] if not asked[1].done()]
+                del self._asked[:MOST_TOGETHER]
+                if batch:
+                    await self._make_together(batch)
+        finally:
+            self._running -= 1
+            self._start_if_asked()
+
+    async def _make_together(self, batch: list[tuple[A, asyncio.Future[R]]]) -> None:
+        try:
+            answers = await self._many([operation for operation, _ in batch])
+        except BaseException as error:
+            for _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(error, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, future), answer in zip(batch, answers):
+            if future.done():
+                continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
 
 
 class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncApplicationRecorder):
@@ -418,6 +562,11 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
         settings = datastore.settings
         self.news_key = ("postgres", settings.host, str(settings.port), settings.dbname,
                          self.statements._events.as_string(None))  # fmt: skip
+        # Writes of events: one statement each (committing in parallel) while few are
+        # in progress, else those asked meanwhile in one transaction (_insert_many).
+        self._writes: _Together[Sequence[StoredEvent], list[int]] = _Together(
+            self._insert_one, self._insert_many, self._most_at_once
+        )
 
     # The table's layout, read at its first use (see eventsourcing._postgres_commits).
     _layout: CommitLayout | None = None
@@ -449,7 +598,76 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
         if not stored_events:
             return []
         self.statements._check_written(stored_events)
+        ids = await self._writes(stored_events)
+        local_news(self.news_key).announce()
+        return ids
 
+    async def _insert_many(
+        self, writes: list[Sequence[StoredEvent]]
+    ) -> list[list[int] | Exception]:
+        """Several writes in one transaction, their statements sent at once (psycopg's
+        pipeline): one round trip and one commit for all. Each statement holds the
+        table's lock until the commit (as every write in a transaction of several
+        statements does: see eventsourcing._postgres_commits) and inserts its events
+        only if none is recorded already, so a conflict refuses that write alone,
+        which is then made by itself, to raise as it would. If the transaction fails,
+        each write is made by itself (or found recorded, if only the answer to the
+        commit was lost)."""
+        if self.tables_pending:
+            await self.create_table()
+        statements = self.statements
+        queries = [
+            statements._write_query(events, ("insert together",), self._insert_unless_sql, (), None)
+            for events in writes
+        ]
+
+        async def insert_all(conn: Conn) -> list[list[int]]:
+            async with conn.pipeline():
+                cursors = [
+                    await conn.execute(statement, params, prepare=prepare)
+                    for statement, params, prepare in queries
+                ]
+            return [sorted(int(row[0]) for row in await cursor.fetchall()) for cursor in cursors]
+
+        try:
+            inserted = await self.datastore._run_pooled(insert_all, transaction=True)
+        except Exception:
+            return [await self._answer(self._insert_again(events)) for events in writes]
+        return [
+            ids if len(ids) == len(events) else await self._answer(self._insert_one(events))
+            for events, ids in zip(writes, inserted)
+        ]
+
+    @staticmethod
+    async def _answer(write: Awaitable[list[int]]) -> list[int] | Exception:
+        try:
+            return await write
+        except Exception as error:
+            return error
+
+    def _insert_unless_sql(self, shape: int | None, _: str | None) -> sql.Composable:
+        """The insert of a write in a transaction of several (the lock held until commit),
+        of its events only if none is recorded (then none is inserted)."""
+        return self.statements._write_sql(
+            _new_rows_cte(shape, self.statements._id_sql_type),
+            [_RECORDED_CTE],
+            "NOT EXISTS (SELECT 1 FROM recorded)",
+            None,
+        )
+
+    async def _insert_again(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """After a transaction of several writes failed: the events' ids if that
+        transaction recorded them after all (its commit's answer lost), else write them."""
+        ids = await self._run(
+            self._recorded_as_sent(stored_events, None),
+            what=f"Reading events of a write to {self.events_table_name!r}",
+            transaction=False,
+        )
+        if ids:
+            return ids
+        return await self._insert_one(stored_events)
+
+    async def _insert_one(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         async def insert(conn: Conn) -> list[int]:
             ids = await self._write(conn, stored_events, ("insert",), self.statements._insert_sql)
             if len(ids) != len(stored_events):  # refused: an event is recorded already
@@ -460,14 +678,12 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
                 )
             return ids
 
-        ids = await self._run(
+        return await self._run(
             insert,
             what=inserting(self.events_table_name, stored_events),
             transaction=False,  # one statement: its own transaction
             recorded=self._recorded_as_sent(stored_events, None),
         )
-        local_news(self.news_key).announce()
-        return ids
 
     async def _write(
         self,
