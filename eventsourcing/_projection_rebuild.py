@@ -41,6 +41,9 @@ logger = logging.getLogger("eventsourcing")
 NEXT_SUFFIX = "__next"
 # How close (in notifications) the new view gets without the lock before the switch.
 SWITCH_LAG = 100
+# Rounds in a row in which the new view did not gain on the live one, after which
+# the rebuild switches anyway (the rest is processed while the lock is held).
+STALLED_ROUNDS = 3
 
 
 def _settings(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -134,19 +137,46 @@ def rebuild_projection(
         next_factory = _view_factory(spec, next_settings)
         try:
             builder = _Builder(spec, app, next_factory.tracking_recorder(spec.view_class))
-            while True:
-                live_position = live_view.max_tracking_id(app.name) or 0
-                if live_position - builder.position <= SWITCH_LAG:
-                    break
-                builder.catch_up(min(live_position, builder.position + 10 * SWITCH_LAG))
-                if progress is not None:
-                    progress(builder.position, live_position)
+            _approach(builder, lambda: live_view.max_tracking_id(app.name) or 0, progress)
             return _switch(live_factory, live_view, builder, schema, next_schema)
         finally:
             next_factory.close()
     finally:
         app.close()
         live_factory.close()
+
+
+def _approach(
+    builder: _Builder,
+    live_position: Callable[[], int],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Bring the new view close to the live one, without the lock.
+
+    Writes may come faster than the new view is built (it processes one event per
+    transaction, the live runner a batch): if it has not gained on the live view
+    for ``STALLED_ROUNDS`` rounds, it stops chasing and the switch processes the
+    rest while the live view waits, so that a rebuild always ends.
+    """
+    gaps: list[int] = []
+    while True:
+        live = live_position()
+        gap = live - builder.position
+        if gap <= SWITCH_LAG:
+            return
+        gaps.append(gap)
+        recent = gaps[-STALLED_ROUNDS - 1 :]
+        if len(recent) > STALLED_ROUNDS and min(recent[1:]) >= recent[0]:
+            logger.warning(
+                "the rebuilt view of %s is not gaining on the live one (%d behind): "
+                "switching now, the live view waits while the rest is processed",
+                builder.app.name,
+                gap,
+            )
+            return
+        builder.catch_up(min(live, builder.position + 10 * SWITCH_LAG))
+        if progress is not None:
+            progress(builder.position, live)
 
 
 def _switch(

@@ -213,3 +213,40 @@ def test_rebuild_from_the_command_line(postgres_env: dict[str, str], monkeypatch
     with connect(env) as conn:
         schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
     assert "countall" not in schemas
+
+
+class _FakeBuilder:
+    """Stands in for the rebuild's builder: processes ``pace`` events per round."""
+
+    def __init__(self, pace: int):
+        self.app = type("App", (), {"name": "DogSchool"})()
+        self.position = 0
+        self.pace = pace
+        self.rounds = 0
+
+    def catch_up(self, limit: int) -> None:
+        self.rounds += 1
+        self.position = min(limit, self.position + self.pace)
+
+
+def test_a_rebuild_slower_than_the_writes_stops_chasing_them() -> None:
+    """Writes that come faster than the new view is built: the approach ends (and
+    the switch processes the rest under the lock) instead of chasing for ever."""
+    from eventsourcing._projection_rebuild import STALLED_ROUNDS, SWITCH_LAG, _approach
+
+    builder = _FakeBuilder(pace=50)
+    live = iter(range(10_000, 10_000_000, 500))  # gains 500 per round: never caught
+    _approach(builder, lambda: next(live), None)
+    assert builder.rounds == STALLED_ROUNDS
+    assert 10_000 - builder.position > SWITCH_LAG
+
+
+def test_a_rebuild_that_gains_on_the_writes_goes_on_until_close() -> None:
+    from eventsourcing._projection_rebuild import SWITCH_LAG, _approach
+
+    builder = _FakeBuilder(pace=1000)
+    live = iter(range(5_000, 10_000_000, 100))  # gains 100 per round, the builder 1000
+    seen: list[tuple[int, int]] = []
+    _approach(builder, lambda: next(live), lambda done, at: seen.append((done, at)))
+    assert seen and seen[-1][1] - seen[-1][0] <= SWITCH_LAG + 100
+    assert builder.rounds == len(seen) >= 5
