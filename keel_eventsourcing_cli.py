@@ -27,6 +27,7 @@ class NotOurPackage(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _listen_for_stop_early(list(sys.argv[1:] if argv is None else argv))
     try:
         cli_main = our_cli_main()
     except NotOurPackage as problem:
@@ -54,6 +55,17 @@ def our_cli_main() -> Callable[[Sequence[str] | None], int]:
             f" files of {DISTRIBUTION} there may have been replaced" + _other_distribution()
         ) from error
     return cli_main
+
+
+def _listen_for_stop_early(argv: list[str]) -> None:
+    """A worker (``run``) hears SIGTERM/SIGINT before it imports the rest (see
+    eventsourcing._signals); nothing here if that module is not ours to import."""
+    try:
+        from eventsourcing import _signals
+    except ImportError:
+        return
+    if _signals.runs_a_worker(argv):
+        _signals.listen_for_stop()
 
 
 def _location(package: ModuleType) -> str:

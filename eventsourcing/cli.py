@@ -17,7 +17,6 @@ import importlib
 import importlib.metadata
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from eventsourcing._cli_views import (
     unhealthy,
 )
 from eventsourcing._resilience import is_transient
+from eventsourcing._signals import STOP_REQUESTED, listen_for_stop
 from eventsourcing.application import Application
 from eventsourcing.popo import POPOFactory
 from eventsourcing.system import Follower, Partition, System, WorkerRunner
@@ -358,8 +358,12 @@ def _wants_projections(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if threading.current_thread() is threading.main_thread():  # (signals go only there)
+        listen_for_stop()  # before loading the system: a stop asked meanwhile is heard
     if _wants_projections(args):
-        return projections.run_projections(projections.specs_from(args))
+        return projections.run_projections(
+            projections.specs_from(args), stop_requested=STOP_REQUESTED
+        )
     system = load_system(args.system)
     partition: Partition | None = args.partition
     runner = _ReportingRunner(
@@ -370,9 +374,7 @@ def run(args: argparse.Namespace) -> int:
         repartition=args.repartition,
         worker_name=_worker_name(args.app or system.followers, partition),
     )
-    stop_requested = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop_requested.set())
+    stop_requested = STOP_REQUESTED  # (a request made while starting is kept)
     runner.start()
     where = f" partition {partition}" if partition else ""
     logger.info("running %s%s of %s", ", ".join(runner.app_names), where, args.system)
