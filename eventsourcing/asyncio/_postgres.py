@@ -286,9 +286,7 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
     ) -> T:
         if self.tables_pending:
             await self.create_table()
-        return await self.datastore.run(
-            func, what=what, transaction=transaction, recorded=recorded
-        )
+        return await self.datastore.run(func, what=what, transaction=transaction, recorded=recorded)
 
     def _statement(self, shape: Hashable, build: Callable[[], sql.Composable]) -> bytes:
         return self.statements._statement(shape, build)
@@ -506,17 +504,7 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
     async def _check_conflicts(self, conn: Conn, stored_events: Sequence[StoredEvent]) -> None:
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
         cursor = await conn.execute(*self.statements._recorded_query(stored_events))
-        recorded = {(row[0], int(row[1])) for row in await cursor.fetchall()}
-        seen: set[tuple[Any, int]] = set()
-        for stored in stored_events:
-            key = (stored.originator_id, stored.originator_version)
-            if key in seen or key in recorded:
-                raise RecordConflictError(
-                    f"Event of originator {stored.originator_id} at version "
-                    f"{stored.originator_version} is already recorded in "
-                    f"{self.events_table_name!r}; nothing was recorded"
-                )
-            seen.add(key)
+        self.statements._raise_first_conflict(stored_events, await cursor.fetchall())
 
     async def select_notifications(
         self,
