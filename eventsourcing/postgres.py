@@ -337,6 +337,14 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         )
         return statement, (tracking.application_name, tracking.notification_id)
 
+    def _conflict(self, error: psycopg.errors.UniqueViolation) -> RecordConflictError:
+        """The error of a write that met an event already recorded (``error``)."""
+        detail = error.diag.message_detail or one_line(error)
+        return RecordConflictError(
+            f"Event already recorded in {self.events_table_name!r}: {detail} "
+            "(originator_id, originator_version); nothing was recorded"
+        )
+
     def _insert_rows(
         self,
         conn: psycopg.Connection[Any],
@@ -355,11 +363,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
             try:
                 cursor.executemany(statement, rows, returning=returning)
             except psycopg.errors.UniqueViolation as error:
-                detail = error.diag.message_detail or one_line(error)
-                raise RecordConflictError(
-                    f"Event already recorded in {self.events_table_name!r}: {detail} "
-                    "(originator_id, originator_version); nothing was recorded"
-                ) from error
+                raise self._conflict(error) from error
             if not returning:
                 return []
             ids = []
@@ -560,11 +564,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                     release_after_error(conn)
                 raise
         except psycopg.errors.UniqueViolation as error:
-            detail = error.diag.message_detail or one_line(error)
-            raise RecordConflictError(
-                f"Event already recorded in {self.events_table_name!r}: {detail} "
-                "(originator_id, originator_version); nothing was recorded"
-            ) from error
+            raise self._conflict(error) from error
         if parallel and rows:
             self._notify_after_commit(conn)
         return sorted(int(row[0]) for row in rows)

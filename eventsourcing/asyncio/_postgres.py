@@ -325,7 +325,7 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
                 try:
                     await cursor.executemany(statement, rows)
                 except psycopg.errors.UniqueViolation as error:
-                    raise self._conflict(error) from error
+                    raise self.statements._conflict(error) from error
 
         await self._run(
             insert,
@@ -353,13 +353,6 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
             return statements._as_sent(stored_events, await cursor.fetchall())
 
         return recorded
-
-    def _conflict(self, error: psycopg.errors.UniqueViolation) -> RecordConflictError:
-        detail = error.diag.message_detail or one_line(error)
-        return RecordConflictError(
-            f"Event already recorded in {self.events_table_name!r}: {detail} "
-            "(originator_id, originator_version); nothing was recorded"
-        )
 
     async def _select_rows(self, statement: bytes, params: Sequence[Any], what: What) -> list[Any]:
         async def select(conn: Conn) -> list[Any]:
@@ -494,7 +487,7 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
                     await _release_after_error(conn)
                 raise
         except psycopg.errors.UniqueViolation as error:
-            raise self._conflict(error) from error
+            raise self.statements._conflict(error) from error
         if parallel and rows:
             # NOTIFY after the commit, sent by the sync recorder's notifier thread
             # (one NOTIFY for many writes: see eventsourcing._postgres_commits.Notifier).
