@@ -111,15 +111,8 @@ class AsyncPostgresDatastore:
                     pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
                         settings.conninfo,
                         connection_class=self._connection_class,
-                        kwargs=settings.connect_kwargs(),
-                        min_size=0,  # (as the sync pool: opened when first needed)
-                        max_size=settings.pool_size + settings.max_overflow,
-                        max_waiting=settings.max_waiting,
-                        max_lifetime=float(settings.conn_max_age or 10 * 365 * 24 * 3600),
                         check=AsyncConnectionPool.check_connection if settings.pre_ping else None,
-                        timeout=settings.pool_timeout,
-                        name=f"eventsourcing-async-{settings.dbname or 'default'}",
-                        open=False,
+                        **settings.pool_settings("eventsourcing-async"),
                     )
                     await pool.open(wait=False)
                     self._pool = pool
