@@ -39,7 +39,7 @@ from eventsourcing.persistence import (
     Transcoder,
     new_recording,
 )
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.utils import Environment, EnvType, NamedAfterClass
 
 TAggregateID = TypeVar("TAggregateID", bound="UUID | str")
 
@@ -240,7 +240,7 @@ def _section(notifications: list[Notification], limit: int) -> Section:
     )
 
 
-class AsyncApplication(Generic[TAggregateID]):
+class AsyncApplication(NamedAfterClass, Generic[TAggregateID]):
     """An event-sourced application whose reads and writes are awaited.
 
     Written like ``Application``: the same class attributes (``name``, ``env``,
@@ -265,11 +265,6 @@ class AsyncApplication(Generic[TAggregateID]):
     CACHE_OFF = Application.CACHE_OFF
     AGGREGATE_CACHE_FASTFORWARD = Application.AGGREGATE_CACHE_FASTFORWARD
     ORIGINATOR_ID_TYPE = Application.ORIGINATOR_ID_TYPE
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = cls.__name__
 
     def __init__(self, env: EnvType | None = None):
         self.env = self.construct_env(self.name, env)  # type: ignore[misc]
