@@ -287,10 +287,7 @@ class AsyncApplication(NamedAfterClass, Generic[TAggregateID]):
         return AsyncFactory.construct(cast(Environment, self.env))
 
     def construct_transcoder(self) -> Transcoder:
-        transcoder = self.factory.transcoder()
-        if type(transcoder).register is not Transcoder.register:
-            self.register_transcodings(transcoder)
-        return transcoder
+        return Application.construct_transcoder(cast(Any, self))
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         """Register the transcodings of the types in events (extend it, calling super())."""
