@@ -13,11 +13,14 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from conftest import skip_module_unless_postgres
+from conftest import postgres_datastore, skip_module_unless_postgres
 from recorder_contract import event
 from tcp_proxy import TCPProxy, tcp_proxy
 from test_asyncio_application import School
-from test_postgres_parallel_commits import _draw_and_insert_without_committing
+from test_postgres_parallel_commits import (
+    _draw_and_insert_without_committing,
+    create_table_of_an_earlier_version,
+)
 
 from eventsourcing.asyncio._postgres import (
     AsyncPostgresApplicationRecorder,
@@ -32,14 +35,8 @@ skip_module_unless_postgres()
 
 def _settings(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
     kwargs.setdefault("pool_size", 3)
-    return PostgresDatastore(
-        str(settings["dbname"]),
-        str(kwargs.pop("host", settings["host"])),
-        int(kwargs.pop("port", settings["port"])),
-        str(settings["user"]),
-        str(settings["password"]),
-        **kwargs,
-    )
+    host, port = kwargs.pop("host", settings["host"]), kwargs.pop("port", settings["port"])
+    return postgres_datastore(dict(settings, host=host, port=port), **kwargs)
 
 
 _opened: list[AsyncPostgresDatastore] = []
@@ -146,13 +143,7 @@ def test_a_table_made_by_an_earlier_version_is_written_then_migrated(
     async def main() -> None:
         datastore = _async_store(_settings(postgres_test_database))
         table = f"aearlier_{uuid4().hex[:10]}"
-        with psycopg.connect(**postgres_test_database, autocommit=True) as conn:
-            conn.execute(
-                f'CREATE TABLE "{table}" (notification_id bigserial PRIMARY KEY, '
-                "originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
-                "topic text NOT NULL, state bytea NOT NULL, "
-                "UNIQUE (originator_id, originator_version))"
-            )
+        create_table_of_an_earlier_version(postgres_test_database, table)
         recorder = AsyncPostgresApplicationRecorder(datastore, table)
         assert await recorder.insert_events([event(uuid4(), 1)]) == [1]
         assert [n.id for n in await recorder.select_notifications(None, 10)] == [1]

@@ -16,7 +16,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from conftest import skip_module_unless_postgres
+from conftest import postgres_datastore, skip_module_unless_postgres
 from recorder_contract import event
 from tcp_proxy import TCPProxy, tcp_proxy
 
@@ -61,14 +61,7 @@ def direct(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
     """A datastore of the test database (``kwargs`` as PostgresDatastore takes them),
     closed after the test."""
     kwargs.setdefault("pool_size", 1)
-    datastore = PostgresDatastore(
-        str(settings["dbname"]),
-        str(settings["host"]),
-        int(settings["port"]),
-        str(settings["user"]),
-        str(settings["password"]),
-        **kwargs,
-    )
+    datastore = postgres_datastore(settings, **kwargs)
     _opened.append(datastore)
     return datastore
 

@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from conftest import skip_module_unless_postgres
+from conftest import postgres_datastore, skip_module_unless_postgres
 from recorder_contract import DatabaseRecorders, event
 
 from eventsourcing.persistence import (
@@ -42,14 +42,7 @@ skip_module_unless_postgres()
 
 def make_datastore(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
     kwargs.setdefault("pool_size", 2)
-    return PostgresDatastore(
-        str(settings["dbname"]),
-        str(settings["host"]),
-        int(settings["port"]),
-        str(settings["user"]),
-        str(settings["password"]),
-        **kwargs,
-    )
+    return postgres_datastore(settings, **kwargs)
 
 
 def factory_env(settings: dict[str, Any], name: str, **extra: str) -> Environment:
