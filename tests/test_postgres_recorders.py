@@ -321,7 +321,7 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
             blocker.execute(psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
         writer = threading.Thread(target=write)
         writer.start()
-        _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
+        _wait_until_locks_are_waited_for(observer, postgres_test_database["dbname"])
         last_value = observer.execute(f'SELECT last_value FROM "{sequence}"').fetchone()
         assert last_value == (1,)  # no id drawn while waiting
         select_row = psycopg.sql.SQL("SELECT notification_id FROM {} FOR UPDATE NOWAIT").format(
@@ -359,7 +359,10 @@ def _take_write_lock(conn: psycopg.Connection[Any], events: psycopg.sql.Identifi
     )
 
 
-def _wait_until_a_lock_is_waited_for(conn: psycopg.Connection[Any], dbname: str) -> None:
+def _wait_until_locks_are_waited_for(
+    conn: psycopg.Connection[Any], dbname: str, count: int = 1
+) -> None:
+    """Until ``count`` writers (or more) wait for a lock in the database ``dbname``."""
     deadline = time.monotonic() + 5
     while True:
         row = conn.execute(
@@ -367,9 +370,9 @@ def _wait_until_a_lock_is_waited_for(conn: psycopg.Connection[Any], dbname: str)
             "WHERE NOT granted AND datname = %s",
             (dbname,),
         ).fetchone()
-        if row and row[0]:
+        if row and row[0] >= count:
             return
-        assert time.monotonic() < deadline, "the writer never waited for the lock"
+        assert time.monotonic() < deadline, f"{count} writer(s) never waited for the lock"
         time.sleep(0.01)
 
 
@@ -398,7 +401,7 @@ def test_an_event_recorded_while_a_tracked_writer_waited_fails_that_write(
             _take_write_lock(blocker, events)
             writer = threading.Thread(target=write)
             writer.start()
-            _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
+            _wait_until_locks_are_waited_for(observer, postgres_test_database["dbname"])
             blocker.execute(
                 psycopg.sql.SQL(
                     "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -581,22 +584,6 @@ def test_of_two_overlapping_batches_into_a_row_per_position_only_one_is_recorded
     datastore.close()
 
 
-def _wait_until_locks_are_waited_for(
-    conn: psycopg.Connection[Any], dbname: str, count: int
-) -> None:
-    deadline = time.monotonic() + 5
-    while True:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
-            "WHERE NOT granted AND datname = %s",
-            (dbname,),
-        ).fetchone()
-        if row and row[0] >= count:
-            return
-        assert time.monotonic() < deadline, f"{count} writers never waited for the lock"
-        time.sleep(0.01)
-
-
 def test_a_row_per_position_added_meanwhile_by_a_writer_without_the_lock_refuses_the_write(
     postgres_test_database: dict[str, Any],
 ) -> None:
@@ -623,7 +610,7 @@ def test_a_row_per_position_added_meanwhile_by_a_writer_without_the_lock_refuses
         )
         writer = threading.Thread(target=write)
         writer.start()
-        _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
+        _wait_until_locks_are_waited_for(observer, postgres_test_database["dbname"])
         other.commit()
         writer.join(5)
     assert len(outcome) == 1 and isinstance(outcome[0], TrackingConflictError), outcome
