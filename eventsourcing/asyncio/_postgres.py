@@ -279,7 +279,9 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
     ) -> T:
         if self.tables_pending:
             await self.create_table()
-        return await self.datastore.run(func, what=what, transaction=transaction, recorded=recorded)
+        return await self.datastore.run(
+            func, what=what, transaction=transaction, recorded=recorded
+        )
 
     def _statement(self, shape: Hashable, build: Callable[[], sql.Composable]) -> bytes:
         return self.statements._statement(shape, build)
