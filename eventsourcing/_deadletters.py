@@ -88,6 +88,15 @@ def _values(letter: DeadLetter) -> tuple[Any, ...]:
     return tuple(getattr(letter, column) for column in _COLUMNS)
 
 
+# The columns an update writes (then ``WHERE id = ? AND status = ?``).
+_UPDATED = ("status", "attempts", "error_type", "error_message", "traceback", "last_failed")
+
+
+def _update_params(letter: DeadLetter, expected_status: str) -> tuple[Any, ...]:
+    """The parameters of an update of ``letter``'s row: ``_UPDATED``, id, expected status."""
+    return (*(getattr(letter, column) for column in _UPDATED), letter.id, expected_status)
+
+
 def _letter(row: Sequence[Any]) -> DeadLetter:
     """A dead letter from a row of ``id`` then ``_COLUMNS``."""
     values = dict(zip(("id", *_COLUMNS), row))
@@ -173,8 +182,8 @@ class POPODeadLetters(DeadLetterRecorder):
                 positions.pop(name, None)
 
 
-class SQLiteDeadLetters(DeadLetterRecorder):
-    """Dead letters in a SQLite table, for the SQLite process recorder."""
+class TableDeadLetters(DeadLetterRecorder):
+    """Dead letters in a database table named after the tracking table's."""
 
     datastore: Any
     tracking_table_name: str
@@ -182,6 +191,10 @@ class SQLiteDeadLetters(DeadLetterRecorder):
     @property
     def dead_letter_table_name(self) -> str:
         return dead_letter_table_name(self.tracking_table_name)
+
+
+class SQLiteDeadLetters(TableDeadLetters):
+    """Dead letters in a SQLite table, for the SQLite process recorder."""
 
     def _quoted_dead_letters(self) -> str:
         return '"' + self.dead_letter_table_name.replace('"', '""') + '"'
@@ -250,16 +263,7 @@ class SQLiteDeadLetters(DeadLetterRecorder):
             "error_type = ?, error_message = ?, traceback = ?, last_failed = ? "
             "WHERE id = ? AND status = ?"
         )
-        params = (
-            letter.status,
-            letter.attempts,
-            letter.error_type,
-            letter.error_message,
-            letter.traceback,
-            letter.last_failed,
-            letter.id,
-            expected_status,
-        )
+        params = _update_params(letter, expected_status)
         return bool(
             self.datastore.run(
                 lambda conn: conn.execute(update, params).rowcount,

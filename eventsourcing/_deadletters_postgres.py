@@ -12,22 +12,15 @@ from psycopg import sql
 from eventsourcing._deadletters import (
     _COLUMNS,
     DeadLetter,
-    DeadLetterRecorder,
+    TableDeadLetters,
     _letter,
+    _update_params,
     _values,
-    dead_letter_table_name,
 )
 from eventsourcing.persistence import Tracking
 
 
-class PostgresDeadLetters(DeadLetterRecorder):
-    datastore: Any
-    tracking_table_name: str
-
-    @property
-    def dead_letter_table_name(self) -> str:
-        return dead_letter_table_name(self.tracking_table_name)
-
+class PostgresDeadLetters(TableDeadLetters):
     def _dead_letters_table(self) -> sql.Composable:
         return self.datastore.table(self.dead_letter_table_name)
 
@@ -106,16 +99,7 @@ class PostgresDeadLetters(DeadLetterRecorder):
             "UPDATE {} SET status = %s, attempts = %s, error_type = %s, error_message = %s, "
             "traceback = %s, last_failed = %s WHERE id = %s AND status = %s"
         ).format(self._dead_letters_table())
-        params = (
-            letter.status,
-            letter.attempts,
-            letter.error_type,
-            letter.error_message,
-            letter.traceback,
-            letter.last_failed,
-            letter.id,
-            expected_status,
-        )
+        params = _update_params(letter, expected_status)
 
         def run(conn: psycopg.Connection[Any]) -> int:
             return conn.execute(update, params).rowcount

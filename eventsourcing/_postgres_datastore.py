@@ -283,6 +283,22 @@ class PostgresDatastore:
         except psycopg.Error as error:
             raise self.connection_error(error, "Connecting") from None
 
+    def pool_settings(self, prefix: str) -> dict[str, Any]:
+        """The settings of a pool of this datastore's connections (sync or async), named
+        ``prefix`` and the database's name, not opened yet."""
+        return {
+            "kwargs": self.connect_kwargs(),
+            # None open until needed; those used at once are kept (for max_idle).
+            "min_size": 0,
+            "max_size": self.pool_size + self.max_overflow,
+            "max_waiting": self.max_waiting,
+            # "None" means no age limit; the pool needs a number.
+            "max_lifetime": float(self.conn_max_age or 10 * 365 * 24 * 3600),
+            "timeout": self.pool_timeout,
+            "name": f"{prefix}-{self.dbname or 'default'}",
+            "open": False,
+        }
+
     def pool(self) -> ConnectionPool[PooledConnection]:
         with self._pool_lock:
             if self._closed:
@@ -292,17 +308,8 @@ class PostgresDatastore:
                 pool = ConnectionPool(
                     self.conninfo,
                     connection_class=self._connection_class,
-                    kwargs=self.connect_kwargs(),
-                    # None open until needed; those used at once are kept (for max_idle).
-                    min_size=0,
-                    max_size=self.pool_size + self.max_overflow,
-                    max_waiting=self.max_waiting,
-                    # "None" means no age limit; the pool needs a number.
-                    max_lifetime=float(self.conn_max_age or 10 * 365 * 24 * 3600),
                     check=ConnectionPool.check_connection if self.pre_ping else None,
-                    timeout=self.pool_timeout,
-                    name=f"eventsourcing-{self.dbname or 'default'}",
-                    open=False,
+                    **self.pool_settings("eventsourcing"),
                 )
                 pool.open(wait=False)
                 self._pool = pool

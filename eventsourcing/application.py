@@ -51,7 +51,13 @@ from eventsourcing.persistence import (
     Transcoder,
     UUIDAsHex,
 )
-from eventsourcing.utils import Environment, EnvType, EventSourcingError, strtobool
+from eventsourcing.utils import (
+    Environment,
+    EnvType,
+    EventSourcingError,
+    NamedAfterClass,
+    strtobool,
+)
 
 __all__ = [
     "AggregateNotFound",
@@ -709,7 +715,7 @@ class ProcessingEvent(Generic[TAggregateID]):
 # The application.
 
 
-class Application(Generic[TAggregateID]):
+class Application(NamedAfterClass, Generic[TAggregateID]):
     """An event-sourced application: commands and queries over aggregates.
 
     Class attributes: ``name`` (default: the class name), ``env`` (default settings),
@@ -744,11 +750,6 @@ class Application(Generic[TAggregateID]):
     ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
 
     project_aggregate = staticmethod(project_aggregate)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = cls.__name__
 
     def __init__(self, env: EnvType | None = None):
         self.env = self.construct_env(self.name, env)  # type: ignore[misc]

@@ -337,6 +337,14 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         )
         return statement, (tracking.application_name, tracking.notification_id)
 
+    def _conflict(self, error: psycopg.errors.UniqueViolation) -> RecordConflictError:
+        """The error of a write that met an event already recorded (``error``)."""
+        detail = error.diag.message_detail or one_line(error)
+        return RecordConflictError(
+            f"Event already recorded in {self.events_table_name!r}: {detail} "
+            "(originator_id, originator_version); nothing was recorded"
+        )
+
     def _insert_rows(
         self,
         conn: psycopg.Connection[Any],
@@ -355,11 +363,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
             try:
                 cursor.executemany(statement, rows, returning=returning)
             except psycopg.errors.UniqueViolation as error:
-                detail = error.diag.message_detail or one_line(error)
-                raise RecordConflictError(
-                    f"Event already recorded in {self.events_table_name!r}: {detail} "
-                    "(originator_id, originator_version); nothing was recorded"
-                ) from error
+                raise self._conflict(error) from error
             if not returning:
                 return []
             ids = []
@@ -560,11 +564,7 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
                     release_after_error(conn)
                 raise
         except psycopg.errors.UniqueViolation as error:
-            detail = error.diag.message_detail or one_line(error)
-            raise RecordConflictError(
-                f"Event already recorded in {self.events_table_name!r}: {detail} "
-                "(originator_id, originator_version); nothing was recorded"
-            ) from error
+            raise self._conflict(error) from error
         if parallel and rows:
             self._notify_after_commit(conn)
         return sorted(int(row[0]) for row in rows)
@@ -628,16 +628,15 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]
     ) -> None:
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
-        statement = sql.SQL(
-            "SELECT e.originator_id, e.originator_version FROM {} AS e "
-            "JOIN unnest(%s::{}[], %s::bigint[]) AS k(originator_id, originator_version) "
-            "USING (originator_id, originator_version)"
-        ).format(self._events, sql.SQL(self._id_sql_type))
-        params = (
-            [s.originator_id for s in stored_events],
-            [s.originator_version for s in stored_events],
-        )
-        recorded = {(row[0], int(row[1])) for row in conn.execute(statement, params)}
+        rows = conn.execute(*self._recorded_query(stored_events)).fetchall()
+        self._raise_first_conflict(stored_events, rows)
+
+    def _raise_first_conflict(
+        self, stored_events: Sequence[StoredEvent], rows: Sequence[Any]
+    ) -> None:
+        """Raise ``RecordConflictError`` naming the first of ``stored_events`` that
+        repeats an earlier one or is among ``rows`` (of ``_recorded_query``)."""
+        recorded = {(row[0], int(row[1])) for row in rows}
         seen: set[tuple[Any, int]] = set()
         for stored in stored_events:
             key = (stored.originator_id, stored.originator_version)

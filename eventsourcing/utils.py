@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from functools import wraps
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "EnvType",
@@ -238,6 +238,18 @@ class Environment(dict[str, str]):
         if given:
             merged.update(given)
         return cls(name, merged)
+
+
+class NamedAfterClass:
+    """A class whose ``name`` is each subclass's own name, unless the subclass gives
+    one (applications: the prefix of their settings)."""
+
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
 
 
 def reversed_keys(d: Mapping[Any, Any]) -> Iterator[Any]:

@@ -8,34 +8,18 @@ import os
 import time
 from typing import Any
 
-from eventsourcing.application import AggregateNotFound
-from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.system import ProcessApplication, ProcessingEvent, System
-from examples.dogschool import Counter, Dog, DogSchool
+from eventsourcing.system import ProcessingEvent, System
+from examples import dogschool
+from examples.dogschool import Dog, DogSchool
 
 
-class Counters(ProcessApplication):
-    @singledispatchmethod
+class Counters(dogschool.Counters):
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
-        """Other events are ignored."""
-
-    @policy.register(Dog.TrickAdded)
-    def _(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
-        time.sleep(float(os.environ.get("POLICY_DELAY", "0")))  # a slow policy, for tests
-        if domain_event.trick == "explode" and os.environ.get("POISON_FIXED") != "1":
-            raise ValueError("cannot count explosions")
-        try:
-            counter = self.repository.get(Counter.create_id(domain_event.trick))
-        except AggregateNotFound:
-            counter = Counter(domain_event.trick)
-        counter.increment()
-        processing_event.collect_events(counter)
-
-    def get_count(self, trick: str) -> int:
-        try:
-            return int(self.repository.get(Counter.create_id(trick)).count)
-        except AggregateNotFound:
-            return 0
+        if isinstance(domain_event, Dog.TrickAdded):
+            time.sleep(float(os.environ.get("POLICY_DELAY", "0")))  # a slow policy, for tests
+            if domain_event.trick == "explode" and os.environ.get("POISON_FIXED") != "1":
+                raise ValueError("cannot count explosions")
+        super().policy(domain_event, processing_event)
 
 
 system = System(pipes=[[DogSchool, Counters]])

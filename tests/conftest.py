@@ -7,10 +7,14 @@ import functools
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from eventsourcing.postgres import PostgresDatastore
 
 # Tests import example systems (examples.dogschool) from the repository root.
 REPO = Path(__file__).resolve().parents[1]
@@ -114,6 +118,21 @@ def postgres_env() -> Iterator[dict[str, str]]:
     """A fresh database for one test, as the POSTGRES_* environment of applications."""
     with _fresh_postgres_database() as settings:
         yield _postgres_settings_as_env(settings)
+
+
+def postgres_datastore(settings: Mapping[str, Any], **kwargs: Any) -> PostgresDatastore:
+    """A datastore of the database of ``settings`` (as ``postgres_test_database``);
+    ``kwargs`` as PostgresDatastore takes them."""
+    from eventsourcing.postgres import PostgresDatastore
+
+    return PostgresDatastore(
+        str(settings["dbname"]),
+        str(settings["host"]),
+        int(settings["port"]),
+        str(settings["user"]),
+        str(settings["password"]),
+        **kwargs,
+    )
 
 
 def _postgres_settings_as_env(settings: dict[str, object]) -> dict[str, str]:

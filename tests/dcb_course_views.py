@@ -12,77 +12,19 @@ from typing import Any
 from psycopg.sql import SQL, Identifier
 
 from eventsourcing.dcb.application import DCBApplication
-from eventsourcing.dcb.domain import EnduringObject, Group, Tagged
-from eventsourcing.dcb.msgpack import Decision, InitialDecision
+from eventsourcing.dcb.domain import Tagged
+from eventsourcing.dcb.msgpack import Decision
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.domain import event
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import get_topic
+from tests.dcb_courses import Course, Student, StudentAndCourse, StudentJoinedCourse
 
 # ---------------------------------------------------------------------------
-# The course-booking model.
-
-
-class StudentJoinedCourse(Decision):
-    student_id: str
-    course_id: str
-
-
-class Student(EnduringObject[Decision, str]):
-    class Registered(InitialDecision):
-        student_id: str
-        name: str
-        max_courses: int
-
-    @event(Registered)
-    def __init__(self, name: str, max_courses: int) -> None:
-        self.name = name
-        self.max_courses = max_courses
-        self.course_ids: list[str] = []
-
-    @event(StudentJoinedCourse)
-    def _(self, course_id: str) -> None:
-        self.course_ids.append(course_id)
-
-
-class Course(EnduringObject[Decision, str]):
-    class Registered(InitialDecision):
-        course_id: str
-        name: str
-        max_students: int
-
-    @event(Registered)
-    def __init__(self, name: str, max_students: int) -> None:
-        self.name = name
-        self.max_students = max_students
-        self.student_ids: list[str] = []
-
-    @event(StudentJoinedCourse)
-    def _(self, student_id: str) -> None:
-        self.student_ids.append(student_id)
-
-
-class CourseFull(Exception):
-    pass
-
-
-class StudentAndCourse(Group[Decision]):
-    def __init__(self, student: Student | None, course: Course | None) -> None:
-        if student is None or course is None:
-            raise LookupError("no such student or course")
-        self.student = student
-        self.course = course
-
-    def student_joins_course(self) -> None:
-        if len(self.course.student_ids) >= self.course.max_students:
-            raise CourseFull(self.course.id)
-        self.trigger_event(
-            StudentJoinedCourse, student_id=self.student.id, course_id=self.course.id
-        )
+# The course-booking application (the model: tests/dcb_courses.py).
 
 
 class CourseBooking(DCBApplication):
@@ -117,9 +59,7 @@ class StudentsPerCourse(TrackingRecorder, ABC):
     def add_course(self, course_id: str, name: str, tracking: Tracking) -> None: ...
 
     @abstractmethod
-    def add_students(
-        self, joined: Sequence[tuple[str, str]], tracking: Tracking
-    ) -> None:
+    def add_students(self, joined: Sequence[tuple[str, str]], tracking: Tracking) -> None:
         """Record (course ID, student ID) pairs, and only the last tracking record."""
 
     @abstractmethod
@@ -217,9 +157,7 @@ class PostgresStudentsPerCourse(PostgresTrackingRecorder, StudentsPerCourse):
         self._select_students = SQL(
             "SELECT student_id FROM {0}.course_students WHERE course_id = %s ORDER BY position"
         ).format(schema)
-        self._select_name = SQL("SELECT name FROM {0}.courses WHERE course_id = %s").format(
-            schema
-        )
+        self._select_name = SQL("SELECT name FROM {0}.courses WHERE course_id = %s").format(schema)
 
     def add_course(self, course_id: str, name: str, tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:

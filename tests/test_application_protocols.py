@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 import pytest
@@ -52,66 +52,33 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-# -- a plain mutable class, with its own events ------------------------------------------
-
-
-class PlainDog:
-    def __init__(self, id: UUID, version: int, timestamp: datetime, name: str) -> None:
-        self.id = id
-        self.version = version
-        self.created_on = timestamp
-        self.modified_on = timestamp
-        self.name = name
-        self.tricks: list[str] = []
-        self.pending_events: list[Any] = []
-
-    @classmethod
-    def register(cls, name: str) -> PlainDog:
-        event = PlainRegistered(uuid4(), 1, now(), name)
-        dog = event.mutate(None)
-        dog.pending_events.append(event)
-        return dog
-
-    def add_trick(self, trick: str) -> None:
-        event = PlainTrickAdded(self.id, self.version + 1, now(), trick)
-        event.mutate(self)
-        self.pending_events.append(event)
-
-    def collect_events(self) -> list[Any]:
-        collected, self.pending_events = self.pending_events, []
-        return collected
+# -- the events' fields (each style's events add their own mutate(), or none) -------------
 
 
 @dataclass(frozen=True)
-class PlainRegistered:
+class Registered:
     originator_id: UUID
     originator_version: int
     timestamp: datetime
     name: str
 
-    def mutate(self, _: Any) -> PlainDog:
-        return PlainDog(self.originator_id, self.originator_version, self.timestamp, self.name)
-
 
 @dataclass(frozen=True)
-class PlainTrickAdded:
+class TrickAdded:
     originator_id: UUID
     originator_version: int
     timestamp: datetime
     trick: str
 
-    def mutate(self, dog: Any) -> Any:
-        dog.tricks.append(self.trick)
-        dog.version = self.originator_version
-        dog.modified_on = self.timestamp
-        return dog
+
+# -- a plain mutable class, with its own events ------------------------------------------
 
 
-# -- a class with __slots__ (no __dict__) -----------------------------------------------
+class MutableDog:
+    """The methods of the plain and the slotted dog (no ``__dict__`` of its own)."""
 
-
-class SlottedDog:
-    __slots__ = ("id", "version", "created_on", "modified_on", "name", "tricks", "pending")
+    __slots__ = ()
+    registered: ClassVar[Any]  # the style's Registered event class
 
     def __init__(self, id: UUID, version: int, timestamp: datetime, name: str) -> None:
         self.id = id
@@ -123,8 +90,8 @@ class SlottedDog:
         self.pending: list[Any] = []
 
     @classmethod
-    def register(cls, name: str) -> SlottedDog:
-        event = SlottedRegistered(uuid4(), 1, now(), name)
+    def register(cls, name: str) -> Any:
+        event = cls.registered(uuid4(), 1, now(), name)
         dog = event.mutate(None)
         dog.pending.append(event)
         return dog
@@ -143,10 +110,40 @@ class SlottedDog:
         return collected
 
 
+class PlainDog(MutableDog):
+    pass
+
+
+@dataclass(frozen=True)
+class PlainRegistered(Registered):
+    def mutate(self, _: Any) -> PlainDog:
+        return PlainDog(self.originator_id, self.originator_version, self.timestamp, self.name)
+
+
+@dataclass(frozen=True)
+class PlainTrickAdded(TrickAdded):
+    def mutate(self, dog: Any) -> Any:
+        dog.tricks.append(self.trick)
+        dog.version = self.originator_version
+        dog.modified_on = self.timestamp
+        return dog
+
+
+# -- a class with __slots__ (no __dict__) -----------------------------------------------
+
+
+class SlottedDog(MutableDog):
+    __slots__ = ("id", "version", "created_on", "modified_on", "name", "tricks", "pending")
+
+
 @dataclass(frozen=True)
 class SlottedRegistered(PlainRegistered):
     def mutate(self, _: Any) -> SlottedDog:
         return SlottedDog(self.originator_id, self.originator_version, self.timestamp, self.name)
+
+
+PlainDog.registered = PlainRegistered
+SlottedDog.registered = SlottedRegistered
 
 
 # -- an immutable frozen dataclass: events make new aggregates ---------------------------
@@ -163,24 +160,14 @@ class FrozenDog:
 
 
 @dataclass(frozen=True)
-class FrozenRegistered:
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
-    name: str
-
+class FrozenRegistered(Registered):
     def mutate(self, _: Any) -> FrozenDog:
         stamp = self.timestamp
         return FrozenDog(self.originator_id, self.originator_version, stamp, stamp, self.name, ())
 
 
 @dataclass(frozen=True)
-class FrozenTrickAdded:
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
-    trick: str
-
+class FrozenTrickAdded(TrickAdded):
     def mutate(self, dog: FrozenDog) -> FrozenDog:
         return replace(
             dog,
@@ -217,19 +204,13 @@ class ProjectedDog:
 
 
 @dataclass(frozen=True)
-class ProjectedRegistered:
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
-    name: str
+class ProjectedRegistered(Registered):
+    pass
 
 
 @dataclass(frozen=True)
-class ProjectedTrickAdded:
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
-    trick: str
+class ProjectedTrickAdded(TrickAdded):
+    pass
 
 
 def project_dog(dog: ProjectedDog | None, events: Iterable[Any]) -> ProjectedDog | None:
@@ -472,7 +453,7 @@ class CountedDog(PlainDog):
 def test_the_cache_copies_aggregates_that_say_how_their_own_way() -> None:
     app: Application[UUID] = Application(env={"AGGREGATE_CACHE_MAXSIZE": "10"})
     dog = CountedDog(uuid4(), 1, now(), "Fido")
-    dog.pending_events.append(PlainRegistered(dog.id, 1, dog.created_on, "Fido"))
+    dog.pending.append(PlainRegistered(dog.id, 1, dog.created_on, "Fido"))
     app.save(dog)  # (its events make a PlainDog on replay; the cache keeps a CountedDog)
     copies = CountedDog.copies
     got = app.repository.get(dog.id)

@@ -86,19 +86,12 @@ class TestAsyncPostgres(AsyncContract):
 
     @pytest.fixture(autouse=True)
     def _datastore(self, _loop: None, postgres_test_database: dict[str, Any]) -> Iterator[None]:
-        from eventsourcing.asyncio._postgres import AsyncPostgresDatastore
-        from eventsourcing.postgres import PostgresDatastore
+        from conftest import postgres_datastore
 
-        settings = postgres_test_database
+        from eventsourcing.asyncio._postgres import AsyncPostgresDatastore
+
         self.datastore = AsyncPostgresDatastore(
-            PostgresDatastore(
-                str(settings["dbname"]),
-                str(settings["host"]),
-                int(settings["port"]),
-                str(settings["user"]),
-                str(settings["password"]),
-                pool_size=3,
-            )
+            postgres_datastore(postgres_test_database, pool_size=3)
         )
         yield
         self.loop.run(self.datastore.close())

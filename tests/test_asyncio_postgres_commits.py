@@ -13,11 +13,14 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from conftest import skip_module_unless_postgres
+from conftest import postgres_datastore, skip_module_unless_postgres
 from recorder_contract import event
 from tcp_proxy import TCPProxy, tcp_proxy
 from test_asyncio_application import School
-from test_postgres_parallel_commits import _draw_and_insert_without_committing
+from test_postgres_parallel_commits import (
+    _draw_and_insert_without_committing,
+    create_table_of_an_earlier_version,
+)
 
 from eventsourcing.asyncio._postgres import (
     AsyncPostgresApplicationRecorder,
@@ -32,14 +35,8 @@ skip_module_unless_postgres()
 
 def _settings(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
     kwargs.setdefault("pool_size", 3)
-    return PostgresDatastore(
-        str(settings["dbname"]),
-        str(kwargs.pop("host", settings["host"])),
-        int(kwargs.pop("port", settings["port"])),
-        str(settings["user"]),
-        str(settings["password"]),
-        **kwargs,
-    )
+    host, port = kwargs.pop("host", settings["host"]), kwargs.pop("port", settings["port"])
+    return postgres_datastore(dict(settings, host=host, port=port), **kwargs)
 
 
 _opened: list[AsyncPostgresDatastore] = []
@@ -66,8 +63,10 @@ def _run(main: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(closing())
 
 
-async def _recorder(datastore: AsyncPostgresDatastore) -> AsyncPostgresApplicationRecorder:
-    recorder = AsyncPostgresApplicationRecorder(datastore, f"aparallel_{uuid4().hex[:10]}")
+async def _recorder(sync: PostgresDatastore) -> AsyncPostgresApplicationRecorder:
+    """A recorder of a new table, on an async datastore with ``sync``'s settings (``_run``
+    closes both)."""
+    recorder = AsyncPostgresApplicationRecorder(_async_store(sync), f"aparallel_{uuid4().hex[:10]}")
     await recorder.create_table()
     return recorder
 
@@ -80,9 +79,7 @@ def test_writes_commit_in_parallel_and_stamp_their_rows(
     once ids are drawn. (Holding it until commit, the second write would wait.)"""
 
     async def main() -> None:
-        sync = _settings(postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(_settings(postgres_test_database))
         table = recorder.events_table_name
         originator = uuid4()
         with psycopg.connect(**postgres_test_database) as other:
@@ -102,8 +99,6 @@ def test_writes_commit_in_parallel_and_stamp_their_rows(
         with psycopg.connect(**postgres_test_database) as conn:
             stamps = conn.execute(f'SELECT transaction_id IS NOT NULL FROM "{table}"').fetchall()
         assert stamps == [(True,), (True,)]
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
@@ -113,9 +108,7 @@ def test_a_row_after_a_writer_in_progress_waits_for_its_commit(
     postgres_test_database: dict[str, Any], topics: tuple[str, ...]
 ) -> None:
     async def main() -> None:
-        sync = _settings(postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(_settings(postgres_test_database))
         await recorder.insert_events([event(uuid4(), 1)])
         with psycopg.connect(**postgres_test_database) as late:
             assert _draw_and_insert_without_committing(late, recorder.statements) == 2
@@ -126,8 +119,6 @@ def test_a_row_after_a_writer_in_progress_waits_for_its_commit(
             late.commit()
         page = await recorder.select_notifications(None, 10, topics=topics)
         assert [n.id for n in page] == [1, 2, 3]
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
@@ -291,16 +282,12 @@ def test_listeners_are_notified_after_parallel_writes(
     postgres_test_database: dict[str, Any],
 ) -> None:
     async def main() -> None:
-        sync = _settings(postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(_settings(postgres_test_database))
         waiter = await recorder.open_waiter()
         assert not await waiter.wait(0.1)
         await recorder.insert_events([event(uuid4(), 1)])
         assert await waiter.wait(20)
         await waiter.close()
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
@@ -309,16 +296,9 @@ def test_a_table_made_by_an_earlier_version_is_written_then_migrated(
     postgres_test_database: dict[str, Any],
 ) -> None:
     async def main() -> None:
-        sync = _settings(postgres_test_database)
-        datastore = _async_store(sync)
+        datastore = _async_store(_settings(postgres_test_database))
         table = f"aearlier_{uuid4().hex[:10]}"
-        with psycopg.connect(**postgres_test_database, autocommit=True) as conn:
-            conn.execute(
-                f'CREATE TABLE "{table}" (notification_id bigserial PRIMARY KEY, '
-                "originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
-                "topic text NOT NULL, state bytea NOT NULL, "
-                "UNIQUE (originator_id, originator_version))"
-            )
+        create_table_of_an_earlier_version(postgres_test_database, table)
         recorder = AsyncPostgresApplicationRecorder(datastore, table)
         assert await recorder.insert_events([event(uuid4(), 1)]) == [1]
         assert [n.id for n in await recorder.select_notifications(None, 10)] == [1]
@@ -330,8 +310,6 @@ def test_a_table_made_by_an_earlier_version_is_written_then_migrated(
                 f'SELECT transaction_id IS NOT NULL FROM "{table}" ORDER BY 1'
             ).fetchall()
         assert stamps == [(False,), (True,)]
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
@@ -356,9 +334,7 @@ def test_a_save_whose_answer_is_lost_after_commit_succeeds_once(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     async def main() -> None:
-        sync = _through(proxy, postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(_through(proxy, postgres_test_database))
         await recorder.insert_events([event(uuid4(), 1)])
         saved = [event(uuid4(), 1), event(uuid4(), 1)]
         proxy.cut_after(saved[1].state)
@@ -366,8 +342,6 @@ def test_a_save_whose_answer_is_lost_after_commit_succeeds_once(
         assert proxy.cuts == 1  # the answer was lost, and the write retried
         assert list(ids or []) == [2, 3]
         assert await recorder.max_notification_id() == 3
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
@@ -376,8 +350,7 @@ def test_a_tracked_write_whose_answer_is_lost_succeeds_once(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     async def main() -> None:
-        sync = _through(proxy, postgres_test_database)
-        datastore = _async_store(sync)
+        datastore = _async_store(_through(proxy, postgres_test_database))
         suffix = uuid4().hex[:8]
         recorder = AsyncPostgresProcessRecorder(datastore, f"alost_{suffix}", f"alost_t_{suffix}")
         await recorder.create_table()
@@ -387,8 +360,6 @@ def test_a_tracked_write_whose_answer_is_lost_succeeds_once(
         assert proxy.cuts == 1
         assert list(ids or []) == [1]
         assert await recorder.max_tracking_id("Up") == 5
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
@@ -397,9 +368,7 @@ def test_a_genuine_conflict_met_on_a_retry_still_raises(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     async def main() -> None:
-        sync = _through(proxy, postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(_through(proxy, postgres_test_database))
         originator = uuid4()
         with psycopg.connect(**postgres_test_database) as other:
             other.execute(
@@ -411,8 +380,6 @@ def test_a_genuine_conflict_met_on_a_retry_still_raises(
         with pytest.raises(RecordConflictError, match="already recorded"):
             await recorder.insert_events([event(originator, 1)])
         assert proxy.cuts == 1
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
@@ -421,9 +388,7 @@ def test_a_save_during_a_short_outage_succeeds_after_it(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
     async def main() -> None:
-        sync = _through(proxy, postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(_through(proxy, postgres_test_database))
         await recorder.insert_events([event(uuid4(), 1)])
         proxy.drop_all()  # the pooled connection is broken under the datastore's feet
         proxy.refuse()
@@ -438,8 +403,6 @@ def test_a_save_during_a_short_outage_succeeds_after_it(
             results = await asyncio.wait_for(asyncio.gather(*saves, return_exceptions=True), 30)
         assert not any(isinstance(ids, BaseException) for ids in results), results
         assert sorted(ids[0] for ids in results if isinstance(ids, list)) == [2, 3, 4]
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
@@ -450,23 +413,31 @@ def test_the_retry_timeout_is_the_sync_datastores(
     from eventsourcing.persistence import OperationalError
 
     async def main() -> None:
-        sync = _through(proxy, postgres_test_database, retry_timeout=1.0)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(_through(proxy, postgres_test_database, retry_timeout=1.0))
         proxy.drop_all()
         proxy.refuse()
         with pytest.raises(OperationalError, match="retry timeout 1 s"):
             await recorder.insert_events([event(uuid4(), 1)])
         proxy.accept_again()
         assert await recorder.insert_events([event(uuid4(), 1)]) == [1]
-        await datastore.close()
-        sync.close()
 
     _run(main)
 
 
 # ---------------------------------------------------------------------------
 # Settings: the URL, the application name.
+
+
+async def _application_names(datastore: AsyncPostgresDatastore, dbname: str) -> list[str]:
+    """The application names of the connections to ``dbname``."""
+
+    async def names(conn: Any) -> list[str]:
+        cursor = await conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = %s", (dbname,)
+        )
+        return [str(row[0]) for row in await cursor.fetchall()]
+
+    return await datastore.run(names, what="Reading pg_stat_activity")
 
 
 def test_the_url_and_the_application_name_are_used(
@@ -481,25 +452,14 @@ def test_the_url_and_the_application_name_are_used(
     sync = PostgresDatastore("", "", None, "", "", conninfo=url, application_name=name)
 
     async def main() -> None:
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(sync)
         waiter = await recorder.open_waiter()  # (a name of its own, over the datastore's)
-
-        async def names(conn: Any) -> list[str]:
-            cursor = await conn.execute(
-                "SELECT application_name FROM pg_stat_activity WHERE datname = %s",
-                (settings["dbname"],),
-            )
-            return [str(row[0]) for row in await cursor.fetchall()]
-
-        seen = await datastore.run(names, what="Reading pg_stat_activity")
+        seen = await _application_names(recorder.datastore, str(settings["dbname"]))
         assert name in seen and "eventsourcing-async-listener" in seen
         assert await recorder.insert_events([event(uuid4(), 1)]) == [1]
         await waiter.close()
-        await datastore.close()
 
     _run(main)
-    sync.close()
 
 
 def test_an_async_application_takes_the_url_name_and_retry_settings(
@@ -527,15 +487,7 @@ def test_an_async_application_takes_the_url_name_and_retry_settings(
             assert (await school.repository.get(dog_id)).name == "Fido"
             datastore = school.factory.datastore  # type: ignore[attr-defined]
             assert datastore.settings.retry_timeout == 2.5
-
-            async def names(conn: Any) -> list[str]:
-                cursor = await conn.execute(
-                    "SELECT application_name FROM pg_stat_activity WHERE datname = %s",
-                    (env["POSTGRES_DBNAME"],),
-                )
-                return [str(row[0]) for row in await cursor.fetchall()]
-
-            assert name in await datastore.run(names, what="Reading pg_stat_activity")
+            assert name in await _application_names(datastore, env["POSTGRES_DBNAME"])
 
     _run(main)
 
@@ -559,9 +511,7 @@ def test_a_sync_writer_that_closes_at_once_still_wakes_async_listeners(
 
     async def main() -> None:
         for _ in range(2):
-            sync = _settings(postgres_test_database)
-            datastore = _async_store(sync)
-            recorder = await _recorder(datastore)
+            recorder = await _recorder(_settings(postgres_test_database))
             waiter = await recorder.open_waiter()
             writer_store = _settings(postgres_test_database)
             writer = PostgresApplicationRecorder(writer_store, recorder.events_table_name)
@@ -569,7 +519,5 @@ def test_a_sync_writer_that_closes_at_once_still_wakes_async_listeners(
             writer_store.close()  # at once, as a command that saves and exits
             assert await waiter.wait(10), "no notice of a write committed before close()"
             await waiter.close()
-            await datastore.close()
-            sync.close()
 
     _run(main)

@@ -12,11 +12,11 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from test_sqlite_group_commit import _counting_commits
 
 from eventsourcing.asyncio import AsyncApplication
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import RecordConflictError
-from eventsourcing.sqlite import SQLiteDatastore
 
 
 class Counter(Aggregate):
@@ -27,20 +27,6 @@ class Counter(Aggregate):
     @event("Bumped")
     def bump(self) -> None:
         self.count += 1
-
-
-def _counting_commits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every COMMIT run on the datastores' connections (one per flush)."""
-    commits: list[str] = []
-    connect = SQLiteDatastore._connect
-
-    def traced(self: SQLiteDatastore) -> sqlite3.Connection:
-        conn = connect(self)
-        conn.set_trace_callback(lambda s: commits.append(s) if s == "COMMIT" else None)
-        return conn
-
-    monkeypatch.setattr(SQLiteDatastore, "_connect", traced)
-    return commits
 
 
 def test_saves_of_many_tasks_are_committed_in_groups(

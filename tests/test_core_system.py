@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from eventsourcing.application import AggregateNotFound
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import RecordConflictError, Tracking, TrackingConflictError
 from eventsourcing.system import (
@@ -19,30 +18,15 @@ from eventsourcing.system import (
     SingleThreadedRunner,
     System,
 )
+from examples import dogschool
 from examples.dogschool import Counter, Dog, DogSchool
 
 
-class Counters(ProcessApplication):
-    @singledispatchmethod
+class Counters(dogschool.Counters):
     def policy(self, domain_event, processing_event):
-        """Other events are ignored."""
-
-    @policy.register(Dog.TrickAdded)
-    def _(self, domain_event, processing_event):
-        if domain_event.trick == "explode":
+        if isinstance(domain_event, Dog.TrickAdded) and domain_event.trick == "explode":
             raise ValueError("cannot count explosions")
-        try:
-            counter = self.repository.get(Counter.create_id(domain_event.trick))
-        except AggregateNotFound:
-            counter = Counter(domain_event.trick)
-        counter.increment()
-        processing_event.collect_events(counter)
-
-    def get_count(self, trick):
-        try:
-            return self.repository.get(Counter.create_id(trick)).count
-        except AggregateNotFound:
-            return 0
+        super().policy(domain_event, processing_event)
 
 
 class Audit(ProcessApplication):

@@ -13,115 +13,27 @@ import pytest
 
 from eventsourcing.dcb.api import DCBEvent, DCBQuery, DCBQueryItem
 from eventsourcing.dcb.application import DCBApplication, DCBRepository
-from eventsourcing.dcb.domain import EnduringObject, Group, Selector, Slice, Tagged
-from eventsourcing.dcb.msgpack import Decision, InitialDecision, MessagePackMapper
+from eventsourcing.dcb.domain import Selector, Tagged
+from eventsourcing.dcb.msgpack import Decision, MessagePackMapper
 from eventsourcing.dcb.persistence import DCBEventStore, NotFoundError
 from eventsourcing.dcb.popo import InMemoryDCBRecorder
-from eventsourcing.domain import ProgrammingError, event
+from eventsourcing.domain import ProgrammingError
 from eventsourcing.persistence import IntegrityError, MapperDeserialisationError
+from eventsourcing.utils import get_topic
+from tests.dcb_courses import (
+    Course,
+    CourseFull,
+    Student,
+    StudentAndCourse,
+    StudentJoinedCourse,
+    TooManyCourses,
+    UpdateStudentName,
+)
 
 MSGPACK = "eventsourcing.dcb.msgpack:MessagePackMapper"
 
 # ---------------------------------------------------------------------------
-# The course-booking model (user code).
-
-
-class StudentJoinedCourse(Decision):
-    student_id: str
-    course_id: str
-
-
-class Student(EnduringObject[Decision, str]):
-    class Registered(InitialDecision):
-        student_id: str
-        name: str
-        max_courses: int
-
-    class NameUpdated(Decision):
-        name: str
-
-    @event(Registered)
-    def __init__(self, name: str, max_courses: int) -> None:
-        self.name = name
-        self.max_courses = max_courses
-        self.course_ids: list[str] = []
-
-    @event(NameUpdated)
-    def update_name(self, name: str) -> None:
-        self.name = name
-
-    @event(StudentJoinedCourse)
-    def _(self, course_id: str) -> None:
-        self.course_ids.append(course_id)
-
-
-class Course(EnduringObject[Decision, str]):
-    class Registered(InitialDecision):
-        course_id: str
-        name: str
-        max_students: int
-
-    def __init__(self, name: str, max_students: int) -> None:
-        self.name = name
-        self.max_students = max_students
-        self.student_ids: list[str] = []
-
-    @event(StudentJoinedCourse)
-    def _(self, student_id: str) -> None:
-        self.student_ids.append(student_id)
-
-
-class CourseFull(Exception):
-    pass
-
-
-class TooManyCourses(Exception):
-    pass
-
-
-class StudentAndCourse(Group[Decision]):
-    def __init__(self, student: Student | None, course: Course | None) -> None:
-        if student is None or course is None:
-            raise NotFoundError("student or course not found")
-        self.student = student
-        self.course = course
-
-    def student_joins_course(self) -> None:
-        if len(self.course.student_ids) >= self.course.max_students:
-            raise CourseFull(self.course.id)
-        if len(self.student.course_ids) >= self.student.max_courses:
-            raise TooManyCourses(self.student.id)
-        if self.student.id in self.course.student_ids:
-            return
-        self.trigger_event(
-            StudentJoinedCourse, student_id=self.student.id, course_id=self.course.id
-        )
-
-
-class UpdateStudentName(Slice[Decision]):
-    def __init__(self, student_id: str, new_name: str) -> None:
-        self.student_id = student_id
-        self.new_name = new_name
-        self.name = ""
-        self.registered = False
-
-    def consistency_boundary(self) -> Selector:
-        return Selector(types=self.projected_types, tags=[self.student_id])
-
-    @event(Student.Registered)
-    def _(self, name: str) -> None:
-        self.name = name
-        self.registered = True
-
-    @event(Student.NameUpdated)
-    def _(self, name: str) -> None:
-        self.name = name
-
-    def execute(self) -> None:
-        if not self.registered:
-            raise NotFoundError(self.student_id)
-        if self.name != self.new_name:
-            self.trigger_event(Student.NameUpdated, tags=[self.student_id], name=self.new_name)
+# The course-booking application (the model is user code, in tests/dcb_courses.py).
 
 
 class CourseBooking(DCBApplication):
@@ -288,7 +200,7 @@ def test_decisions_are_recorded_as_typed_and_tagged_dcb_events(app: CourseBookin
     sara = app.register_student("Sara")
     history = app.register_course("History")
     app.join_course(sara, history)
-    joined_type = f"{__name__}:StudentJoinedCourse"
+    joined_type = get_topic(StudentJoinedCourse)
     query = DCBQuery(items=[DCBQueryItem(types=[joined_type], tags=[history])])
     [recorded] = list(app.recorder.read(query))
     assert recorded.event.type == joined_type
@@ -403,11 +315,11 @@ def test_message_pack_mapper_errors_name_what_was_wrong() -> None:
     bad_value = StudentJoinedCourse(student_id=object(), course_id="c")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="StudentJoinedCourse.*object"):
         mapper.to_dcb_event(Tagged(tags=[], decision=bad_value))
-    bad_data = DCBEvent(type=f"{__name__}:StudentJoinedCourse", data=b"\xc1", tags=[])
+    bad_data = DCBEvent(type=get_topic(StudentJoinedCourse), data=b"\xc1", tags=[])
     with pytest.raises(MapperDeserialisationError, match="StudentJoinedCourse"):
         mapper.to_domain_event(bad_data)
     wrong_fields = mapper.to_dcb_event(Tagged(tags=[], decision=Student.NameUpdated(name="x")))
-    wrong_fields.type = f"{__name__}:StudentJoinedCourse"
+    wrong_fields.type = get_topic(StudentJoinedCourse)
     with pytest.raises(MapperDeserialisationError, match="StudentJoinedCourse"):
         mapper.to_domain_event(wrong_fields)
 
@@ -488,7 +400,7 @@ def test_racing_writers_never_exceed_the_limits(app: CourseBooking) -> None:
     assert errors == []
 
     # Count the recorded joins themselves, not what the model makes of them.
-    joined_type = f"{__name__}:StudentJoinedCourse"
+    joined_type = get_topic(StudentJoinedCourse)
     joins = [
         app.mapper.to_domain_event(e.event).decision
         for e in app.recorder.read(DCBQuery(items=[DCBQueryItem(types=[joined_type])]))
@@ -506,7 +418,7 @@ def test_racing_writers_never_exceed_the_limits(app: CourseBooking) -> None:
 def test_an_initial_decision_tagged_with_other_ids_makes_only_its_own_object() -> None:
     repository = DCBRepository(DCBEventStore(MessagePackMapper(), InMemoryDCBRecorder()))
     registered = Student.Registered(
-        originator_topic=f"{__name__}:Student",
+        originator_topic=get_topic(Student),
         student_id="student-1",
         name="Sara",
         max_courses=5,

@@ -11,45 +11,28 @@ import pytest
 
 from eventsourcing._deadletters import PARKED, RETRIED, SKIPPED
 from eventsourcing._parking import DeadLetterError
-from eventsourcing.application import AggregateNotFound
-from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.system import (
     EventProcessingError,
     MultiThreadedRunner,
-    ProcessApplication,
     ProcessingEvent,
     SingleThreadedRunner,
     System,
 )
-from examples.dogschool import Counter, Dog, DogSchool
+from examples import dogschool
+from examples.dogschool import Dog, DogSchool
 
 # Tricks the policy cannot count (until ``fixed`` is set, as after a fix).
 POISON = {"explode"}
 
 
-class Counters(ProcessApplication):
+class Counters(dogschool.Counters):
     fixed = False
 
-    @singledispatchmethod
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
-        """Other events are ignored."""
-
-    @policy.register(Dog.TrickAdded)
-    def _(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
-        if domain_event.trick in POISON and not type(self).fixed:
-            raise ValueError(f"cannot count {domain_event.trick!r}")
-        try:
-            counter = self.repository.get(Counter.create_id(domain_event.trick))
-        except AggregateNotFound:
-            counter = Counter(domain_event.trick)
-        counter.increment()
-        processing_event.collect_events(counter)
-
-    def get_count(self, trick: str) -> int:
-        try:
-            return int(self.repository.get(Counter.create_id(trick)).count)
-        except AggregateNotFound:
-            return 0
+        if isinstance(domain_event, Dog.TrickAdded):
+            if domain_event.trick in POISON and not type(self).fixed:
+                raise ValueError(f"cannot count {domain_event.trick!r}")
+        super().policy(domain_event, processing_event)
 
 
 system = System(pipes=[[DogSchool, Counters]])

@@ -68,46 +68,38 @@ def test_a_reader_and_a_follower_read_a_log_through_the_json_client() -> None:
     assert counters.recorder.max_tracking_id(school.name) == 4
 
 
+class CannedInterface(NotificationLogInterface):
+    """Answers every request for a section, and for notifications, with the same text."""
+
+    def __init__(self, section: str, notifications: str) -> None:
+        self.section = section
+        self.notifications = notifications
+
+    def get_log_section(self, section_id: str) -> str:
+        return self.section
+
+    def get_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> str:
+        return self.notifications
+
+
 def test_text_ids_go_through_as_text() -> None:
-    class Echo(NotificationLogInterface):
-        def get_log_section(self, section_id: str) -> str:
-            return json.dumps({"id": "1,1", "next_id": None, "items": [self.item()]})
-
-        def get_notifications(
-            self,
-            start: int | None,
-            limit: int,
-            topics: Sequence[str] = (),
-            *,
-            inclusive_of_start: bool = True,
-        ) -> str:
-            return json.dumps([self.item()])
-
-        def item(self) -> dict[str, Any]:
-            return {"id": 1, "originator_id": "dog-1", "originator_version": 1,
-                    "topic": "t:T", "state": "e30="}  # fmt: skip
-
-    client = NotificationLogJSONClient(Echo())
+    item = {"id": 1, "originator_id": "dog-1", "originator_version": 1,
+            "topic": "t:T", "state": "e30="}  # fmt: skip
+    section = json.dumps({"id": "1,1", "next_id": None, "items": [item]})
+    client = NotificationLogJSONClient(CannedInterface(section, json.dumps([item])))
     assert client.select(1, 1)[0].originator_id == "dog-1"
     assert client["1,1"].items[0].state == b"{}"
 
 
 def test_bad_text_from_the_interface_is_reported_by_what_was_wrong() -> None:
-    class Broken(NotificationLogInterface):
-        def get_log_section(self, section_id: str) -> str:
-            return "<html>"
-
-        def get_notifications(
-            self,
-            start: int | None,
-            limit: int,
-            topics: Sequence[str] = (),
-            *,
-            inclusive_of_start: bool = True,
-        ) -> str:
-            return json.dumps([{"id": 1}])
-
-    client = NotificationLogJSONClient(Broken())
+    client = NotificationLogJSONClient(CannedInterface("<html>", json.dumps([{"id": 1}])))
     with pytest.raises(ValueError, match="section '1,10' is not JSON text"):
         client["1,10"]
     with pytest.raises(ValueError, match="Bad notifications from the notification log"):

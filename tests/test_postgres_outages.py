@@ -11,12 +11,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any
 from uuid import uuid4
 
 import psycopg
 import pytest
-from conftest import skip_module_unless_postgres
+from conftest import postgres_datastore, skip_module_unless_postgres
 from recorder_contract import event
 from tcp_proxy import TCPProxy, tcp_proxy
 
@@ -46,17 +46,24 @@ def proxy(postgres_test_database: dict[str, Any]) -> Iterator[TCPProxy]:
         yield p
 
 
+_opened: list[PostgresDatastore] = []
+
+
+@pytest.fixture(autouse=True)
+def close_datastores() -> Iterator[None]:
+    """Every datastore a test opens with ``direct`` is closed after it, even if it fails."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def direct(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
-    """A datastore of the test database (``kwargs`` as PostgresDatastore takes them)."""
+    """A datastore of the test database (``kwargs`` as PostgresDatastore takes them),
+    closed after the test."""
     kwargs.setdefault("pool_size", 1)
-    return PostgresDatastore(
-        str(settings["dbname"]),
-        str(settings["host"]),
-        int(settings["port"]),
-        str(settings["user"]),
-        str(settings["password"]),
-        **kwargs,
-    )
+    datastore = postgres_datastore(settings, **kwargs)
+    _opened.append(datastore)
+    return datastore
 
 
 def through(proxy: TCPProxy, settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
@@ -66,12 +73,11 @@ def through(proxy: TCPProxy, settings: dict[str, Any], **kwargs: Any) -> Postgre
     return direct(dict(settings, host="127.0.0.1", port=proxy.port), **kwargs)
 
 
-TRecorder = TypeVar("TRecorder", bound=PostgresAggregateRecorder)
-
-
 def on_new_table(
-    recorder_class: type[TRecorder], datastore: PostgresDatastore, prefix: str
-) -> TRecorder:
+    datastore: PostgresDatastore,
+    prefix: str,
+    recorder_class: type[PostgresAggregateRecorder] = PostgresApplicationRecorder,
+) -> Any:
     """A recorder on a table of its own (``prefix`` and a random suffix), created."""
     recorder = recorder_class(datastore, f"{prefix}_{uuid4().hex[:8]}")
     recorder.create_table()
@@ -110,8 +116,7 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 def test_a_save_whose_answer_is_lost_after_commit_succeeds_once(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
-    datastore = through(proxy, postgres_test_database)
-    recorder = on_new_table(PostgresApplicationRecorder, datastore, "lostack")
+    recorder = on_new_table(through(proxy, postgres_test_database), "lostack")
     first = event(uuid4(), 1)
     recorder.insert_events([first])
     saved = [event(uuid4(), 1), event(uuid4(), 1)]
@@ -126,7 +131,6 @@ def test_a_save_whose_answer_is_lost_after_commit_succeeds_once(
         s.originator_id for s in saved
     ]
     assert len(rows_of(postgres_test_database, recorder.events_table_name)) == 3
-    datastore.close()
 
 
 def test_a_tracked_write_whose_answer_is_lost_succeeds_once(
@@ -147,20 +151,19 @@ def test_a_tracked_write_whose_answer_is_lost_succeeds_once(
     recorder.insert_events([], tracking=Tracking("Up", 6, previous_notification_id=5))
     assert proxy.cuts == 2
     assert recorder.max_tracking_id("Up") == 6
-    datastore.close()
 
 
 def test_an_aggregate_recorders_write_whose_answer_is_lost_succeeds_once(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
-    datastore = through(proxy, postgres_test_database)
-    recorder = on_new_table(PostgresAggregateRecorder, datastore, "lostack_snap")
+    recorder = on_new_table(
+        through(proxy, postgres_test_database), "lostack_snap", PostgresAggregateRecorder
+    )
     snapshot = event(uuid4(), 3)
     proxy.cut_after(b"COMMIT")  # (this write is an explicit transaction)
     recorder.insert_events([snapshot])
     assert proxy.cuts == 1
     assert recorder.select_events(snapshot.originator_id) == [snapshot]
-    datastore.close()
 
 
 class IndexingRecorder(PostgresApplicationRecorder):
@@ -187,20 +190,17 @@ class IndexingRecorder(PostgresApplicationRecorder):
 def test_an_extended_recorders_write_whose_answer_is_lost_succeeds_once(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
-    datastore = through(proxy, postgres_test_database)
-    recorder = on_new_table(IndexingRecorder, datastore, "lostack_ext")
+    recorder = on_new_table(through(proxy, postgres_test_database), "lostack_ext", IndexingRecorder)
     proxy.cut_after(b"COMMIT")
     assert recorder.insert_events([event(uuid4(), 1)]) == [1]
     assert proxy.cuts == 1
     assert len(rows_of(postgres_test_database, recorder.events_table_name + "_index")) == 1
-    datastore.close()
 
 
 def test_a_genuine_conflict_met_on_a_retry_still_raises(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
-    datastore = through(proxy, postgres_test_database)
-    recorder = on_new_table(PostgresApplicationRecorder, datastore, "conflict")
+    recorder = on_new_table(through(proxy, postgres_test_database), "conflict")
     originator_id = uuid4()
     other = StoredEvent(originator_id, 1, "topic:A", b"another writer's state")
     other_writer = direct(postgres_test_database)
@@ -212,7 +212,6 @@ def test_a_genuine_conflict_met_on_a_retry_still_raises(
         recorder.insert_events([event(originator_id, 1)])
     assert proxy.cuts == 1
     assert recorder.select_events(originator_id) == [other]
-    datastore.close()
 
 
 # ---------------------------------------------------------------------------
@@ -223,8 +222,7 @@ def test_a_save_during_a_short_outage_succeeds_after_it(
     proxy: TCPProxy, postgres_test_database: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    datastore = through(proxy, postgres_test_database)
-    recorder = on_new_table(PostgresApplicationRecorder, datastore, "outage")
+    recorder = on_new_table(through(proxy, postgres_test_database), "outage")
     recorder.insert_events([event(uuid4(), 1)])
     returned = back_after(proxy, 1.5)
     started = time.monotonic()
@@ -245,38 +243,32 @@ def test_a_save_during_a_short_outage_succeeds_after_it(
     assert len(messages(caplog, logging.WARNING)) == 1, messages(caplog, logging.WARNING)
     assert "retrying for up to 30 s" in messages(caplog, logging.WARNING)[0]
     assert len(messages(caplog, logging.INFO)) == 1 and "back" in caplog.text
-    datastore.close()
 
 
 def test_connections_dropped_between_operations_are_replaced(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
-    datastore = through(proxy, postgres_test_database)
-    recorder = on_new_table(PostgresApplicationRecorder, datastore, "dropped")
+    recorder = on_new_table(through(proxy, postgres_test_database), "dropped")
     for version in range(1, 4):
         proxy.drop_all()  # the pooled connection is broken under the datastore's feet
         recorder.insert_events([event(uuid4(), version)])
     assert recorder.max_notification_id() == 3
-    datastore.close()
 
 
 def test_a_connection_dropped_during_a_read_is_retried(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
-    datastore = through(proxy, postgres_test_database)
-    recorder = on_new_table(PostgresApplicationRecorder, datastore, "dropread")
+    recorder = on_new_table(through(proxy, postgres_test_database), "dropread")
     recorder.insert_events([event(uuid4(), 1)])
     proxy.cut_after(b"SELECT", forward=False)
     assert len(recorder.select_notifications(1, 10)) == 1
     assert proxy.cuts == 1
-    datastore.close()
 
 
 def test_an_outage_longer_than_the_retry_timeout_is_one_clear_error(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
-    datastore = through(proxy, postgres_test_database, retry_timeout=1.0)
-    recorder = on_new_table(PostgresApplicationRecorder, datastore, "toolong")
+    recorder = on_new_table(through(proxy, postgres_test_database, retry_timeout=1.0), "toolong")
     proxy.refuse()
     started = time.monotonic()
     with pytest.raises(OperationalError) as info:
@@ -290,7 +282,6 @@ def test_an_outage_longer_than_the_retry_timeout_is_one_clear_error(
     assert "retry timeout 1 s" in message and "Connection refused" in message
     proxy.accept_again()
     assert recorder.insert_events([event(uuid4(), 1)]) == [1]
-    datastore.close()
 
 
 def test_errors_that_are_not_transient_are_not_retried(
@@ -302,7 +293,6 @@ def test_errors_that_are_not_transient_are_not_retried(
     with pytest.raises(OperationalError, match="does not exist"):
         PostgresApplicationRecorder(datastore).max_notification_id()
     assert time.monotonic() - started < 10  # (the retry timeout is 30 s)
-    datastore.close()
 
 
 def test_a_multithreaded_system_rides_out_a_short_outage(
@@ -533,14 +523,12 @@ def test_a_deadlock_is_retried_without_announcing_an_outage(
     assert datastore.run(deadlocked_once, what="Deadlocking") == "done"
     assert len(tries) == 2
     assert messages(caplog, logging.WARNING) == [] and messages(caplog, logging.INFO) == []
-    datastore.close()
 
 
 def test_closing_the_datastore_stops_a_retry_in_progress(
     proxy: TCPProxy, postgres_test_database: dict[str, Any]
 ) -> None:
-    datastore = through(proxy, postgres_test_database)
-    recorder = on_new_table(PostgresApplicationRecorder, datastore, "closing")
+    recorder = on_new_table(through(proxy, postgres_test_database), "closing")
     proxy.refuse()
     outcome: list[BaseException] = []
 
@@ -554,7 +542,7 @@ def test_closing_the_datastore_stops_a_retry_in_progress(
     saver.start()
     time.sleep(0.5)  # retrying now
     started = time.monotonic()
-    datastore.close()
+    recorder.datastore.close()
     saver.join(timeout=30)
     assert time.monotonic() - started < 5  # not the 30 s of the retry timeout
     assert len(outcome) == 1 and "closed" in str(outcome[0])
@@ -564,12 +552,10 @@ def test_an_exhausted_pool_is_reported_not_retried(
     postgres_test_database: dict[str, Any],
 ) -> None:
     settings = postgres_test_database
-    datastore = direct(settings, max_overflow=0, pool_timeout=0.5)
-    recorder = on_new_table(PostgresApplicationRecorder, datastore, "exhausted")
-    with datastore.transaction(commit=False):  # holds the only connection
+    recorder = on_new_table(direct(settings, max_overflow=0, pool_timeout=0.5), "exhausted")
+    with recorder.datastore.transaction(commit=False):  # holds the only connection
         started = time.monotonic()
         with pytest.raises(OperationalError, match="no connection to .* free within 0.5s"):
             recorder.max_notification_id()
         assert time.monotonic() - started < 5  # (not the 30 s of the retry timeout)
     assert recorder.max_notification_id() is None
-    datastore.close()

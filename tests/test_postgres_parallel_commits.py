@@ -16,7 +16,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from conftest import skip_module_unless_postgres
+from conftest import postgres_datastore, skip_module_unless_postgres
 from recorder_contract import event, write_while_following
 
 from eventsourcing.persistence import RecordConflictError
@@ -28,14 +28,7 @@ HERE = Path(__file__).parent
 
 
 def _datastore(settings: dict[str, Any], pool_size: int = 2) -> PostgresDatastore:
-    return PostgresDatastore(
-        str(settings["dbname"]),
-        str(settings["host"]),
-        int(settings["port"]),
-        str(settings["user"]),
-        str(settings["password"]),
-        pool_size=pool_size,
-    )
+    return postgres_datastore(settings, pool_size=pool_size)
 
 
 def _recorder(datastore: PostgresDatastore) -> PostgresApplicationRecorder:
@@ -187,6 +180,17 @@ def test_a_conflicting_write_draws_no_id_and_lets_the_lock_go(
     datastore.close()
 
 
+def create_table_of_an_earlier_version(settings: dict[str, Any], table: str) -> None:
+    """An events table as earlier versions made it (without the stamp column)."""
+    with psycopg.connect(**settings, autocommit=True) as conn:
+        conn.execute(
+            f'CREATE TABLE "{table}" (notification_id bigserial PRIMARY KEY, '
+            "originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
+            "topic text NOT NULL, state bytea NOT NULL, "
+            "UNIQUE (originator_id, originator_version))"
+        )
+
+
 def test_a_table_made_by_an_earlier_version_is_read_and_written_then_migrated(
     postgres_test_database: dict[str, Any],
 ) -> None:
@@ -194,13 +198,7 @@ def test_a_table_made_by_an_earlier_version_is_read_and_written_then_migrated(
     adds the column, and rows recorded before it are read as before."""
     datastore = _datastore(postgres_test_database)
     table = f"earlier_{uuid4().hex[:10]}"
-    with psycopg.connect(**postgres_test_database, autocommit=True) as conn:
-        conn.execute(
-            f'CREATE TABLE "{table}" (notification_id bigserial PRIMARY KEY, '
-            "originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
-            "topic text NOT NULL, state bytea NOT NULL, "
-            "UNIQUE (originator_id, originator_version))"
-        )
+    create_table_of_an_earlier_version(postgres_test_database, table)
     recorder = PostgresApplicationRecorder(datastore, table)
     assert recorder.insert_events([event(uuid4(), 1)]) == [1]
     assert [n.id for n in recorder.select_notifications(None, 10)] == [1]

@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from conftest import skip_module_unless_postgres
+from conftest import postgres_datastore, skip_module_unless_postgres
 from recorder_contract import DatabaseRecorders, event
 
 from eventsourcing.persistence import (
@@ -42,14 +42,7 @@ skip_module_unless_postgres()
 
 def make_datastore(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
     kwargs.setdefault("pool_size", 2)
-    return PostgresDatastore(
-        str(settings["dbname"]),
-        str(settings["host"]),
-        int(settings["port"]),
-        str(settings["user"]),
-        str(settings["password"]),
-        **kwargs,
-    )
+    return postgres_datastore(settings, **kwargs)
 
 
 def factory_env(settings: dict[str, Any], name: str, **extra: str) -> Environment:
@@ -350,7 +343,7 @@ def test_a_writer_waiting_for_the_write_lock_has_drawn_no_id_and_locked_no_row(
             blocker.execute(psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
         writer = threading.Thread(target=write)
         writer.start()
-        _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
+        _wait_until_locks_are_waited_for(observer, postgres_test_database["dbname"])
         last_value = observer.execute(f'SELECT last_value FROM "{sequence}"').fetchone()
         assert last_value == (1,)  # no id drawn while waiting
         select_row = psycopg.sql.SQL("SELECT notification_id FROM {} FOR UPDATE NOWAIT").format(
@@ -388,7 +381,10 @@ def _take_write_lock(conn: psycopg.Connection[Any], events: psycopg.sql.Identifi
     )
 
 
-def _wait_until_a_lock_is_waited_for(conn: psycopg.Connection[Any], dbname: str) -> None:
+def _wait_until_locks_are_waited_for(
+    conn: psycopg.Connection[Any], dbname: str, count: int = 1
+) -> None:
+    """Until ``count`` writers (or more) wait for a lock in the database ``dbname``."""
     deadline = time.monotonic() + 5
     while True:
         row = conn.execute(
@@ -396,9 +392,9 @@ def _wait_until_a_lock_is_waited_for(conn: psycopg.Connection[Any], dbname: str)
             "WHERE NOT granted AND datname = %s",
             (dbname,),
         ).fetchone()
-        if row and row[0]:
+        if row and row[0] >= count:
             return
-        assert time.monotonic() < deadline, "the writer never waited for the lock"
+        assert time.monotonic() < deadline, f"{count} writer(s) never waited for the lock"
         time.sleep(0.01)
 
 
@@ -427,7 +423,7 @@ def test_an_event_recorded_while_a_tracked_writer_waited_fails_that_write(
             _take_write_lock(blocker, events)
             writer = threading.Thread(target=write)
             writer.start()
-            _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
+            _wait_until_locks_are_waited_for(observer, postgres_test_database["dbname"])
             blocker.execute(
                 psycopg.sql.SQL(
                     "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -610,22 +606,6 @@ def test_of_two_overlapping_batches_into_a_row_per_position_only_one_is_recorded
     datastore.close()
 
 
-def _wait_until_locks_are_waited_for(
-    conn: psycopg.Connection[Any], dbname: str, count: int
-) -> None:
-    deadline = time.monotonic() + 5
-    while True:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
-            "WHERE NOT granted AND datname = %s",
-            (dbname,),
-        ).fetchone()
-        if row and row[0] >= count:
-            return
-        assert time.monotonic() < deadline, f"{count} writers never waited for the lock"
-        time.sleep(0.01)
-
-
 def test_a_row_per_position_added_meanwhile_by_a_writer_without_the_lock_refuses_the_write(
     postgres_test_database: dict[str, Any],
 ) -> None:
@@ -652,7 +632,7 @@ def test_a_row_per_position_added_meanwhile_by_a_writer_without_the_lock_refuses
         )
         writer = threading.Thread(target=write)
         writer.start()
-        _wait_until_a_lock_is_waited_for(observer, postgres_test_database["dbname"])
+        _wait_until_locks_are_waited_for(observer, postgres_test_database["dbname"])
         other.commit()
         writer.join(5)
     assert len(outcome) == 1 and isinstance(outcome[0], TrackingConflictError), outcome

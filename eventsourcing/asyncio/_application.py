@@ -39,7 +39,7 @@ from eventsourcing.persistence import (
     Transcoder,
     new_recording,
 )
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.utils import Environment, EnvType, NamedAfterClass
 
 TAggregateID = TypeVar("TAggregateID", bound="UUID | str")
 
@@ -240,7 +240,7 @@ def _section(notifications: list[Notification], limit: int) -> Section:
     )
 
 
-class AsyncApplication(Generic[TAggregateID]):
+class AsyncApplication(NamedAfterClass, Generic[TAggregateID]):
     """An event-sourced application whose reads and writes are awaited.
 
     Written like ``Application``: the same class attributes (``name``, ``env``,
@@ -266,11 +266,6 @@ class AsyncApplication(Generic[TAggregateID]):
     AGGREGATE_CACHE_FASTFORWARD = Application.AGGREGATE_CACHE_FASTFORWARD
     ORIGINATOR_ID_TYPE = Application.ORIGINATOR_ID_TYPE
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = cls.__name__
-
     def __init__(self, env: EnvType | None = None):
         self.env = self.construct_env(self.name, env)  # type: ignore[misc]
         self.factory = self.construct_factory()
@@ -292,10 +287,7 @@ class AsyncApplication(Generic[TAggregateID]):
         return AsyncFactory.construct(cast(Environment, self.env))
 
     def construct_transcoder(self) -> Transcoder:
-        transcoder = self.factory.transcoder()
-        if type(transcoder).register is not Transcoder.register:
-            self.register_transcodings(transcoder)
-        return transcoder
+        return Application.construct_transcoder(cast(Any, self))
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         """Register the transcodings of the types in events (extend it, calling super())."""

@@ -123,15 +123,8 @@ class AsyncPostgresDatastore:
                     pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
                         settings.conninfo,
                         connection_class=self._connection_class,
-                        kwargs=settings.connect_kwargs(),
-                        min_size=0,  # (as the sync pool: opened when first needed)
-                        max_size=settings.pool_size + settings.max_overflow,
-                        max_waiting=settings.max_waiting,
-                        max_lifetime=float(settings.conn_max_age or 10 * 365 * 24 * 3600),
                         check=AsyncConnectionPool.check_connection if settings.pre_ping else None,
-                        timeout=settings.pool_timeout,
-                        name=f"eventsourcing-async-{settings.dbname or 'default'}",
-                        open=False,
+                        **settings.pool_settings("eventsourcing-async"),
                     )
                     await pool.open(wait=False)
                     self._pool = pool
@@ -341,7 +334,7 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
                 try:
                     await cursor.executemany(statement, rows)
                 except psycopg.errors.UniqueViolation as error:
-                    raise self._conflict(error) from error
+                    raise self.statements._conflict(error) from error
 
         await self._run(
             insert,
@@ -369,13 +362,6 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
             return statements._as_sent(stored_events, await cursor.fetchall())
 
         return recorded
-
-    def _conflict(self, error: psycopg.errors.UniqueViolation) -> RecordConflictError:
-        detail = error.diag.message_detail or one_line(error)
-        return RecordConflictError(
-            f"Event already recorded in {self.events_table_name!r}: {detail} "
-            "(originator_id, originator_version); nothing was recorded"
-        )
 
     async def _select_rows(self, statement: bytes, params: Sequence[Any], what: What) -> list[Any]:
         async def select(conn: Conn) -> list[Any]:
@@ -712,7 +698,7 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
                     await _release_after_error(conn)
                 raise
         except psycopg.errors.UniqueViolation as error:
-            raise self._conflict(error) from error
+            raise self.statements._conflict(error) from error
         if parallel and rows:
             # NOTIFY after the commit, sent by the sync recorder's notifier thread
             # (one NOTIFY for many writes: see eventsourcing._postgres_commits.Notifier).
@@ -722,17 +708,7 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
     async def _check_conflicts(self, conn: Conn, stored_events: Sequence[StoredEvent]) -> None:
         """Raise ``RecordConflictError`` naming the first duplicate or recorded event."""
         cursor = await conn.execute(*self.statements._recorded_query(stored_events))
-        recorded = {(row[0], int(row[1])) for row in await cursor.fetchall()}
-        seen: set[tuple[Any, int]] = set()
-        for stored in stored_events:
-            key = (stored.originator_id, stored.originator_version)
-            if key in seen or key in recorded:
-                raise RecordConflictError(
-                    f"Event of originator {stored.originator_id} at version "
-                    f"{stored.originator_version} is already recorded in "
-                    f"{self.events_table_name!r}; nothing was recorded"
-                )
-            seen.add(key)
+        self.statements._raise_first_conflict(stored_events, await cursor.fetchall())
 
     async def select_notifications(
         self,

@@ -34,7 +34,7 @@ from eventsourcing.dcb.persistence import (
 )
 from eventsourcing.domain import ProgrammingError
 from eventsourcing.persistence import InfrastructureFactory
-from eventsourcing.utils import Environment, resolve_topic
+from eventsourcing.utils import Environment, NamedAfterClass, resolve_topic
 
 __all__ = ["DCBApplication", "DCBRepository"]
 
@@ -147,7 +147,7 @@ def _makes_object_with_id(decision: InitialDecision, tag: str) -> bool:
     return bool(fields.get(decision.id_attr_name(cls), tag) == tag)
 
 
-class DCBApplication:
+class DCBApplication(NamedAfterClass):
     """An application of DCB: a recorder built from the environment, and with
     ``MAPPER_TOPIC`` an event store and a repository of perspectives."""
 
@@ -159,11 +159,6 @@ class DCBApplication:
     mapper: DCBMapper[Any]
     events: DCBEventStore[Any]
     repository: DCBRepository[Any]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = cls.__name__
 
     def __init__(self, env: EnvType | None = None) -> None:
         self.env = self.construct_env(self.name, env)
