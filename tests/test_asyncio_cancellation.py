@@ -192,7 +192,7 @@ def crash_and_recover(env: dict[str, str], seed: int) -> None:
         kill_after(start_async_worker(100_000, env), rng.randint(1, 60))
     process = start_async_worker(10, env)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr
+    assert process.returncode == 0, f"stdout: {stdout[-500:]}\nstderr: {stderr}"
     assert stdout.strip().endswith("done")
     assert_counts_exact(env)
 
