@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from eventsourcing.asyncio._application import AsyncApplication
 from eventsourcing.asyncio._progress import Progress
+from eventsourcing.asyncio._timeouts import wait_for
 from eventsourcing.persistence import (
     InfrastructureFactory,
     Tracking,
@@ -117,7 +118,7 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
         if notification_id is None:
             return
         try:
-            await asyncio.wait_for(self._reached(notification_id), timeout)
+            await wait_for(self._reached(notification_id), timeout)
         except asyncio.TimeoutError:
             self._raise_error()
             raise TimeoutError(
