@@ -16,7 +16,16 @@ from examples.dogschool import Counters
 TRICKS = ["roll over", "fetch ball", "play dead", "sit", "beg"]
 
 
+def dump_tasks() -> None:
+    """Print where each task of the loop waits (faulthandler shows threads only, and
+    a task stuck in the loop leaves them all idle)."""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
 async def main(commands: int) -> None:
+    asyncio.get_running_loop().call_later(90, dump_tasks)
     async with make_runner(poll_interval=0.2) as runner:  # catches up an earlier run's events
         school = runner.get(DogSchool)
         dog_ids = [await school.register_dog(f"dog{i}") for i in range(3)]

@@ -20,9 +20,10 @@ import pytest
 from test_crash import REPO, assert_counts_exact, kill_after
 
 from eventsourcing.application import AggregateNotFound
-from eventsourcing.asyncio import AsyncApplication
+from eventsourcing.asyncio import AsyncApplication, AsyncRunner
+from eventsourcing.asyncio._timeouts import wait_for
 from examples.async_dogschool import DogSchool
-from examples.dogschool import Dog
+from examples.dogschool import Counters, Dog
 
 ASYNC_WORKER = REPO / "tests" / "async_crash_worker.py"
 
@@ -175,6 +176,76 @@ def test_a_cancelled_subscription_releases_its_connection(
     run(main())
 
 
+def test_wait_for_raises_a_cancellation_that_comes_as_the_awaited_task_finishes() -> None:
+    """A waiter cancelled in the step of the loop that what it awaits finishes in is
+    cancelled (asyncio.wait_for of Python 3.10 and 3.11 returns the result instead)."""
+
+    async def main() -> None:
+        for pause in range(6):  # (loop steps between the news and the cancellation)
+            news = asyncio.Event()
+            waiting = asyncio.create_task(wait_for(news.wait(), 3600))
+            await asyncio.sleep(0)  # (it waits)
+            news.set()
+            for _ in range(pause):
+                await asyncio.sleep(0)
+            if waiting.cancel():  # (not finished yet)
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+            else:
+                assert await waiting is True
+
+    run(main())
+
+
+def test_wait_for_returns_the_result_or_times_out() -> None:
+    async def main() -> None:
+        async def answer() -> int:
+            await asyncio.sleep(0)
+            return 42
+
+        async def fail() -> None:
+            raise ValueError("no")
+
+        assert await wait_for(answer(), 60) == 42
+        assert await wait_for(answer(), None) == 42
+        with pytest.raises(ValueError, match="no"):
+            await wait_for(fail(), 60)
+        never = asyncio.Event()
+        waiting = asyncio.ensure_future(never.wait())
+        with pytest.raises(asyncio.TimeoutError):
+            await wait_for(waiting, 0.01)
+        assert waiting.cancelled()  # (and ended before the timeout was raised)
+
+    run(main())
+
+
+def test_runner_stops_when_its_follower_is_woken_as_it_is_stopped() -> None:
+    """stop() ends a follower woken in the step of the loop that stop() cancels it in
+    (its wait_for returned the wake-up on Python 3.10 and 3.11, the cancellation was
+    lost and the follower looped on: stop() never returned; seen as the SIGKILL test's
+    last worker hanging, its follower woken by the NOTIFY of its own writes)."""
+    env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+
+    async def main() -> None:
+        for pause in range(4):  # (loop steps between the wake-up and stop())
+            runner = AsyncRunner([[DogSchool, Counters]], env=env, poll_interval=3600)
+            await runner.start()
+            school = runner.get(DogSchool)
+            await school.register_dog("Fido")
+            await runner.wait(Counters)
+            await asyncio.sleep(0.1)  # (the follower is back waiting for news)
+            await school.register_dog("Rex")  # wakes the follower
+            for _ in range(pause):
+                await asyncio.sleep(0)
+            stopping = asyncio.create_task(runner.stop())
+            # (A guard against hanging the suite: stop() returns at once, or never.)
+            done, _ = await asyncio.wait({stopping}, timeout=30)
+            assert done, f"stop() did not return ({pause} steps after the wake-up)"
+            await stopping
+
+    run(main())
+
+
 def start_async_worker(commands: int, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(ASYNC_WORKER), str(commands)],
@@ -192,7 +263,7 @@ def crash_and_recover(env: dict[str, str], seed: int) -> None:
         kill_after(start_async_worker(100_000, env), rng.randint(1, 60))
     process = start_async_worker(10, env)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr
+    assert process.returncode == 0, f"stdout: {stdout[-500:]}\nstderr: {stderr}"
     assert stdout.strip().endswith("done")
     assert_counts_exact(env)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from eventsourcing.asyncio._timeouts import wait_for
+
 
 class Progress:
     """Each ``moved()`` wakes every waiter of the step it took ``step()`` in.
@@ -28,5 +30,5 @@ class Progress:
     async def wait(step: asyncio.Event, timeout: float) -> bool:
         """Whether ``step`` was moved past within ``timeout`` seconds."""
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(step.wait(), timeout)
+            await wait_for(step.wait(), timeout)
         return step.is_set()

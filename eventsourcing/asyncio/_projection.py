@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar, cast
 
 from eventsourcing.asyncio._application import AsyncApplication
+from eventsourcing.asyncio._timeouts import wait_for
 from eventsourcing.persistence import (
     InfrastructureFactory,
     Recording,
@@ -172,7 +173,7 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
                 )
             if pending is None or position >= pending:
                 try:
-                    pending = await asyncio.wait_for(
+                    pending = await wait_for(
                         self._first_unprocessed(position, notification_id), remaining
                     )
                 except asyncio.TimeoutError:
@@ -189,11 +190,10 @@ class AsyncProjectionRunner(Generic[TAsyncApplication, TView]):
         """Whether the view passes ``target`` within ``timeout`` (or the runner ends)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (target, next(self._numbers), future))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(future, timeout)  # (of a future: no task is made)
-        if not future.done():
-            future.cancel()  # (its entry is dropped when the view passes it)
-            return False
+        try:
+            await wait_for(future, timeout)  # (see _timeouts: a cancellation is never lost)
+        except asyncio.TimeoutError:
+            return False  # (the future is cancelled: its entry is dropped when the view passes it)
         return True
 
     def _wake(self, position: int | None) -> None:

@@ -21,6 +21,7 @@ from eventsourcing.application import Application, LocalNotificationLog
 from eventsourcing.asyncio._application import AsyncApplication
 from eventsourcing.asyncio._progress import Progress
 from eventsourcing.asyncio._recorders import Waiter
+from eventsourcing.asyncio._timeouts import wait_for
 from eventsourcing.persistence import Recording
 from eventsourcing.system import Follower, Leader, NotificationLog, RunnerAlreadyStartedError
 from eventsourcing.utils import EventSourcingError
@@ -186,7 +187,7 @@ class AsyncRunner:
         try:
             while True:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.poll_interval)
+                    await wait_for(wake.wait(), self.poll_interval)
                 if wake.is_set() and follower.batch_delay:
                     await asyncio.sleep(follower.batch_delay)  # let more events gather
                 wake.clear()
@@ -226,7 +227,7 @@ class AsyncRunner:
         if position is None:
             position = await self._max_notification_id(leader_name) or 0
         try:
-            await asyncio.wait_for(self._reached(follower_name, leader_name, position), timeout)
+            await wait_for(self._reached(follower_name, leader_name, position), timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(
                 f"{follower_name} did not reach position {position} of {leader_name} "
