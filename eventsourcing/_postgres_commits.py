@@ -234,26 +234,37 @@ def settled_rows_sql(has_stop: bool) -> str:
 
 
 def settled_frontier_sql(id_column: str = "notification_id") -> str:
-    """A statement of one value: the highest id up to which no row can still appear
-    (0 if none), for a reader that must not look past a row that a writer still in
-    progress could precede (a DCB read's head). ``{events}`` is left to fill.
+    """A statement of one row: the highest id up to which no row can still appear (0
+    if none), and the stamp of its row (as text), for a reader that must not look past
+    a row that a writer still in progress could precede (a DCB read's head). Its two
+    parameters are an id and a stamp that it gave before (or 0 and "0"): a point known
+    to be settled, if its row is still there with that stamp. ``{events}`` is left to
+    fill.
 
-    The stamps never decrease along the ids (see the module docstring), so the last
-    row whose stamp is below the snapshot's ``xmin`` (or has none) is found scanning
-    the ids down from the last, and no row below it can still appear; above it, rows
-    are settled as long as they follow on without a gap. So the cost is a look-up
-    per row recorded by the transactions newer than the oldest still running on the
-    server (a few, unless a long transaction holds ``xmin`` back)."""
+    No row can still appear up to a point once settled. Above the known point, the
+    stamps never decrease along the ids (see the module docstring), so the last row
+    whose stamp is below the snapshot's ``xmin`` (or has none) is found scanning the
+    ids down from the last one to the known point, and no row below it can still
+    appear; above that, rows are settled as long as they follow on without a gap.
+    So a reader looks at the rows recorded since the last point it was given, or,
+    the first time, at those recorded by transactions newer than the oldest still
+    running on the server (a long transaction can make those many).
+    """
     i, stamp = id_column, STAMP_COLUMN
+    xmin = "pg_snapshot_xmin(pg_current_snapshot())"
     return (
-        f"WITH base AS (SELECT COALESCE((SELECT {i} FROM {{events}} "
-        f"WHERE {stamp} IS NULL OR {stamp} < pg_snapshot_xmin(pg_current_snapshot()) "
-        f"ORDER BY {i} DESC LIMIT 1), 0) AS id), "
+        f"WITH known AS (SELECT COALESCE((SELECT {i} FROM {{events}} "
+        f"WHERE {i} = %s AND {stamp} = %s::xid8), 0) AS id), "
+        f"base AS (SELECT GREATEST(known.id, COALESCE((SELECT {i} FROM {{events}} "
+        f"WHERE {i} > known.id AND ({stamp} IS NULL OR {stamp} < {xmin}) "
+        f"ORDER BY {i} DESC LIMIT 1), 0)) AS id FROM known), "
         f"tail AS (SELECT t.{i} AS id, t.{i} = 1 + lag(t.{i}, 1, base.id) "
-        f"OVER (ORDER BY t.{i}) AS follows FROM {{events}} AS t, base WHERE t.{i} > base.id) "
-        "SELECT COALESCE((SELECT max(id) FROM tail WHERE id < COALESCE("
+        f"OVER (ORDER BY t.{i}) AS follows FROM {{events}} AS t, base WHERE t.{i} > base.id), "
+        "frontier AS (SELECT COALESCE((SELECT max(id) FROM tail WHERE id < COALESCE("
         "(SELECT min(id) FROM tail WHERE NOT follows), 9223372036854775807)), "
-        "(SELECT id FROM base))"
+        "(SELECT id FROM base)) AS id) "
+        f"SELECT frontier.id, (SELECT {stamp}::text FROM {{events}} WHERE {i} = frontier.id) "
+        "FROM frontier"
     )
 
 

@@ -172,6 +172,42 @@ def test_a_rolled_back_append_leaves_a_gap_that_reads_pass(
     assert response.head == 2
 
 
+def test_a_transaction_elsewhere_does_not_hold_back_positions_that_follow_on(
+    recorder: PostgresDCBRecorderTT,
+) -> None:
+    """Another transaction with an id (any table, any database of the server) holds
+    back no position without a gap before it: a writer reads its appends."""
+    with _connect(recorder) as other:
+        other.execute("SELECT pg_current_xact_id()")  # an id, so it is "in progress"
+        for i in range(1, 4):
+            assert recorder.append([_joined("c", f"s{i}")]) == i
+            response = recorder.read()
+            assert [e.position for e in response] == list(range(1, i + 1))
+            assert response.head == i
+        # (So does a recorder that has read nothing yet.)
+        fresh = PostgresDCBRecorderTT(recorder.datastore)
+        assert fresh.read().head == 3
+        other.rollback()
+
+
+def test_a_table_made_again_is_read_as_new(recorder: PostgresDCBRecorderTT) -> None:
+    """A recorder looks on from the last settled position it read only while that
+    event is still there as it was: not in a table dropped and made again."""
+    for i in range(1, 4):
+        recorder.append([_joined("c", f"s{i}")])
+    assert recorder.read().head == 3
+    with _connect(recorder) as conn:
+        conn.execute('DROP TABLE "dcb_events", "dcb_events_tags"')
+        conn.commit()
+    recorder.create_table()
+    with _connect(recorder) as w:
+        assert _append_without_committing(w, recorder, _joined("c", "t1")) == 1
+        assert recorder.append([_joined("c", "t2")]) == 2
+        assert recorder.read().head is None
+        w.commit()
+    assert recorder.read().head == 2
+
+
 def test_a_failed_append_lets_the_write_lock_go(recorder: PostgresDCBRecorderTT) -> None:
     """An append that fails while it holds the write lock (a session lock, taken to draw
     positions) does not leave it held by its pooled connection."""

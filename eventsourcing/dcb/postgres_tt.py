@@ -33,6 +33,10 @@ writer W that has drawn position 100 and not committed holds its shared locks;
 a reader whose query matches W's event is given a head of at most 99, and its
 conditional append after that head takes the exclusive lock W's shared lock
 excludes, so it checks only after W has committed, sees position 100 and fails.
+A recorder finds that position from the last one it found (while that event is
+still there with the same stamp), so a read looks at the events appended since;
+at a gap left by an append that failed, reads wait (and look at the events after
+the gap) until every transaction older than the event after it has ended.
 
 Listeners are woken after the commit by one NOTIFY per recorder (``Notifier``):
 NOTIFY inside the append takes a lock of the whole server until its commit.
@@ -193,13 +197,17 @@ class PostgresDCBRecorderTT(NotifiesAfterCommit, PostgresRecorder, DCBRecorder):
         # The head of a table made by an earlier version, and whether the table has
         # been given the stamp column since (then this recorder reads it anew).
         self._head_sql = (
-            f"SELECT max(position), EXISTS (SELECT 1 FROM pg_attribute "
+            f"SELECT max(position), NULL::text, EXISTS (SELECT 1 FROM pg_attribute "
             f"WHERE attrelid = {sql.Literal(table).as_string(None)}::regclass "
             f"AND attname = '{STAMP_COLUMN}' AND NOT attisdropped) FROM {table}"
         )
         self._settled_head_sql = (
-            f"SELECT NULLIF(({settled_frontier_sql('position').format(events=table)}), 0), false"
+            "SELECT NULLIF(f.id, 0), f.stamp, false "
+            f"FROM ({settled_frontier_sql('position').format(events=table)}) AS f(id, stamp)"
         )
+        # A position up to which no event can still appear, and the stamp of its row,
+        # as a read last found (see settled_frontier_sql): reads look on from there.
+        self._settled: tuple[int, str] = (0, "0")
         self._append_sql: dict[tuple[str, str | None], bytes] = {}
 
     # The table's layout, read at its first use (see eventsourcing._postgres_commits).
@@ -236,24 +244,30 @@ class PostgresDCBRecorderTT(NotifiesAfterCommit, PostgresRecorder, DCBRecorder):
                 return [], None
             # One statement, so one snapshot: the head and the events agree. Rows
             # that appends in progress may precede are not read (see above).
+            settled: tuple[int, str] | None = None
             if self._commit_layout(conn).stamped:
                 head_sql, bound = self._settled_head_sql, "head.max"
+                settled = self._settled
             else:
                 head_sql, bound = self._head_sql, None
             statement = self._sql.read(items, start, None, limit, bound=bound)
             rows = conn.execute(
-                f"SELECT head.max, head.migrated, e.* FROM ({head_sql}) AS head(max, migrated) "
+                f"SELECT head.max, head.stamp, head.migrated, e.* "
+                f"FROM ({head_sql}) AS head(max, stamp, migrated) "
                 f"LEFT JOIN LATERAL ({statement.sql}) AS e ON true ORDER BY e.position".encode(),
-                statement.params,
+                [*(settled or ()), *statement.params],
                 prepare=True,
             ).fetchall()
-            if rows and rows[0][1]:
+            if rows and rows[0][2]:
                 # Given the stamp column since its layout was read (by another
                 # process): appends may commit in parallel now, so read as they allow.
                 self._layout = None
                 return select(conn)
-            head = rows[0][0] if rows else None
-            return [row[2:] for row in rows if row[2] is not None], head
+            head: int | None = rows[0][0] if rows else None
+            stamp: str | None = rows[0][1] if rows else None
+            if head is not None and stamp is not None and head > self._settled[0]:
+                self._settled = (head, stamp)
+            return [row[3:] for row in rows if row[3] is not None], head
 
         rows, head = self.datastore.run(
             select,
