@@ -81,16 +81,28 @@ _LAYOUT_SQL = (
     "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(t)s) "
     "AND attname = %(c)s AND NOT attisdropped), "
     "CASE WHEN to_regclass(%(t)s) IS NOT NULL "
-    "THEN pg_get_serial_sequence(%(t)s, 'notification_id') END"
+    "THEN pg_get_serial_sequence(%(t)s, %(id)s) END"
 )
 
 
-def read_layout(conn: psycopg.Connection[Any], table: str) -> CommitLayout:
-    """The layout of the events table named ``table`` (quoted, maybe qualified)."""
-    row = conn.execute(_LAYOUT_SQL, {"t": table, "c": STAMP_COLUMN}).fetchone()
+def layout_query(table: str, id_column: str = "notification_id") -> tuple[str, dict[str, str]]:
+    """The statement (and its parameters) that reads the layout of the events table
+    named ``table`` (quoted, maybe qualified), whose ids are drawn for ``id_column``
+    (a serial or identity column): a row for ``layout_from_row``."""
+    return _LAYOUT_SQL, {"t": table, "c": STAMP_COLUMN, "id": id_column}
+
+
+def layout_from_row(row: Any) -> CommitLayout:
     assert row is not None
     exists, stamped, sequence = row
     return CommitLayout(bool(exists), bool(stamped), sequence)
+
+
+def read_layout(
+    conn: psycopg.Connection[Any], table: str, id_column: str = "notification_id"
+) -> CommitLayout:
+    """The layout of the events table named ``table`` (see ``layout_query``)."""
+    return layout_from_row(conn.execute(*layout_query(table, id_column)).fetchone())
 
 
 def stamp_column_sql() -> str:
@@ -116,29 +128,53 @@ def add_stamp_column_sql(table: sql.Composable) -> sql.Composable:
     return sql.SQL("DO {}").format(sql.Literal(body))
 
 
-def parallel_write_sql(new_cte: str, checks: list[str], gate: str, sequence: str) -> str:
+# The columns an application's events table is written with, and its lock's key (the
+# table's oid; ``{lock_key}`` is the table's name, left for the caller to fill).
+_APPLICATION_COLUMNS = ("originator_id", "originator_version", "topic", "state")
+_TABLE_OID_LOCK_KEY = "{lock_key}::regclass::oid::bigint"
+
+
+def parallel_write_sql(
+    new_cte: str,
+    checks: list[str],
+    gate: str,
+    sequence: str,
+    *,
+    id_column: str = "notification_id",
+    columns: tuple[str, ...] = _APPLICATION_COLUMNS,
+    lock_key: str = _TABLE_OID_LOCK_KEY,
+    overriding: bool = False,
+    returning: str = "notification_id",
+) -> str:
     """A write statement whose lock is held only while ids are drawn (see above).
 
-    ``checks`` are CTEs evaluated before the lock is taken (they must not refer to
-    it); ``gate`` says whether to insert. The template names ``{events}`` and
-    ``{lock_key}`` are left for the caller to fill.
+    ``new_cte`` names ``new``, with the ``columns`` and ``position`` (the order of
+    the rows, from 1); ``checks`` are CTEs evaluated before the lock is taken (they
+    must not refer to it); ``gate`` says whether to insert. The rows are inserted
+    into ``{events}`` with ids drawn for ``id_column`` from ``sequence``
+    (``overriding`` an identity column that is ``GENERATED ALWAYS``), under the
+    advisory lock of key ``lock_key`` (an SQL expression), and the CTE ``inserted``
+    returns ``returning``. By default, an application's events table: the template
+    names ``{events}`` and ``{lock_key}`` are left for the caller to fill.
     """
     seq = sql.Literal(sequence).as_string(None)
-    columns = "originator_id, originator_version, topic, state"
+    names = ", ".join(columns)
+    values = ", ".join("new." + c for c in columns)
+    override = "OVERRIDING SYSTEM VALUE " if overriding else ""
     ctes = [
         new_cte,
         *checks,
-        f"drawing AS (SELECT pg_advisory_lock({{lock_key}}::regclass::oid::bigint) WHERE {gate})",
+        f"drawing AS (SELECT pg_advisory_lock({lock_key}) WHERE {gate})",
         "xact AS (SELECT pg_current_xact_id() AS xid FROM drawing)",
         "ids AS (SELECT id, row_number() OVER (ORDER BY id) AS position "
         f"FROM (SELECT nextval({seq}::regclass) AS id FROM new, xact) AS d)",
         # Counting every id first: the lock is let go only after the last is drawn.
-        "released AS (SELECT pg_advisory_unlock({lock_key}::regclass::oid::bigint) "
+        f"released AS (SELECT pg_advisory_unlock({lock_key}) "
         "FROM drawing, (SELECT count(*) FROM ids) AS c)",
-        f"inserted AS (INSERT INTO {{events}} (notification_id, {columns}, {STAMP_COLUMN}) "
-        f"SELECT ids.id, {', '.join('new.' + c for c in columns.split(', '))}, xact.xid "
+        f"inserted AS (INSERT INTO {{events}} ({id_column}, {names}, {STAMP_COLUMN}) "
+        f"{override}SELECT ids.id, {values}, xact.xid "
         "FROM new JOIN ids USING (position), xact, released ORDER BY ids.id "
-        "RETURNING notification_id)",
+        f"RETURNING {returning})",
     ]
     return "WITH " + ", ".join(ctes)
 
@@ -194,6 +230,41 @@ def settled_rows_sql(has_stop: bool) -> str:
         "SELECT notification_id, originator_id, originator_version, topic, state FROM ("
         "SELECT *, bool_and(settled) OVER (ORDER BY notification_id) AS ready "
         f"FROM ({window}) AS w) AS r WHERE ready ORDER BY notification_id"
+    )
+
+
+def settled_frontier_sql(id_column: str = "notification_id") -> str:
+    """A statement of one row: the highest id up to which no row can still appear (0
+    if none), and the stamp of its row (as text), for a reader that must not look past
+    a row that a writer still in progress could precede (a DCB read's head). Its two
+    parameters are an id and a stamp that it gave before (or 0 and "0"): a point known
+    to be settled, if its row is still there with that stamp. ``{events}`` is left to
+    fill.
+
+    No row can still appear up to a point once settled. Above the known point, the
+    stamps never decrease along the ids (see the module docstring), so the last row
+    whose stamp is below the snapshot's ``xmin`` (or has none) is found scanning the
+    ids down from the last one to the known point, and no row below it can still
+    appear; above that, rows are settled as long as they follow on without a gap.
+    So a reader looks at the rows recorded since the last point it was given, or,
+    the first time, at those recorded by transactions newer than the oldest still
+    running on the server (a long transaction can make those many).
+    """
+    i, stamp = id_column, STAMP_COLUMN
+    xmin = "pg_snapshot_xmin(pg_current_snapshot())"
+    return (
+        f"WITH known AS (SELECT COALESCE((SELECT {i} FROM {{events}} "
+        f"WHERE {i} = %s AND {stamp} = %s::xid8), 0) AS id), "
+        f"base AS (SELECT GREATEST(known.id, COALESCE((SELECT {i} FROM {{events}} "
+        f"WHERE {i} > known.id AND ({stamp} IS NULL OR {stamp} < {xmin}) "
+        f"ORDER BY {i} DESC LIMIT 1), 0)) AS id FROM known), "
+        f"tail AS (SELECT t.{i} AS id, t.{i} = 1 + lag(t.{i}, 1, base.id) "
+        f"OVER (ORDER BY t.{i}) AS follows FROM {{events}} AS t, base WHERE t.{i} > base.id), "
+        "frontier AS (SELECT COALESCE((SELECT max(id) FROM tail WHERE id < COALESCE("
+        "(SELECT min(id) FROM tail WHERE NOT follows), 9223372036854775807)), "
+        "(SELECT id FROM base)) AS id) "
+        f"SELECT frontier.id, (SELECT {stamp}::text FROM {{events}} WHERE {i} = frontier.id) "
+        "FROM frontier"
     )
 
 

@@ -435,7 +435,54 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         return statement
 
 
-class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder):
+class NotifiesAfterCommit:
+    """Wakes the listeners of a recorder's channel (``channel``) after writes commit
+    in parallel, through one ``Notifier`` per recorder (NOTIFY inside a write, or
+    after it by each writer, serialises the writers' commits)."""
+
+    datastore: PostgresDatastore
+    # Wakes listeners after parallel writes (made at the first).
+    _notifier: Notifier | None = None
+    _notifier_lock = threading.Lock()
+    _NOTIFY_SQL = b"SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
+
+    @property
+    def channel(self) -> str:
+        raise NotImplementedError
+
+    def _notify_after_commit(self, conn: psycopg.Connection[Any] | None) -> None:
+        """Wake listeners, once the write is committed, by a thread that sends one
+        NOTIFY for any number of writes (see ``Notifier``): NOTIFY in the write's own
+        transaction, or after it by each writer, serialised the writers' commits."""
+        notifier = self._notifier
+        if notifier is None:
+            with self._notifier_lock:
+                notifier = self._notifier
+                if notifier is None:
+                    notifier = self._notifier = Notifier(
+                        self._send_notify, self.channel, self._datastore_closed
+                    )
+                    before_close = getattr(self.datastore, "before_close", None)
+                    if before_close is not None:  # (a notice pending is sent first)
+                        before_close(notifier.flush)
+        notifier.signal()
+
+    def _datastore_closed(self) -> bool:
+        return bool(getattr(self.datastore, "_closed", False))
+
+    def _send_notify(self) -> None:
+        # Not waiting for the flush: a notice is a wake-up, not a record, and a commit
+        # that waits holds the server's notify lock (see Notifier) the while.
+        self.datastore.run(
+            lambda conn: conn.execute(self._NOTIFY_SQL, [self.channel]),
+            what=f"Notifying listeners of {self.channel!r}",
+            transaction=False,
+        )
+
+
+class PostgresApplicationRecorder(
+    NotifiesAfterCommit, PostgresAggregateRecorder, ApplicationRecorder
+):
     """Stored events numbered in order of recording; inserts are serialised per table.
 
     After each insert, ``NOTIFY`` is sent on a channel named after the events
@@ -461,9 +508,6 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
 
     # The table's layout, read at its first use (see eventsourcing._postgres_commits).
     _layout: CommitLayout | None = None
-    # Wakes listeners after parallel writes (made at the first).
-    _notifier: Notifier | None = None
-    _notifier_lock = threading.Lock()
 
     def create_table(self) -> None:
         super().create_table()
@@ -588,41 +632,6 @@ class PostgresApplicationRecorder(PostgresAggregateRecorder, ApplicationRecorder
         if sequence is None:
             params.append(self.channel)
         return statement, params, shape is not None
-
-    def _notify_after_commit(self, conn: psycopg.Connection[Any] | None) -> None:
-        """Wake listeners, once the write is committed, by a thread that sends one
-        NOTIFY for any number of writes (see ``Notifier``): NOTIFY in the write's own
-        transaction, or after it by each writer, serialised the writers' commits."""
-        notifier = self._notifier
-        if notifier is None:
-            with self._notifier_lock:
-                notifier = self._notifier
-                if notifier is None:
-                    notifier = self._notifier = Notifier(
-                        self._send_notify, self.channel, self._datastore_closed
-                    )
-                    before_close = getattr(self.datastore, "before_close", None)
-                    if before_close is not None:  # (a notice pending is sent first)
-                        before_close(notifier.flush)
-        notifier.signal()
-
-    def _datastore_closed(self) -> bool:
-        return bool(getattr(self.datastore, "_closed", False))
-
-    def _send_notify(self) -> None:
-        # Not waiting for the flush: a notice is a wake-up, not a record, and a commit
-        # that waits holds the server's notify lock (see Notifier) the while.
-        statement = self._statement(
-            ("notify",),
-            lambda: sql.SQL(
-                "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
-            ),
-        )
-        self.datastore.run(
-            lambda conn: conn.execute(statement, [self.channel]),
-            what=f"Notifying listeners of {self.events_table_name!r}",
-            transaction=False,
-        )
 
     def _check_conflicts(
         self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent]

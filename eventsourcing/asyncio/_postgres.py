@@ -38,7 +38,7 @@ import psycopg.errors
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from eventsourcing._postgres_commits import _LAYOUT_SQL, STAMP_COLUMN, CommitLayout
+from eventsourcing._postgres_commits import CommitLayout, layout_from_row, layout_query
 from eventsourcing._postgres_connections import CONTENTION_STATES, is_transient
 from eventsourcing._retry import Outage, Retry, backoff_delays
 from eventsourcing.asyncio._recorders import (
@@ -569,11 +569,8 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
         layout = self._layout
         if layout is None:
             table = self.statements._events.as_string(None)
-            cursor = await conn.execute(_LAYOUT_SQL, {"t": table, "c": STAMP_COLUMN})
-            row = await cursor.fetchone()
-            assert row is not None
-            exists, stamped, sequence = row
-            layout = CommitLayout(bool(exists), bool(stamped), sequence)
+            cursor = await conn.execute(*layout_query(table))
+            layout = layout_from_row(await cursor.fetchone())
             if layout.exists:
                 self._layout = layout
         return layout

@@ -41,9 +41,12 @@ class DCBSQL:
         after: int,
         head: int | None,
         limit: Any,
+        *,
+        bound: str | None = None,
     ) -> Statement:
         """The events matching ``items`` after ``after`` (and up to ``head``, if
-        given), at most ``limit`` of them, in order."""
+        given, or up to the value of the SQL expression ``bound``), at most ``limit``
+        of them, in order."""
         m = self.mark
         if match_all(items):
             sql = f"SELECT {self.columns} FROM {self.events} WHERE position > {m}"
@@ -51,8 +54,10 @@ class DCBSQL:
             if head is not None:
                 sql += f" AND position <= {m}"
                 params.append(head)
+            if bound is not None:
+                sql += f" AND position <= {bound}"
             return Statement(sql + f" ORDER BY position LIMIT {m}", [*params, limit])
-        union = self.positions(items, after, head, distinct=True)
+        union = self.positions(items, after, head, distinct=True, bound=bound)
         return Statement(
             f"SELECT {self.columns} FROM {self.events} "
             f"WHERE position IN ({union.sql}) ORDER BY position LIMIT {m}",
@@ -77,14 +82,17 @@ class DCBSQL:
         head: int | None,
         *,
         distinct: bool,
+        bound: str | None = None,
     ) -> Statement:
-        selects = [self._item_positions(item, after, head) for item in items]
+        selects = [self._item_positions(item, after, head, bound) for item in items]
         joiner = " UNION " if distinct else " UNION ALL "
         return Statement(
             joiner.join(s.sql for s in selects), [p for s in selects for p in s.params]
         )
 
-    def _item_positions(self, item: DCBQueryItem, after: int, head: int | None) -> Statement:
+    def _item_positions(
+        self, item: DCBQueryItem, after: int, head: int | None, bound: str | None
+    ) -> Statement:
         m = self.mark
         tags = sorted(set(item.tags))
         types = sorted(set(item.types))
@@ -110,6 +118,8 @@ class DCBSQL:
         if head is not None:
             sql += f" AND {column} <= {m}"
             params.append(head)
+        if bound is not None:
+            sql += f" AND {column} <= {bound}"
         return Statement(sql, params)
 
     def _marks(self, values: Sequence[Any]) -> str:

@@ -1,28 +1,52 @@
 """DCB events in PostgreSQL: ``PostgresDCBRecorderTT`` (tags in a table of their own)
 and its factory.
 
-Tables: ``<name>`` (position, type, data, tags) and ``<name>_tags`` (one row per
-distinct tag of an event, keyed by tag and position), where ``<name>`` is
-``dcb_events`` (``<app>_dcb_events`` for a named application); settings are
+Tables: ``<name>`` (position, type, data, tags, transaction_id) and ``<name>_tags``
+(one row per distinct tag of an event, keyed by tag and position), where ``<name>``
+is ``dcb_events`` (``<app>_dcb_events`` for a named application); settings are
 those of ``eventsourcing.postgres``.
 
 An append is one round trip (a pipeline of two statements in one transaction):
 
-1. Advisory locks, taken in one global order (so writers cannot deadlock): an
-   exclusive lock per condition query item (keyed by the first of its tags in
-   sorted order, or by each of its types, or one key for "any event"), and a
-   shared lock on each key an appended event could match (each of its tags, its
-   type, and "any event").
+1. Advisory locks, taken in one global order (so writers cannot deadlock), held
+   until commit: an exclusive lock per condition query item (keyed by the first of
+   its tags in sorted order, or by each of its types, or one key for "any event"),
+   and a shared lock on each key an appended event could match (each of its tags,
+   its type, and "any event").
    A writer whose events could match a condition being checked waits for that
    check's transaction, and the other way round; writers on disjoint queries do
    not wait for each other here.
 2. One statement (whose snapshot, taken after those locks, shows what the
    waited-for writers recorded): the condition is checked, a few indexed
-   look-ups per query item; if no event matches, the table's write lock is taken
-   (an advisory lock held until commit, so that positions are drawn and become
-   visible in order: a reader never sees a position before a lower one that is
-   still to be committed), the events and their tags are inserted, and a NOTIFY
-   wakes subscribers.
+   look-ups per query item; if no event matches, the events and their tags are
+   inserted, with positions drawn as the application recorders draw notification
+   ids (see ``eventsourcing._postgres_commits``): the table's write lock (an
+   advisory lock) is held only while the transaction takes its id and draws the
+   positions, not across the commit, and each row records that id. So appends
+   commit in parallel, and the server flushes their commits together.
+
+Readers never skip: a read (its events and its head) goes no further than the
+last position up to which no event can still appear (``settled_frontier_sql``):
+a position drawn by an append still in progress holds back every reader, and so
+every head, at the position before it. That keeps append conditions sound: a
+writer W that has drawn position 100 and not committed holds its shared locks;
+a reader whose query matches W's event is given a head of at most 99, and its
+conditional append after that head takes the exclusive lock W's shared lock
+excludes, so it checks only after W has committed, sees position 100 and fails.
+A recorder finds that position from the last one it found (while that event is
+still there with the same stamp), so a read looks at the events appended since;
+at a gap left by an append that failed, reads wait (and look at the events after
+the gap) until every transaction older than the event after it has ended.
+
+Listeners are woken after the commit by one NOTIFY per recorder (``Notifier``):
+NOTIFY inside the append takes a lock of the whole server until its commit.
+
+A table made by an earlier version (without ``transaction_id``) gets the column
+from ``create_table()``; until then the recorder keeps the earlier way: the write
+lock (the same key) is held until commit, NOTIFY is sent in the append, and a
+read's head is the last position. (Processes of the earlier version still running
+after the migration read heads that may pass a position still to be committed:
+stop them before migrating.)
 """
 
 from __future__ import annotations
@@ -36,6 +60,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from eventsourcing._postgres_commits import (
+    STAMP_COLUMN,
+    CommitLayout,
+    add_stamp_column_sql,
+    parallel_write_sql,
+    read_layout,
+    release_after_error,
+    settled_frontier_sql,
+    stamp_column_sql,
+)
 from eventsourcing.dcb._common import (
     DCBInfrastructureFactory,
     DCBListenNotifySubscription,
@@ -57,6 +91,7 @@ from eventsourcing.dcb.api import (
     DCBRecorder,
 )
 from eventsourcing.postgres import (
+    NotifiesAfterCommit,
     PostgresDatastore,
     PostgresFactory,
     PostgresListener,
@@ -76,9 +111,10 @@ _LOCK_SQL = (
     "FROM unnest(%s::bigint[], %s::boolean[]) AS locks(key, exclusive)"
 )
 
-# ({check} is empty, or "WHERE NOT EXISTS (...)"; the positions are drawn in the
-# order of the events, after the table's write lock.)
-_APPEND_SQL = """WITH lock AS (SELECT pg_advisory_xact_lock({table_lock_key})),
+# A table made by an earlier version: the write lock is held until commit. ({check} is
+# empty, or "WHERE NOT EXISTS (...)"; the positions are drawn in the order of the
+# events, after the table's write lock.)
+_HELD_APPEND_SQL = """WITH lock AS (SELECT pg_advisory_xact_lock({table_lock_key})),
 new AS (
     SELECT * FROM unnest(%s::text[], %s::bytea[], %s::text[])
     WITH ORDINALITY AS new(type, data, tags, n)
@@ -99,6 +135,21 @@ notified AS (
 )
 SELECT (SELECT max(position) FROM inserted), (SELECT count(*) FROM notified)"""
 
+# The events of an append, in order ("position" is the order within the append).
+_NEW_CTE = (
+    "new AS (SELECT type, data, ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)) AS tags, "
+    "position FROM unnest(%s::text[], %s::bytea[], %s::text[]) "
+    "WITH ORDINALITY AS new(type, data, tags, position))"
+)
+
+# Inserted after ``parallel_write_sql``'s CTEs: the tags of the events inserted.
+_PARALLEL_TAGS_SQL = """, tagged AS (
+    INSERT INTO {tags} (tag, position, type)
+    SELECT DISTINCT tag, inserted.position, inserted.type
+    FROM inserted, unnest(inserted.tags) AS tag
+)
+SELECT max(position) FROM inserted"""
+
 
 def _lock_key(table: str, kind: str, name: str) -> int:
     """A 64-bit advisory lock key (a collision only makes two writers wait)."""
@@ -106,7 +157,7 @@ def _lock_key(table: str, kind: str, name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
+class PostgresDCBRecorderTT(NotifiesAfterCommit, PostgresRecorder, DCBRecorder):
     """Records DCB events in PostgreSQL, tags in a table of their own."""
 
     def __init__(
@@ -134,15 +185,50 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
             for statement in (
                 "CREATE TABLE IF NOT EXISTS {events} ("
                 "position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-                "type text NOT NULL, data bytea NOT NULL, tags text[] NOT NULL)",
+                "type text NOT NULL, data bytea NOT NULL, tags text[] NOT NULL, "
+                f"{stamp_column_sql()})",
                 "CREATE INDEX IF NOT EXISTS {type_index} ON {events} (type, position)",
                 "CREATE TABLE IF NOT EXISTS {tags} (tag text NOT NULL, "
                 "position bigint NOT NULL, type text NOT NULL, PRIMARY KEY (tag, position))",
             )
         )
+        self.sql_create_statements.append(add_stamp_column_sql(self._events))
         self._table_lock_key = _lock_key(table, "table", "")
-        self._head_sql = f"SELECT max(position) FROM {table}"
-        self._append_sql: dict[str, bytes] = {}
+        # The head of a table made by an earlier version, and whether the table has
+        # been given the stamp column since (then this recorder reads it anew).
+        self._head_sql = (
+            f"SELECT max(position), NULL::text, EXISTS (SELECT 1 FROM pg_attribute "
+            f"WHERE attrelid = {sql.Literal(table).as_string(None)}::regclass "
+            f"AND attname = '{STAMP_COLUMN}' AND NOT attisdropped) FROM {table}"
+        )
+        self._settled_head_sql = (
+            "SELECT NULLIF(f.id, 0), f.stamp, false "
+            f"FROM ({settled_frontier_sql('position').format(events=table)}) AS f(id, stamp)"
+        )
+        # A position up to which no event can still appear, and the stamp of its row,
+        # as a read last found (see settled_frontier_sql): reads look on from there.
+        self._settled: tuple[int, str] = (0, "0")
+        self._append_sql: dict[tuple[str, str | None], bytes] = {}
+
+    # The table's layout, read at its first use (see eventsourcing._postgres_commits).
+    _layout: CommitLayout | None = None
+
+    def create_table(self) -> None:
+        super().create_table()
+        self._layout = None  # (the table may have gained the stamp column)
+
+    def _commit_layout(self, conn: psycopg.Connection[Any]) -> CommitLayout:
+        layout = self._layout
+        if layout is None:
+            layout = read_layout(conn, self._events.as_string(None), "position")
+            if layout.exists:
+                self._layout = layout
+        return layout
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this events table."""
+        return self.channel_name
 
     def read(
         self,
@@ -156,16 +242,32 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         def select(conn: psycopg.Connection[Any]) -> tuple[list[Any], int | None]:
             if limit == 0:
                 return [], None
-            # One statement, so one snapshot: the head and the events agree.
-            statement = self._sql.read(items, start, None, limit)
+            # One statement, so one snapshot: the head and the events agree. Rows
+            # that appends in progress may precede are not read (see above).
+            settled: tuple[int, str] | None = None
+            if self._commit_layout(conn).stamped:
+                head_sql, bound = self._settled_head_sql, "head.max"
+                settled = self._settled
+            else:
+                head_sql, bound = self._head_sql, None
+            statement = self._sql.read(items, start, None, limit, bound=bound)
             rows = conn.execute(
-                f"SELECT head.max, e.* FROM ({self._head_sql}) AS head "
+                f"SELECT head.max, head.stamp, head.migrated, e.* "
+                f"FROM ({head_sql}) AS head(max, stamp, migrated) "
                 f"LEFT JOIN LATERAL ({statement.sql}) AS e ON true ORDER BY e.position".encode(),
-                statement.params,
+                [*(settled or ()), *statement.params],
                 prepare=True,
             ).fetchall()
-            head = rows[0][0] if rows else None
-            return [row[1:] for row in rows if row[1] is not None], head
+            if rows and rows[0][2]:
+                # Given the stamp column since its layout was read (by another
+                # process): appends may commit in parallel now, so read as they allow.
+                self._layout = None
+                return select(conn)
+            head: int | None = rows[0][0] if rows else None
+            stamp: str | None = rows[0][1] if rows else None
+            if head is not None and stamp is not None and head > self._settled[0]:
+                self._settled = (head, stamp)
+            return [row[3:] for row in rows if row[3] is not None], head
 
         rows, head = self.datastore.run(
             select,
@@ -183,39 +285,51 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         keys, exclusive = self._lock_keys(new_events, items)
         after = (condition.after if condition is not None else None) or 0
         check = None if items is None else self._sql.matches(items, after)
-        statement = self._append_statement(check)
         params = [
             [e.type for e in new_events],
             [e.data for e in new_events],
             [json.dumps(list(e.tags)) for e in new_events],
             *(check.params if check is not None else []),
-            self.channel_name,
         ]
 
-        def call(conn: psycopg.Connection[Any]) -> Any:
+        def call(conn: psycopg.Connection[Any]) -> tuple[Any, bool]:
+            layout = self._commit_layout(conn)
+            sequence = layout.sequence if layout.parallel else None
+            statement = self._append_statement(check, sequence)
             # One round trip: the locks, then (a new snapshot) check and insert.
-            # (A connection left in the transaction by an error is rolled back
-            # when the pool takes it back.)
             control, cursor = conn.cursor(), conn.cursor()
-            with conn.pipeline():
-                control.execute(b"BEGIN")
-                control.execute(_LOCK_SQL, [keys, exclusive], prepare=True)
-                cursor.execute(statement, params, prepare=True)
-                control.execute(b"COMMIT")
-            return cursor.fetchone()[0]  # type: ignore[index]
+            try:
+                with conn.pipeline():
+                    control.execute(b"BEGIN")
+                    control.execute(_LOCK_SQL, [keys, exclusive], prepare=True)
+                    cursor.execute(
+                        statement,
+                        params if sequence else [*params, self.channel_name],
+                        prepare=True,
+                    )
+                    control.execute(b"COMMIT")
+            except BaseException:
+                # Roll back (else the pool does), and let the write lock go, which a
+                # parallel append holds in the session while it draws positions.
+                if sequence is not None:
+                    _roll_back_and_release(conn)
+                raise
+            return cursor.fetchone()[0], sequence is not None  # type: ignore[index]
 
-        position = self.datastore.run(
+        position, parallel = self.datastore.run(
             call,
             what=f"Appending DCB events to {self.events_table_name!r}",
             transaction=False,  # (its own, above)
         )
         if position is None:
             raise condition_failed(condition)
+        if parallel:
+            self._notify_after_commit(None)
         return int(position)
 
-    def _append_statement(self, check: Statement | None) -> bytes:
+    def _append_statement(self, check: Statement | None, sequence: str | None) -> bytes:
         where = "" if check is None else f"WHERE NOT EXISTS ({check.sql})"
-        statement = self._append_sql.get(where)
+        statement = self._append_sql.get((where, sequence))
         if statement is None:
             names = {
                 "events": self._sql.events,
@@ -223,7 +337,31 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
                 "table_lock_key": str(self._table_lock_key),
                 "check": where,
             }
-            statement = self._append_sql[where] = _APPEND_SQL.format(**names).encode()
+            if sequence is None:
+                statement = _HELD_APPEND_SQL.format(**names).encode()
+            else:
+                gate = "TRUE" if check is None else "NOT EXISTS ({check_sql})"
+                writing = parallel_write_sql(
+                    _NEW_CTE,
+                    [],
+                    gate,
+                    sequence,
+                    id_column="position",
+                    columns=("type", "data", "tags"),
+                    lock_key=str(self._table_lock_key),
+                    overriding=True,
+                    returning="position, type, tags",
+                )
+                statement = (
+                    (writing + _PARALLEL_TAGS_SQL)
+                    .format(
+                        events=self._sql.events,
+                        tags=self._sql.tags,
+                        check_sql="" if check is None else check.sql,
+                    )
+                    .encode()
+                )
+            self._append_sql[where, sequence] = statement
         return statement
 
     def _lock_keys(
@@ -262,6 +400,16 @@ class PostgresDCBRecorderTT(PostgresRecorder, DCBRecorder):
         after: int | None = None,
     ) -> PostgresDCBSubscription:
         return PostgresDCBSubscription(self, query=query, after=after)
+
+
+def _roll_back_and_release(conn: psycopg.Connection[Any]) -> None:
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute(b"ROLLBACK")
+    except BaseException:
+        conn.close()
+        return
+    release_after_error(conn)
 
 
 class PostgresDCBSubscription(DCBListenNotifySubscription[PostgresDCBRecorderTT]):
