@@ -16,6 +16,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import (
     Aggregate,
     AggregateEvent,
+    BaseAggregate,
     CanInitAggregate,
     CanMutateAggregate,
     CanSnapshotAggregate,
