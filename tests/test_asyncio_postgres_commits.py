@@ -133,8 +133,7 @@ def test_reads_of_aggregates_asked_at_once_are_made_together(
 
     async def main() -> None:
         sync = _settings(postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(sync)
         originators = [uuid4() for _ in range(30)]
         for number, originator in enumerate(originators):
             await recorder.insert_events([event(originator, v) for v in range(1, number % 4 + 2)])
@@ -184,8 +183,8 @@ def test_writes_asked_at_once_are_made_together_and_a_conflict_refuses_only_its_
 
     async def main() -> None:
         sync = _settings(postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(sync)
+        datastore = recorder.datastore
         recorded = uuid4()
         await recorder.insert_events([event(recorded, 1)])
         transactions = 0
@@ -226,8 +225,8 @@ def test_writes_made_together_whose_commit_answer_is_lost_are_recorded_once(
 
     async def main() -> None:
         sync = _settings(postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(sync)
+        datastore = recorder.datastore
         run_pooled = datastore._run_pooled
         lost = []
 
@@ -258,8 +257,7 @@ def test_writes_made_together_by_tasks_cancelled_are_whole_or_absent(
 
     async def main() -> None:
         sync = _settings(postgres_test_database)
-        datastore = _async_store(sync)
-        recorder = await _recorder(datastore)
+        recorder = await _recorder(sync)
         writes = [[event(uuid4(), 1), event(uuid4(), 1), event(uuid4(), 1)] for _ in range(30)]
         tasks = [asyncio.ensure_future(recorder.insert_events(w)) for w in writes]
         await asyncio.sleep(0)
