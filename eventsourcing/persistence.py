@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from types import ModuleType
+from types import GenericAlias, ModuleType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 from uuid import UUID
 
@@ -1125,6 +1125,7 @@ def _factory_class_in(module: ModuleType, topic: str) -> type[InfrastructureFact
         member
         for member in vars(module).values()
         if isinstance(member, type)
+        and not isinstance(member, GenericAlias)  # (a class on Python 3.10)
         and issubclass(member, InfrastructureFactory)
         and member not in _BASE_FACTORIES
         and not inspect.isabstract(member)
