@@ -337,7 +337,7 @@ class Follower(Application):
     handover_maxsize = 1_000
     # Under the threaded runners, how many seconds to wait before the next batch when
     # events arrived during the last one (group commit). None: the store's default
-    # (2 ms on SQLite and PostgreSQL, 0 in memory). FOLLOWER_BATCH_DELAY overrides both.
+    # (0: none). FOLLOWER_BATCH_DELAY overrides both.
     batch_delay: float | None = None
     # The topics of the upstream events to process (all if empty): the others are
     # not even read, since the log is queried for these topics only.
