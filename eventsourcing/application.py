@@ -871,6 +871,12 @@ class Application(NamedAfterClass, Generic[TAggregateID]):
 
     @property
     def log(self) -> LocalNotificationLog:
+        """Deprecated (as in 9.x): use ``notification_log``."""
+        warnings.warn(
+            "'log' is deprecated, use 'notification_log' instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.notification_log
 
     # -- commands ----------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Test cases and example models that extension projects subclass (9.x API)."""
