@@ -223,7 +223,9 @@ def test_cache_maxsize_evicts_least_recently_used(persistence_env):
 def test_log_sections(persistence_env):
     app, _ = school_with_tricks(persistence_env, 12)  # 13 events
     log = app.notification_log
-    assert isinstance(log, LocalNotificationLog) and app.log is log
+    assert isinstance(log, LocalNotificationLog)
+    with pytest.warns(DeprecationWarning, match="notification_log"):
+        assert app.log is log  # (the 9.x name, deprecated there)
     section = log["1,10"]
     assert (section.id, section.next_id) == ("1,10", "11,20")
     assert [n.id for n in section.items] == list(range(1, 11))
