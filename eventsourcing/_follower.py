@@ -136,6 +136,9 @@ class Leader(Application):
         return bool(self.followers)
 
     def _notify(self, recordings: Sequence[Recording[Any]]) -> None:
+        if self.notify_topics and recordings:
+            topics = self.notify_topics
+            recordings = [r for r in recordings if r.notification.topic in topics]
         if not recordings or not self.followers:
             return
         recording_event = RecordingEvent(self.name, recordings)
@@ -359,6 +362,7 @@ class Follower(Application):
         self.readers: dict[str, NotificationLogReader] = {}
         self.mappers: dict[str, Mapper] = {}
         self._positions: dict[str, int] = {}
+        self._leader_topics: dict[str, tuple[str, ...]] = {}
         self._upstream_listener: Callable[[str], None] | None = None
         self._processing_lock = threading.Lock()
         self._handover = _Handover(self.handover_maxsize)
@@ -424,10 +428,19 @@ class Follower(Application):
     def process_recorder(self) -> ProcessRecorder:
         return cast(ProcessRecorder, self.recorder)
 
-    def follow(self, name: str, log: NotificationLog) -> None:
-        """Follow the notification log of the application called ``name``."""
+    def follow(self, name: str, log: NotificationLog, notify_topics: Sequence[str] = ()) -> None:
+        """Follow the notification log of the application called ``name``: of its
+        events, those of this follower's ``topics`` and of the leader's
+        ``notify_topics`` (all, where neither has any)."""
         self.readers[name] = NotificationLogReader(log, section_size=self.pull_section_size)
         self.mappers[name] = self._leader_mapper(name)
+        self._leader_topics[name] = _narrowed(self.topics, notify_topics)
+
+    def topics_for(self, leader_name: str) -> tuple[str, ...]:
+        """The topics of the events of ``leader_name`` this follower processes (all if
+        none): its own ``topics``, narrowed to the leader's ``notify_topics``."""
+        topics = self._leader_topics.get(leader_name)
+        return tuple(self.topics) if topics is None else topics
 
     def _leader_mapper(self, leader_name: str) -> Mapper:
         """The mapper that decodes the stored events of ``leader_name``: this follower's,
@@ -449,7 +462,10 @@ class Follower(Application):
         """Yield lists of the notifications of ``leader_name`` from ``start`` (after it,
         unless ``inclusive_of_start``) up to ``stop``, of this follower's ``topics``."""
         return self._reader(leader_name).select(
-            start=start, stop=stop, topics=self.topics, inclusive_of_start=inclusive_of_start
+            start=start,
+            stop=stop,
+            topics=self.topics_for(leader_name),
+            inclusive_of_start=inclusive_of_start,
         )
 
     def filter_received_notifications(
@@ -548,7 +564,7 @@ class Follower(Application):
                 position = self.position(leader_name)
                 first = max(position + 1, start or 1)
                 notifications, handed_events = self._handover.take(
-                    leader_name, first, self.batch_size, stop, self.topics
+                    leader_name, first, self.batch_size, stop, self.topics_for(leader_name)
                 )
                 domain_events: list[Any] | None = handed_events
                 if not notifications or self._custom_pulling:
@@ -613,7 +629,7 @@ class Follower(Application):
             if self._custom_pulling:
                 return self._pull_with_overrides(leader_name, first, stop)
             return reader.notification_log.select(
-                first, self.batch_size, stop=stop, topics=self.topics
+                first, self.batch_size, stop=stop, topics=self.topics_for(leader_name)
             )
         except Exception as error:
             raise NotificationPullingError(
@@ -760,6 +776,21 @@ class Follower(Application):
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
         """Override: respond to an upstream event, collecting new events in
         ``processing_event`` (``processing_event.collect_events(aggregate)``)."""
+
+
+# A topic no event has: what a follower queries for when none of the topics it
+# processes are among those its leader notifies (an empty list would mean all).
+_NO_TOPIC = ""
+
+
+def _narrowed(topics: Sequence[str], notify_topics: Sequence[str]) -> tuple[str, ...]:
+    """``topics`` (all if empty) narrowed to ``notify_topics`` (all if empty)."""
+    if not notify_topics:
+        return tuple(topics)
+    if not topics:
+        return tuple(notify_topics)
+    both = tuple(topic for topic in topics if topic in notify_topics)
+    return both or (_NO_TOPIC,)
 
 
 def _has_unprocessed(

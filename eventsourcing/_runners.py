@@ -185,7 +185,7 @@ class Runner(ABC):
         for leader_name, follower_name in self.system.edges:
             leader = cast(Leader, self.apps[leader_name])
             follower = cast(Follower, self.apps[follower_name])
-            follower.follow(leader_name, leader.notification_log)
+            follower.follow(leader_name, leader.notification_log, leader.notify_topics)
             leader.lead(follower)
 
     @abstractmethod
@@ -426,7 +426,8 @@ class MultiThreadedRunner(Runner):
             leader = self.apps[leader_name]
             recorded = leader.recorder.max_notification_id() or 0
             position = follower.position(leader_name)
-            if _has_unprocessed(leader.notification_log, position, recorded, follower.topics):
+            topics = follower.topics_for(leader_name)
+            if _has_unprocessed(leader.notification_log, position, recorded, topics):
                 return False
         return True
 

@@ -68,7 +68,7 @@ class WorkerRunner(MultiThreadedRunner):
                 self.apps[leader_name] = self.system.get_app_cls(leader_name)(env=self.env)
             leader = self.apps[leader_name]
             follower = cast(Follower, self.apps[follower_name])
-            follower.follow(leader_name, leader.notification_log)
+            follower.follow(leader_name, leader.notification_log, leader.notify_topics)
             if isinstance(leader, Leader):
                 leader.lead(follower)  # both in this process: signal directly
 
@@ -121,7 +121,7 @@ class WorkerRunner(MultiThreadedRunner):
             recorded = leader.recorder.max_notification_id() or 0
             position = follower.position(leader_name)
             unprocessed = _has_unprocessed(
-                leader.notification_log, position, recorded, follower.topics
+                leader.notification_log, position, recorded, follower.topics_for(leader_name)
             )
             lags[(follower_name, leader_name)] = recorded - position if unprocessed else 0
         return lags
@@ -212,7 +212,8 @@ class MultiProcessRunner(Runner):
             for partition in self._partitions_of(follower_name):
                 name = leader_name if partition is None else partition.tracking_name(leader_name)
                 position = follower.process_recorder.max_tracking_id(name) or 0
-                if _has_unprocessed(leader.notification_log, position, recorded, follower.topics):
+                topics = follower.topics_for(leader_name)
+                if _has_unprocessed(leader.notification_log, position, recorded, topics):
                     return False
         return True
 

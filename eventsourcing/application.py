@@ -739,6 +739,9 @@ class Application(NamedAfterClass, Generic[TAggregateID]):
     ] = None
     snapshot_class: ClassVar[type[Any] | None] = Snapshot
     log_section_size: ClassVar[int] = 10
+    # In a system, the topics of the events this application's followers are told of
+    # and process (all if empty): see Leader.
+    notify_topics: ClassVar[Sequence[str]] = ()
 
     AGGREGATE_CACHE_MAXSIZE = "AGGREGATE_CACHE_MAXSIZE"
     DEFAULT_CACHE_MAXSIZE = 1000

@@ -487,7 +487,7 @@ def dead_letters_retry(args: argparse.Namespace) -> int:
         targets = _retry_targets(system, apps, names, args.id)
         for name, leader in targets:
             follower: Follower = apps[name]
-            follower.follow(leader, apps[leader].notification_log)
+            follower.follow(leader, apps[leader].notification_log, apps[leader].notify_topics)
             done, failed = follower.retry_dead_letters(leader, args.id)
             for letter in done:
                 print(
