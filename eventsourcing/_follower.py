@@ -36,6 +36,7 @@ from eventsourcing.persistence import (
     ProcessRecorder,
     Recording,
     Tracking,
+    TrackingConflictError,
     new_tracking,
 )
 from eventsourcing.popo import POPOFactory
@@ -555,8 +556,15 @@ class Follower(Application):
         last notification id are recorded in one transaction. ``progress`` is
         called with the leader's name and the new position after each batch.
         Returns early, between batches, once the application is closing.
+
+        ``start``: the first notification id to process, unless processed already;
+        ``start`` below this follower's position asks to process again what it has
+        processed, and is refused with ``TrackingConflictError`` (an
+        ``IntegrityError``), as in 9.5 (``start`` at the position continues from it).
         """
         with self._processing_lock:
+            if start is not None and (stop is None or stop > start):
+                self._refuse_processing_again(leader_name, start)
             if leader_name not in self._parking.parked and self._parking.settings.parks:
                 self._parking.load_parked(leader_name)
             conflicts = 0
@@ -621,6 +629,15 @@ class Follower(Application):
                     self.repository.clear_cache()
                     # Jitter, so two partitions writing one aggregate stop colliding.
                     time.sleep(random.uniform(0, 0.002 * min(conflicts, 50)))
+
+    def _refuse_processing_again(self, leader_name: str, start: int) -> None:
+        position = self.position(leader_name)
+        if start < position:
+            raise TrackingConflictError(
+                f"{self.name} has processed the notifications of {leader_name} up to "
+                f"{position}: pull_and_process(start={start}) asks to process some of them "
+                f"again (start={position} continues after {position})"
+            )
 
     def _pull(self, leader_name: str, first: int, stop: int | None) -> list[Notification]:
         """The next batch from ``first``: of this follower's topics, queried as such."""

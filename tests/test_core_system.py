@@ -207,7 +207,7 @@ def test_processing_again_does_nothing_twice() -> None:
     counters.follow("DogSchool", school.notification_log)
     counters.pull_and_process("DogSchool")
     counters.pull_and_process("DogSchool")
-    counters.pull_and_process("DogSchool", start=1)
+    counters.pull_and_process("DogSchool", start=2)  # (at the position: continues after it)
     assert counters.get_count("sit") == 1
     # The recorder refuses a position that is not ahead of the recorded one.
     with pytest.raises(TrackingConflictError):
