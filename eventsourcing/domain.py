@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import weakref
 from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from eventsourcing._protocols import (
 from eventsourcing.utils import (
     EventSourcingError,
     TopicError,  # (exported here too, as documented)
+    _topic_holder,
     get_topic,
     register_topic,  # (importable from here too, as in the 9.x library)
     resolve_topic,
@@ -424,9 +426,42 @@ class MetaDomainEvent(type):
         for refusal in ("__setattr__", "__delattr__"):
             if refusal not in namespace and _frozen_without_own(cls, refusal):
                 type.__delattr__(cls, refusal)
+        _note_topic_clash(cls)
         get_topic(cls)  # register, so a redefinition resolves to the latest class
         _note_plain_fields(cls, namespace)
         return cls
+
+
+# Event classes whose declared TOPIC another class (not a redefinition of the same
+# one) had already: an aggregate that declares its topics refuses them.
+_topic_clashes: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+
+
+def _other_class_holding(cls: type, topic: str) -> Any:
+    """The class other than ``cls`` (and than its redefinitions) that ``topic`` is
+    the topic of, if any."""
+    holder = _topic_holder(topic)
+    if holder is None or holder is cls or _same_place(holder, cls):
+        return None
+    return holder
+
+
+def _same_place(one: Any, other: type) -> bool:
+    place = (getattr(one, "__module__", None), getattr(one, "__qualname__", None))
+    return place == (other.__module__, other.__qualname__)
+
+
+def _note_topic_clash(cls: type) -> None:
+    declared = cls.__dict__.get("TOPIC")
+    if not isinstance(declared, str) or not declared:
+        return
+    holder = _topic_holder(declared)
+    if holder is None or holder is cls:
+        return
+    if not _same_place(holder, cls):
+        _topic_clashes[cls] = holder
+    elif isinstance(holder, type) and holder in _topic_clashes:  # (remade from one that clashed)
+        _topic_clashes[cls] = _topic_clashes[holder]
 
 
 # Event classes whose __init__ only sets their fields (the dataclass's own, and no
@@ -746,6 +781,8 @@ class MetaAggregate(type):
         namespace = _adopt_event_classes(cls, namespace)
         _define_method_events(cls, namespace)
         _define_created_event(cls, bases, namespace, created_event_name)
+        if "TOPIC" in cls.__dict__:
+            _check_declared_topics(cls)
         get_topic(cls)
         return cls
 
@@ -1029,6 +1066,56 @@ def _make_event_class(
     if topic is not None:
         namespace["TOPIC"] = topic
     return _most_derived_metaclass(bases)(name, bases, namespace)
+
+
+def _check_declared_topics(cls: type) -> None:
+    """An aggregate class that declares its ``TOPIC`` (so that its stored events do
+    not depend on where its code is) must declare one for each event class of its
+    body too, each topic its own (as the 9.x library requires): ProgrammingError."""
+    topic = cls.__dict__["TOPIC"]
+    if not topic:
+        return
+    if not isinstance(topic, str):
+        raise ProgrammingError(f"{cls.__qualname__}.TOPIC must be a str, not {topic!r}")
+    holder = _other_class_holding(cls, topic)
+    if holder is not None:
+        raise ProgrammingError(
+            f"{cls.__qualname__}.TOPIC {topic!r} is already the topic of {holder!r}"
+        )
+    taken = {topic: cls.__qualname__}
+    for name, value in cls.__dict__.items():
+        if name in ("Event", "_created_event_class") or not _is_event_class(value):
+            continue
+        event_topic = value.__dict__.get("TOPIC")
+        if not isinstance(event_topic, str) or not event_topic:
+            raise ProgrammingError(
+                f"{cls.__qualname__} declares its TOPIC: its event class {name} must "
+                f"declare one too (a TOPIC in its body, or @event({name!r}, topic=...))"
+            )
+        other = taken.get(event_topic)
+        if other is None and value in _topic_clashes:
+            other = repr(_topic_clashes[value])
+        if other is not None:
+            raise ProgrammingError(
+                f"{cls.__qualname__}.{name}.TOPIC {event_topic!r} is already the topic of {other}"
+            )
+        taken[event_topic] = f"{cls.__qualname__}.{name}"
+
+
+def _is_event_class(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, CanMutateAggregate)
+
+
+def _check_topic_of_triggered(aggregate_class: type, event_class: type) -> None:
+    """On an aggregate that declares its TOPIC, only event classes that declare theirs
+    are triggered (so that every event it records has a declared topic)."""
+    if event_class.__dict__.get("TOPIC"):
+        return
+    if event_class.__name__ == "Event":
+        reason = "its base Event class is not triggered (define an event class of it)"
+    else:
+        reason = f"{event_class.__qualname__} declares no TOPIC"
+    raise ProgrammingError(f"{aggregate_class.__qualname__} declares its TOPIC: {reason}")
 
 
 def _most_derived_metaclass(bases: tuple[type, ...]) -> type:
@@ -1485,6 +1572,8 @@ class Aggregate(_TypedAggregateBase[UUID], metaclass=MetaAggregate):
             self._modified_on = timestamp
             self._pending_events.append(new_event)
             return
+        if type(self).__dict__.get("TOPIC"):
+            _check_topic_of_triggered(type(self), event_class)
         if kwargs.get("timestamp") is None:  # (an event method may take a timestamp)
             kwargs["timestamp"] = event_class.create_timestamp()  # type: ignore[attr-defined]
         new_event = event_class(

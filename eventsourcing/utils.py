@@ -69,6 +69,12 @@ def get_topic(obj: Any) -> str:
     return topic
 
 
+def _topic_holder(topic: str) -> Any:
+    """The object ``topic`` resolves to without importing anything (None if not known)."""
+    holder = _renamed_topics.get(topic)
+    return holder if holder is not None else _topic_cache.get(topic)
+
+
 def _declared_topic(obj: Any) -> str | None:
     """The ``TOPIC`` string of an object: of a class, only one set in its own body
     (a subclass does not take its base's)."""
