@@ -16,6 +16,7 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row, tuple_row
+from psycopg.types.composite import CompositeInfo, register_composite
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from eventsourcing._postgres_connections import (
@@ -217,6 +218,12 @@ class PostgresDatastore:
         self._pool_lock = threading.Lock()
         self._closed = False
         self._flushes: list[Callable[[], None]] = []
+        # Composite types (of this schema) whose values an extension's queries pass
+        # and read as Python objects: add names to db_type_names, then call
+        # register_type_adapters() (the 9.x API; our own recorders use none).
+        self.db_type_names: set[str] = set()
+        self.psycopg_type_adapters: dict[str, CompositeInfo] = {}
+        self.psycopg_python_types: dict[str, Any] = {}
 
     # -- connections ---------------------------------------------------------
 
@@ -416,6 +423,27 @@ class PostgresDatastore:
         finally:
             pool.putconn(conn)
 
+    def register_type_adapters(self) -> None:
+        """Fetch the composite types named in ``db_type_names`` (those that exist, not
+        fetched before): every connection then adapts their values, to and from
+        ``psycopg_python_types[name]``."""
+        names = [name for name in self.db_type_names if name not in self.psycopg_type_adapters]
+        if not names:
+            return
+        with self.get_connection() as conn:
+            for name in names:
+                info = CompositeInfo.fetch(conn, f"{self.schema}.{name}")
+                if info is None:
+                    continue  # (not created yet: fetched by a later call)
+                register_composite(info, conn)
+                self.psycopg_type_adapters[name] = info
+                self.psycopg_python_types[name] = info.python_type
+
+    def _adapt_registered_types(self, conn: psycopg.Connection[Any]) -> None:
+        for info in self.psycopg_type_adapters.values():
+            if conn.adapters.types.get(info.oid) is None:
+                register_composite(info, conn)
+
     @contextmanager
     def get_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
         """A pooled connection whose cursors give rows as dicts, for an extension's
@@ -442,6 +470,8 @@ class PostgresDatastore:
         except PoolTimeout as error:
             raise self._pool_exhausted(what) from error
         try:
+            if self.psycopg_type_adapters:
+                self._adapt_registered_types(conn)
             with conn.transaction(force_rollback=not commit), PostgresCursor(conn) as cursor:
                 yield cursor
         except psycopg.Error as error:
