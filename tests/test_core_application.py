@@ -81,7 +81,8 @@ def test_notification_log_select() -> None:
     filtered = school.notification_log.select(1, 10, topics=[trick_topic])
     assert [n.id for n in filtered] == [2, 3, 4, 5]
     assert [n.id for n in school.notification_log.select(1, 10, stop=3)] == [1, 2, 3]
-    assert school.log is school.notification_log
+    with pytest.warns(DeprecationWarning, match="notification_log"):
+        assert school.log is school.notification_log  # (the 9.x name, deprecated there)
 
 
 def test_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
