@@ -741,7 +741,7 @@ class Application(NamedAfterClass, Generic[TAggregateID]):
     log_section_size: ClassVar[int] = 10
     # In a system, the topics of the events this application's followers are told of
     # and process (all if empty): see Leader.
-    notify_topics: ClassVar[Sequence[str]] = ()
+    notify_topics: Sequence[str] = ()
 
     AGGREGATE_CACHE_MAXSIZE = "AGGREGATE_CACHE_MAXSIZE"
     DEFAULT_CACHE_MAXSIZE = 1000
