@@ -468,6 +468,14 @@ class InterleavingRecorder(POPOApplicationRecorder):
         return ids
 
 
+class LosingRecorder(POPOApplicationRecorder):
+    """Drops the last event of every batch of more than one (as a racy store might)."""
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        kept = stored_events[:-1] if len(stored_events) > 1 else stored_events
+        return list(super().insert_events(kept, **kwargs) or [])
+
+
 class BrokenAggregate(AggregateRecorderTestCase):
     __test__ = False  # run only by the tests below
 
@@ -480,6 +488,16 @@ class BrokenApplication(ApplicationRecorderTestCase[Any]):
 
     def create_recorder(self) -> Any:
         return TopicBlindRecorder()
+
+
+class BrokenConcurrentApplication(ApplicationRecorderTestCase[Any]):
+    __test__ = False  # run only by the tests below
+    concurrent_writers = 2
+    concurrent_batches_per_writer = 3
+    concurrent_events_per_batch = 5
+
+    def create_recorder(self) -> Any:
+        return LosingRecorder()
 
 
 class BrokenTracking(TrackingRecorderTestCase):
@@ -503,6 +521,8 @@ class BrokenNonInterleaving(NonInterleavingNotificationIDsBaseCase):
     [
         (BrokenAggregate, "test_insert_and_select"),
         (BrokenApplication, "test_insert_select"),
+        (BrokenConcurrentApplication, "test_concurrent_no_conflicts"),
+        (BrokenConcurrentApplication, "test_concurrent_throughput"),
         (BrokenTracking, "test_insert_tracking"),
         (BrokenNonInterleaving, "test"),
     ],
