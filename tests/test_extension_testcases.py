@@ -544,15 +544,18 @@ def test_the_recorders_above_are_broken_only_where_meant() -> None:
     assert result.wasSuccessful(), result.failures + result.errors
 
 
-def test_postgres_utils_drop_and_close(postgres_test_database: dict[str, Any]) -> None:
+def test_postgres_utils_drop_and_close(postgres_env: dict[str, str]) -> None:
+    import psycopg
+
     from eventsourcing.tests.postgres_utils import (
         drop_postgres_table,
         drop_tables,
         pg_close_all_connections,
     )
 
-    settings = postgres_test_database
+    settings = {key[len("POSTGRES_") :].lower(): value for key, value in postgres_env.items()}
     datastore = postgres_datastore(settings, pool_size=2)
+    in_schema = postgres_datastore(settings, pool_size=1, schema="myschema")
     try:
         name = f"drop_{uuid4().hex[:8]}"
         recorder = PostgresApplicationRecorder(datastore, name)
@@ -562,32 +565,36 @@ def test_postgres_utils_drop_and_close(postgres_test_database: dict[str, Any]) -
         drop_postgres_table(datastore, name)  # gone already: no error
         assert not _table_exists(datastore, name)
 
+        # drop_tables(): every table of "public" and "myschema" of POSTGRES_DBNAME.
         recorder.create_table()
-        env = {
-            "POSTGRES_DBNAME": str(settings["dbname"]),
-            "POSTGRES_HOST": str(settings["host"]),
-            "POSTGRES_PORT": str(settings["port"]),
-            "POSTGRES_USER": str(settings["user"]),
-            "POSTGRES_PASSWORD": str(settings["password"]),
-        }
+        PostgresApplicationRecorder(in_schema, "other").create_table()
         with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
+            for key, value in postgres_env.items():
                 patch.setenv(key, value)
             drop_tables()
-        assert not _table_exists(datastore, name)
+            assert not _table_exists(datastore, name)
+            assert not _table_exists(datastore, "myschema.other")
+            # A database that does not exist is passed over; a bad role is an error.
+            patch.setenv("POSTGRES_DBNAME", f"es_missing_{uuid4().hex[:8]}")
+            drop_tables()
+            patch.setenv("POSTGRES_DBNAME", settings["dbname"])
+            patch.setenv("POSTGRES_USER", f"no_role_{uuid4().hex[:8]}")
+            with pytest.raises(psycopg.OperationalError, match="role"):
+                drop_tables()
 
         # Other sessions on the test database are closed; the store reconnects.
         pg_close_all_connections(
-            name=str(settings["dbname"]),
-            host=str(settings["host"]),
-            port=str(settings["port"]),
-            user=str(settings["user"]),
-            password=str(settings["password"]),
+            name=settings["dbname"],
+            host=settings["host"],
+            port=settings["port"],
+            user=settings["user"],
+            password=settings["password"],
         )
         recorder.create_table()
         assert recorder.select_events(uuid4()) == []
     finally:
         datastore.close()
+        in_schema.close()
 
 
 def _table_exists(datastore: Any, name: str) -> bool:

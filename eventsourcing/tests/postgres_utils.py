@@ -65,7 +65,7 @@ def drop_tables() -> None:
         try:
             conn = _connect(dbname, host, port, user, password)
         except psycopg.OperationalError as error:
-            if "does not exist" in str(error):
+            if f'database "{dbname}" does not exist' in str(error):
                 continue
             raise
         with conn:
