@@ -24,6 +24,11 @@ class DecryptionError(MapperDeserialisationError):
     """Ciphertext could not be decrypted: wrong key, or the data was altered."""
 
 
+class CipherKeyMissingError(OSError, ValueError):
+    """No ``CIPHER_KEY`` in the environment. An ``OSError`` (``EnvironmentError``),
+    as 9.x raises for a missing setting, and a ``ValueError`` as it was here."""
+
+
 def _aesgcm(key: bytes) -> Any:
     # Imported here so that the rest of the library works without cryptography installed.
     try:
@@ -50,7 +55,7 @@ class AESCipher:
     def __init__(self, environment: Mapping[str, str]):
         encoded = environment.get(self.CIPHER_KEY)
         if not encoded:
-            raise ValueError(
+            raise CipherKeyMissingError(
                 f"{self.CIPHER_KEY} is not set: AESCipher needs a base64 key "
                 "(make one with AESCipher.create_key(num_bytes=32))"
             )

@@ -71,6 +71,12 @@ def test_missing_or_bad_key_names_cipher_key():
         make_cipher("aGVsbG8=")
 
 
+def test_missing_key_is_an_environment_error_too():
+    # 9.x raises EnvironmentError (OSError) for a missing key: extension suites expect it.
+    with pytest.raises(OSError, match="CIPHER_KEY is not set"):
+        AESCipher(Environment())
+
+
 def test_application_prefixed_key_is_used():
     env = Environment("DogSchool", {"DOGSCHOOL_CIPHER_KEY": AESCipher.create_key(16)})
     cipher = AESCipher(env)
