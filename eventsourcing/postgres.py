@@ -49,6 +49,7 @@ from psycopg import sql
 from eventsourcing._deadletters_postgres import PostgresDeadLetters
 from eventsourcing._postgres_commits import (
     CommitLayout,
+    NoticeSender,
     Notifier,
     add_stamp_column_sql,
     held_write_sql,
@@ -444,7 +445,6 @@ class NotifiesAfterCommit:
     # Wakes listeners after parallel writes (made at the first).
     _notifier: Notifier | None = None
     _notifier_lock = threading.Lock()
-    _NOTIFY_SQL = b"SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
 
     @property
     def channel(self) -> str:
@@ -456,28 +456,22 @@ class NotifiesAfterCommit:
         transaction, or after it by each writer, serialised the writers' commits."""
         notifier = self._notifier
         if notifier is None:
-            with self._notifier_lock:
-                notifier = self._notifier
-                if notifier is None:
-                    notifier = self._notifier = Notifier(
-                        self._send_notify, self.channel, self._datastore_closed
-                    )
-                    before_close = getattr(self.datastore, "before_close", None)
-                    if before_close is not None:  # (a notice pending is sent first)
-                        before_close(notifier.flush)
+            notifier = self._start_notifier()
         notifier.signal()
+
+    def _start_notifier(self) -> Notifier:
+        with self._notifier_lock:
+            notifier = self._notifier
+            if notifier is None:
+                sender = NoticeSender(self.datastore.connect, self.channel)
+                notifier = self._notifier = Notifier(sender, self.channel, self._datastore_closed)
+                before_close = getattr(self.datastore, "before_close", None)
+                if before_close is not None:  # (a notice pending is sent first)
+                    before_close(notifier.close)
+            return notifier
 
     def _datastore_closed(self) -> bool:
         return bool(getattr(self.datastore, "_closed", False))
-
-    def _send_notify(self) -> None:
-        # Not waiting for the flush: a notice is a wake-up, not a record, and a commit
-        # that waits holds the server's notify lock (see Notifier) the while.
-        self.datastore.run(
-            lambda conn: conn.execute(self._NOTIFY_SQL, [self.channel]),
-            what=f"Notifying listeners of {self.channel!r}",
-            transaction=False,
-        )
 
 
 class PostgresApplicationRecorder(
