@@ -296,6 +296,28 @@ def settled_topic_rows_sql(has_stop: bool) -> str:
     )
 
 
+class CommitLayoutCache:
+    """The layout of a recorder's events table (``_events``), read at its first use
+    (once the table exists), and again after ``create_table()``, which may have given
+    it the stamp column. ``_layout_id_column`` names the column its ids are drawn for."""
+
+    _events: sql.Identifier
+    _layout_id_column = "notification_id"
+    _layout: CommitLayout | None = None
+
+    def create_table(self) -> None:
+        super().create_table()  # type: ignore[misc]
+        self._layout = None
+
+    def _commit_layout(self, conn: psycopg.Connection[Any]) -> CommitLayout:
+        layout = self._layout
+        if layout is None:
+            layout = read_layout(conn, self._events.as_string(None), self._layout_id_column)
+            if layout.exists:
+                self._layout = layout
+        return layout
+
+
 class NoticeSender:
     """Sends a channel's NOTIFY on a connection of its own, opened at the first notice
     (by ``connect``), replaced after an error, closed by ``close()``.
@@ -308,7 +330,7 @@ class NoticeSender:
     """
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]], channel: str):
-        self._connect = connect
+        self._connect = connect  # (a new connection, or an error)
         self._channel = channel
         self._conn: psycopg.Connection[Any] | None = None
         self._statement = b""
@@ -366,8 +388,10 @@ class NoticeSender:
             raise psycopg.OperationalError(message.strip() or "NOTIFY failed")
 
     def _open(self) -> psycopg.Connection[Any]:
-        conn = self._connect()
+        conn = self._connect()  # (may wait out an outage)
         try:
+            if self._closed:  # (closed meanwhile: close() waited only so long)
+                raise psycopg.InterfaceError(f"the notices to {self._channel!r} are closed")
             conn.execute("SET synchronous_commit = off")
             statement = sql.SQL("NOTIFY {}").format(sql.Identifier(self._channel))
             self._statement = statement.as_bytes(conn)

@@ -48,14 +48,13 @@ from psycopg import sql
 
 from eventsourcing._deadletters_postgres import PostgresDeadLetters
 from eventsourcing._postgres_commits import (
-    CommitLayout,
+    CommitLayoutCache,
     NoticeSender,
     Notifier,
     add_stamp_column_sql,
     held_write_sql,
     lock_until_commit_sql,
     parallel_write_sql,
-    read_layout,
     release_after_error,
     settled_rows_sql,
     settled_topic_rows_sql,
@@ -463,19 +462,26 @@ class NotifiesAfterCommit:
         with self._notifier_lock:
             notifier = self._notifier
             if notifier is None:
-                sender = NoticeSender(self.datastore.connect, self.channel)
+                sender = NoticeSender(self._notice_connection, self.channel)
                 notifier = self._notifier = Notifier(sender, self.channel, self._datastore_closed)
                 before_close = getattr(self.datastore, "before_close", None)
                 if before_close is not None:  # (a notice pending is sent first)
                     before_close(notifier.close)
             return notifier
 
+    def _notice_connection(self) -> psycopg.Connection[Any]:
+        """A new connection for the notifier, after an outage if there is one (reported
+        with the writers': a notice pending then follows once the server is back)."""
+        datastore = self.datastore
+        what = f"Notifying listeners of {self.channel!r}"
+        return datastore.retrying(datastore.connect, what=what)
+
     def _datastore_closed(self) -> bool:
         return bool(getattr(self.datastore, "_closed", False))
 
 
 class PostgresApplicationRecorder(
-    NotifiesAfterCommit, PostgresAggregateRecorder, ApplicationRecorder
+    NotifiesAfterCommit, CommitLayoutCache, PostgresAggregateRecorder, ApplicationRecorder
 ):
     """Stored events numbered in order of recording; inserts are serialised per table.
 
@@ -499,21 +505,6 @@ class PostgresApplicationRecorder(
             ).format(self._events, sql.SQL(self._id_sql_type)),
             add_stamp_column_sql(self._events),
         ]
-
-    # The table's layout, read at its first use (see eventsourcing._postgres_commits).
-    _layout: CommitLayout | None = None
-
-    def create_table(self) -> None:
-        super().create_table()
-        self._layout = None  # (the table may have gained the stamp column)
-
-    def _commit_layout(self, conn: psycopg.Connection[Any]) -> CommitLayout:
-        layout = self._layout
-        if layout is None:
-            layout = read_layout(conn, self._events.as_string(None))
-            if layout.exists:
-                self._layout = layout
-        return layout
 
     def _begin_extended_write(self, conn: psycopg.Connection[Any]) -> None:
         # An extension may write before inserting events: the lock, and a transaction
