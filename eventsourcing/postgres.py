@@ -75,6 +75,7 @@ from eventsourcing._postgres_datastore import (  # noqa: F401 (kept importable f
     T,
     _check_identifier,
     _password_refreshing,
+    fetch_all,
 )
 from eventsourcing.persistence import (
     ORIGINATOR_ID_TYPE,
@@ -376,7 +377,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
 
     def _select_rows(self, statement: bytes, params: Sequence[Any], *, what: What) -> list[Any]:
         return self.datastore.run(
-            lambda conn: conn.execute(statement, params).fetchall(),
+            lambda conn: fetch_all(conn, statement, params),
             what=what,
             transaction=False,
         )
@@ -587,7 +588,7 @@ class PostgresApplicationRecorder(
         )
         try:
             try:
-                rows = conn.execute(statement, params, prepare=prepare).fetchall()
+                rows = fetch_all(conn, statement, params, prepare=prepare)
             except BaseException:
                 if parallel:
                     release_after_error(conn)
@@ -757,7 +758,7 @@ class PostgresApplicationRecorder(
         """Rows from a table whose writers commit in parallel: none that a writer still
         in progress could precede (see eventsourcing._postgres_commits)."""
         statement, params = self._settled_query(start, limit, stop, topics, inclusive_of_start)
-        return conn.execute(statement, params).fetchall()
+        return fetch_all(conn, statement, params)
 
     def _settled_query(
         self,
