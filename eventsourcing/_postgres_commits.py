@@ -50,9 +50,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -295,6 +296,141 @@ def settled_topic_rows_sql(has_stop: bool) -> str:
     )
 
 
+class CommitLayoutCache:
+    """The layout of a recorder's events table (``_events``), read at its first use
+    (once the table exists), and again after ``create_table()``, which may have given
+    it the stamp column. ``_layout_id_column`` names the column its ids are drawn for."""
+
+    _events: sql.Identifier
+    _layout_id_column = "notification_id"
+    _layout: CommitLayout | None = None
+
+    def create_table(self) -> None:
+        super().create_table()  # type: ignore[misc]
+        self._layout = None
+
+    def _commit_layout(self, conn: psycopg.Connection[Any]) -> CommitLayout:
+        layout = self._layout
+        if layout is None:
+            layout = read_layout(conn, self._events.as_string(None), self._layout_id_column)
+            if layout.exists:
+                self._layout = layout
+        return layout
+
+
+class NoticeSender:
+    """Sends a channel's NOTIFY on a connection of its own, opened at the first notice
+    (by ``connect``), replaced after an error, closed by ``close()``.
+
+    A pooled connection cost the notifier thread four times the statement's own CPU
+    (the pool, the retries, psycopg's execute): a fixed statement on a connection of
+    its own goes straight to libpq. The session does not wait for the flush of a
+    notice's commit: a notice is a wake-up, not a record, and a commit that waits
+    holds the server's notify lock (see ``Notifier``) the while.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], channel: str):
+        self._connect = connect  # (a new connection, or an error)
+        self._channel = channel
+        self._conn: psycopg.Connection[Any] | None = None
+        self._statement = b""
+        self._pid = 0  # the process that opened the connection (a child opens its own)
+        self._lock = threading.Lock()  # the notifier thread's and close()'s
+        self._closed = False
+        _FORKED.add(self)
+
+    def _after_fork(self) -> None:
+        # The parent's connection is its own (closing the copy would end its
+        # session), and its lock may have been held by a thread the child lacks.
+        self._conn, self._pid = None, 0
+        self._lock = threading.Lock()
+
+    def send(self) -> None:
+        """NOTIFY once (a psycopg error if it could not)."""
+        if not self._lock.acquire(timeout=_CLOSING_WAIT):
+            raise psycopg.OperationalError(f"a notice to {self._channel!r} is stuck")
+        try:
+            if self._closed:
+                return
+            conn = self._conn
+            if conn is not None:
+                try:
+                    self._notify(conn)
+                    return
+                except psycopg.Error:
+                    # An idle connection may have been lost meanwhile (a restart, an
+                    # idle timeout): once more, on a new one.
+                    pass
+            self._notify(self._open())
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the connection; send no more (waits for a notice being sent)."""
+        locked = self._lock.acquire(timeout=_CLOSING_WAIT)
+        try:
+            self._closed = True
+            if locked:
+                self._drop()
+        finally:
+            if locked:
+                self._lock.release()
+
+    def _notify(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            result = conn.pgconn.exec_(self._statement)
+        except psycopg.Error:
+            self._drop()
+            raise
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            message = (result.error_message or conn.pgconn.error_message).decode(errors="replace")
+            self._drop()
+            raise psycopg.OperationalError(message.strip() or "NOTIFY failed")
+
+    def _open(self) -> psycopg.Connection[Any]:
+        conn = self._connect()  # (may wait out an outage)
+        try:
+            if self._closed:  # (closed meanwhile: close() waited only so long)
+                raise psycopg.InterfaceError(f"the notices to {self._channel!r} are closed")
+            conn.execute("SET synchronous_commit = off")
+            statement = sql.SQL("NOTIFY {}").format(sql.Identifier(self._channel))
+            self._statement = statement.as_bytes(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        # A child's copy is left alone: closing it would end its parent's session.
+        if conn is not None and self._pid == os.getpid():
+            try:
+                conn.close()
+            except psycopg.Error:  # (lost already)
+                pass
+
+
+class _AfterFork(Protocol):
+    def _after_fork(self) -> None: ...
+
+
+# What a child process must reset: the notifiers and senders of its parent's recorders.
+_FORKED: weakref.WeakSet[_AfterFork] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for item in list(_FORKED):
+        item._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows)
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+# How long closing waits for a notice being sent (by a thread stuck on a lost server).
+_CLOSING_WAIT = 5.0
+
+
 class Notifier:
     """Wakes a channel's listeners after writes commit, from a thread of its own.
 
@@ -303,48 +439,72 @@ class Notifier:
     signals this thread, which sends one NOTIFY for every write committed before it
     is sent (a signal that arrives while one is being sent causes another). So every
     commit is followed by a notice, and writers never wait for one.
+
+    The signal is a lock released by writers and taken by the thread: released, a
+    notice is due (an Event cost a writer three times as much CPU per signal).
     """
 
-    def __init__(self, send: Callable[[], None], channel: str, is_closed: Callable[[], bool]):
-        self._send = send
+    def __init__(self, sender: NoticeSender, channel: str, is_closed: Callable[[], bool]):
+        self._sender = sender
         self._channel = channel
         self._is_closed = is_closed
-        self._pending = threading.Event()
+        self._due = threading.Lock()
+        self._due.acquire()  # (none due yet)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running = False
         self._pid = 0
+        _FORKED.add(self)
+
+    def _after_fork(self) -> None:
+        # The parent's thread is not the child's (its locks may have been held by it).
+        self._lock = threading.Lock()
+        self._running = False
 
     def signal(self) -> None:
         """Say a write has committed (call after the commit)."""
-        self._pending.set()
-        thread, pid = self._thread, self._pid
-        if thread is None or pid != os.getpid() or not thread.is_alive():
+        try:
+            self._due.release()
+        except RuntimeError:  # a notice is due already: it will follow this commit
+            pass
+        if not self._running or self._pid != os.getpid():
             self._start()
 
     def flush(self) -> None:
         """Send the notice of writes committed, if it is not sent yet (before the
         datastore closes: the thread stops once it is closed)."""
-        if self._pending.is_set():
-            self._pending.clear()
-            self._send()
+        if self._due.acquire(blocking=False):
+            self._sender.send()
+
+    def close(self) -> None:
+        """Flush, then close the sender's connection (as the datastore closes)."""
+        try:
+            self.flush()
+        finally:
+            self._sender.close()
 
     def _start(self) -> None:
         with self._lock:
-            thread = self._thread
-            if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            if self._running and self._pid == os.getpid():
                 return
             thread = threading.Thread(target=self._run, name=f"notify-{self._channel}", daemon=True)
-            self._thread, self._pid = thread, os.getpid()
-            thread.start()
+            self._thread, self._pid, self._running = thread, os.getpid(), True
+            try:
+                thread.start()
+            except BaseException:
+                self._running = False
+                raise
 
     def _run(self) -> None:
-        while not self._is_closed():
-            if not self._pending.wait(timeout=1.0):
-                continue
-            self._pending.clear()
-            try:
-                self._send()
-            except Exception as error:  # recorded all the same: followers' polls find it
-                if self._is_closed():
-                    return
-                logger.warning("Could not notify %r: %s", self._channel, error)
+        try:
+            while not self._is_closed():
+                if not self._due.acquire(timeout=1.0):
+                    continue
+                try:
+                    self._sender.send()
+                except Exception as error:  # recorded all the same: followers' polls find it
+                    if self._is_closed():
+                        return
+                    logger.warning("Could not notify %r: %s", self._channel, error)
+        finally:
+            self._running = False

@@ -48,13 +48,13 @@ from psycopg import sql
 
 from eventsourcing._deadletters_postgres import PostgresDeadLetters
 from eventsourcing._postgres_commits import (
-    CommitLayout,
+    CommitLayoutCache,
+    NoticeSender,
     Notifier,
     add_stamp_column_sql,
     held_write_sql,
     lock_until_commit_sql,
     parallel_write_sql,
-    read_layout,
     release_after_error,
     settled_rows_sql,
     settled_topic_rows_sql,
@@ -75,6 +75,7 @@ from eventsourcing._postgres_datastore import (  # noqa: F401 (kept importable f
     T,
     _check_identifier,
     _password_refreshing,
+    fetch_all,
 )
 from eventsourcing.persistence import (
     ORIGINATOR_ID_TYPE,
@@ -376,7 +377,7 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
 
     def _select_rows(self, statement: bytes, params: Sequence[Any], *, what: What) -> list[Any]:
         return self.datastore.run(
-            lambda conn: conn.execute(statement, params).fetchall(),
+            lambda conn: fetch_all(conn, statement, params),
             what=what,
             transaction=False,
         )
@@ -444,7 +445,6 @@ class NotifiesAfterCommit:
     # Wakes listeners after parallel writes (made at the first).
     _notifier: Notifier | None = None
     _notifier_lock = threading.Lock()
-    _NOTIFY_SQL = b"SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
 
     @property
     def channel(self) -> str:
@@ -456,32 +456,33 @@ class NotifiesAfterCommit:
         transaction, or after it by each writer, serialised the writers' commits."""
         notifier = self._notifier
         if notifier is None:
-            with self._notifier_lock:
-                notifier = self._notifier
-                if notifier is None:
-                    notifier = self._notifier = Notifier(
-                        self._send_notify, self.channel, self._datastore_closed
-                    )
-                    before_close = getattr(self.datastore, "before_close", None)
-                    if before_close is not None:  # (a notice pending is sent first)
-                        before_close(notifier.flush)
+            notifier = self._start_notifier()
         notifier.signal()
+
+    def _start_notifier(self) -> Notifier:
+        with self._notifier_lock:
+            notifier = self._notifier
+            if notifier is None:
+                sender = NoticeSender(self._notice_connection, self.channel)
+                notifier = self._notifier = Notifier(sender, self.channel, self._datastore_closed)
+                before_close = getattr(self.datastore, "before_close", None)
+                if before_close is not None:  # (a notice pending is sent first)
+                    before_close(notifier.close)
+            return notifier
+
+    def _notice_connection(self) -> psycopg.Connection[Any]:
+        """A new connection for the notifier, after an outage if there is one (reported
+        with the writers': a notice pending then follows once the server is back)."""
+        datastore = self.datastore
+        what = f"Notifying listeners of {self.channel!r}"
+        return datastore.retrying(datastore.connect, what=what)
 
     def _datastore_closed(self) -> bool:
         return bool(getattr(self.datastore, "_closed", False))
 
-    def _send_notify(self) -> None:
-        # Not waiting for the flush: a notice is a wake-up, not a record, and a commit
-        # that waits holds the server's notify lock (see Notifier) the while.
-        self.datastore.run(
-            lambda conn: conn.execute(self._NOTIFY_SQL, [self.channel]),
-            what=f"Notifying listeners of {self.channel!r}",
-            transaction=False,
-        )
-
 
 class PostgresApplicationRecorder(
-    NotifiesAfterCommit, PostgresAggregateRecorder, ApplicationRecorder
+    NotifiesAfterCommit, CommitLayoutCache, PostgresAggregateRecorder, ApplicationRecorder
 ):
     """Stored events numbered in order of recording; inserts are serialised per table.
 
@@ -505,21 +506,6 @@ class PostgresApplicationRecorder(
             ).format(self._events, sql.SQL(self._id_sql_type)),
             add_stamp_column_sql(self._events),
         ]
-
-    # The table's layout, read at its first use (see eventsourcing._postgres_commits).
-    _layout: CommitLayout | None = None
-
-    def create_table(self) -> None:
-        super().create_table()
-        self._layout = None  # (the table may have gained the stamp column)
-
-    def _commit_layout(self, conn: psycopg.Connection[Any]) -> CommitLayout:
-        layout = self._layout
-        if layout is None:
-            layout = read_layout(conn, self._events.as_string(None))
-            if layout.exists:
-                self._layout = layout
-        return layout
 
     def _begin_extended_write(self, conn: psycopg.Connection[Any]) -> None:
         # An extension may write before inserting events: the lock, and a transaction
@@ -602,7 +588,7 @@ class PostgresApplicationRecorder(
         )
         try:
             try:
-                rows = conn.execute(statement, params, prepare=prepare).fetchall()
+                rows = fetch_all(conn, statement, params, prepare=prepare)
             except BaseException:
                 if parallel:
                     release_after_error(conn)
@@ -772,7 +758,7 @@ class PostgresApplicationRecorder(
         """Rows from a table whose writers commit in parallel: none that a writer still
         in progress could precede (see eventsourcing._postgres_commits)."""
         statement, params = self._settled_query(start, limit, stop, topics, inclusive_of_start)
-        return conn.execute(statement, params).fetchall()
+        return fetch_all(conn, statement, params)
 
     def _settled_query(
         self,

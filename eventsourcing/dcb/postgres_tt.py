@@ -62,10 +62,9 @@ from psycopg import sql
 
 from eventsourcing._postgres_commits import (
     STAMP_COLUMN,
-    CommitLayout,
+    CommitLayoutCache,
     add_stamp_column_sql,
     parallel_write_sql,
-    read_layout,
     release_after_error,
     settled_frontier_sql,
     stamp_column_sql,
@@ -157,7 +156,9 @@ def _lock_key(table: str, kind: str, name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class PostgresDCBRecorderTT(NotifiesAfterCommit, PostgresRecorder, DCBRecorder):
+class PostgresDCBRecorderTT(
+    NotifiesAfterCommit, CommitLayoutCache, PostgresRecorder, DCBRecorder
+):
     """Records DCB events in PostgreSQL, tags in a table of their own."""
 
     def __init__(
@@ -210,20 +211,8 @@ class PostgresDCBRecorderTT(NotifiesAfterCommit, PostgresRecorder, DCBRecorder):
         self._settled: tuple[int, str] = (0, "0")
         self._append_sql: dict[tuple[str, str | None], bytes] = {}
 
-    # The table's layout, read at its first use (see eventsourcing._postgres_commits).
-    _layout: CommitLayout | None = None
-
-    def create_table(self) -> None:
-        super().create_table()
-        self._layout = None  # (the table may have gained the stamp column)
-
-    def _commit_layout(self, conn: psycopg.Connection[Any]) -> CommitLayout:
-        layout = self._layout
-        if layout is None:
-            layout = read_layout(conn, self._events.as_string(None), "position")
-            if layout.exists:
-                self._layout = layout
-        return layout
+    # (The table's layout is read at its first use: see CommitLayoutCache.)
+    _layout_id_column = "position"
 
     @property
     def channel(self) -> str:
