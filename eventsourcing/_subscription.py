@@ -148,6 +148,20 @@ def _wrap_inserts(recorder: Any, callbacks: list[Callable[[], None]]) -> None:
 # Subscriptions.
 
 
+class WakeUpEvent(threading.Event):
+    """A subscription's ``_has_been_notified``: setting it (from any thread, as a
+    subclass's listen thread does when the store says something was recorded)
+    also wakes the subscription's waker at once."""
+
+    def __init__(self, beacon: Beacon) -> None:
+        super().__init__()
+        self._beacon = beacon
+
+    def set(self) -> None:
+        super().set()
+        self._beacon.signal()
+
+
 class Subscription(Iterator["Notification"]):
     """The notifications of a recorder after ``gt`` (of ``topics``, if any), in order,
     read in batches; blocks when it has returned all there is, and goes on when more
@@ -169,11 +183,13 @@ class Subscription(Iterator["Notification"]):
         self._topics = tuple(topics)
         self._buffer: deque[Notification] = deque()
         self._beacon = Beacon()
-        self._stopped = False
-        self._entered = False
+        self._has_been_stopped = False
+        self._has_been_entered = False
+        self._has_been_notified = WakeUpEvent(self._beacon)
+        self._thread_error: BaseException | None = None
         self._stop_listening: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        self._start_listening(self._beacon.signal)
+        self._start_listening(self._has_been_notified.set)
         self._waker = self._make_waker()
 
     @property
@@ -184,6 +200,15 @@ class Subscription(Iterator["Notification"]):
     def last_notification_id(self) -> int | None:
         """The id of the last notification read from the recorder (not yet all returned)."""
         return self._last_notification_id
+
+    @property
+    def _select_limit(self) -> int:
+        """How many notifications one read asks for (9.x's name for ``batch_size``)."""
+        return self.batch_size
+
+    @_select_limit.setter
+    def _select_limit(self, limit: int) -> None:
+        self.batch_size = limit
 
     def _start_listening(self, callback: Callable[[], None]) -> None:
         """Have ``callback`` called when events are recorded (where the store can tell)."""
@@ -198,7 +223,7 @@ class Subscription(Iterator["Notification"]):
 
     def __next__(self) -> Notification:
         while True:
-            if self._stopped:
+            if self._has_been_stopped_or_failed():
                 raise StopIteration
             if self._buffer:
                 return self._buffer.popleft()
@@ -207,25 +232,33 @@ class Subscription(Iterator["Notification"]):
     def next_batch(self, limit: int | None = None) -> list[Notification]:
         """The next notifications available (at least one; at most ``limit``), waiting
         for one if there are none; ``[]`` once stopped."""
-        while not self._stopped:
+        while not self._has_been_stopped_or_failed():
             if self._buffer:
                 count = len(self._buffer) if limit is None else min(limit, len(self._buffer))
                 return [self._buffer.popleft() for _ in range(count)]
             self._fill_or_wait()
         return []
 
+    def _has_been_stopped_or_failed(self) -> bool:
+        """Whether the iteration is over; raises the error of a listening thread."""
+        if self._thread_error is not None:
+            raise self._thread_error
+        return self._has_been_stopped
+
     def _fill_or_wait(self) -> None:
         self._waker.arm()
+        # Cleared before the read: a wake-up for what is recorded after it is kept.
+        self._has_been_notified.clear()
         notifications = self._recorder.select_notifications(
             start=self._last_notification_id,
-            limit=self.batch_size,
+            limit=self._select_limit,
             topics=self._topics,
             inclusive_of_start=False,
         )
         if notifications:
             self._last_notification_id = notifications[-1].id
             self._buffer.extend(notifications)
-        elif not self._stopped:
+        elif not self._has_been_stopped:
             # (The waker returns at a wake-up, or when its own poll says to read again.)
             self._waker.wait(3600.0)
 
@@ -234,25 +267,25 @@ class Subscription(Iterator["Notification"]):
     def stop(self) -> None:
         """End the iteration (a blocked ``next()`` returns at once) and stop listening."""
         with self._lock:
-            if self._stopped:
+            if self._has_been_stopped:
                 return
-            self._stopped = True
+            self._has_been_stopped = True
             stop_listening, self._stop_listening = self._stop_listening, []
-        self._beacon.signal()
+        self._has_been_notified.set()
         for stop in stop_listening:
             stop()
         self._waker.close()
 
     @property
     def is_stopped(self) -> bool:
-        return self._stopped
+        return self._has_been_stopped
 
     def __enter__(self) -> Subscription:
-        if self._entered:
+        if self._has_been_entered:
             from eventsourcing.persistence import ProgrammingError
 
             raise ProgrammingError("This subscription's context was already entered")
-        self._entered = True
+        self._has_been_entered = True
         return self
 
     def __exit__(
@@ -276,6 +309,15 @@ class ListenNotifySubscription(Subscription):
 
     # A safety net only: the store wakes the subscription.
     poll_interval = 1.0
+
+    @property
+    def _select_limit(self) -> int:
+        """How many notifications one read asks for (9.x's name for ``batch_size``)."""
+        return self.batch_size
+
+    @_select_limit.setter
+    def _select_limit(self, limit: int) -> None:
+        self.batch_size = limit
 
     def _start_listening(self, callback: Callable[[], None]) -> None:
         stop = self._recorder.listen(callback)
