@@ -493,7 +493,10 @@ class Repository(Generic[TAggregateID]):
             return None
         cached, plan = entry
         if self.fastforward:
-            newer = list(self.event_store.get(aggregate_id, gt=cached.version))
+            newer = self._events_after(aggregate_id, cached.version)
+            if newer is None:
+                self.cache.discard(aggregate_id)
+                return None
             if newer:
                 aggregate = copy_planned(cached, plan) if plan is not None else deepcopy(cached)
                 for domain_event in newer:
@@ -501,6 +504,17 @@ class Repository(Generic[TAggregateID]):
                 self._cache(aggregate_id, aggregate)
                 return aggregate
         return copy_planned(cached, plan) if plan is not None else deepcopy(cached)
+
+    def _events_after(self, aggregate_id: Any, version: int) -> list[Any] | None:
+        """The events recorded after ``version``, or None if the event at ``version`` is
+        not recorded: read together, in one query. A cached aggregate whose last event
+        is not recorded (saved in a transaction rolled back afterwards, as a session of
+        an extension's store can be) is then reconstructed, not shown."""
+        event_store = self.event_store
+        stored = list(event_store.recorder.select_events(aggregate_id, gt=version - 1))
+        if not stored or stored[0].originator_version != version:
+            return None
+        return [event_store.mapper.to_domain_event(s) for s in stored[1:]]
 
     def _cache(self, aggregate_id: UUID, aggregate: Any) -> None:
         """Keep a private copy of ``aggregate``, with its plan for copying."""
