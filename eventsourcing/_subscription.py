@@ -12,13 +12,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from eventsourcing.persistence import ApplicationRecorder, Notification
 
+# The kind of recorder a subscription reads (``Subscription[PostgresApplicationRecorder]``).
+TRecorder_co = TypeVar("TRecorder_co", bound="ApplicationRecorder", covariant=True)
 
 class Waker:
     """What a reader sleeps on between reads: ``arm()`` before reading, then
@@ -162,7 +164,7 @@ class WakeUpEvent(threading.Event):
         self._beacon.signal()
 
 
-class Subscription(Iterator["Notification"]):
+class Subscription(Iterator["Notification"], Generic[TRecorder_co]):
     """The notifications of a recorder after ``gt`` (of ``topics``, if any), in order,
     read in batches; blocks when it has returned all there is, and goes on when more
     is recorded. A context manager; ``stop()`` (from any thread) ends the iteration.
@@ -176,7 +178,7 @@ class Subscription(Iterator["Notification"]):
     poll_interval = 0.005
 
     def __init__(
-        self, recorder: ApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()
+        self, recorder: TRecorder_co, gt: int | None = None, topics: Sequence[str] = ()
     ):
         self._recorder = recorder
         self._last_notification_id = gt
@@ -193,7 +195,7 @@ class Subscription(Iterator["Notification"]):
         self._waker = self._make_waker()
 
     @property
-    def recorder(self) -> ApplicationRecorder:
+    def recorder(self) -> TRecorder_co:
         return self._recorder
 
     @property
@@ -303,7 +305,7 @@ class Subscription(Iterator["Notification"]):
             pass
 
 
-class ListenNotifySubscription(Subscription):
+class ListenNotifySubscription(Subscription[TRecorder_co]):
     """Woken by the store as soon as events are recorded, by any process (the
     recorder's ``listen``), and by inserts through this very recorder object."""
 
