@@ -296,6 +296,10 @@ class Subscription(Iterator["Notification"], Generic[TRecorder_co]):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
+        if not self._has_been_entered:
+            from eventsourcing.persistence import ProgrammingError
+
+            raise ProgrammingError("This subscription's context was never entered")
         self.stop()
 
     def __del__(self) -> None:

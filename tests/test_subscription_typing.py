@@ -1,6 +1,7 @@
-"""Subscriptions are generic in the recorder they read, as in 9.x: a user's code that
-writes ``Subscription[ApplicationRecorder]`` type-checks, and ``recorder`` has the
-subscription's recorder type."""
+"""Subscriptions as 9.x users know them: generic in the recorder they read (a user's
+code that writes ``Subscription[ApplicationRecorder]`` type-checks, and ``recorder``
+has the subscription's recorder type), and a context manager that refuses to be left
+without having been entered."""
 
 from __future__ import annotations
 
@@ -46,3 +47,15 @@ def test_user_code_with_subscription_types_type_checks(
         ["--no-incremental", "--follow-imports=silent", "--ignore-missing-imports", str(user_code)]
     )
     assert status == 0, out + err
+
+
+def test_leaving_a_context_never_entered_is_refused() -> None:
+    from eventsourcing.persistence import ProgrammingError
+
+    recorder = POPOApplicationRecorder()
+    subscription = recorder.subscribe(gt=None)
+    with pytest.raises(ProgrammingError, match="never entered"):
+        subscription.__exit__(None, None, None)
+    with subscription:
+        pass
+    assert subscription.is_stopped
