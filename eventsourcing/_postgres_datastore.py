@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 import psycopg.errors
 from psycopg import sql
+from psycopg.generators import execute as _answers_to_sent
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.types.composite import CompositeInfo, register_composite
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -88,9 +89,10 @@ class PooledConnection(psycopg.Connection[Any]):
 
         Parameters of the usual types (UUID, int, str, bytes, None) and results of
         the usual column types go straight to libpq: a statement prepared once per
-        connection, run by one call (psycopg's execute took five times the client
-        CPU, measured in the seed system: ~100 us of its main thread per statement).
-        Anything else goes through ``execute``."""
+        connection, sent by one call and its answer waited for as psycopg waits
+        (psycopg's execute took five times the client CPU, measured in the seed
+        system: ~100 us of its main thread per statement). Anything else goes
+        through ``execute``."""
         pgconn = self.pgconn
         dumped = _dump_params(params) if pgconn.transaction_status == _IDLE else None
         if dumped is None:
@@ -105,7 +107,8 @@ class PooledConnection(psycopg.Connection[Any]):
             prepared = quick[key] = self._prepare_quick(query, types, len(quick))
         if prepared is None:
             return self.execute(query, params, prepare=prepare).fetchall()
-        result = pgconn.exec_prepared(prepared.name, cast(Any, values), formats, _BINARY)
+        pgconn.send_query_prepared(prepared.name, cast(Any, values), formats, _BINARY)
+        result = self._answer()
         status = result.status
         if status != _TUPLES_OK and status != _COMMAND_OK:
             if result.error_field(_SQLSTATE) == b"26000":  # (deallocated: DISCARD ALL)
@@ -136,11 +139,20 @@ class PooledConnection(psycopg.Connection[Any]):
         if numbered is None or pgconn.parameter_status(b"client_encoding") != b"UTF8":
             return None
         name = b"_es_quick_%d" % number
-        # (Not PQdescribePrepared: psycopg holds the GIL while it waits for the answer.)
-        result = pgconn.prepare(name, numbered, types)
+        # (Not PQdescribePrepared: the first result says its columns' types.)
+        pgconn.send_prepare(name, numbered, types)
+        result = self._answer()
         if result.status != _COMMAND_OK:
             raise _result_error(pgconn, result)
         return _Prepared(name, None)
+
+    def _answer(self) -> psycopg.pq.abc.PGresult:
+        """The answer to the statement just sent, waited for as psycopg waits: the
+        GIL released, and Ctrl-C cancelling the statement in the server before
+        KeyboardInterrupt is raised (a blocking libpq call, as PQexecPrepared, could
+        not be interrupted before the server answered: a statement waiting on a lock
+        held a script's Ctrl-C until the lock was released)."""
+        return self.wait(_answers_to_sent(self.pgconn))[-1]
 
 
 Connection = PooledConnection

@@ -7,10 +7,15 @@ Needs a server (see ``postgres_test_database`` in conftest.py).
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
+import psycopg
 import pytest
 from conftest import postgres_datastore, skip_module_unless_postgres
 from recorder_contract import event
@@ -103,4 +108,42 @@ def test_results_of_other_column_types_are_loaded_as_psycopg_loads_them(
             lambda conn: conn.fetch_all(query, params), what="Selecting", transaction=False
         )
         assert rows == [(Decimal("1.5"), 7, "é", b"\x00", None)]
+    datastore.close()
+
+
+def test_ctrl_c_cancels_a_quick_statement_waiting_on_a_lock(
+    postgres_test_database: dict[str, Any],
+) -> None:
+    datastore = _one_connection(postgres_test_database)
+    recorder = _recorder(datastore)
+    originator_id = uuid4()
+    recorder.insert_events([StoredEvent(originator_id, 1, "topic", b"state")])
+    assert len(recorder.select_events(originator_id)) == 1  # (prepared)
+    settings = {k: postgres_test_database[k] for k in ("dbname", "host", "port", "user")}
+    with psycopg.connect(**settings, password=postgres_test_database["password"]) as blocker:
+        blocker.execute(f"LOCK TABLE {recorder.events_table_name} IN ACCESS EXCLUSIVE MODE")
+        # Ctrl-C after 0.3 s; the lock let go after 10 s whatever happens (so that a
+        # statement deaf to Ctrl-C fails the test instead of hanging it).
+        interrupt = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        release = threading.Timer(10.0, blocker.rollback)
+        started = time.monotonic()
+        interrupt.start()
+        release.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                recorder.select_events(originator_id)
+            waited = time.monotonic() - started
+        finally:
+            interrupt.cancel()
+            release.cancel()
+        assert waited < 5.0, f"Ctrl-C was heard only after {waited:.1f} s"
+        # The statement was cancelled in the server: the lock is still only the blocker's.
+        waiting = blocker.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        ).fetchone()
+        assert waiting == (0,)
+        blocker.rollback()
+    # The connection serves the next statement.
+    assert [e.originator_version for e in recorder.select_events(originator_id)] == [1]
     datastore.close()
