@@ -12,8 +12,12 @@ an id), "seed" (the seed system of scenarios.py, single- and multi-threaded, as 
 fraction of its commit ceiling: the raw one-row commit rate, measured just before
 and after, over its commits per command; on PostgreSQL each commit also pays a raw
 read round trip; beside the reference's rate and a second ceiling that adds the time
-the same commands take in memory, the CPU of the layers above the store). The
-reference's python defaults to /tmp/refvenv/bin/python.
+the same commands take in memory, the CPU of the layers above the store). A seed row
+short of 80% is called beyond this Python client when the thread that runs its
+commands spends more CPU per command, beyond the raw client's CPU for the same commits
+and reads, than the quarter of the raw time per command that 80% leaves (in that thread
+CPU and waits are in sequence). The reference's python defaults to
+/tmp/refvenv/bin/python.
 
 Each figure is a fresh subprocess (this file with ``--worker``) saving for a fixed
 time: each thread saves new aggregates of its own (one event per save); with
@@ -51,7 +55,9 @@ DBNAME = "bench_concurrency"
 # What a run printed, and the figures its targets are judged on.
 REPORT: list[str] = []
 SAVES: dict[tuple[str, str], dict[str, float]] = {}
-SEEDS: dict[tuple[str, str], tuple[float, float, float]] = {}  # fraction, CPU, budget
+# Per seed row: its fraction of the ceiling, and the command thread's CPU per command
+# beyond the raw client's, beside the time per command that 80% leaves over the raw time.
+SEEDS: dict[tuple[str, str], tuple[float, float, float]] = {}
 SECTION = "concurrency"  # of RESULTS.md, between markers bench.py keeps
 
 
@@ -310,10 +316,13 @@ def reset_postgres() -> None:
 def run(
     python: str, kind: str, store: str, threads: int, seconds: float, processes: int
 ) -> dict[str, Any]:
-    """``run_once``, again after a while if the shared server had no connection free."""
+    """``run_once``, again after a while if the shared server had no connection free,
+    or if processes of the reference raced each other on its start-up DDL (it replaces
+    its database functions as each process starts: "tuple concurrently updated")."""
     for _ in range(5):
         result = run_once(python, kind, store, threads, seconds, processes)
-        if "too many clients" not in str(result.get("error", "")):
+        error = str(result.get("error", ""))
+        if "too many clients" not in error and "tuple concurrently updated" not in error:
             return result
         time.sleep(5)
     return result
@@ -390,47 +399,63 @@ def seed(store: str, reference: str) -> None:
         lines = [x for x in out.splitlines() if x.startswith(PREFIX)]
         return json.loads(lines[-1][len(PREFIX) :]) if lines else {}
 
-    def raw_commit() -> float:
+    def raw_commit() -> tuple[float, float]:
+        """Seconds of a raw one-row commit, and the raw client's CPU seconds in it."""
         metrics = script("raw_stores.py", "--store", base, "--n", "600").get("metrics", {})
-        return 1 / metrics["rows/s, 1 row per transaction"]
+        cpu = metrics["client CPU s per row, 1 row per transaction"]
+        return 1 / metrics["rows/s, 1 row per transaction"], cpu
 
-    def measured(scenario: str, on: str, python: str = sys.executable) -> tuple[float, float]:
-        """Commands/s and user CPU seconds per command."""
+    def raw_read() -> tuple[float, float]:
+        return raw_read_seconds(env) if base == "postgres" else (0.0, 0.0)
+
+    def measured(
+        scenario: str, on: str, python: str = sys.executable
+    ) -> tuple[float, float, float]:
+        """Commands/s, user CPU seconds per command (all threads), and the command
+        thread's CPU seconds per command (0 if not measured: the reference's run)."""
         result = script(
             "scenarios.py", "--scenario", scenario, "--store", on, "--n", "300", python=python
         )
         metrics = result.get("metrics", {})
         cpu_ms = metrics.get("user CPU ms per command", {}).get("value", 0.0)
-        return float(metrics.get("commands/s", {}).get("value", 0.0)), cpu_ms / 1e3
+        thread_ms = metrics.get("command thread CPU ms per command", {}).get("value", 0.0)
+        rate = float(metrics.get("commands/s", {}).get("value", 0.0))
+        return rate, cpu_ms / 1e3, thread_ms / 1e3
 
     for scenario, commits in (("system-st", 2), ("system-mt", 1)):
         # The disk's commit latency drifts on a shared machine: the raw limits are
         # measured just before and just after ours, and averaged.
-        before = raw_commit()
-        read_before = raw_read_seconds(env) if base == "postgres" else 0.0
-        ours, ours_cpu = measured(scenario, base)
-        commit = (before + raw_commit()) / 2
-        read = (read_before + (raw_read_seconds(env) if base == "postgres" else 0.0)) / 2
-        theirs, theirs_cpu = measured(scenario, base, reference)
-        in_memory, _ = measured(scenario, "popo")
+        before, read_before = raw_commit(), raw_read()
+        ours, ours_cpu, ours_thread = measured(scenario, base)
+        after, read_after = raw_commit(), raw_read()
+        commit, commit_cpu = ((b + a) / 2 for b, a in zip(before, after))
+        read, read_cpu = ((b + a) / 2 for b, a in zip(read_before, read_after))
+        theirs, theirs_cpu, _ = measured(scenario, base, reference)
+        in_memory, _, _ = measured(scenario, "popo")
         ceiling = 1 / (commits * (commit + read))
         cpu = 1 / in_memory if in_memory else 0.0
         with_cpu = 1 / (commits * (commit + read) + cpu)
-        SEEDS[(store, scenario)] = (ours / ceiling, ours_cpu, 1 / (0.8 * ceiling))
+        # In the thread that runs the commands, its CPU and its waits are in sequence:
+        # what it spends beyond the raw client's CPU for the same commits and reads
+        # lengthens each command, and 80% leaves a quarter of the raw time for that.
+        beyond_raw = ours_thread - commits * (commit_cpu + read_cpu)
+        SEEDS[(store, scenario)] = (ours / ceiling, beyond_raw, 0.25 / ceiling)
         say(
             f"{store:13} seed {scenario}: ours {ours:6.0f} commands/s, reference {theirs:6.0f}, "
             f"ceiling {ceiling:6.0f} (raw commit {commit * 1e3:.2f} ms, raw read "
             f"{read * 1e3:.2f} ms, {commits} commit(s) per command): {ours / ceiling:.0%}; "
             f"in memory {cpu * 1e3:.3f} ms per command, ceiling with it {with_cpu:6.0f}: "
             f"{ours / with_cpu:.0%}; user CPU per command: ours {ours_cpu * 1e3:.3f} ms, "
-            f"reference {theirs_cpu * 1e3:.3f} ms, time per command at 80% of the ceiling "
-            f"{1e3 / (0.8 * ceiling):.3f} ms"
+            f"reference {theirs_cpu * 1e3:.3f} ms; the command thread's CPU per command "
+            f"{ours_thread * 1e3:.3f} ms, the raw client's for the same commits and reads "
+            f"{commits * (commit_cpu + read_cpu) * 1e3:.3f} ms; time 80% leaves per command "
+            f"over the raw time {0.25e3 / ceiling:.3f} ms"
         )
 
 
-def raw_read_seconds(env: dict[str, str], n: int = 1000) -> float:
+def raw_read_seconds(env: dict[str, str], n: int = 1000) -> tuple[float, float]:
     """Seconds of one primary-key SELECT round trip (psycopg, autocommit), with the
-    session options of ``env`` (PGOPTIONS)."""
+    session options of ``env`` (PGOPTIONS); and the client's CPU seconds in it."""
     import psycopg
 
     options = env.get("PGOPTIONS", "")
@@ -438,11 +463,11 @@ def raw_read_seconds(env: dict[str, str], n: int = 1000) -> float:
         conn.execute("CREATE TABLE IF NOT EXISTS raw_read (id int PRIMARY KEY, v bytea)")
         conn.execute("INSERT INTO raw_read VALUES (1, '\\x00') ON CONFLICT DO NOTHING")
         cursor = conn.cursor()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         for _ in range(n):
             cursor.execute("SELECT v FROM raw_read WHERE id = %s", (1,))
             cursor.fetchone()
-        return (time.perf_counter() - started) / n
+        return (time.perf_counter() - started) / n, (time.thread_time() - cpu_started) / n
 
 
 def main() -> int:
@@ -550,16 +575,17 @@ def judged_targets() -> list[str]:
                 "fast as it, however many share each commit."
             )
         lines.append(line)
-    for (store, scenario), (fraction, cpu, budget) in SEEDS.items():
+    for (store, scenario), (fraction, beyond_raw, budget) in SEEDS.items():
         line = (
-            f"- The seed system {scenario} on {store}: {fraction:.0%} of its commit ceiling "
+            f"- The seed system {scenario} on {store}: {fraction:.1%} of its commit ceiling "
             f"(target 80%: {_met(fraction >= 0.8)})."
         )
-        if fraction < 0.8 and cpu > budget:
-            # The process's CPU per command alone exceeds the time 80% allows.
+        if fraction < 0.8 and beyond_raw > budget:
             line += (
-                f" Beyond one Python process here: its user CPU per command ({cpu * 1e3:.3f} "
-                f"ms) alone exceeds the {budget * 1e3:.3f} ms per command that 80% allows."
+                f" Beyond this Python client here: the thread that runs the commands spends "
+                f"{beyond_raw * 1e3:.3f} ms of CPU per command more than the raw client "
+                f"spent on the same commits and reads, and 80% leaves {budget * 1e3:.3f} ms "
+                "per command over the raw time (its CPU and its waits are in sequence)."
             )
         lines.append(line)
     return lines
