@@ -2,7 +2,7 @@
 
     python benchmarks/concurrency.py [--seconds 3] [--stores sqlite,postgres,postgres-1ms]
         [--threads 1,8,32] [--processes 4] [--reference PYTHON] [--repeats 1]
-        [--sections saves,contended,catchup,seed] [--backlog 100000]
+        [--sections saves,contended,catchup,seed[,gather]] [--backlog 100000]
     python benchmarks/bench.py --concurrency     # every section, into RESULTS.md
 
 Sections: "saves" (below), "contended" (8 threads updating the same 10 aggregates,
@@ -12,7 +12,9 @@ an id), "seed" (the seed system of scenarios.py, single- and multi-threaded, as 
 fraction of its commit ceiling: the raw one-row commit rate, measured just before
 and after, over its commits per command; on PostgreSQL each commit also pays a raw
 read round trip; beside the reference's rate and a second ceiling that adds the time
-the same commands take in memory, the CPU of the layers above the store). A seed row
+the same commands take in memory, the CPU of the layers above the store; with
+"gather" too, the threaded one again with FOLLOWER_BATCH_DELAY at fractions of the raw
+commit time, not the default, for what that trade of latency gives). A seed row
 short of 80% is called beyond this Python client when the thread that runs its
 commands spends more CPU per command, beyond the raw client's CPU for the same commits
 and reads, than the quarter of the raw time per command that 80% leaves (in that thread
@@ -41,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -377,7 +380,7 @@ def run_once(
     return merged
 
 
-def seed(store: str, reference: str) -> None:
+def seed(store: str, reference: str, gathers: bool = False) -> None:
     """The seed system (scenarios.py) as a fraction of its commit ceiling, measured
     beside the raw one-row commit rate (raw_stores.py) and, on PostgreSQL, the raw
     read round trip a command pays before its write; the reference's rate in the
@@ -391,8 +394,11 @@ def seed(store: str, reference: str) -> None:
     else:
         env.pop("PGOPTIONS", None)
 
-    def script(*args: str, python: str = sys.executable) -> dict[str, Any]:
+    def script(
+        *args: str, python: str = sys.executable, extra: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         run_env = dict(env, PYTHONPATH=str(ROOT)) if python == sys.executable else env
+        run_env = dict(run_env, **(extra or {}))
         out = subprocess.run(
             [python, *args], env=run_env, cwd=str(HERE), capture_output=True, text=True
         ).stdout
@@ -409,12 +415,20 @@ def seed(store: str, reference: str) -> None:
         return raw_read_seconds(env) if base == "postgres" else (0.0, 0.0)
 
     def measured(
-        scenario: str, on: str, python: str = sys.executable
+        scenario: str, on: str, python: str = sys.executable, extra: dict[str, str] | None = None
     ) -> tuple[float, float, float]:
         """Commands/s, user CPU seconds per command (all threads), and the command
         thread's CPU seconds per command (0 if not measured: the reference's run)."""
         result = script(
-            "scenarios.py", "--scenario", scenario, "--store", on, "--n", "300", python=python
+            "scenarios.py",
+            "--scenario",
+            scenario,
+            "--store",
+            on,
+            "--n",
+            "300",
+            python=python,
+            extra=extra,
         )
         metrics = result.get("metrics", {})
         cpu_ms = metrics.get("user CPU ms per command", {}).get("value", 0.0)
@@ -451,6 +465,29 @@ def seed(store: str, reference: str) -> None:
             f"{commits * (commit_cpu + read_cpu) * 1e3:.3f} ms; time 80% leaves per command "
             f"over the raw time {0.25e3 / ceiling:.3f} ms"
         )
+        if gathers and scenario == "system-mt":
+            gathered(store, commit, ceiling, lambda extra: measured("system-mt", base, extra=extra))
+
+
+def gathered(
+    store: str,
+    commit: float,
+    ceiling: float,
+    measure: Callable[[dict[str, str]], tuple[float, float, float]],
+) -> None:
+    """The threaded seed system again with its follower gathering events before each
+    batch while they stream in (FOLLOWER_BATCH_DELAY, 0 by default): a gather as long
+    as a fraction of the raw commit time, so that fewer follower commits (and less
+    follower CPU beside the command thread) serve the same commands; each result then
+    waits up to that much longer."""
+    for fraction in (0.5, 0.85, 1.0, 1.5):
+        delay = fraction * commit
+        rate, _, _ = measure({"FOLLOWER_BATCH_DELAY": f"{delay:.6f}"})
+        say(
+            f"{store:13} seed system-mt, FOLLOWER_BATCH_DELAY {delay * 1e3:.2f} ms "
+            f"({fraction:.2f} x the raw commit): ours {rate:6.0f} commands/s, "
+            f"{rate / ceiling:.0%} of the ceiling {ceiling:.0f}"
+        )
 
 
 def raw_read_seconds(env: dict[str, str], n: int = 1000) -> tuple[float, float]:
@@ -482,7 +519,9 @@ def main() -> int:
     parser.add_argument("--reference", default="/tmp/refvenv/bin/python")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
-        "--sections", default="saves,contended,catchup,seed", help="comma-separated"
+        "--sections",
+        default="saves,contended,catchup,seed",
+        help="comma-separated; gather (with seed): the threaded seed system at gathers",
     )
     parser.add_argument("--backlog", type=int, default=100_000, help="events to catch up")
     parser.add_argument(
@@ -532,7 +571,7 @@ def main() -> int:
             result = run(pythons["ours"], "catchup", store, args.backlog, 8, 1)
             say(f"{store:13} follower catching up {args.backlog:,} events, 8 writers: {result}")
         if "seed" in sections:
-            seed(store, args.reference)
+            seed(store, args.reference, gathers="gather" in sections)
         if "contended" in sections:
             for name, python in pythons.items():
                 result = run(python, "contended", store, 8, args.seconds, 1)
