@@ -4,6 +4,8 @@ leaders, as tasks in the event loop, on every store."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -47,6 +49,30 @@ def test_followers_process_each_event_once(persistence_env: dict[str, str]) -> N
             assert await count(counters, "sit") == 10
             assert await count(counters, "beg") == 10
             assert counters.process_recorder.max_tracking_id("DogSchool") == max(positions)
+
+    run(main())
+
+
+def test_followers_keep_up_while_the_default_executor_is_busy() -> None:
+    """A follower runs on a thread of its own: the application's blocking calls filling
+    the loop's default executor hold neither its batches nor ``wait()`` back."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(2))
+        async with make_runner({}) as runner:
+            school = runner.get(DogSchool)
+            release = threading.Event()
+            busy = [asyncio.ensure_future(asyncio.to_thread(release.wait, 10)) for _ in range(2)]
+            try:
+                await asyncio.sleep(0.05)  # (both threads of the default executor taken)
+                position = await school.add_trick(await school.register_dog("Fido"), "sit")
+                await runner.wait(Counters, position=position, timeout=3)
+                assert runner.get(Counters).get_count("sit") == 1
+                assert not any(task.done() for task in busy)  # (still busy meanwhile)
+            finally:
+                release.set()
+                await asyncio.gather(*busy)
 
     run(main())
 

@@ -6,7 +6,9 @@ classes, their policies unchanged. Each follower has a task that waits for news
 (a leader in this loop saved, PostgreSQL's NOTIFY from other processes, or the
 poll interval), then has the follower pull and process what is new: in batches,
 each batch's new events and tracking position recorded in one transaction
-(exactly once), on a worker thread, since policies and the sync stores block.
+(exactly once), on a thread of its own, since policies and the sync stores
+block (not the loop's default executor: code of the application that fills it
+with blocking calls would hold the followers back, and followers' batches it).
 On start, every follower catches up with what its leaders recorded before.
 """
 
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+import contextvars
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 from eventsourcing.application import Application, LocalNotificationLog
@@ -68,6 +73,7 @@ class AsyncRunner:
         self._waiters: list[Waiter] = []
         self._progress: Progress | None = None
         self._errors: dict[str, BaseException] = {}
+        self._threads: dict[str, ThreadPoolExecutor] = {}  # a follower's own thread
 
     def _add(self, cls: type[Any]) -> str:
         if not (isinstance(cls, type) and issubclass(cls, (AsyncApplication, Application))):
@@ -89,6 +95,7 @@ class AsyncRunner:
             await self._construct_apps()
             for name, leaders in self.follows.items():
                 if leaders:
+                    self._threads[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
                     self._wakes[name] = asyncio.Event()
                     self._wakes[name].set()  # catch up with what was recorded before
                     self._tasks.append(asyncio.create_task(self._run_follower(name)))
@@ -135,12 +142,15 @@ class AsyncRunner:
             with contextlib.suppress(Exception):
                 await waiter.close()
         self._waiters.clear()
-        for app in self.apps.values():
+        for name, app in self.apps.items():
             if isinstance(app, AsyncApplication):
                 await app.close()
             else:
                 app.closing.set()
-                await asyncio.to_thread(app.close)
+                await self._in_thread_of(name, app.close)  # (after a batch under way)
+        for thread in self._threads.values():
+            thread.shutdown(wait=False)  # (idle: its last call, the close, returned)
+        self._threads.clear()
         self.apps.clear()
         self.is_started = False
 
@@ -192,8 +202,8 @@ class AsyncRunner:
                     await asyncio.sleep(follower.batch_delay)  # let more events gather
                 wake.clear()
                 for leader_name in self.follows[name]:
-                    await asyncio.to_thread(
-                        follower.pull_and_process, leader_name, None, None, progressed
+                    await self._in_thread_of(
+                        name, follower.pull_and_process, leader_name, None, None, progressed
                     )
                 self._wake_followers_of(name)
                 self._announce_progress()
@@ -242,10 +252,12 @@ class AsyncRunner:
             error = self._errors.get(follower_name)
             if error is not None:
                 raise AsyncRunnerError(f"{follower_name} stopped: {error}") from error
-            if await asyncio.to_thread(app.position, leader_name) >= position:
+            if await self._in_thread_of(follower_name, app.position, leader_name) >= position:
                 return
             recorded = await self._max_notification_id(leader_name) or 0
-            if recorded >= position and not await _has_unprocessed(app, leader_name, position):
+            if recorded >= position and not await self._in_thread_of(
+                follower_name, _has_unprocessed, app, leader_name, position
+            ):
                 return  # (a follower of some topics stays at the last it took)
             await self._progress.wait(step, 1.0)
 
@@ -264,18 +276,27 @@ class AsyncRunner:
         leader = self.apps[leader_name]
         if isinstance(leader, AsyncApplication):
             return await leader.notification_log.max_notification_id()
-        return await asyncio.to_thread(cast(Leader, leader).recorder.max_notification_id)
+        return await self._in_thread_of(
+            leader_name, cast(Leader, leader).recorder.max_notification_id
+        )
+
+    async def _in_thread_of(self, name: str, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` on the thread of the follower ``name`` (another sync
+        application's calls: on the loop's default executor), in this context."""
+        thread = self._threads.get(name)
+        call = functools.partial(contextvars.copy_context().run, func, *args)
+        if thread is None:
+            return await asyncio.to_thread(call)
+        return await asyncio.get_running_loop().run_in_executor(thread, call)
 
 
-async def _has_unprocessed(follower: Follower, leader_name: str, position: int) -> bool:
+def _has_unprocessed(follower: Follower, leader_name: str, position: int) -> bool:
     """Whether a notification of the follower's topics is left up to ``position``."""
     if not follower.topics:
         return True
     done = follower.position(leader_name)
     log = follower.readers[leader_name].notification_log
-    after = await asyncio.to_thread(
-        log.select, done, 1, stop=position, topics=follower.topics, inclusive_of_start=False
-    )
+    after = log.select(done, 1, stop=position, topics=follower.topics, inclusive_of_start=False)
     return bool(after)
 
 
