@@ -189,6 +189,35 @@ def test_synchronous_commit_off_is_an_option_and_bad_values_are_refused(
         Factory(factory_env(postgres_test_database, "app", POSTGRES_SYNCHRONOUS_COMMIT="never"))
 
 
+def test_sessions_run_without_jit_and_keep_the_session_options_given_otherwise(
+    postgres_test_database: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def settings_in_use(factory: Factory) -> tuple[str, ...]:
+        return factory.datastore.run(
+            lambda conn: tuple(
+                conn.execute(f"SHOW {name}").fetchone()[0]
+                for name in ("jit", "work_mem", "lock_timeout")
+            ),
+            what="Reading session settings",
+        )
+
+    # PGOPTIONS (libpq reads it only when no options are given) beside ours.
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=5MB")
+    factory = Factory(factory_env(postgres_test_database, "app", POSTGRES_LOCK_TIMEOUT="3"))
+    try:
+        assert settings_in_use(factory) == ("off", "5MB", "3s")
+    finally:
+        factory.close()
+    # The URI's options; a jit setting of the user's own wins over ours.
+    monkeypatch.delenv("PGOPTIONS")
+    uri = "postgresql:///?options=-c%20work_mem%3D6MB%20-c%20jit%3Don"
+    factory = Factory(factory_env(postgres_test_database, "app", POSTGRES_URL=uri))
+    try:
+        assert settings_in_use(factory)[:2] == ("on", "6MB")
+    finally:
+        factory.close()
+
+
 def test_factory_quotes_hostile_application_names(postgres_test_database: dict[str, Any]) -> None:
     hostile = 'x"; DROP TABLE y; --'
     factory = InfrastructureFactory.construct(factory_env(postgres_test_database, hostile))
