@@ -5,7 +5,8 @@ listener that LISTENs again after its connection is lost (the public face is
 from __future__ import annotations
 
 import logging
-import time
+import select
+import socket
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -63,12 +64,19 @@ def is_transient(error: psycopg.Error) -> bool:
     return not any(words in text for words in PERMANENT_CONNECT)
 
 
+# How long a listener reads notices that select() said had come.
+_READ_WAIT = 1.0
+
+
 class PostgresListener:
     """A dedicated connection that LISTENs on one events table's channel.
 
     It rides out outages: when its connection is lost, ``wait`` connects again and
     LISTENs again (retrying with backoff, without end, at most ``timeout`` per call),
     and then returns True, since commits may have been missed meanwhile.
+
+    ``interrupt()`` (from another thread) makes a wait under way, and every later
+    one, return False at once: whoever stops listening need not wait out a timeout.
     """
 
     def __init__(self, datastore: PostgresDatastore, channel: str):
@@ -77,6 +85,9 @@ class PostgresListener:
         self.outage = Outage(logger, f"{datastore.describe()} (listening on {channel!r})")
         self._next_delay = backoff_delays()
         self._conn: psycopg.Connection[Any] | None = None
+        self._interrupted = False
+        # (A socket pair, not a pipe: select() takes sockets on every platform.)
+        self._wake_up, self._waker = socket.socketpair()
         self._conn = datastore.retrying(self._listening, what=f"Listening on {channel!r}")
 
     def _listening(self) -> psycopg.Connection[Any]:
@@ -95,9 +106,12 @@ class PostgresListener:
         if conn is None:
             return self._listen_again(timeout)
         try:
+            if not self._readable(conn.pgconn.socket, timeout):
+                return False
             # Return at the first notice: waiting to drain others would delay every
-            # wake-up. Notices already queued make the next calls return at once.
-            return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
+            # wake-up. (psycopg reads every notice that has come, so none waits in
+            # libpq unseen by the next select.)
+            return any(True for _ in conn.notifies(timeout=_READ_WAIT, stop_after=1))
         except psycopg.Error as error:
             if not is_transient(error):
                 raise self.datastore.translate(error, f"Waiting on {self.channel!r}") from error
@@ -114,11 +128,26 @@ class PostgresListener:
             if not is_transient(error):
                 raise self.datastore.translate(error, f"Listening on {self.channel!r}") from error
             self.outage.begin(one_line(error), None)
-            time.sleep(min(self._next_delay(), max(timeout, 0.0)))
+            self._readable(None, min(self._next_delay(), max(timeout, 0.0)))  # (a pause)
             return False
         self._next_delay = backoff_delays()
         self.outage.end()
         return True
+
+    def _readable(self, fileno: int | None, timeout: float) -> bool:
+        """Whether ``fileno`` has something to read within ``timeout`` seconds (False
+        at once if interrupted meanwhile)."""
+        if self._interrupted:
+            return False
+        waiting_on: list[Any] = [self._wake_up] if fileno is None else [fileno, self._wake_up]
+        ready, _, _ = select.select(waiting_on, [], [], max(timeout, 0.0))
+        return fileno in ready and not self._interrupted
+
+    def interrupt(self) -> None:
+        """Make a wait under way, and every later one, return False at once."""
+        self._interrupted = True
+        with suppress(OSError):
+            self._waker.send(b"\0")
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -128,6 +157,8 @@ class PostgresListener:
 
     def close(self) -> None:
         self._drop_connection()
+        self._wake_up.close()
+        self._waker.close()
 
     def __enter__(self) -> PostgresListener:
         return self

@@ -685,29 +685,7 @@ class PostgresApplicationRecorder(
 
     def listen(self, callback: Callable[[], None]) -> Callable[[], None] | None:
         """Call ``callback`` (in a background thread) after each commit to this table."""
-        listener = self.open_listener()
-        stopping = threading.Event()
-
-        def run() -> None:
-            # The listener connects again after an outage, and then wakes the callback.
-            try:
-                while not stopping.is_set():
-                    if listener.wait(timeout=0.5) and not stopping.is_set():
-                        callback()
-            except Exception as error:  # not transient; the caller's poll interval covers us
-                if not stopping.is_set():
-                    logger.warning("Stopped listening on %r: %s", self.channel, error)
-            finally:
-                listener.close()
-
-        thread = threading.Thread(target=run, name=f"listen-{self.channel}", daemon=True)
-        thread.start()
-
-        def stop() -> None:
-            stopping.set()
-            thread.join(timeout=2)
-
-        return stop
+        return _listen_on(self.datastore, self.channel, callback)
 
     def select_notifications(
         self,
@@ -1331,16 +1309,18 @@ def _listen_on(
     datastore: PostgresDatastore, channel: str, callback: Callable[[], None]
 ) -> Callable[..., None]:
     """Call ``callback`` (in a thread) at each NOTIFY on ``channel``; listening has begun
-    when this returns. Returns a function that stops it."""
+    when this returns. Returns a function that stops it (at once: the wait under way
+    is interrupted)."""
     listener = PostgresListener(datastore, channel)
     stopping = threading.Event()
 
     def run() -> None:
+        # The listener connects again after an outage, and then wakes the callback.
         try:
             while not stopping.is_set():
-                if listener.wait(timeout=0.5):
+                if listener.wait(timeout=0.5) and not stopping.is_set():
                     callback()
-        except Exception as error:  # waiters still poll, now and then
+        except Exception as error:  # not transient; the callers' polls cover us
             if not stopping.is_set():
                 logger.warning("Stopped listening on %r: %s", channel, error)
         finally:
@@ -1351,6 +1331,7 @@ def _listen_on(
 
     def stop(join: bool = True) -> None:
         stopping.set()
+        listener.interrupt()
         if join and thread is not threading.current_thread():
             thread.join(timeout=2)
 

@@ -151,3 +151,37 @@ def test_a_forked_child_notifies_on_a_connection_of_its_own(
         again = _notices(listener)
         assert [n.pid for n in again] == [parents[0].pid]
     datastore.close()
+
+
+def test_subscriptions_and_listeners_stop_at_once(postgres_test_database: dict[str, Any]) -> None:
+    """Stopping interrupts the wait for a notice under way: a subscription's exit, or
+    a listener's stop, does not wait out the listening thread's timeout (0.5 s)."""
+    from eventsourcing.dcb.api import DCBEvent
+    from eventsourcing.dcb.postgres_tt import PostgresDCBRecorderTT
+    from eventsourcing.postgres import PostgresListener
+
+    datastore = _datastore(postgres_test_database)
+    recorder = _recorder(datastore)
+    recorder.insert_events([event(uuid4(), 1)])
+    dcb = PostgresDCBRecorderTT(datastore, events_table_name=f"nt_{uuid4().hex[:8]}")
+    dcb.create_table()
+    dcb.append([DCBEvent(type="T", data=b"", tags=[])])
+    for subscription in (recorder.subscribe(gt=0), dcb.subscribe()):
+        with subscription:
+            next(subscription)
+            time.sleep(0.1)  # (the listening thread is waiting by now)
+            started = time.monotonic()
+        assert time.monotonic() - started < 0.25, type(subscription).__name__
+    stop = recorder.listen(lambda: None)
+    assert stop is not None
+    time.sleep(0.1)
+    started = time.monotonic()
+    stop()
+    assert time.monotonic() - started < 0.25
+    listener = PostgresListener(datastore, recorder.channel)
+    listener.interrupt()
+    started = time.monotonic()
+    assert listener.wait(timeout=5.0) is False
+    assert time.monotonic() - started < 0.25
+    listener.close()
+    datastore.close()

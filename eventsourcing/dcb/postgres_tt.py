@@ -426,6 +426,7 @@ class PostgresDCBSubscription(DCBListenNotifySubscription[PostgresDCBRecorderTT]
 
     def stop(self) -> None:
         super().stop()
+        self._listener.interrupt()  # (its wait returns at once)
         if threading.current_thread() is not self._listen_thread:
             self._listen_thread.join(timeout=5)
 
