@@ -86,7 +86,7 @@ class PostgresListener:
         self._next_delay = backoff_delays()
         self._conn: psycopg.Connection[Any] | None = None
         self._interrupted = False
-        # (A socket pair, not a pipe: select() takes sockets on every platform.)
+        # (A socket pair, not a pipe: Windows' select() takes only sockets.)
         self._wake_up, self._waker = socket.socketpair()
         self._conn = datastore.retrying(self._listening, what=f"Listening on {channel!r}")
 
@@ -135,12 +135,21 @@ class PostgresListener:
         return True
 
     def _readable(self, fileno: int | None, timeout: float) -> bool:
-        """Whether ``fileno`` has something to read within ``timeout`` seconds (False
-        at once if interrupted meanwhile)."""
+        """Whether ``fileno`` has something to read (or has failed) within ``timeout``
+        seconds; False at once if interrupted meanwhile."""
         if self._interrupted:
             return False
-        waiting_on: list[Any] = [self._wake_up] if fileno is None else [fileno, self._wake_up]
-        ready, _, _ = select.select(waiting_on, [], [], max(timeout, 0.0))
+        waiting_on = (
+            [self._wake_up.fileno()] if fileno is None else [fileno, self._wake_up.fileno()]
+        )
+        seconds = max(timeout, 0.0)
+        if hasattr(select, "poll"):  # (select() refuses descriptors above 1023)
+            poller = select.poll()
+            for descriptor in waiting_on:
+                poller.register(descriptor, select.POLLIN)
+            ready = [descriptor for descriptor, _ in poller.poll(seconds * 1000)]
+        else:  # (Windows, where select() takes sockets of any number)
+            ready, _, _ = select.select(waiting_on, [], [], seconds)
         return fileno in ready and not self._interrupted
 
     def interrupt(self) -> None:

@@ -185,3 +185,34 @@ def test_subscriptions_and_listeners_stop_at_once(postgres_test_database: dict[s
     assert time.monotonic() - started < 0.25
     listener.close()
     datastore.close()
+
+
+def test_a_listener_waits_on_a_descriptor_above_1023(postgres_test_database: dict[str, Any]) -> None:
+    """A process holding many files (a busy server) gives the listener's connection a
+    descriptor number that select() refuses."""
+    resource = pytest.importorskip("resource")
+    from eventsourcing.postgres import PostgresListener
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1200
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"at most {hard} open files here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    fillers: list[int] = []
+    datastore = _datastore(postgres_test_database)
+    try:
+        while not fillers or fillers[-1] < 1030:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        recorder = _recorder(datastore)
+        listener = PostgresListener(datastore, recorder.channel)
+        try:
+            assert listener._conn is not None and listener._conn.pgconn.socket > 1023
+            recorder.insert_events([event(uuid4(), 1)])  # (notified after its commit)
+            assert listener.wait(timeout=5.0) is True
+        finally:
+            listener.close()
+    finally:
+        datastore.close()
+        for descriptor in fillers:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
