@@ -187,7 +187,9 @@ def test_subscriptions_and_listeners_stop_at_once(postgres_test_database: dict[s
     datastore.close()
 
 
-def test_a_listener_waits_on_a_descriptor_above_1023(postgres_test_database: dict[str, Any]) -> None:
+def test_a_listener_waits_on_a_descriptor_above_1023(
+    postgres_test_database: dict[str, Any],
+) -> None:
     """A process holding many files (a busy server) gives the listener's connection a
     descriptor number that select() refuses."""
     resource = pytest.importorskip("resource")
