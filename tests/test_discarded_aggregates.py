@@ -6,6 +6,7 @@ the object in memory, which ``trigger_event`` kept."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
@@ -13,6 +14,7 @@ from uuid import NAMESPACE_URL, uuid5
 import pytest
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.asyncio import AsyncApplication
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.system import (
@@ -204,3 +206,30 @@ def test_a_follower_does_not_show_an_aggregate_discarded_earlier_in_its_batch() 
         assert again.title == "paper jam (again)"
     finally:
         runner.stop()
+
+
+def test_an_async_application_does_not_cache_a_discard_it_fast_forwards_to(
+    persistence_env: dict[str, str], durable: bool
+) -> None:
+    if not durable:
+        pytest.skip("two applications in memory do not share a store")
+
+    async def scenario() -> None:
+        writer, reader = (
+            AsyncApplication(env=persistence_env),
+            AsyncApplication(env=persistence_env),
+        )
+        try:
+            ticket = Ticket("printer on fire")
+            await writer.save(ticket)
+            assert (await reader.repository.get(ticket.id)).title == "printer on fire"
+            ticket.discard()
+            await writer.save(ticket)
+            for app in (writer, reader, reader):
+                with pytest.raises(AggregateNotFoundError):
+                    await app.repository.get(ticket.id)
+        finally:
+            await writer.close()
+            await reader.close()
+
+    asyncio.run(scenario())

@@ -131,6 +131,9 @@ class AsyncRepository:
             if newer:
                 for domain_event in newer:
                     aggregate = domain_event.mutate(aggregate)
+                if aggregate is None:  # (discarded: an event's own mutate() gave None)
+                    self.cache.discard(aggregate_id)
+                    return None  # (the replay says it is not found)
                 self._keeper._cache(aggregate_id, aggregate)
         return aggregate
 
