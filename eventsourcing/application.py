@@ -399,6 +399,34 @@ class LRUCache:
 Cache = LRUCache
 
 
+class AggregateCache(LRUCache):
+    """A repository's cache (``repository.cache``). Its ``get`` and ``put`` take and
+    give aggregates, as the 9.x library's cache does: ``get`` gives the cached
+    aggregate itself (not a copy: change it and the cache shows the change) and
+    raises ``KeyError`` for an id it does not hold. The repository keeps each
+    aggregate with its plan for copying (``entry`` and ``put_entry``).
+    """
+
+    def get(self, key: Any, *, evict: bool = False) -> Any:
+        entry = LRUCache.get(self, key)
+        if entry is None:
+            raise KeyError(key)
+        if evict:
+            self.discard(key)
+        return entry[0]
+
+    def put(self, key: Any, value: Any) -> None:
+        if value is not None:
+            LRUCache.put(self, key, (value, None))  # (no plan: copied as deepcopy copies)
+
+    def entry(self, key: Any) -> tuple[Any, CopyPlan | None] | None:
+        """The aggregate held for ``key`` with its plan for copying, or None."""
+        return cast("tuple[Any, CopyPlan | None] | None", LRUCache.get(self, key))
+
+    def put_entry(self, key: Any, entry: tuple[Any, CopyPlan | None]) -> None:
+        LRUCache.put(self, key, entry)
+
+
 class Repository(Generic[TAggregateID]):
     """Reconstructs aggregates from their events (starting from a snapshot if any).
 
@@ -427,7 +455,7 @@ class Repository(Generic[TAggregateID]):
         self.checks_read_back = _checks_read_back(event_store)
         self.snapshot_store = snapshot_store
         # A maxsize of 0 means no limit; None, no cache.
-        self.cache = LRUCache(cache_maxsize) if cache_maxsize is not None else None
+        self.cache = AggregateCache(cache_maxsize) if cache_maxsize is not None else None
         self.fastforward = fastforward
         self.id_type: type = id_type or UUID  # (compared with each id given to get)
         self.keeps_any_id = id_type is None
@@ -515,7 +543,7 @@ class Repository(Generic[TAggregateID]):
         every caller gets its own copy.
         """
         assert self.cache is not None
-        entry = self.cache.get(aggregate_id)
+        entry = self.cache.entry(aggregate_id)
         if entry is None:
             return None
         cached, plan = entry
@@ -553,11 +581,11 @@ class Repository(Generic[TAggregateID]):
         if quick is None:
             quick = _may_copy_quickly(type(aggregate))
         if quick:
-            self.cache.put(aggregate_id, copy_and_plan(aggregate))
+            self.cache.put_entry(aggregate_id, copy_and_plan(aggregate))
         else:
             # Any other kind of aggregate (slots, pydantic...): copied as
             # ``copy.deepcopy`` copies it, so that the cache changes nothing it sees.
-            self.cache.put(aggregate_id, (deepcopy(aggregate), None))
+            self.cache.put_entry(aggregate_id, (deepcopy(aggregate), None))
 
     def _reconstruct(self, aggregate_id: Any, version: int | None, projector_func: Any) -> Any:
         snapshots: list[Any] = []

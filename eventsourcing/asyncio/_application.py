@@ -121,7 +121,7 @@ class AsyncRepository:
 
     async def _get_cached(self, aggregate_id: Any) -> Any:
         assert self.cache is not None
-        entry = self.cache.get(aggregate_id)
+        entry = self.cache.entry(aggregate_id)
         if entry is None:
             return None
         cached, plan = entry
