@@ -419,12 +419,11 @@ class AggregateCache(LRUCache):
         if value is not None:
             LRUCache.put(self, key, (value, None))  # (no plan: copied as deepcopy copies)
 
-    def entry(self, key: Any) -> tuple[Any, CopyPlan | None] | None:
-        """The aggregate held for ``key`` with its plan for copying, or None."""
-        return cast("tuple[Any, CopyPlan | None] | None", LRUCache.get(self, key))
-
-    def put_entry(self, key: Any, entry: tuple[Any, CopyPlan | None]) -> None:
-        LRUCache.put(self, key, entry)
+    # The aggregate held for a key with its plan for copying, or None; and keeping
+    # one so. (The base class's own methods: no further call on the repository's
+    # every get.)
+    entry = LRUCache.get
+    put_entry = LRUCache.put
 
 
 class Repository(Generic[TAggregateID]):
