@@ -23,6 +23,7 @@ from eventsourcing.application import (
     ProcessingEvent,
     Repository,
     events_read_back_as_saved,
+    events_replay_as_triggered,
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
@@ -202,7 +203,11 @@ class _FollowerRepository(Repository):
         aggregates: dict[UUID, Any] = local.aggregates
         taken_from_memory: set[UUID] = local.taken_from_memory
         local.aggregates = None
-        if recorded and not (self.checks_read_back and events_read_back_as_saved(events)):
+        if recorded and not (
+            self.checks_read_back
+            and events_read_back_as_saved(events)
+            and events_replay_as_triggered(events)
+        ):
             recorded = False  # (forgotten like a failed batch's: read again when next needed)
         if not recorded:
             for aggregate_id in taken_from_memory | aggregates.keys():
@@ -687,7 +692,10 @@ class Follower(Application):
         A policy that gives keyword arguments for the recorder (``collect_events(...,
         **kwargs)``) ends its batch: the arguments of two upstream events would
         otherwise be merged into one set, and a recorder extension would see only
-        the last of each name.
+        the last of each name. So does one that collects an event whose class has its
+        own ``mutate()`` (a "discarded" event may give None): the aggregate it held
+        in the batch is not what a replay makes, so the next event is processed in
+        a batch of its own, which reads that aggregate from the store.
         """
         tracking = new_tracking(self.tracking_name(leader_name), notifications[-1].id, position)
         processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking)
@@ -697,10 +705,14 @@ class Follower(Application):
         try:
             for index, notification in enumerate(notifications):
                 domain_event = domain_events[index] if domain_events is not None else None
+                collected = len(processing_event.events)
                 self._process_notification(
                     leader_name, index, notification, domain_event, processing_event, mapper
                 )
-                if processing_event.saved_kwargs and index + 1 < len(notifications):
+                if index + 1 < len(notifications) and (
+                    processing_event.saved_kwargs
+                    or not events_replay_as_triggered(processing_event.events[collected:])
+                ):
                     notifications = notifications[: index + 1]
                     processing_event.tracking = new_tracking(
                         tracking.application_name, notification.id, position

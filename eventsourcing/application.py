@@ -26,6 +26,7 @@ from uuid import UUID
 
 from eventsourcing.domain import (
     Aggregate,
+    CanInitAggregate,
     CanMutateAggregate,
     DomainEvent,
     LogEvent,
@@ -282,6 +283,32 @@ _READ_BACK_EXACTLY: frozenset[type] = frozenset({str, int, float, bool, type(Non
 _UTC = timezone.utc
 
 
+# The library's mutate(): replayed, an event of a class with one of these changes the
+# aggregate as trigger_event() changed it. A subclass of our event classes with its
+# own mutate() may give back another aggregate, or None for one discarded (the 9.x
+# docs' "discarded" events), where trigger_event() keeps the aggregate it changed:
+# a replay then differs. (Events of other classes, with aggregates of other classes,
+# are trusted to change their aggregates as their replay does.)
+_LIBRARY_MUTATES = frozenset({CanMutateAggregate.mutate, CanInitAggregate.mutate})
+_mutates_as_triggered: dict[type, bool] = {}
+
+
+def events_replay_as_triggered(events: Iterable[Any]) -> bool:
+    """Whether each of ``events`` is applied in a replay as it was when triggered
+    (unless its class derives from ours and has a ``mutate()`` of its own)."""
+    for domain_event in events:
+        kind = type(domain_event)
+        as_triggered = _mutates_as_triggered.get(kind)
+        if as_triggered is None:
+            as_triggered = (
+                not issubclass(kind, CanMutateAggregate) or kind.mutate in _LIBRARY_MUTATES
+            )
+            _mutates_as_triggered[kind] = as_triggered
+        if not as_triggered:
+            return False
+    return True
+
+
 def events_read_back_as_saved(events: Iterable[Any]) -> bool:
     """Whether our mapper gives back each of ``events`` with values equal to and of
     the same types as its own (a tuple reads back as a list, a datetime in another
@@ -372,6 +399,33 @@ class LRUCache:
 Cache = LRUCache
 
 
+class AggregateCache(LRUCache):
+    """A repository's cache (``repository.cache``). Its ``get`` and ``put`` take and
+    give aggregates, as the 9.x library's cache does: ``get`` gives the cached
+    aggregate itself (not a copy: change it and the cache shows the change) and
+    raises ``KeyError`` for an id it does not hold. The repository keeps each
+    aggregate with its plan for copying (``entry`` and ``put_entry``).
+    """
+
+    def get(self, key: Any, *, evict: bool = False) -> Any:
+        entry = LRUCache.get(self, key)
+        if entry is None:
+            raise KeyError(key)
+        if evict:
+            self.discard(key)
+        return entry[0]
+
+    def put(self, key: Any, value: Any) -> None:
+        if value is not None:
+            LRUCache.put(self, key, (value, None))  # (no plan: copied as deepcopy copies)
+
+    # The aggregate held for a key with its plan for copying, or None; and keeping
+    # one so. (The base class's own methods: no further call on the repository's
+    # every get.)
+    entry = LRUCache.get
+    put_entry = LRUCache.put
+
+
 class Repository(Generic[TAggregateID]):
     """Reconstructs aggregates from their events (starting from a snapshot if any).
 
@@ -400,7 +454,7 @@ class Repository(Generic[TAggregateID]):
         self.checks_read_back = _checks_read_back(event_store)
         self.snapshot_store = snapshot_store
         # A maxsize of 0 means no limit; None, no cache.
-        self.cache = LRUCache(cache_maxsize) if cache_maxsize is not None else None
+        self.cache = AggregateCache(cache_maxsize) if cache_maxsize is not None else None
         self.fastforward = fastforward
         self.id_type: type = id_type or UUID  # (compared with each id given to get)
         self.keeps_any_id = id_type is None
@@ -488,7 +542,7 @@ class Repository(Generic[TAggregateID]):
         every caller gets its own copy.
         """
         assert self.cache is not None
-        entry = self.cache.get(aggregate_id)
+        entry = self.cache.entry(aggregate_id)
         if entry is None:
             return None
         cached, plan = entry
@@ -501,6 +555,9 @@ class Repository(Generic[TAggregateID]):
                 aggregate = copy_planned(cached, plan) if plan is not None else deepcopy(cached)
                 for domain_event in newer:
                     aggregate = domain_event.mutate(aggregate)
+                if aggregate is None:  # (discarded: an event's own mutate() gave None)
+                    self.cache.discard(aggregate_id)
+                    return None  # (the replay says it is not found)
                 self._cache(aggregate_id, aggregate)
                 return aggregate
         return copy_planned(cached, plan) if plan is not None else deepcopy(cached)
@@ -523,11 +580,11 @@ class Repository(Generic[TAggregateID]):
         if quick is None:
             quick = _may_copy_quickly(type(aggregate))
         if quick:
-            self.cache.put(aggregate_id, copy_and_plan(aggregate))
+            self.cache.put_entry(aggregate_id, copy_and_plan(aggregate))
         else:
             # Any other kind of aggregate (slots, pydantic...): copied as
             # ``copy.deepcopy`` copies it, so that the cache changes nothing it sees.
-            self.cache.put(aggregate_id, (deepcopy(aggregate), None))
+            self.cache.put_entry(aggregate_id, (deepcopy(aggregate), None))
 
     def _reconstruct(self, aggregate_id: Any, version: int | None, projector_func: Any) -> Any:
         snapshots: list[Any] = []
@@ -556,7 +613,11 @@ class Repository(Generic[TAggregateID]):
         """
         if self.cache is None:
             return
-        if not (self.checks_read_back and events_read_back_as_saved(events)):
+        if not (
+            self.checks_read_back
+            and events_read_back_as_saved(events)
+            and events_replay_as_triggered(events)
+        ):
             if not self.fastforward:  # (a copy cached before would not be brought up to date)
                 for aggregate_id in aggregates:
                     self.cache.discard(aggregate_id)

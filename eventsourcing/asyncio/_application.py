@@ -121,7 +121,7 @@ class AsyncRepository:
 
     async def _get_cached(self, aggregate_id: Any) -> Any:
         assert self.cache is not None
-        entry = self.cache.get(aggregate_id)
+        entry = self.cache.entry(aggregate_id)
         if entry is None:
             return None
         cached, plan = entry
@@ -131,6 +131,9 @@ class AsyncRepository:
             if newer:
                 for domain_event in newer:
                     aggregate = domain_event.mutate(aggregate)
+                if aggregate is None:  # (discarded: an event's own mutate() gave None)
+                    self.cache.discard(aggregate_id)
+                    return None  # (the replay says it is not found)
                 self._keeper._cache(aggregate_id, aggregate)
         return aggregate
 
