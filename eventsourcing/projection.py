@@ -310,10 +310,17 @@ class BaseProjectionRunner(Generic[TApplication]):
         return self._is_interrupted
 
     def stop(self) -> None:
-        """Stop processing (the thread ends after the event in hand)."""
+        """Stop processing (the thread ends after the event in hand), and stop the
+        view's listening for ``wait()`` (a later ``wait()`` listens again)."""
         self._has_called_stop = True
         self._is_interrupted.set()
         self._subscription.stop()
+        self._stop_waiting_on_view()
+
+    def _stop_waiting_on_view(self) -> None:
+        close = getattr(self._tracking_recorder, "close", None)
+        if close is not None:
+            close()  # (a view's listener for wait(); its tables stay readable)
 
     def run_forever(self, timeout: float | None = None) -> None:
         """Block until ``timeout``, or until the runner stops; re-raise the error that
@@ -353,9 +360,7 @@ class BaseProjectionRunner(Generic[TApplication]):
             self.stop()
             self._processing_thread.join()
             self.app.close()
-            close = getattr(self._tracking_recorder, "close", None)
-            if close is not None:
-                close()  # (a view's listener for wait(); its tables stay readable)
+            self._stop_waiting_on_view()
             self._raise_thread_error()
         finally:
             self._close_own()

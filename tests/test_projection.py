@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,28 @@ def test_run_forever_and_wait_reraise_the_projections_error(
     runner2.stop()
     runner.app.close()
     runner2.app.close()
+
+
+def test_stop_ends_the_views_listening_for_wait(new_runner: RunnerMaker) -> None:
+    """A runner stopped without leaving its context keeps no thread listening for the
+    view's positions (on PostgreSQL one held a connection until the database went)."""
+    before = {thread.ident for thread in threading.enumerate()}
+    runner = new_runner()
+    runner.wait(runner.app.register_dog("Billy"), timeout=10)
+    runner.stop()
+    runner._processing_thread.join(timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = [
+            t.name
+            for t in threading.enumerate()
+            if t.ident not in before and t.name.startswith("listen")
+        ]
+        if not left:
+            break
+        time.sleep(0.01)
+    assert left == []
+    runner.app.close()
 
 
 def test_run_forever_returns_after_timeout_and_wait_returns_once_stopped(
