@@ -10,19 +10,9 @@ from copy import deepcopy
 from uuid import uuid4
 
 import pytest
+from note_model import Note
 
 from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
-
-
-class Note(Aggregate):
-    @event("Written")
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    @event("Edited")
-    def edit(self, text: str) -> None:
-        self.text = text
 
 
 @pytest.mark.parametrize("fastforward", ["y", "n"])

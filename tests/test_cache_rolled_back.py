@@ -8,19 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from note_model import Note
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate, event
-
-
-class Note(Aggregate):
-    @event("Written")
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    @event("Edited")
-    def edit(self, text: str) -> None:
-        self.text = text
 
 
 def _app(tmp_path: Path) -> tuple[Application, Path]:
