@@ -167,7 +167,7 @@ def test_stop_ends_the_views_listening_for_wait(new_runner: RunnerMaker) -> None
             break
         time.sleep(0.01)
     assert left == []
-    runner.app.close()
+    runner.__exit__(None, None, None)  # (closes the application and the view's pool)
 
 
 def test_run_forever_returns_after_timeout_and_wait_returns_once_stopped(
