@@ -476,11 +476,12 @@ def gathered(
     measure: Callable[[dict[str, str]], tuple[float, float, float]],
 ) -> None:
     """The threaded seed system again with its follower gathering events before each
-    batch while they stream in (FOLLOWER_BATCH_DELAY, 0 by default): a gather as long
+    batch while they stream in (FOLLOWER_BATCH_DELAY; "auto" by default): a gather as long
     as a fraction of the raw commit time, so that fewer follower commits (and less
     follower CPU beside the command thread) serve the same commands; each result then
-    waits up to that much longer."""
-    for fraction in (0.5, 0.85, 1.0, 1.5):
+    waits up to that much longer. First without gathering (0), the default before
+    "auto", for comparison."""
+    for fraction in (0.0, 0.5, 0.85, 1.0, 1.5):
         delay = fraction * commit
         rate, _, _ = measure({"FOLLOWER_BATCH_DELAY": f"{delay:.6f}"})
         say(

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 from uuid import UUID
 
 from eventsourcing._deadletters import DeadLetter
@@ -331,6 +331,23 @@ class Partition:
 # The settings that decide how stored events are decoded.
 _MAPPER_SETTINGS = (MAPPER_TOPIC, CIPHER_TOPIC, CIPHER_KEY, COMPRESSOR_TOPIC)
 
+# A follower's batch delay: seconds, or AUTO.
+AUTO: Literal["auto"] = "auto"
+BatchDelay = float | Literal["auto"]
+# The longest wait of an "auto" batch delay: a batch long in processing (a backlog,
+# a slow policy) says nothing of how long its commit took.
+AUTO_GATHER_LIMIT = 0.005
+
+
+def gather_seconds(batch_delay: BatchDelay | None, last_batch_seconds: float) -> float:
+    """How long a follower woken while busy waits before its next batch. "auto": as
+    long as its last batch took (at most AUTO_GATHER_LIMIT), since that is about how
+    long a commit takes here and events queue anyway while one is made: the next
+    commit then serves all of them, and a result waits at most one batch more."""
+    if batch_delay == AUTO:
+        return min(last_batch_seconds, AUTO_GATHER_LIMIT)
+    return batch_delay or 0.0
+
 
 class Follower(Application):
     """An application that processes the events of the applications it follows."""
@@ -345,9 +362,10 @@ class Follower(Application):
     # leader, for a follower that is behind (past that, it reads the log).
     handover_maxsize = 1_000
     # Under the threaded runners, how many seconds to wait before the next batch when
-    # events arrived during the last one (group commit). None: the store's default
-    # (0: none). FOLLOWER_BATCH_DELAY overrides both.
-    batch_delay: float | None = None
+    # events arrived during the last one (group commit): a number, or "auto" (as long
+    # as the last batch took, at most AUTO_GATHER_LIMIT). None: the store's default
+    # ("auto" on disk, 0 in memory). FOLLOWER_BATCH_DELAY overrides both.
+    batch_delay: BatchDelay | None = None
     # The topics of the upstream events to process (all if empty): the others are
     # not even read, since the log is queried for these topics only.
     topics: Sequence[str] = ()
@@ -394,8 +412,9 @@ class Follower(Application):
             )
         return tuple(topics)
 
-    def _batch_delay(self) -> float:
-        """Seconds to wait before the next batch when events arrived during the last one.
+    def _batch_delay(self) -> BatchDelay:
+        """Seconds to wait before the next batch when events arrived during the last
+        one, or "auto" (see ``gather_seconds``).
 
         Used by the threaded runners (a single-threaded runner processes before
         ``save()`` returns): ``FOLLOWER_BATCH_DELAY``, else the class's ``batch_delay``,
@@ -403,10 +422,11 @@ class Follower(Application):
         """
         setting = self.env.get(self.FOLLOWER_BATCH_DELAY)
         if setting in (None, ""):
-            if type(self).batch_delay is not None:
-                setting = str(type(self).batch_delay)
-            else:
+            if type(self).batch_delay is None:
                 return self.factory.follower_batch_delay
+            setting = str(type(self).batch_delay)
+        if setting.strip().lower() == AUTO:
+            return AUTO
         try:
             delay = float(setting)
         except ValueError:
@@ -414,7 +434,7 @@ class Follower(Application):
         if not (math.isfinite(delay) and delay >= 0):
             raise ValueError(
                 f"{self.name}: FOLLOWER_BATCH_DELAY (or the class's batch_delay) must be "
-                f"a number of seconds, 0 or more, not {setting!r}"
+                f"a number of seconds, 0 or more, or 'auto', not {setting!r}"
             )
         return delay
 

@@ -16,6 +16,7 @@ from eventsourcing._follower import (
     Leader,
     RunnerAlreadyStartedError,
     _has_unprocessed,
+    gather_seconds,
 )
 from eventsourcing._resilience import Outage, is_transient
 from eventsourcing.application import (
@@ -293,6 +294,7 @@ class _FollowerThread(threading.Thread):
         self.wake.set()  # catch up at once
         follower._upstream_listener = lambda _leader_name: self.wake.set()
         self.outage = Outage(f"{follower.name} (following {', '.join(leaders)})", logger)
+        self._last_batch_seconds = 0.0
 
     def run(self) -> None:
         try:
@@ -306,9 +308,11 @@ class _FollowerThread(threading.Thread):
                 self.wake.clear()
                 if self.runner.is_stopping.is_set():
                     return
+                began = time.perf_counter()
                 if not self._process_leaders():
                     busy = False
                     continue
+                self._last_batch_seconds = time.perf_counter() - began
                 # Woken while processing: events are streaming in, not trickling.
                 busy = self.wake.is_set()
                 self.runner._processed()
@@ -339,8 +343,9 @@ class _FollowerThread(threading.Thread):
         Only while events stream in (group commit): a follower woken after a quiet
         spell starts at once. Stopping the runner cuts the wait short.
         """
-        if self.follower.batch_delay:
-            self.runner.is_stopping.wait(self.follower.batch_delay)
+        delay = gather_seconds(self.follower.batch_delay, self._last_batch_seconds)
+        if delay:
+            self.runner.is_stopping.wait(delay)
 
     def _progress(self, leader_name: str, position: int) -> None:
         self.runner._progress_of(self.follower, leader_name, position)

@@ -163,3 +163,20 @@ def test_pipes_are_checked() -> None:
         AsyncRunner([[Counters, DogSchool]])
     with pytest.raises(TypeError, match="application classes"):
         AsyncRunner([[DogSchool, object]])
+
+
+def test_a_follower_woken_after_a_quiet_spell_is_not_delayed() -> None:
+    """The batch delay (group commit) is for events streaming in while the follower
+    processes: an event after a quiet spell is processed at once, as the threaded
+    runners do."""
+
+    async def main() -> None:
+        async with make_runner({"FOLLOWER_BATCH_DELAY": "30"}) as runner:
+            school = runner.get(DogSchool)
+            dog_id = await school.register_dog("Fido")
+            for _ in range(3):
+                position = await school.add_trick(dog_id, "sit")
+                await runner.wait(Counters, position=position, timeout=5)  # not 30 s
+            assert await count(runner.get(Counters), "sit") == 3
+
+    run(main())

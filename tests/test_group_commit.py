@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from eventsourcing import _follower
 from eventsourcing.system import Follower, MultiThreadedRunner, System
 from examples.dogschool import DogSchool
 from tests.test_core_system import Counters
@@ -52,9 +53,9 @@ def start(delay: str) -> MultiThreadedRunner:
     return runner
 
 
-def stream_while_held(runner: MultiThreadedRunner, pause: float) -> None:
-    """Three tricks arrive while the follower is busy with "hold", then three more
-    ``pause`` seconds after it is let go."""
+def stream_while_held(runner: MultiThreadedRunner, pause: float, held: float = 0.0) -> None:
+    """Three tricks arrive while the follower is busy with "hold" (for at least
+    ``held`` seconds), then three more ``pause`` seconds after it is let go."""
     school = runner.get(DogSchool)
     dog_id = school.register_dog("Fido")
     runner.wait(timeout=10)
@@ -62,6 +63,7 @@ def stream_while_held(runner: MultiThreadedRunner, pause: float) -> None:
     assert ENTERED.wait(timeout=10)
     for _ in range(3):
         school.add_trick(dog_id, "sit")
+    time.sleep(held)
     GATE.set()
     time.sleep(pause)
     for _ in range(3):
@@ -125,11 +127,44 @@ def test_stopping_cuts_a_gathering_wait_short() -> None:
     assert batches() == [1, 1]  # the trick that came while busy waits for a restart
 
 
+def test_auto_gathers_for_as_long_as_the_last_batch_took(monkeypatch) -> None:
+    monkeypatch.setattr(_follower, "AUTO_GATHER_LIMIT", 5.0)  # (the limit is not tested here)
+    runner = start("auto")
+    try:
+        # The held batch took 0.5 s: the next one waits as long, so the three tricks
+        # that came 50 ms after the hold was let go share its batch.
+        stream_while_held(runner, pause=0.05, held=0.5)
+        runner.wait(timeout=10)
+        assert batches() == [1, 1, 6]
+    finally:
+        runner.stop()
+
+
+def test_auto_gathers_no_longer_than_its_limit(monkeypatch) -> None:
+    monkeypatch.setattr(_follower, "AUTO_GATHER_LIMIT", 0.02)
+    runner = start("auto")
+    try:
+        stream_while_held(runner, pause=0.4, held=0.5)
+        runner.wait(timeout=10)
+        assert batches()[:3] == [1, 1, 3]  # (not six: the wait ended after 20 ms)
+        assert sum(batches()) == 8
+    finally:
+        runner.stop()
+
+
+def test_gather_seconds_follows_the_last_batch_under_auto() -> None:
+    assert _follower.gather_seconds("auto", 0.0015) == 0.0015
+    assert _follower.gather_seconds("auto", 2.0) == _follower.AUTO_GATHER_LIMIT
+    assert _follower.gather_seconds(0.25, 2.0) == 0.25  # a number is used as it is
+    assert _follower.gather_seconds(None, 2.0) == 0.0
+
+
 def test_the_delay_defaults_by_store_and_can_be_set(tmp_path) -> None:
     assert Counters().batch_delay == 0.0  # in memory, a commit costs next to nothing
     sqlite = {"PERSISTENCE_MODULE": "eventsourcing.sqlite"}
     on_disk = Counters(env={**sqlite, "SQLITE_DBNAME": str(tmp_path / "c.db")})
-    assert on_disk.batch_delay == 0.0  # (no latency added unless asked)
+    assert on_disk.batch_delay == "auto"  # about one commit, only while busy
+    assert Counters(env={"FOLLOWER_BATCH_DELAY": " Auto "}).batch_delay == "auto"
     assert Counters(env={"FOLLOWER_BATCH_DELAY": "0.01"}).batch_delay == 0.01
     assert Counters(env={"COUNTERS_FOLLOWER_BATCH_DELAY": "0"}).batch_delay == 0.0
     assert issubclass(Counters, Follower)
@@ -139,6 +174,11 @@ def test_the_delay_defaults_by_store_and_can_be_set(tmp_path) -> None:
 
     assert Patient().batch_delay == 0.05
     assert Patient(env={"FOLLOWER_BATCH_DELAY": "0.001"}).batch_delay == 0.001
+
+    class Adaptive(Counters):
+        batch_delay = "auto"
+
+    assert Adaptive().batch_delay == "auto"
 
 
 def test_a_bad_class_delay_is_named_too() -> None:

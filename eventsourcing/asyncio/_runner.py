@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
+from eventsourcing._follower import gather_seconds
 from eventsourcing.application import Application, LocalNotificationLog
 from eventsourcing.asyncio._application import AsyncApplication
 from eventsourcing.asyncio._progress import Progress
@@ -194,17 +195,23 @@ class AsyncRunner:
         def progressed(leader_name: str, position: int) -> None:  # (on the worker thread)
             loop.call_soon_threadsafe(self._announce_progress)
 
+        busy, last_batch_seconds = False, 0.0
         try:
             while True:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await wait_for(wake.wait(), self.poll_interval)
-                if wake.is_set() and follower.batch_delay:
-                    await asyncio.sleep(follower.batch_delay)  # let more events gather
+                # Woken while it processed: events stream in; let more gather first.
+                delay = gather_seconds(follower.batch_delay, last_batch_seconds) if busy else 0
+                if delay:
+                    await asyncio.sleep(delay)
                 wake.clear()
+                began = loop.time()
                 for leader_name in self.follows[name]:
                     await self._in_thread_of(
                         name, follower.pull_and_process, leader_name, None, None, progressed
                     )
+                last_batch_seconds = loop.time() - began
+                busy = wake.is_set()
                 self._wake_followers_of(name)
                 self._announce_progress()
         except asyncio.CancelledError:
