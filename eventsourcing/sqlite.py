@@ -257,8 +257,20 @@ class SQLiteDatastore:
                 alive.append((thread_ref, conn))
         self._opened = alive
 
-    def run(self, func: Callable[[sqlite3.Connection], T], *, write: bool, what: What) -> T:
+    def run(
+        self,
+        func: Callable[[sqlite3.Connection], T],
+        *,
+        write: bool,
+        what: What,
+        single: bool = False,
+    ) -> T:
         """Run ``func`` in a transaction (or, to read, as it is), translating sqlite3 errors.
+
+        ``single``: ``func`` writes in one statement (reads after it are allowed), which
+        is then, unless grouped with other writes, a transaction by itself: it takes
+        the write lock before reading anything, as ``BEGIN IMMEDIATE`` does, and
+        commits as durably when it ends, two statements less.
 
         In a shared-cache memory database, another datastore's transaction makes
         statements fail at once with "locked" (the busy timeout does not apply),
@@ -272,13 +284,14 @@ class SQLiteDatastore:
             try:
                 if self.is_memory:
                     with self.connection() as conn:
-                        result = self._run_on(conn, func, write)
+                        result = self._run_on(conn, func, write, single)
                 else:
                     with self._in_use():
                         if write and self._group is not None:
-                            result = self._group.run(func)  # (its own transaction, or shared)
+                            # (its own transaction, or shared)
+                            result = self._group.run(func, single)
                         else:
-                            result = self._run_on(self._thread_connection(), func, write)
+                            result = self._run_on(self._thread_connection(), func, write, single)
             except sqlite3.Error as error:
                 if not _is_locked(error):
                     raise translate_error(error, describe(what)) from error
@@ -296,10 +309,14 @@ class SQLiteDatastore:
 
     @staticmethod
     def _run_on(
-        conn: sqlite3.Connection, func: Callable[[sqlite3.Connection], T], write: bool
+        conn: sqlite3.Connection,
+        func: Callable[[sqlite3.Connection], T],
+        write: bool,
+        single: bool = False,
     ) -> T:
-        if not write:
-            # Reads are single statements: each is its own consistent snapshot.
+        if not write or single:
+            # Reads are single statements: each is its own consistent snapshot. So is
+            # a write of one statement (it takes the write lock first: see run()).
             return func(conn)
         # IMMEDIATE: take the write lock now, so writers (and their ids) are
         # serialised and readers see ids committed in order (module docstring).
@@ -579,6 +596,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             lambda conn: self._insert_rows(conn, stored_events),
             write=True,
             what=inserting(self.events_table_name, stored_events),
+            single=len(stored_events) == 1,  # (one INSERT: see _insert_rows)
         )
         return None
 
@@ -649,6 +667,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         else:
             rows = self._rows_with_id_param(stored_events)
         if len(rows) == 1:  # the usual save: a failed insert leaves nothing to undo
+            # (One statement: recorders run it with single=True, see SQLiteDatastore.run.)
             try:
                 rowid = conn.execute(statement, rows[0]).lastrowid
             except sqlite3.IntegrityError as error:
@@ -764,6 +783,7 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
             lambda conn: self._insert_events_returning_ids(conn, stored_events),
             write=True,
             what=inserting(self.events_table_name, stored_events),
+            single=len(stored_events) == 1,  # (one INSERT: see _insert_rows)
         )
 
     def _insert_events(
