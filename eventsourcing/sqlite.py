@@ -158,7 +158,10 @@ class SQLiteDatastore:
         # Operations in flight on file connections: close() waits for them, since closing
         # a connection while another thread runs a statement on it can crash sqlite3.
         self._in_flight = 0
-        self._idle = threading.Condition()
+        # The count is kept under the plain lock (cheaper than the condition's methods);
+        # close() waits on the condition, notified only once closing (see _leave()).
+        self._in_flight_lock = threading.Lock()
+        self._idle = threading.Condition(self._in_flight_lock)
         # Writes of many threads to a file share transactions (eventsourcing._sqlite_group).
         self._group = None if self.is_memory else GroupCommit(self._thread_connection)
         self.retry_timeout = float(retry_timeout)
@@ -223,19 +226,28 @@ class SQLiteDatastore:
     @contextmanager
     def _in_use(self) -> Iterator[None]:
         """Count an operation on this thread's file connection (see close())."""
-        with self._idle:
-            if self._closed:
-                raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
-            self._in_flight += 1
-        self._local.depth = getattr(self._local, "depth", 0) + 1
+        self._enter()
         try:
             yield
         finally:
-            self._local.depth -= 1
-            with self._idle:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.notify_all()
+            self._leave()
+
+    def _enter(self) -> None:
+        """An operation on this thread's file connection begins (see close())."""
+        with self._in_flight_lock:
+            if self._closed:
+                raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
+            self._in_flight += 1
+        local = self._local
+        local.depth = getattr(local, "depth", 0) + 1
+
+    def _leave(self) -> None:
+        """The operation begun by _enter() has ended."""
+        self._local.depth -= 1
+        with self._in_flight_lock:
+            self._in_flight -= 1
+            if self._closed:  # close() may be waiting (it set _closed under this lock)
+                self._idle.notify_all()
 
     def _thread_connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -286,12 +298,15 @@ class SQLiteDatastore:
                     with self.connection() as conn:
                         result = self._run_on(conn, func, write, single)
                 else:
-                    with self._in_use():
+                    self._enter()
+                    try:
                         if write and self._group is not None:
                             # (its own transaction, or shared)
                             result = self._group.run(func, single)
                         else:
                             result = self._run_on(self._thread_connection(), func, write, single)
+                    finally:
+                        self._leave()
             except sqlite3.Error as error:
                 if not _is_locked(error):
                     raise translate_error(error, describe(what)) from error
