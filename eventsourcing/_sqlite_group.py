@@ -26,6 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import suppress
+from threading import get_ident
 from typing import Any
 
 
@@ -58,7 +59,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._waiting: list[_Write] = []
         self._leading = False
-        self._running = threading.local()  # set in a leader while it runs a group
+        self._leader: int | None = None  # the thread running a group, while it does
 
     def run(self, func: Callable[[sqlite3.Connection], Any], single: bool = False) -> Any:
         """Run ``func(connection)`` in a transaction shared with other writes; return
@@ -66,27 +67,32 @@ class GroupCommit:
 
         ``single``: ``func`` runs one statement that writes (and maybe reads after
         it), so that alone it may run without BEGIN and COMMIT (module docstring)."""
-        if getattr(self._running, "group", False):  # a write within a write: as before
+        if self._leader == get_ident():  # a write within a write: refused, as before
             raise sqlite3.OperationalError("cannot start a transaction within a transaction")
         write = _Write(func, single)
         with self._lock:
-            self._waiting.append(write)
-            leads = write.leads = not self._leading
-            self._leading = True
-            if not leads:
+            alone = not self._leading
+            if alone:  # nobody writing: lead at once, with this write alone
+                self._leading = write.leads = True
+            else:
+                self._waiting.append(write)
                 ready = write.ready = threading.Event()
-        if not leads:
+        if alone:
+            self._lead([write])
+        else:
             ready.wait()
-        if write.leads:
-            self._lead()
+            if write.leads:  # asked to lead the writes waiting, this one among them
+                self._lead([])
         return write.outcome()
 
-    def _lead(self) -> None:
-        group: list[_Write] = []
-        self._running.group = True
+    def _lead(self, group: list[_Write]) -> None:
+        """Run ``group`` (or, if empty, the writes waiting) and those that come while
+        the write lock is taken, in one transaction; then hand over to a waiting write."""
+        self._leader = get_ident()
         try:
-            group = self._take_waiting()
             try:
+                if not group:
+                    group = self._take_waiting()
                 conn = self._connection()
                 if len(group) == 1 and group[0].single:
                     _run_single(conn, group[0])
@@ -99,7 +105,7 @@ class GroupCommit:
             group += self._take_waiting()  # after the lock: those that came meanwhile too
             _run_group(conn, group)
         finally:
-            self._running.group = False
+            self._leader = None
             self._hand_over()
             for write in group:
                 if write.ready is not None:
