@@ -548,6 +548,12 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         self.datastore = datastore
         self.events_table_name = events_table_name
         self._events = quote_identifier(events_table_name)
+        # Statements made once, not per save or read.
+        self._insert_statement = (
+            f"INSERT INTO {self._events} "
+            "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
+        )
+        self._select_statements: dict[tuple[bool, bool, bool, bool], str] = {}
         self.originator_id_type = datastore.originator_id_type
         columns, self.text_layout = self._detect_layout(events_table_name)
         self._id_type: type = str if self.originator_id_type == "text" else UUID
@@ -666,10 +672,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
 
     def _insert_rows(self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]) -> int:
         """Insert the events; return the rowid of the last one."""
-        statement = (
-            f"INSERT INTO {self._events} "
-            "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
-        )
+        statement = self._insert_statement
         if self._id_param is None:  # UUIDs as bytes: the usual case, without a call
             try:
                 rows = [
@@ -735,9 +738,6 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> list[StoredEvent]:
-        statement = (
-            f"SELECT originator_version, topic, state FROM {self._events} WHERE originator_id = ?"
-        )
         if self._id_param is None:
             try:
                 params: list[Any] = [originator_id.bytes]
@@ -746,15 +746,15 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         else:
             params = [self._id_param(originator_id)]
         if gt is not None:
-            statement += " AND originator_version > ?"
             params.append(gt)
         if lte is not None:
-            statement += " AND originator_version <= ?"
             params.append(lte)
-        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
         if limit is not None:
-            statement += " LIMIT ?"
             params.append(max(limit, 0))
+        shape = (gt is not None, lte is not None, bool(desc), limit is not None)
+        statement = self._select_statements.get(shape)
+        if statement is None:
+            statement = self._select_statements[shape] = self._select_statement(*shape)
         rows = self._select_rows(
             statement,
             params,
@@ -764,6 +764,20 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             new_stored_event(originator_id, version, topic, bytes(state))
             for version, topic, state in rows
         ]
+
+    def _select_statement(self, gt: bool, lte: bool, desc: bool, limit: bool) -> str:
+        """The statement of select_events with these of its arguments given."""
+        statement = (
+            f"SELECT originator_version, topic, state FROM {self._events} WHERE originator_id = ?"
+        )
+        if gt:
+            statement += " AND originator_version > ?"
+        if lte:
+            statement += " AND originator_version <= ?"
+        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
+        if limit:
+            statement += " LIMIT ?"
+        return statement
 
 
 class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
