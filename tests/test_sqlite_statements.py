@@ -21,7 +21,7 @@ from recorder_contract import event
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.domain import event as event_decorator
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import RecordConflictError, Tracking
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore, SQLiteProcessRecorder
 
 
@@ -162,3 +162,19 @@ def test_single_inserts_from_two_datastores_leave_no_gap_a_reader_could_skip(
     assert reader.max_notification_id() == len(returned_ids) > 10
     for recorder in [*writers, reader]:
         recorder.datastore.close()
+
+
+def test_a_single_insert_that_conflicts_leaves_nothing_open(tmp_path: Path) -> None:
+    """A one-event insert refused (the version is taken) records nothing, leaves no
+    transaction open on the connection, and the next insert takes the next id."""
+    recorder = SQLiteApplicationRecorder(SQLiteDatastore(str(tmp_path / "c.db")))
+    recorder.create_table()
+    taken = uuid4()
+    assert recorder.insert_events([event(taken, 1)]) == [1]
+    with pytest.raises(RecordConflictError, match=str(taken)):
+        recorder.insert_events([event(taken, 1)])
+    with recorder.datastore.connection() as conn:
+        assert not conn.in_transaction
+    assert recorder.insert_events([event(uuid4(), 1)]) == [2]
+    assert [n.id for n in recorder.select_notifications(None, 10)] == [1, 2]
+    recorder.datastore.close()
