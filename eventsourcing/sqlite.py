@@ -12,11 +12,13 @@ Threads: a file database gets one connection per thread. An in-memory database
 shared by every thread under a lock, so all threads see the same data.
 
 Never skip: every write runs inside ``BEGIN IMMEDIATE``, which takes the database's
-single write lock before anything is read or written. Writers are therefore
-serialised, each transaction's notification ids are all above every id already
-committed, and a reader (whose statement sees one committed snapshot) only ever
-sees a gap-free prefix of the ids: an id it has not seen yet can only be higher
-than every id it has seen.
+single write lock before anything is read or written, or is one statement (a save
+of one event: one INSERT) run outside a transaction, which is then a transaction of
+its own and takes the write lock as it starts, before it reads anything, and commits
+(as durably) as it ends. Writers are therefore serialised, each transaction's
+notification ids are all above every id already committed, and a reader (whose
+statement sees one committed snapshot) only ever sees a gap-free prefix of the ids:
+an id it has not seen yet can only be higher than every id it has seen.
 """
 
 from __future__ import annotations
