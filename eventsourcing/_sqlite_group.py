@@ -167,6 +167,9 @@ def _run_alone(conn: sqlite3.Connection, write: _Write) -> None:
 def _run_single(conn: sqlite3.Connection, write: _Write) -> None:
     """A write of one statement, alone: that statement is the transaction (it takes the
     write lock as it starts and commits as it ends, or leaves nothing if it fails)."""
+    if conn.in_transaction:  # (one the thread began: refused, as BEGIN would be)
+        write.error = sqlite3.OperationalError("cannot start a transaction within a transaction")
+        return
     try:
         write.result = write.func(conn)
     except BaseException as error:

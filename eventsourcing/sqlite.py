@@ -331,9 +331,10 @@ class SQLiteDatastore:
         write: bool,
         single: bool = False,
     ) -> T:
-        if not write or single:
+        if not write or (single and not conn.in_transaction):
             # Reads are single statements: each is its own consistent snapshot. So is
-            # a write of one statement (it takes the write lock first: see run()).
+            # a write of one statement (it takes the write lock first: see run()),
+            # unless the thread has begun a transaction (then BEGIN refuses it).
             return func(conn)
         # IMMEDIATE: take the write lock now, so writers (and their ids) are
         # serialised and readers see ids committed in order (module docstring).

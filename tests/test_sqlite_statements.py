@@ -21,7 +21,7 @@ from recorder_contract import event
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.domain import event as event_decorator
-from eventsourcing.persistence import RecordConflictError, Tracking
+from eventsourcing.persistence import OperationalError, RecordConflictError, Tracking
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore, SQLiteProcessRecorder
 
 
@@ -177,4 +177,26 @@ def test_a_single_insert_that_conflicts_leaves_nothing_open(tmp_path: Path) -> N
         assert not conn.in_transaction
     assert recorder.insert_events([event(uuid4(), 1)]) == [2]
     assert [n.id for n in recorder.select_notifications(None, 10)] == [1, 2]
+    recorder.datastore.close()
+
+
+@pytest.mark.parametrize("memory", [False, True])
+def test_a_single_insert_within_a_transaction_of_the_thread_is_refused_as_before(
+    tmp_path: Path, memory: bool
+) -> None:
+    """Inside ``datastore.transaction()`` a recorder's insert is refused (it cannot have
+    a transaction of its own), and the open transaction is left as it was."""
+    name = ":memory:" if memory else str(tmp_path / "n.db")
+    recorder = SQLiteApplicationRecorder(SQLiteDatastore(name))
+    recorder.create_table()
+    table = recorder.events_table_name
+    with recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+            "VALUES (?, 1, 'topic:T', x'00')",
+            (uuid4().bytes,),
+        )
+        with pytest.raises(OperationalError, match="within a transaction"):
+            recorder.insert_events([event(uuid4(), 1)])
+    assert [n.id for n in recorder.select_notifications(None, 10)] == [1]  # (committed)
     recorder.datastore.close()
