@@ -12,6 +12,12 @@ long.
 If the transaction itself fails (the lock not had in time, a failed COMMIT, an
 error that ended the transaction), every write of the group fails, and none of
 them was recorded.
+
+A write that is one statement (``single``: one INSERT, say) and finds itself alone
+when its leader starts runs as that statement only, without BEGIN and COMMIT: a
+statement outside a transaction is a transaction of its own, which takes the write
+lock before it reads anything (so ids stay in order, as under BEGIN IMMEDIATE) and
+commits, as durably, when it ends. Writes arriving meanwhile form the next group.
 """
 
 from __future__ import annotations
@@ -20,17 +26,21 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import suppress
+from threading import get_ident
 from typing import Any
 
 
 class _Write:
     """One thread's write, waiting to be run by a leader, then its outcome."""
 
-    __slots__ = ("error", "func", "leads", "ready", "result")
+    __slots__ = ("error", "func", "leads", "ready", "result", "single")
 
-    def __init__(self, func: Callable[[sqlite3.Connection], Any]):
+    def __init__(self, func: Callable[[sqlite3.Connection], Any], single: bool):
         self.func = func
-        self.ready = threading.Event()  # answered, or asked to lead
+        self.single = single  # one statement: atomic without a transaction of ours
+        # Answered, or asked to lead: made only for a write that waits (a leader that
+        # finds nobody writing, the usual case, needs none).
+        self.ready: threading.Event | None = None
         self.leads = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -49,42 +59,57 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._waiting: list[_Write] = []
         self._leading = False
-        self._running = threading.local()  # set in a leader while it runs a group
+        self._leader: int | None = None  # the thread running a group, while it does
 
-    def run(self, func: Callable[[sqlite3.Connection], Any]) -> Any:
+    def run(self, func: Callable[[sqlite3.Connection], Any], single: bool = False) -> Any:
         """Run ``func(connection)`` in a transaction shared with other writes; return
-        its result once committed (or raise its error, or the transaction's)."""
-        if getattr(self._running, "group", False):  # a write within a write: as before
+        its result once committed (or raise its error, or the transaction's).
+
+        ``single``: ``func`` runs one statement that writes (and maybe reads after
+        it), so that alone it may run without BEGIN and COMMIT (module docstring)."""
+        if self._leader == get_ident():  # a write within a write: refused, as before
             raise sqlite3.OperationalError("cannot start a transaction within a transaction")
-        write = _Write(func)
+        write = _Write(func, single)
         with self._lock:
-            self._waiting.append(write)
-            leads = write.leads = not self._leading
-            self._leading = True
-        if not leads:
-            write.ready.wait()
-        if write.leads:
-            self._lead()
+            alone = not self._leading
+            if alone:  # nobody writing: lead at once, with this write alone
+                self._leading = write.leads = True
+            else:
+                self._waiting.append(write)
+                ready = write.ready = threading.Event()
+        if alone:
+            self._lead([write])
+        else:
+            ready.wait()
+            if write.leads:  # asked to lead the writes waiting, this one among them
+                self._lead([])
         return write.outcome()
 
-    def _lead(self) -> None:
-        group: list[_Write] = []
-        self._running.group = True
+    def _lead(self, group: list[_Write]) -> None:
+        """Run ``group`` (or, if empty, the writes waiting) and those that come while
+        the write lock is taken, in one transaction; then hand over to a waiting write."""
+        self._leader = get_ident()
         try:
             try:
+                if not group:
+                    group = self._take_waiting()
                 conn = self._connection()
+                if len(group) == 1 and group[0].single:
+                    _run_single(conn, group[0])
+                    return
                 conn.execute("BEGIN IMMEDIATE")
             except BaseException as error:  # (no connection, or the lock not had in time)
-                group = self._take_waiting()
+                group += self._take_waiting()
                 _fail_all(group, error)
                 return
-            group = self._take_waiting()  # after the lock: those that came meanwhile too
+            group += self._take_waiting()  # after the lock: those that came meanwhile too
             _run_group(conn, group)
         finally:
-            self._running.group = False
+            self._leader = None
             self._hand_over()
             for write in group:
-                write.ready.set()
+                if write.ready is not None:
+                    write.ready.set()
 
     def _take_waiting(self) -> list[_Write]:
         with self._lock:
@@ -96,6 +121,7 @@ class GroupCommit:
             if self._waiting:
                 following = self._waiting[0]
                 following.leads = True
+                assert following.ready is not None  # (a write that waits has one)
                 following.ready.set()
             else:
                 self._leading = False
@@ -136,6 +162,25 @@ def _run_alone(conn: sqlite3.Connection, write: _Write) -> None:
             conn.execute("ROLLBACK")
         write.result = None
         write.error = error
+
+
+def _run_single(conn: sqlite3.Connection, write: _Write) -> None:
+    """A write of one statement, alone: that statement is the transaction (it takes the
+    write lock as it starts and commits as it ends, or leaves nothing if it fails)."""
+    if conn.in_transaction:  # (one the thread began: refused, as BEGIN would be)
+        write.error = sqlite3.OperationalError("cannot start a transaction within a transaction")
+        return
+    try:
+        write.result = write.func(conn)
+    except BaseException as error:
+        write.result = None
+        write.error = error
+    if conn.in_transaction:  # (not so for one statement: never leave one open)
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        if write.error is None:
+            write.result = None
+            write.error = sqlite3.OperationalError("a single write left a transaction open")
 
 
 def _undo_savepoint(conn: sqlite3.Connection) -> bool:

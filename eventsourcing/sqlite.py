@@ -12,11 +12,13 @@ Threads: a file database gets one connection per thread. An in-memory database
 shared by every thread under a lock, so all threads see the same data.
 
 Never skip: every write runs inside ``BEGIN IMMEDIATE``, which takes the database's
-single write lock before anything is read or written. Writers are therefore
-serialised, each transaction's notification ids are all above every id already
-committed, and a reader (whose statement sees one committed snapshot) only ever
-sees a gap-free prefix of the ids: an id it has not seen yet can only be higher
-than every id it has seen.
+single write lock before anything is read or written, or is one statement (a save
+of one event: one INSERT) run outside a transaction, which is then a transaction of
+its own and takes the write lock as it starts, before it reads anything, and commits
+(as durably) as it ends. Writers are therefore serialised, each transaction's
+notification ids are all above every id already committed, and a reader (whose
+statement sees one committed snapshot) only ever sees a gap-free prefix of the ids:
+an id it has not seen yet can only be higher than every id it has seen.
 """
 
 from __future__ import annotations
@@ -158,7 +160,10 @@ class SQLiteDatastore:
         # Operations in flight on file connections: close() waits for them, since closing
         # a connection while another thread runs a statement on it can crash sqlite3.
         self._in_flight = 0
-        self._idle = threading.Condition()
+        # The count is kept under the plain lock (cheaper than the condition's methods);
+        # close() waits on the condition, notified only once closing (see _leave()).
+        self._in_flight_lock = threading.Lock()
+        self._idle = threading.Condition(self._in_flight_lock)
         # Writes of many threads to a file share transactions (eventsourcing._sqlite_group).
         self._group = None if self.is_memory else GroupCommit(self._thread_connection)
         self.retry_timeout = float(retry_timeout)
@@ -223,19 +228,28 @@ class SQLiteDatastore:
     @contextmanager
     def _in_use(self) -> Iterator[None]:
         """Count an operation on this thread's file connection (see close())."""
-        with self._idle:
-            if self._closed:
-                raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
-            self._in_flight += 1
-        self._local.depth = getattr(self._local, "depth", 0) + 1
+        self._enter()
         try:
             yield
         finally:
-            self._local.depth -= 1
-            with self._idle:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.notify_all()
+            self._leave()
+
+    def _enter(self) -> None:
+        """An operation on this thread's file connection begins (see close())."""
+        with self._in_flight_lock:
+            if self._closed:
+                raise InterfaceError(f"SQLite datastore {self.db_name!r} is closed")
+            self._in_flight += 1
+        local = self._local
+        local.depth = getattr(local, "depth", 0) + 1
+
+    def _leave(self) -> None:
+        """The operation begun by _enter() has ended."""
+        self._local.depth -= 1
+        with self._in_flight_lock:
+            self._in_flight -= 1
+            if self._closed:  # close() may be waiting (it set _closed under this lock)
+                self._idle.notify_all()
 
     def _thread_connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -257,8 +271,20 @@ class SQLiteDatastore:
                 alive.append((thread_ref, conn))
         self._opened = alive
 
-    def run(self, func: Callable[[sqlite3.Connection], T], *, write: bool, what: What) -> T:
+    def run(
+        self,
+        func: Callable[[sqlite3.Connection], T],
+        *,
+        write: bool,
+        what: What,
+        single: bool = False,
+    ) -> T:
         """Run ``func`` in a transaction (or, to read, as it is), translating sqlite3 errors.
+
+        ``single``: ``func`` writes in one statement (reads after it are allowed), which
+        is then, unless grouped with other writes, a transaction by itself: it takes
+        the write lock before reading anything, as ``BEGIN IMMEDIATE`` does, and
+        commits as durably when it ends, two statements less.
 
         In a shared-cache memory database, another datastore's transaction makes
         statements fail at once with "locked" (the busy timeout does not apply),
@@ -272,13 +298,17 @@ class SQLiteDatastore:
             try:
                 if self.is_memory:
                     with self.connection() as conn:
-                        result = self._run_on(conn, func, write)
+                        result = self._run_on(conn, func, write, single)
                 else:
-                    with self._in_use():
+                    self._enter()
+                    try:
                         if write and self._group is not None:
-                            result = self._group.run(func)  # (its own transaction, or shared)
+                            # (its own transaction, or shared)
+                            result = self._group.run(func, single)
                         else:
-                            result = self._run_on(self._thread_connection(), func, write)
+                            result = self._run_on(self._thread_connection(), func, write, single)
+                    finally:
+                        self._leave()
             except sqlite3.Error as error:
                 if not _is_locked(error):
                     raise translate_error(error, describe(what)) from error
@@ -296,10 +326,15 @@ class SQLiteDatastore:
 
     @staticmethod
     def _run_on(
-        conn: sqlite3.Connection, func: Callable[[sqlite3.Connection], T], write: bool
+        conn: sqlite3.Connection,
+        func: Callable[[sqlite3.Connection], T],
+        write: bool,
+        single: bool = False,
     ) -> T:
-        if not write:
-            # Reads are single statements: each is its own consistent snapshot.
+        if not write or (single and not conn.in_transaction):
+            # Reads are single statements: each is its own consistent snapshot. So is
+            # a write of one statement (it takes the write lock first: see run()),
+            # unless the thread has begun a transaction (then BEGIN refuses it).
             return func(conn)
         # IMMEDIATE: take the write lock now, so writers (and their ids) are
         # serialised and readers see ids committed in order (module docstring).
@@ -516,6 +551,12 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         self.datastore = datastore
         self.events_table_name = events_table_name
         self._events = quote_identifier(events_table_name)
+        # Statements made once, not per save or read.
+        self._insert_statement = (
+            f"INSERT INTO {self._events} "
+            "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
+        )
+        self._select_statements: dict[tuple[bool, bool, bool, bool], str] = {}
         self.originator_id_type = datastore.originator_id_type
         columns, self.text_layout = self._detect_layout(events_table_name)
         self._id_type: type = str if self.originator_id_type == "text" else UUID
@@ -579,6 +620,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             lambda conn: self._insert_rows(conn, stored_events),
             write=True,
             what=inserting(self.events_table_name, stored_events),
+            single=len(stored_events) == 1,  # (one INSERT: see _insert_rows)
         )
         return None
 
@@ -633,10 +675,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
 
     def _insert_rows(self, conn: sqlite3.Connection, stored_events: Sequence[StoredEvent]) -> int:
         """Insert the events; return the rowid of the last one."""
-        statement = (
-            f"INSERT INTO {self._events} "
-            "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)"
-        )
+        statement = self._insert_statement
         if self._id_param is None:  # UUIDs as bytes: the usual case, without a call
             try:
                 rows = [
@@ -649,6 +688,7 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         else:
             rows = self._rows_with_id_param(stored_events)
         if len(rows) == 1:  # the usual save: a failed insert leaves nothing to undo
+            # (One statement: recorders run it with single=True, see SQLiteDatastore.run.)
             try:
                 rowid = conn.execute(statement, rows[0]).lastrowid
             except sqlite3.IntegrityError as error:
@@ -701,9 +741,6 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> list[StoredEvent]:
-        statement = (
-            f"SELECT originator_version, topic, state FROM {self._events} WHERE originator_id = ?"
-        )
         if self._id_param is None:
             try:
                 params: list[Any] = [originator_id.bytes]
@@ -712,15 +749,15 @@ class SQLiteAggregateRecorder(AggregateRecorder):
         else:
             params = [self._id_param(originator_id)]
         if gt is not None:
-            statement += " AND originator_version > ?"
             params.append(gt)
         if lte is not None:
-            statement += " AND originator_version <= ?"
             params.append(lte)
-        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
         if limit is not None:
-            statement += " LIMIT ?"
             params.append(max(limit, 0))
+        shape = (gt is not None, lte is not None, bool(desc), limit is not None)
+        statement = self._select_statements.get(shape)
+        if statement is None:
+            statement = self._select_statements[shape] = self._select_statement(*shape)
         rows = self._select_rows(
             statement,
             params,
@@ -730,6 +767,20 @@ class SQLiteAggregateRecorder(AggregateRecorder):
             new_stored_event(originator_id, version, topic, bytes(state))
             for version, topic, state in rows
         ]
+
+    def _select_statement(self, gt: bool, lte: bool, desc: bool, limit: bool) -> str:
+        """The statement of select_events with these of its arguments given."""
+        statement = (
+            f"SELECT originator_version, topic, state FROM {self._events} WHERE originator_id = ?"
+        )
+        if gt:
+            statement += " AND originator_version > ?"
+        if lte:
+            statement += " AND originator_version <= ?"
+        statement += " ORDER BY originator_version" + (" DESC" if desc else "")
+        if limit:
+            statement += " LIMIT ?"
+        return statement
 
 
 class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
@@ -764,6 +815,7 @@ class SQLiteApplicationRecorder(SQLiteAggregateRecorder, ApplicationRecorder):
             lambda conn: self._insert_events_returning_ids(conn, stored_events),
             write=True,
             what=inserting(self.events_table_name, stored_events),
+            single=len(stored_events) == 1,  # (one INSERT: see _insert_rows)
         )
 
     def _insert_events(

@@ -253,3 +253,33 @@ def test_close_waits_for_an_operation_of_another_thread(tmp_path: Path) -> None:
     assert results == [1]
     with pytest.raises(InterfaceError, match="closed"):
         datastore.run(slow_read, write=False, what="A read after close")
+
+
+def test_close_inside_an_operation_ends_when_another_threads_operation_does(
+    tmp_path: Path,
+) -> None:
+    """close() called within an operation of its own thread waits for the others only:
+    once another thread's operation ends, it goes on (not at the end of CLOSE_WAIT)."""
+    datastore = SQLiteDatastore(str(tmp_path / "close.sqlite"))
+    started = threading.Event()
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        started.set()
+        time.sleep(0.3)
+        return int(conn.execute("SELECT 1").fetchone()[0])
+
+    reader = threading.Thread(
+        target=lambda: datastore.run(slow_read, write=False, what="A slow read")
+    )
+    reader.start()
+    assert started.wait(5)
+    closing_took: list[float] = []
+
+    def close_within(conn: sqlite3.Connection) -> None:
+        began = time.monotonic()
+        datastore.close()
+        closing_took.append(time.monotonic() - began)
+
+    datastore.run(close_within, write=False, what="A read that closes")
+    reader.join(5)
+    assert closing_took and closing_took[0] < 3, f"close() waited {closing_took[0]:.1f}s"
