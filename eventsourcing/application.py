@@ -604,27 +604,30 @@ class Repository(Generic[TAggregateID]):
         return aggregate
 
     def cache_saved(self, aggregates: Mapping[UUID, Any], events: Sequence[Any] = ()) -> None:
-        """Remember aggregates just saved, so the next get needs no replay.
+        """Remember aggregates just saved, where the cache is not fast-forwarded.
 
-        Only if their ``events`` read back as they were saved: otherwise the aggregate
-        a replay makes may differ from the one in memory (a tuple the events held is a
-        list after a replay), and a cache would show it. The next get then brings a
-        copy cached before up to date from the store (or replays the events).
+        A fast-forwarded cache takes nothing from a save: what it holds is made only
+        from recorded events (by replaying them, or bringing a cached aggregate up to
+        date), never from an aggregate as a command left it (which a command may
+        have changed past its events: a replay would not show that change).
+
+        Without fast-forwarding (the cache is then all there is), a copy of each saved
+        aggregate is kept, if its ``events`` read back as they were saved: otherwise
+        the aggregate a replay makes may differ from the one in memory (a tuple the
+        events held is a list after a replay), and it is forgotten instead.
         """
-        if self.cache is None:
+        if self.cache is None or self.fastforward:
             return
         if not (
             self.checks_read_back
             and events_read_back_as_saved(events)
             and events_replay_as_triggered(events)
         ):
-            if not self.fastforward:  # (a copy cached before would not be brought up to date)
-                for aggregate_id in aggregates:
-                    self.cache.discard(aggregate_id)
+            for aggregate_id in aggregates:
+                self.cache.discard(aggregate_id)
             return
         for aggregate_id, aggregate in aggregates.items():
-            # A copy: the caller may change its aggregate and fail to save it next time.
-            # (Cheaper than fast-forwarding an older copy by the events just saved.)
+            # (A copy: the caller may change its aggregate and fail to save it next time.)
             self._cache(aggregate_id, aggregate)
 
     def forget_others(self, domain_events: Iterable[Any], saved: Mapping[Any, Any]) -> None:
