@@ -433,6 +433,7 @@ class Follower(Application):
             snapshot_store=plain.snapshot_store,
             cache_maxsize=plain.cache.maxsize if plain.cache is not None else None,
             fastforward=plain.fastforward,
+            id_type=self._id_type(),
             fastforward_skipping=plain.fastforward_skipping,
             deepcopy_from_cache=plain.deepcopy_from_cache,
         )

@@ -4,6 +4,8 @@ by default; an id of the wrong type for a store is a clear error, never a silent
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -11,7 +13,14 @@ from uuid import UUID, uuid4
 import pytest
 from conftest import postgres_unreachable_reason
 
-from eventsourcing.domain import DomainEvent
+from eventsourcing.application import Application
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    DomainEvent,
+    event,
+)
 from eventsourcing.persistence import (
     InfrastructureFactory,
     OriginatorIDTypeError,
@@ -21,6 +30,7 @@ from eventsourcing.persistence import (
     TrackingConflictError,
 )
 from eventsourcing.popo import POPOApplicationRecorder, POPOProcessRecorder
+from eventsourcing.system import ProcessApplication
 from eventsourcing.utils import Environment
 
 
@@ -174,3 +184,35 @@ def test_a_uuids_string_form_selects_its_events_where_ids_are_uuids(
     processes.insert_events([stored(processed)], tracking=Tracking("Up", 1))
     assert [s.originator_id for s in processes.select_events(str(processed))] == [processed]
     made.close()
+
+
+class Shelf(BaseAggregate[str]):
+    @dataclass(frozen=True)
+    class Event(CanMutateAggregate[str]):
+        originator_id: str
+        originator_version: int
+        timestamp: datetime
+
+    @dataclass(frozen=True)
+    class Put(Event, CanInitAggregate[str]):
+        originator_topic: str
+        label: str
+
+    @staticmethod
+    def create_id(label: str) -> str:
+        return f"shelf-{label}"
+
+    @event(Put)
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+@pytest.mark.parametrize("cls", [Application, ProcessApplication])
+def test_every_kind_of_application_gets_aggregates_by_text_ids(
+    store_env: dict[str, str], cls: type[Application[Any]]
+) -> None:
+    app = cls(env=dict(store_env, ORIGINATOR_ID_TYPE="text"))
+    app.save(Shelf("top"))
+    assert app.repository.get("shelf-top").label == "top"
+    assert "shelf-top" in app.repository
+    app.close()
