@@ -186,7 +186,12 @@ class _FollowerRepository(Repository):
                     local.taken_from_memory.add(aggregate_id)
             if aggregate is not None:
                 return aggregate
-        return super().get(aggregate_id, version=version, projector_func=projector_func)
+        return super().get(
+            aggregate_id,
+            version=version,
+            projector_func=projector_func,
+            deepcopy_from_cache=deepcopy_from_cache,
+        )
 
     def begin_batch(self, aggregates: dict[UUID, Any]) -> None:
         """Start processing a batch (in this thread) whose collected aggregates are
@@ -448,6 +453,9 @@ class Follower(Application):
             snapshot_store=plain.snapshot_store,
             cache_maxsize=plain.cache.maxsize if plain.cache is not None else None,
             fastforward=plain.fastforward,
+            id_type=self._id_type(),
+            fastforward_skipping=plain.fastforward_skipping,
+            deepcopy_from_cache=plain.deepcopy_from_cache,
         )
 
     @property

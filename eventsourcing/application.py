@@ -446,9 +446,12 @@ class Repository(Generic[TAggregateID]):
         fastforward_skipping: bool = False,
         deepcopy_from_cache: bool = True,
     ):
-        # (``fastforward_skipping`` and ``deepcopy_from_cache`` are taken, as documented,
-        # and change nothing: fast-forwarding takes no lock to skip, and every caller
-        # gets its own copy, cheap for the usual aggregates.)
+        # ``fastforward_skipping`` is taken, as documented, and changes nothing:
+        # fast-forwarding takes no lock to skip. ``deepcopy_from_cache`` (also read
+        # from this attribute at each get): False gives callers the cached aggregate
+        # itself, for queries that only read it (see ``get``).
+        self.fastforward_skipping = fastforward_skipping
+        self.deepcopy_from_cache = deepcopy_from_cache
         self.event_store = event_store
         # Whether saved aggregates may be cached as they are (see cache_saved).
         self.checks_read_back = _checks_read_back(event_store)
@@ -493,18 +496,28 @@ class Repository(Generic[TAggregateID]):
 
         With ``projector_func``, the aggregate is ``projector_func(None, events)``,
         where ``events`` yields the latest snapshot (at or before ``version``), if
-        any, then the later events. Raises ``AggregateNotFound`` if there is no such
-        aggregate. (``fastforward_skipping`` and ``deepcopy_from_cache`` change
-        nothing: see ``__init__``.)
+        any, then the later events; a cached aggregate is brought up to date with
+        ``projector_func(aggregate, newer_events)``. Raises ``AggregateNotFound`` if
+        there is no such aggregate.
+
+        From the cache, each caller gets its own copy, unless ``deepcopy_from_cache``
+        (the argument or the repository's attribute) is False: the caller then gets
+        the cached aggregate itself, which a change would change for every later
+        caller (for queries that only read it, and for immutable aggregates).
+        (``fastforward_skipping`` changes nothing: see ``__init__``.)
         """
         if type(aggregate_id) is not self.id_type:
             aggregate_id = self.store_id(aggregate_id)
-        if self.cache is not None and version is None and projector_func is None:
-            cached = self._get_cached(aggregate_id)
+        if self.cache is not None and version is None:
+            copies = deepcopy_from_cache and self.deepcopy_from_cache
+            cached = self._get_cached(aggregate_id, projector_func, copies)
             if cached is not None:
                 return cached
             aggregate = self._reconstruct(aggregate_id, version, projector_func)
-            self._cache(aggregate_id, aggregate)
+            if copies:
+                self._cache(aggregate_id, aggregate)
+            else:
+                self._keep(aggregate_id, aggregate)
             return aggregate
         return self._reconstruct(aggregate_id, version, projector_func)
 
@@ -534,12 +547,14 @@ class Repository(Generic[TAggregateID]):
             "str nor a UUID (this store's ids are text)"
         )
 
-    def _get_cached(self, aggregate_id: UUID) -> Any:
-        """A copy of the cached aggregate (fast-forwarded), or None to reconstruct it.
+    def _get_cached(self, aggregate_id: UUID, projector_func: Any, copies: bool) -> Any:
+        """The cached aggregate (fast-forwarded), or None to reconstruct it: a copy of
+        it if ``copies``, else the cached aggregate itself.
 
-        The cache holds private copies of aggregates as saved (or as reconstructed),
-        each with its plan for copying (``copy_and_plan``, or None: ``deepcopy``);
-        every caller gets its own copy.
+        The cache holds private copies of aggregates as reconstructed (or, without
+        fast-forwarding, as saved), each with its plan for copying (``copy_and_plan``,
+        or None: ``deepcopy``). An aggregate handed out itself is no longer private:
+        it is kept without a plan (see ``_keep``).
         """
         assert self.cache is not None
         entry = self.cache.entry(aggregate_id)
@@ -552,14 +567,26 @@ class Repository(Generic[TAggregateID]):
                 self.cache.discard(aggregate_id)
                 return None
             if newer:
+                # (A copy is brought up to date: another thread may be copying the
+                # cached one, or holding it, given out itself.)
                 aggregate = copy_planned(cached, plan) if plan is not None else deepcopy(cached)
-                for domain_event in newer:
-                    aggregate = domain_event.mutate(aggregate)
+                if projector_func is None:
+                    for domain_event in newer:
+                        aggregate = domain_event.mutate(aggregate)
+                else:
+                    aggregate = projector_func(aggregate, newer)
                 if aggregate is None:  # (discarded: an event's own mutate() gave None)
                     self.cache.discard(aggregate_id)
                     return None  # (the replay says it is not found)
-                self._cache(aggregate_id, aggregate)
+                if copies:
+                    self._cache(aggregate_id, aggregate)
+                else:
+                    self._keep(aggregate_id, aggregate)
                 return aggregate
+        if not copies:
+            if plan is not None:
+                self._keep(aggregate_id, cached)
+            return cached
         return copy_planned(cached, plan) if plan is not None else deepcopy(cached)
 
     def _events_after(self, aggregate_id: Any, version: int) -> list[Any] | None:
@@ -586,6 +613,15 @@ class Repository(Generic[TAggregateID]):
             # ``copy.deepcopy`` copies it, so that the cache changes nothing it sees.
             self.cache.put_entry(aggregate_id, (deepcopy(aggregate), None))
 
+    def _keep(self, aggregate_id: UUID, aggregate: Any) -> None:
+        """Keep ``aggregate`` itself (given out to a caller that asked for no copy).
+
+        Without a plan: the caller may change it (at its own risk, as documented),
+        and a plan made before would then copy it wrongly. Copies for other callers
+        are made by ``deepcopy``, until the aggregate is next brought up to date."""
+        assert self.cache is not None
+        self.cache.put_entry(aggregate_id, (aggregate, None))
+
     def _reconstruct(self, aggregate_id: Any, version: int | None, projector_func: Any) -> Any:
         snapshots: list[Any] = []
         if self.snapshot_store is not None:
@@ -604,28 +640,33 @@ class Repository(Generic[TAggregateID]):
         return aggregate
 
     def cache_saved(self, aggregates: Mapping[UUID, Any], events: Sequence[Any] = ()) -> None:
-        """Remember aggregates just saved, so the next get needs no replay.
+        """Remember aggregates just saved, where the cache is not fast-forwarded.
 
-        Only if their ``events`` read back as they were saved: otherwise the aggregate
-        a replay makes may differ from the one in memory (a tuple the events held is a
-        list after a replay), and a cache would show it. The next get then brings a
-        copy cached before up to date from the store (or replays the events).
+        A fast-forwarded cache takes nothing from a save: what it holds is made only
+        from recorded events (by replaying them, or bringing a cached aggregate up to
+        date), never from an aggregate as a command left it (which a command may
+        have changed past its events: a replay would not show that change).
+
+        Without fast-forwarding (the cache is then all there is), a copy of each saved
+        aggregate is kept (the aggregate itself where ``deepcopy_from_cache`` is
+        False), if its ``events`` read back as they were saved: otherwise the
+        aggregate a replay makes may differ from the one in memory (a tuple the events
+        held is a list after a replay), and it is forgotten instead.
         """
-        if self.cache is None:
+        if self.cache is None or self.fastforward:
             return
         if not (
             self.checks_read_back
             and events_read_back_as_saved(events)
             and events_replay_as_triggered(events)
         ):
-            if not self.fastforward:  # (a copy cached before would not be brought up to date)
-                for aggregate_id in aggregates:
-                    self.cache.discard(aggregate_id)
+            for aggregate_id in aggregates:
+                self.cache.discard(aggregate_id)
             return
+        keep = self._cache if self.deepcopy_from_cache else self._keep
         for aggregate_id, aggregate in aggregates.items():
-            # A copy: the caller may change its aggregate and fail to save it next time.
-            # (Cheaper than fast-forwarding an older copy by the events just saved.)
-            self._cache(aggregate_id, aggregate)
+            # (A copy: the caller may change its aggregate and fail to save it next time.)
+            keep(aggregate_id, aggregate)
 
     def forget_others(self, domain_events: Iterable[Any], saved: Mapping[Any, Any]) -> None:
         """Forget the cached aggregates of events saved without their aggregate."""
@@ -905,6 +946,10 @@ class Application(NamedAfterClass, Generic[TAggregateID]):
             cache_maxsize=self._cache_maxsize(),
             fastforward=self._cache_fastforward(),
             id_type=self._id_type(),
+            fastforward_skipping=strtobool(
+                self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")
+            ),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
         )
 
     def _id_type(self) -> type | None:

@@ -121,6 +121,32 @@ def originator_id_type(value: str | None) -> type:
         raise OSError(str(error)) from None
 
 
+def other_form_of_id(originator_id: object) -> Any:
+    """The other form of an id: a UUID for a string that spells one (in any form
+    ``UUID()`` reads), the string form for a UUID; None for anything else."""
+    if isinstance(originator_id, UUID):
+        return str(originator_id)
+    if isinstance(originator_id, str):
+        try:
+            return UUID(originator_id)
+        except ValueError:
+            return None
+    return None
+
+
+def selected_id(originator_id: object, id_type: type, store: str) -> Any:
+    """The id to select events by, in a store that keeps ``id_type`` ids: where ids
+    are UUIDs, a UUID's string form selects the UUID's events, as the 9.x stores
+    let it. Any other id of the wrong type is refused (``OriginatorIDTypeError``)."""
+    if isinstance(originator_id, id_type):
+        return originator_id
+    if id_type is UUID and isinstance(originator_id, str):
+        other = other_form_of_id(originator_id)
+        if other is not None:
+            return other
+    raise wrong_id_type(originator_id, id_type, store)
+
+
 def wrong_id_type(originator_id: object, id_type: type, store: str) -> OriginatorIDTypeError:
     """The error for an id that ``store``, which keeps ``id_type`` ids, cannot take."""
     setting = "uuid" if id_type is UUID else "text"
@@ -687,7 +713,7 @@ class AggregateRecorder(Recorder):
     @abstractmethod
     def select_events(
         self,
-        originator_id: UUID,
+        originator_id: UUID | str,
         gt: int | None = None,
         lte: int | None = None,
         desc: bool = False,
@@ -902,7 +928,7 @@ class EventStore(Generic[TAggregateID]):
         limit: int | None = None,
     ) -> Iterator[Any]:
         stored_events = self.recorder.select_events(
-            originator_id,  # type: ignore[arg-type]  # (stores take UUID or str ids)
+            originator_id,  # (stores take UUID or str ids)
             gt=gt,
             lte=lte,
             desc=desc,

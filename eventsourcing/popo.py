@@ -38,6 +38,8 @@ from eventsourcing.persistence import (
     first_definer,
     notification_of,
     originator_id_type,
+    other_form_of_id,
+    selected_id,
     tracking_conflict,
     wrong_id_type,
 )
@@ -156,7 +158,7 @@ class POPOAggregateRecorder(AggregateRecorder):
 
     def select_events(
         self,
-        originator_id: UUID,
+        originator_id: UUID | str,
         gt: int | None = None,
         lte: int | None = None,
         desc: bool = False,
@@ -165,9 +167,12 @@ class POPOAggregateRecorder(AggregateRecorder):
         with self._lock:
             events = self._events_by_originator.get(_key(originator_id))
             if not events:
-                self._check_id(originator_id)
-                self._refuse_other_form(originator_id)
-                return []
+                kept_as = self._other_form_kept(originator_id)
+                if kept_as is None:
+                    return []
+                events = self._events_by_originator.get(_key(kept_as))
+                if not events:
+                    return []
             if gt is not None and gt >= events[-1].originator_version:
                 return []  # (a cached aggregate asking for news, usually none)
             lo = 0 if gt is None else _index_after_version(events, gt)
@@ -179,21 +184,18 @@ class POPOAggregateRecorder(AggregateRecorder):
             selected = selected[:limit]
         return selected
 
-    def _refuse_other_form(self, originator_id: Any) -> None:
-        """Raise if events are kept under the other form of ``originator_id`` (a UUID
-        for its string form, or the string form for a UUID): not a silent miss."""
-        other: Any = None
-        if isinstance(originator_id, UUID):
-            other = str(originator_id)
-        elif isinstance(originator_id, str):
-            try:
-                other = UUID(originator_id)
-            except ValueError:
-                return
-        if other is not None and self._events_by_originator.get(_key(other)):
-            raise wrong_id_type(
-                originator_id, type(other), "this in-memory recorder, for this originator,"
-            )
+    def _other_form_kept(self, originator_id: Any) -> Any:
+        """The other form of ``originator_id`` under which its events may be kept (a
+        UUID for its string form, the string form for a UUID), or None. A UUID and
+        its string form select the same events, as in the 9.x in-memory store. Where
+        ids of one type are kept, an id of the other type that is no form of one is
+        refused."""
+        id_type = self.originator_id_type
+        if id_type is None:
+            return other_form_of_id(originator_id)
+        if isinstance(originator_id, id_type):
+            return None
+        return selected_id(originator_id, id_type, "this in-memory recorder")
 
 
 def _key(originator_id: Any) -> Any:

@@ -100,6 +100,7 @@ from eventsourcing.persistence import (
     inserting,
     new_notification,
     new_stored_event,
+    selected_id,
     tracking_conflict,
     wrong_id_type,
 )
@@ -390,9 +391,11 @@ class PostgresAggregateRecorder(PostgresRecorder, AggregateRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> list[StoredEvent]:
-        id_type = self._id_type
-        if type(originator_id) is not id_type and not isinstance(originator_id, id_type):
-            raise self._wrong_id(originator_id)
+        if type(originator_id) is not self._id_type:
+            # (A UUID's string form selects its events, as in the 9.x stores.)
+            originator_id = selected_id(
+                originator_id, self._id_type, f"table {self.events_table_name!r}"
+            )
         params: list[Any] = [originator_id]
         params += [v for v in (gt, lte) if v is not None]
         if limit is not None:

@@ -69,6 +69,7 @@ from eventsourcing.persistence import (
     inserting,
     new_notification,
     new_stored_event,
+    selected_id,
     tracking_conflict,
     wrong_id_type,
 )
@@ -648,6 +649,9 @@ class SQLiteAggregateRecorder(AggregateRecorder):
     def _wrong_id(self, originator_id: object) -> OriginatorIDTypeError:
         return wrong_id_type(originator_id, self._id_type, f"table {self.events_table_name!r}")
 
+    def _selected_id(self, originator_id: Any) -> Any:
+        return selected_id(originator_id, self._id_type, f"table {self.events_table_name!r}")
+
     def _text_id(self, originator_id: Any) -> str:
         if isinstance(originator_id, str):
             return originator_id
@@ -735,17 +739,17 @@ class SQLiteAggregateRecorder(AggregateRecorder):
 
     def select_events(
         self,
-        originator_id: UUID,
+        originator_id: UUID | str,
         gt: int | None = None,
         lte: int | None = None,
         desc: bool = False,
         limit: int | None = None,
     ) -> list[StoredEvent]:
+        if type(originator_id) is not self._id_type:
+            # (A UUID's string form selects its events, as in the 9.x stores.)
+            originator_id = self._selected_id(originator_id)
         if self._id_param is None:
-            try:
-                params: list[Any] = [originator_id.bytes]
-            except AttributeError:
-                raise self._wrong_id(originator_id) from None
+            params: list[Any] = [originator_id.bytes]  # type: ignore[union-attr]  # (a UUID here)
         else:
             params = [self._id_param(originator_id)]
         if gt is not None:

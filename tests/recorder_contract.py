@@ -137,6 +137,16 @@ class RecorderContract:
         any_recorder.insert_events([event(same, 2)])
         assert any_recorder.select_events(a, gt=1) == [event(a, 2)]
 
+    def test_a_uuids_string_form_selects_its_events(self, any_recorder: AggregateRecorder) -> None:
+        # (As the 9.x stores let it: an id that came as text finds the UUID's events.)
+        a = uuid4()
+        any_recorder.insert_events([event(a, 1), event(a, 2)])
+        for form in (str(a), a.hex):
+            assert any_recorder.select_events(form) == [event(a, 1), event(a, 2)]  # type: ignore[arg-type]
+            assert any_recorder.select_events(form, gt=1) == [event(a, 2)]  # type: ignore[arg-type]
+            assert any_recorder.select_events(form, desc=True, limit=1) == [event(a, 2)]  # type: ignore[arg-type]
+        assert any_recorder.select_events(str(uuid4())) == []  # type: ignore[arg-type]
+
     # -- notification log ----------------------------------------------------
 
     def test_notification_ids_increase_without_gaps(

@@ -451,7 +451,10 @@ class CountedDog(PlainDog):
 
 
 def test_the_cache_copies_aggregates_that_say_how_their_own_way() -> None:
-    app: Application[UUID] = Application(env={"AGGREGATE_CACHE_MAXSIZE": "10"})
+    # (Without fast-forwarding, the cache keeps what is saved.)
+    app: Application[UUID] = Application(
+        env={"AGGREGATE_CACHE_MAXSIZE": "10", "AGGREGATE_CACHE_FASTFORWARD": "n"}
+    )
     dog = CountedDog(uuid4(), 1, now(), "Fido")
     dog.pending.append(PlainRegistered(dog.id, 1, dog.created_on, "Fido"))
     app.save(dog)  # (its events make a PlainDog on replay; the cache keeps a CountedDog)
@@ -460,13 +463,17 @@ def test_the_cache_copies_aggregates_that_say_how_their_own_way() -> None:
     assert type(got) is CountedDog and CountedDog.copies == copies + 1
 
 
-def test_get_takes_the_documented_cache_options_and_still_gives_copies() -> None:
-    app = DogSchool(env={"DEEPCOPY_FROM_AGGREGATE_CACHE": "n"})
+def test_get_takes_the_documented_cache_options() -> None:
+    app = DogSchool()
     dog_id = app.register_dog("Fido")
-    first = app.repository.get(dog_id, deepcopy_from_cache=False, fastforward_skipping=True)
-    first.tricks.append("never saved")
-    assert app.repository.get(dog_id, deepcopy_from_cache=False).tricks == []
+    first = app.repository.get(dog_id, fastforward_skipping=True)
+    first.tricks.append("never saved")  # (a copy of its own)
+    assert app.repository.get(dog_id).tricks == []
+    # Without copying, the cached aggregate itself (see test_cache_options).
+    shared = app.repository.get(dog_id, deepcopy_from_cache=False, fastforward_skipping=True)
+    assert shared is app.repository.get(dog_id, deepcopy_from_cache=False)
     repository = Repository(app.events, fastforward_skipping=True, deepcopy_from_cache=False)
+    assert (repository.fastforward_skipping, repository.deepcopy_from_cache) == (True, False)
     assert repository.get(dog_id).name == "Fido"
 
 

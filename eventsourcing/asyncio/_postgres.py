@@ -61,6 +61,7 @@ from eventsourcing.persistence import (
     inserting,
     new_notification,
     new_stored_event,
+    selected_id,
     tracking_conflict,
 )
 from eventsourcing.postgres import (
@@ -379,8 +380,9 @@ class AsyncPostgresAggregateRecorder(AsyncAggregateRecorder):
         limit: int | None = None,
     ) -> list[StoredEvent]:
         id_type = self.statements._id_type
-        if not isinstance(originator_id, id_type):
-            raise self.statements._wrong_id(originator_id)
+        if type(originator_id) is not id_type:
+            # (A UUID's string form selects its events, as in the 9.x stores.)
+            originator_id = selected_id(originator_id, id_type, f"table {self.events_table_name!r}")
         if lte is None and not desc and limit is None:
             # (An aggregate's events, or those after a cached version: what reading
             # an aggregate asks. Made with other tasks' reads when they read at once.)

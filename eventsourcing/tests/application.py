@@ -302,27 +302,35 @@ class ApplicationTestCase(TestCase):
         app = Application[UUID](env={"AGGREGATE_CACHE_MAXSIZE": "10"})
         aggregate = Aggregate()
         app.save(aggregate)
+        assert app.repository.cache is not None
 
         # Changing an aggregate got from the cache does not change the cache.
         got: Aggregate = app.repository.get(aggregate.id)
         got.version = 101
+        self.assertEqual(1, app.repository.cache.get(aggregate.id).version)
         self.assertEqual(1, app.repository.get(aggregate.id).version)
 
-        # The argument is taken (a store may then return the cached object itself).
+        # Without copying, the caller gets the cached aggregate itself.
         got = app.repository.get(aggregate.id, deepcopy_from_cache=False)
-        self.assertEqual(aggregate.id, got.id)
-        self.assertIn(got.version, (1, 101))
+        self.assertIs(app.repository.cache.get(aggregate.id), got)
+        got.version = 101
+        self.assertEqual(101, app.repository.cache.get(aggregate.id).version)
 
     def test_application_with_deepcopy_from_cache_attribute(self) -> None:
         app = Application[UUID](env={"AGGREGATE_CACHE_MAXSIZE": "10"})
         aggregate = Aggregate()
         app.save(aggregate)
+        assert app.repository.cache is not None
         got: Aggregate = app.repository.get(aggregate.id)
         got.version = 101
         self.assertEqual(1, app.repository.get(aggregate.id).version)
 
-        app.repository.deepcopy_from_cache = False  # type: ignore[attr-defined]
-        self.assertEqual(aggregate.id, app.repository.get(aggregate.id).id)
+        app.repository.deepcopy_from_cache = False
+        got = app.repository.get(aggregate.id)
+        self.assertIs(app.repository.cache.get(aggregate.id), got)
+        self.assertIs(app.repository.get(aggregate.id), got)
+        got.version = 101
+        self.assertEqual(101, app.repository.cache.get(aggregate.id).version)
 
     def test_application_log(self) -> None:
         app = Application[UUID]()
