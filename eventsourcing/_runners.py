@@ -17,6 +17,7 @@ from eventsourcing._follower import (
     RunnerAlreadyStartedError,
     _has_unprocessed,
     gather_seconds,
+    typical_batch_seconds,
 )
 from eventsourcing._resilience import Outage, is_transient
 from eventsourcing.application import (
@@ -294,7 +295,7 @@ class _FollowerThread(threading.Thread):
         self.wake.set()  # catch up at once
         follower._upstream_listener = lambda _leader_name: self.wake.set()
         self.outage = Outage(f"{follower.name} (following {', '.join(leaders)})", logger)
-        self._last_batch_seconds = 0.0
+        self._typical_batch = 0.0  # seconds (a moving average)
 
     def run(self) -> None:
         try:
@@ -312,7 +313,9 @@ class _FollowerThread(threading.Thread):
                 if not self._process_leaders():
                     busy = False
                     continue
-                self._last_batch_seconds = time.perf_counter() - began
+                self._typical_batch = typical_batch_seconds(
+                    self._typical_batch, time.perf_counter() - began
+                )
                 # Woken while processing: events are streaming in, not trickling.
                 busy = self.wake.is_set()
                 self.runner._processed()
@@ -343,7 +346,7 @@ class _FollowerThread(threading.Thread):
         Only while events stream in (group commit): a follower woken after a quiet
         spell starts at once. Stopping the runner cuts the wait short.
         """
-        delay = gather_seconds(self.follower.batch_delay, self._last_batch_seconds)
+        delay = gather_seconds(self.follower.batch_delay, self._typical_batch)
         if delay:
             self.runner.is_stopping.wait(delay)
 

@@ -1204,11 +1204,12 @@ class DatabaseFactory(InfrastructureFactory):
     process_recorder_class: type[Any]
     datastore: Any
 
-    # A follower that events keep reaching gathers for as long as its last batch took:
-    # about one commit. A fixed 2 ms made a threaded system on SQLite 40-60% faster
-    # but put 2 ms on every result where commits take far less (the seed's threaded
-    # example, which reads its counts 10 ms after its last command, failed 1 run in
-    # 4-10); the measured wait adds at most one batch, and nothing after a quiet spell.
+    # A follower that events keep reaching gathers for 0.6 of its typical batch (a
+    # moving average): about one commit (see _follower.gather_seconds). A fixed 2 ms
+    # made a threaded system on SQLite 40-60% faster but put 2 ms on every result where
+    # commits take far less (the seed's threaded example, which reads its counts 10 ms
+    # after its last command, failed 1 run in 4-10); a measured wait adds about one
+    # batch at most, and nothing after a quiet spell.
     follower_batch_delay: float | Literal["auto"] = "auto"
 
     CREATE_TABLE = CREATE_TABLE

@@ -15,8 +15,8 @@ Runners decide who runs the processing loop and when:
 - ``SingleThreadedRunner``: the thread that saved, before ``save()`` returns;
 - ``MultiThreadedRunner``: one thread per follower, woken as soon as a leader records.
   While events stream in faster than it commits, a follower waits its
-  ``batch_delay`` (``FOLLOWER_BATCH_DELAY``; on disk "auto": as long as its last
-  batch took, a few ms at most) before each next batch, so that many events share
+  ``batch_delay`` (``FOLLOWER_BATCH_DELAY``; on disk "auto": about one commit, a
+  part of its typical batch, 5 ms at most) before each next batch, so that many events share
   one commit.
 
 The code lives in private modules (``_follower``, ``_runners``, ``_workers``); this

@@ -127,8 +127,15 @@ def test_stopping_cuts_a_gathering_wait_short() -> None:
     assert batches() == [1, 1]  # the trick that came while busy waits for a restart
 
 
-def test_auto_gathers_for_as_long_as_the_last_batch_took(monkeypatch) -> None:
-    monkeypatch.setattr(_follower, "AUTO_GATHER_LIMIT", 5.0)  # (the limit is not tested here)
+def follow_the_last_batch(monkeypatch, limit: float) -> None:
+    """An "auto" gather as long as the last batch (no averaging), at most ``limit``."""
+    monkeypatch.setattr(_follower, "BATCH_SMOOTHING", 1.0)
+    monkeypatch.setattr(_follower, "AUTO_GATHER_FRACTION", 1.0)
+    monkeypatch.setattr(_follower, "AUTO_GATHER_LIMIT", limit)
+
+
+def test_auto_gathers_for_about_as_long_as_batches_take(monkeypatch) -> None:
+    follow_the_last_batch(monkeypatch, limit=5.0)
     runner = start("auto")
     try:
         # The held batch took 0.5 s: the next one waits as long, so the three tricks
@@ -141,7 +148,7 @@ def test_auto_gathers_for_as_long_as_the_last_batch_took(monkeypatch) -> None:
 
 
 def test_auto_gathers_no_longer_than_its_limit(monkeypatch) -> None:
-    monkeypatch.setattr(_follower, "AUTO_GATHER_LIMIT", 0.02)
+    follow_the_last_batch(monkeypatch, limit=0.02)
     runner = start("auto")
     try:
         stream_while_held(runner, pause=0.4, held=0.5)
@@ -152,9 +159,17 @@ def test_auto_gathers_no_longer_than_its_limit(monkeypatch) -> None:
         runner.stop()
 
 
-def test_gather_seconds_follows_the_last_batch_under_auto() -> None:
-    assert _follower.gather_seconds("auto", 0.0015) == 0.0015
+def test_auto_gathers_a_part_of_the_typical_batch() -> None:
+    assert _follower.gather_seconds("auto", 0.002) == pytest.approx(0.0012)  # 0.6 of it
     assert _follower.gather_seconds("auto", 2.0) == _follower.AUTO_GATHER_LIMIT
+    # The typical batch moves a tenth of the way to each batch's duration: one long
+    # batch (a backlog) barely moves it; a lasting change does.
+    typical = 0.002
+    typical = _follower.typical_batch_seconds(typical, 0.102)
+    assert typical == pytest.approx(0.012)
+    for _ in range(50):
+        typical = _follower.typical_batch_seconds(typical, 0.001)
+    assert typical == pytest.approx(0.001, abs=1e-4)
     assert _follower.gather_seconds(0.25, 2.0) == 0.25  # a number is used as it is
     assert _follower.gather_seconds(None, 2.0) == 0.0
 

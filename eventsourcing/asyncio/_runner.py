@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from eventsourcing._follower import gather_seconds
+from eventsourcing._follower import gather_seconds, typical_batch_seconds
 from eventsourcing.application import Application, LocalNotificationLog
 from eventsourcing.asyncio._application import AsyncApplication
 from eventsourcing.asyncio._progress import Progress
@@ -195,13 +195,13 @@ class AsyncRunner:
         def progressed(leader_name: str, position: int) -> None:  # (on the worker thread)
             loop.call_soon_threadsafe(self._announce_progress)
 
-        busy, last_batch_seconds = False, 0.0
+        busy, typical_batch = False, 0.0
         try:
             while True:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await wait_for(wake.wait(), self.poll_interval)
                 # Woken while it processed: events stream in; let more gather first.
-                delay = gather_seconds(follower.batch_delay, last_batch_seconds) if busy else 0
+                delay = gather_seconds(follower.batch_delay, typical_batch) if busy else 0
                 if delay:
                     await asyncio.sleep(delay)
                 wake.clear()
@@ -210,7 +210,7 @@ class AsyncRunner:
                     await self._in_thread_of(
                         name, follower.pull_and_process, leader_name, None, None, progressed
                     )
-                last_batch_seconds = loop.time() - began
+                typical_batch = typical_batch_seconds(typical_batch, loop.time() - began)
                 busy = wake.is_set()
                 self._wake_followers_of(name)
                 self._announce_progress()
