@@ -44,17 +44,24 @@ LOGGER = "eventsourcing.postgres"
 def proxy(postgres_test_database: dict[str, Any]) -> Iterator[TCPProxy]:
     with tcp_proxy(str(postgres_test_database["host"]), int(postgres_test_database["port"])) as p:
         yield p
+        # Closed while the proxy still forwards: a notice still to send (its thread
+        # retries) would otherwise fail after the test and log to a closed stream.
+        close_opened()
 
 
 _opened: list[PostgresDatastore] = []
+
+
+def close_opened() -> None:
+    while _opened:
+        _opened.pop().close()
 
 
 @pytest.fixture(autouse=True)
 def close_datastores() -> Iterator[None]:
     """Every datastore a test opens with ``direct`` is closed after it, even if it fails."""
     yield
-    while _opened:
-        _opened.pop().close()
+    close_opened()
 
 
 def direct(settings: dict[str, Any], **kwargs: Any) -> PostgresDatastore:
