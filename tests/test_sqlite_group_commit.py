@@ -211,3 +211,76 @@ def test_a_write_within_a_write_is_refused_not_waited_for(tmp_path: Path) -> Non
     assert not thread.is_alive(), "the nested write waited for its own group"
     assert "within a transaction" in str(outcome[0])
     datastore.close()
+
+
+def _group_of_singles(
+    tmp_path: Path, funcs: list[Any]
+) -> tuple[sqlite3.Connection, list[Any]]:
+    """Run ``funcs`` (each one statement: ``single``) as one group in a transaction of a
+    fresh table ``t``; the connection and each write's outcome (result or error)."""
+    from eventsourcing._sqlite_group import _run_group, _Write
+
+    conn = sqlite3.connect(tmp_path / "singles.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+    conn.execute("INSERT INTO t VALUES (0)")
+    writes = [_Write(func, single=True) for func in funcs]
+    conn.execute("BEGIN IMMEDIATE")
+    _run_group(conn, writes)
+    outcomes: list[Any] = []
+    for write in writes:
+        try:
+            outcomes.append(write.outcome())
+        except BaseException as error:
+            outcomes.append(error)
+    return conn, outcomes
+
+
+def _keys(conn: sqlite3.Connection) -> list[int]:
+    return [k for (k,) in conn.execute("SELECT k FROM t ORDER BY k")]
+
+
+def test_a_single_write_that_fails_in_a_group_leaves_nothing_and_fails_alone(
+    tmp_path: Path,
+) -> None:
+    """A single write runs in a group without a savepoint: its statement, failing on
+    its last row, is undone whole by SQLite, and the writes around it are committed."""
+    conn, outcomes = _group_of_singles(
+        tmp_path,
+        [
+            lambda c: c.execute("INSERT INTO t VALUES (1)").lastrowid,
+            lambda c: c.execute("INSERT INTO t VALUES (2), (3), (0)").lastrowid,
+            lambda c: c.execute("INSERT INTO t VALUES (4)").lastrowid,
+        ],
+    )
+    assert outcomes[0] == 1 and outcomes[2] == 4
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert not conn.in_transaction
+    assert _keys(conn) == [0, 1, 4]
+
+
+def test_a_single_write_interrupted_after_its_statement_fails_the_group(
+    tmp_path: Path,
+) -> None:
+    """An error that is not its statement's (an interruption, say) may have come after
+    the statement wrote: without a savepoint that row cannot be told apart, so the
+    group is rolled back and every write of it fails; nothing of it is recorded."""
+
+    class Interrupted(BaseException):
+        pass
+
+    def wrote_then_interrupted(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t VALUES (2)")
+        raise Interrupted
+
+    conn, outcomes = _group_of_singles(
+        tmp_path,
+        [
+            lambda c: c.execute("INSERT INTO t VALUES (1)").lastrowid,
+            wrote_then_interrupted,
+            lambda c: c.execute("INSERT INTO t VALUES (3)").lastrowid,
+        ],
+    )
+    assert isinstance(outcomes[1], Interrupted)
+    assert all(isinstance(o, Interrupted) for o in outcomes)
+    assert not conn.in_transaction
+    assert _keys(conn) == [0]
