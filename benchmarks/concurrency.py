@@ -28,9 +28,10 @@ time: each thread saves new aggregates of its own (one event per save); with
 commit_siblings=0`` through PGOPTIONS, per connection, checked with SHOW): a stand-in
 for a network volume. Raw limits: one-row INSERT transactions of a bigserial table,
 without and with a table-wide lock (an advisory transaction lock) held to commit; on
-SQLite with threads, also "raw grouped": the same rows committed together by the
-threads of one process with no library code (the least a group commit can do), the
-most that sharing commits can give threads of one process on this disk.
+SQLite with threads, also "raw grouped": event-sized rows (a new UUID each, a topic,
+a state) in a table shaped like ours, committed together by the threads of one
+process with no library code (the least a group commit can do): the most that
+sharing commits can give threads of one process on this disk.
 Contended saves: 8 threads updating the same 10 aggregates, retrying on conflict.
 """
 
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -236,14 +238,26 @@ def worker_raw(
         statement = "INSERT INTO raw (v) VALUES ('\\x00')"
         lock = "BEGIN; SELECT pg_advisory_xact_lock(4242)"
 
-    grouped = _RawGroupCommit(connect(), statement) if grouping else None
+    grouped = None
+    if grouping:  # (rows as ours: a new UUID each, into a table shaped like ours)
+        setup.execute(
+            "CREATE TABLE IF NOT EXISTS raw_events (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "originator_id BLOB NOT NULL, originator_version INTEGER NOT NULL, "
+            "topic TEXT NOT NULL, state BLOB NOT NULL, UNIQUE (originator_id, originator_version))"
+        )
+        grouped = _RawGroupCommit(
+            connect(),
+            "INSERT INTO raw_events (originator_id, originator_version, topic, state) "
+            "VALUES (?, 1, 'benchmarks.concurrency:Item.Created', ?)",
+        )
+        state = b'{"name":"item","timestamp":"2026-12-02T12:00:00.000000+00:00"}'
 
     def work(stop_at: float) -> tuple[int, int]:
         conn = connect()
         done = 0
         while time.monotonic() < stop_at:
             if grouped is not None:
-                grouped.write(())
+                grouped.write((uuid.uuid4().bytes, state))
             elif locked:
                 for part in lock.split("; "):
                     conn.execute(part)
