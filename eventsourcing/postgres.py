@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -484,6 +484,31 @@ class NotifiesAfterCommit:
         return bool(getattr(self.datastore, "_closed", False))
 
 
+def notifications_query(
+    start: int | None,
+    limit: int,
+    stop: int | None,
+    topics: Sequence[str],
+    inclusive_of_start: bool,
+) -> tuple[list[Any], tuple[Any, ...]]:
+    """The parameters of a notifications query, and its shape (the key of its prepared
+    statement), as the sync and async recorders build it."""
+    params: list[Any] = [v for v in (start, stop) if v is not None]
+    if topics:
+        params.append(list(topics))
+    params.append(max(limit, 0))
+    shape = ("select_notifications", start is not None, inclusive_of_start, stop is not None)
+    return params, (*shape, bool(topics))
+
+
+def notifications_of_rows(rows: Iterable[Any]) -> list[Notification]:
+    """Notifications of rows (id, originator id, version, topic, state)."""
+    return [
+        new_notification(originator_id, version, topic, bytes(state), nid)
+        for nid, originator_id, version, topic, state in rows
+    ]
+
+
 class PostgresApplicationRecorder(
     NotifiesAfterCommit, CommitLayoutCache, PostgresAggregateRecorder, ApplicationRecorder
 ):
@@ -699,17 +724,7 @@ class PostgresApplicationRecorder(
         *,
         inclusive_of_start: bool = True,
     ) -> list[Notification]:
-        params: list[Any] = [v for v in (start, stop) if v is not None]
-        if topics:
-            params.append(list(topics))
-        params.append(max(limit, 0))
-        shape = (
-            "select_notifications",
-            start is not None,
-            inclusive_of_start,
-            stop is not None,
-            bool(topics),
-        )
+        params, shape = notifications_query(start, limit, stop, topics, inclusive_of_start)
 
         def select(conn: Connection) -> list[Any]:
             if self._commit_layout(conn).stamped:
@@ -722,10 +737,7 @@ class PostgresApplicationRecorder(
             what=f"Selecting notifications from {self.events_table_name!r}",
             transaction=False,
         )
-        return [
-            new_notification(originator_id, version, topic, bytes(state), nid)
-            for nid, originator_id, version, topic, state in rows
-        ]
+        return notifications_of_rows(rows)
 
     def _select_settled(
         self,

@@ -59,7 +59,6 @@ from eventsourcing.persistence import (
     What,
     describe,
     inserting,
-    new_notification,
     new_stored_event,
     selected_id,
     tracking_conflict,
@@ -76,6 +75,8 @@ from eventsourcing.postgres import (
     _tracking_kind,
     _tracking_params,
     _tracking_sql,
+    notifications_of_rows,
+    notifications_query,
     one_line,
 )
 
@@ -718,17 +719,7 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
         *,
         inclusive_of_start: bool = True,
     ) -> list[Notification]:
-        params: list[Any] = [v for v in (start, stop) if v is not None]
-        if topics:
-            params.append(list(topics))
-        params.append(max(limit, 0))
-        shape = (
-            "select_notifications",
-            start is not None,
-            inclusive_of_start,
-            stop is not None,
-            bool(topics),
-        )
+        params, shape = notifications_query(start, limit, stop, topics, inclusive_of_start)
 
         async def select(conn: Conn) -> list[Any]:
             if (await self._commit_layout(conn)).stamped:
@@ -749,10 +740,7 @@ class AsyncPostgresApplicationRecorder(AsyncPostgresAggregateRecorder, AsyncAppl
             what=f"Selecting notifications from {self.events_table_name!r}",
             transaction=False,
         )
-        return [
-            new_notification(originator_id, version, topic, bytes(state), nid)
-            for nid, originator_id, version, topic, state in rows
-        ]
+        return notifications_of_rows(rows)
 
     async def max_notification_id(self) -> int | None:
         statement = self._statement(
