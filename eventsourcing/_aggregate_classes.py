@@ -435,7 +435,9 @@ def _define_init_from_annotations(
     so that the class itself is left as it was written: ``@dataclass`` may still be
     applied to it afterwards, and does not replace the ``__init__`` made here. The
     template derives from the bases' templates, so that, as with dataclasses, inherited
-    fields come first.
+    fields come first. It has a name of its own (``<qualname>._fields_template``, by
+    which its topic resolves to it) and no ``TOPIC``: asked for its topic, it would
+    otherwise take the class's, which would then resolve to the template.
     """
     annotations = namespace.get("__annotations__", {})
     if "__init__" in namespace or not annotations:
@@ -443,6 +445,9 @@ def _define_init_from_annotations(
     # Not "__classcell__": making the template would point zero-argument super() at it.
     skipped = ("__dict__", "__weakref__", "__classcell__", "__init_subclass__", "__class_getitem__")
     copied = {k: v for k, v in namespace.items() if k not in skipped}
+    if "TOPIC" not in annotations:  # (a field named so stays a field)
+        copied.pop("TOPIC", None)
+    copied["__qualname__"] = f"{cls.__qualname__}._fields_template"
     try:
         template: Any = dataclass(eq=False, repr=False)(
             type(cls.__name__, _fields_templates(bases), copied)

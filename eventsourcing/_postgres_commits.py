@@ -477,11 +477,24 @@ class Notifier:
             self._sender.send()
 
     def close(self) -> None:
-        """Flush, then close the sender's connection (as the datastore closes)."""
+        """Flush, then close the sender's connection and end the thread (as the
+        datastore closes: ``is_closed()`` says so by then, and a retry of the thread's
+        stops with it)."""
         try:
             self.flush()
         finally:
             self._sender.close()
+            self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        thread = self._thread
+        if thread is None or self._pid != os.getpid() or thread is threading.current_thread():
+            return
+        try:  # wake it: it stops, seeing the datastore closed (its sender sends no more)
+            self._due.release()
+        except RuntimeError:  # woken already
+            pass
+        thread.join(timeout=_CLOSING_WAIT)
 
     def _start(self) -> None:
         with self._lock:

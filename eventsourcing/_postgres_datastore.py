@@ -388,6 +388,8 @@ class PostgresDatastore:
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_lock = threading.Lock()
         self._closed = False
+        # Set as close() begins: retries stop (a notifier's too), pauses end at once.
+        self._closing = threading.Event()
         self._flushes: list[Callable[[], None]] = []
         # Composite types (of this schema) whose values an extension's queries pass
         # and read as Python objects: add names to db_type_names, then call
@@ -557,17 +559,19 @@ class PostgresDatastore:
 
     def retrying(self, call: Callable[[], T], *, what: What) -> T:
         """``call()`` (which makes connections of its own), retrying transient failures
-        as ``run`` does."""
+        as ``run`` does, until the datastore closes: once ``close()`` has begun, a
+        failure is not retried, and a pause under way ends with the error."""
         retry: Retry | None = None
         while True:
             try:
                 result = call()
             except psycopg.Error as error:
-                if not is_transient(error):
+                if not is_transient(error) or self._closing.is_set():
                     raise self.translate(error, describe(what)) from error
                 if retry is None:
                     retry = Retry(self.outage, what, self.retry_timeout)
-                retry.failed(one_line(error))
+                if self._closing.wait(retry.pause(one_line(error))):
+                    raise self.translate(error, describe(what)) from error
                 continue
             if retry is not None or self.outage.ongoing:
                 self.outage.end()
@@ -707,6 +711,7 @@ class PostgresDatastore:
         self.close()
 
     def close(self) -> None:
+        self._closing.set()
         flushes, self._flushes = self._flushes, []
         for flush in flushes:
             try:

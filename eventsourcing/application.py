@@ -48,6 +48,7 @@ from eventsourcing.persistence import (
     Mapper,
     Notification,
     Recording,
+    StoredEvent,
     Tracking,
     Transcoder,
     UUIDAsHex,
@@ -560,29 +561,42 @@ class Repository(Generic[TAggregateID]):
         entry = self.cache.entry(aggregate_id)
         if entry is None:
             return None
+        newer = self._events_after(aggregate_id, entry[0].version) if self.fastforward else []
+        return self._from_cache(aggregate_id, entry, newer, projector_func, copies)
+
+    def _from_cache(
+        self,
+        aggregate_id: Any,
+        entry: tuple[Any, Any],
+        newer: list[Any] | None,
+        projector_func: Any,
+        copies: bool,
+    ) -> Any:
+        """What ``_get_cached`` gives for the cache's ``entry``, once the events
+        recorded after it (``newer``: None if its last event is not recorded; empty
+        if none, or not fast-forwarding) are read (the async repository's too)."""
+        assert self.cache is not None
         cached, plan = entry
-        if self.fastforward:
-            newer = self._events_after(aggregate_id, cached.version)
-            if newer is None:
+        if newer is None:
+            self.cache.discard(aggregate_id)
+            return None
+        if newer:
+            # (A copy is brought up to date: another thread may be copying the
+            # cached one, or holding it, given out itself.)
+            aggregate = copy_planned(cached, plan) if plan is not None else deepcopy(cached)
+            if projector_func is None:
+                for domain_event in newer:
+                    aggregate = domain_event.mutate(aggregate)
+            else:
+                aggregate = projector_func(aggregate, newer)
+            if aggregate is None:  # (discarded: an event's own mutate() gave None)
                 self.cache.discard(aggregate_id)
-                return None
-            if newer:
-                # (A copy is brought up to date: another thread may be copying the
-                # cached one, or holding it, given out itself.)
-                aggregate = copy_planned(cached, plan) if plan is not None else deepcopy(cached)
-                if projector_func is None:
-                    for domain_event in newer:
-                        aggregate = domain_event.mutate(aggregate)
-                else:
-                    aggregate = projector_func(aggregate, newer)
-                if aggregate is None:  # (discarded: an event's own mutate() gave None)
-                    self.cache.discard(aggregate_id)
-                    return None  # (the replay says it is not found)
-                if copies:
-                    self._cache(aggregate_id, aggregate)
-                else:
-                    self._keep(aggregate_id, aggregate)
-                return aggregate
+                return None  # (the replay says it is not found)
+            if copies:
+                self._cache(aggregate_id, aggregate)
+            else:
+                self._keep(aggregate_id, aggregate)
+            return aggregate
         if not copies:
             if plan is not None:
                 self._keep(aggregate_id, cached)
@@ -594,11 +608,15 @@ class Repository(Generic[TAggregateID]):
         not recorded: read together, in one query. A cached aggregate whose last event
         is not recorded (saved in a transaction rolled back afterwards, as a session of
         an extension's store can be) is then reconstructed, not shown."""
-        event_store = self.event_store
-        stored = list(event_store.recorder.select_events(aggregate_id, gt=version - 1))
+        stored = list(self.event_store.recorder.select_events(aggregate_id, gt=version - 1))
+        return self._newer_events(stored, version)
+
+    def _newer_events(self, stored: Sequence[StoredEvent], version: int) -> list[Any] | None:
+        """The events of ``stored`` (from ``version`` on) after ``version``, or None if
+        the first is not the event at ``version`` (the async repository's too)."""
         if not stored or stored[0].originator_version != version:
             return None
-        return [event_store.mapper.to_domain_event(s) for s in stored[1:]]
+        return [self.event_store.mapper.to_domain_event(s) for s in stored[1:]]
 
     def _cache(self, aggregate_id: UUID, aggregate: Any) -> None:
         """Keep a private copy of ``aggregate``, with its plan for copying."""

@@ -481,6 +481,11 @@ class NotifiesAfterCommit:
         return datastore.retrying(datastore.connect, what=what)
 
     def _datastore_closed(self) -> bool:
+        """Whether the datastore is closed, or closing (its notices are flushed then:
+        the notifier's thread stops)."""
+        closing = getattr(self.datastore, "_closing", None)
+        if closing is not None and closing.is_set():
+            return True
         return bool(getattr(self.datastore, "_closed", False))
 
 

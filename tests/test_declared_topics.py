@@ -182,3 +182,33 @@ def test_classes_that_declare_no_topic_are_not_checked() -> None:
     ship.trigger_event(Ship.Event)
     ship.trigger_event(Stray)
     assert ship.version == 3
+
+
+def test_the_fields_template_of_a_class_has_a_topic_of_its_own() -> None:
+    """The copy of an aggregate class made to give it a dataclass-style ``__init__``
+    (its fields template) is another class: its topic, asked for, is its own, and the
+    class's topic (its module and name, or its TOPIC) still resolves to the class."""
+    declared = unique("ship")
+
+    class Boat(Aggregate):
+        name: str
+
+    class Ship(Aggregate):
+        TOPIC = declared
+        name: str
+
+        class Created(Aggregate.Created):
+            TOPIC = unique("ship-created")
+            name: str
+
+    for cls in (Boat, Ship):
+        topic = get_topic(cls)
+        template = cls._fields_template  # type: ignore[attr-defined]
+        assert template is not cls
+        template_topic = get_topic(template)
+        assert template_topic != topic
+        assert resolve_topic(topic) is cls
+        assert get_topic(cls) == topic
+        assert resolve_topic(template_topic) is template
+    assert get_topic(Ship) == declared
+    assert Ship(name="Mary").name == "Mary"

@@ -555,6 +555,50 @@ def test_closing_the_datastore_stops_a_retry_in_progress(
     assert len(outcome) == 1 and "closed" in str(outcome[0])
 
 
+def test_closing_the_datastore_ends_a_notifier_retrying_a_notice(
+    proxy: TCPProxy,
+    postgres_test_database: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A recorder's notifier thread still retrying a notice when its datastore closes
+    (the server unreachable) gives it up: close() ends the thread, which then makes no
+    more connection attempts and logs nothing (not after the 30 s of the retry timeout).
+    A notice due meanwhile is tried once by close(), which says it could not be sent."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    datastore = through(proxy, postgres_test_database)
+    recorder = on_new_table(datastore, "notifier")
+    refused: list[int] = []
+    retrying = threading.Event()
+    connect = datastore.connect
+
+    def counted_connect() -> psycopg.Connection[Any]:  # (the notifier's new connections)
+        try:
+            return connect()
+        except psycopg.OperationalError:
+            refused.append(1)
+            if len(refused) > 1:
+                retrying.set()
+            raise
+
+    monkeypatch.setattr(datastore, "connect", counted_connect)
+    recorder.insert_events([event(uuid4(), 1)])
+    proxy.refuse()
+    recorder._notify_after_commit(None)  # as a writer does after its commit
+    assert retrying.wait(timeout=20), "the notifier did not retry"
+    notifier = recorder._notifier
+    assert notifier is not None and notifier._thread is not None
+    recorder._notify_after_commit(None)  # another, due while the thread retries
+    before = len(caplog.records)
+    datastore.close()
+    # Ended: it connects and logs no more (without the fix it retried for 30 s more,
+    # then logged that it could not notify).
+    assert not notifier._thread.is_alive(), "the notifier's thread outlived close()"
+    closing = [r.getMessage() for r in caplog.records[before:] if r.name == LOGGER]
+    assert len(closing) == 1 and closing[0].startswith("Closing"), closing
+    assert f"Notifying listeners of {recorder.channel!r}: cannot use" in closing[0]
+
+
 def test_an_exhausted_pool_is_reported_not_retried(
     postgres_test_database: dict[str, Any],
 ) -> None:

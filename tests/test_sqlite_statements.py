@@ -13,39 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 from recorder_contract import event
 
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.domain import event as event_decorator
 from eventsourcing.persistence import OperationalError, RecordConflictError, Tracking
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore, SQLiteProcessRecorder
-
-
-class Dog(Aggregate):
-    @event_decorator("Registered")
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.tricks: list[str] = []
-
-    @event_decorator("TrickAdded")
-    def add_trick(self, trick: str) -> None:
-        self.tricks.append(trick)
-
-
-class DogSchool(Application):
-    def register_dog(self, name: str) -> UUID:
-        dog = Dog(name)
-        self.save(dog)
-        return dog.id
-
-    def add_trick(self, dog_id: UUID, trick: str) -> None:
-        dog = self.repository.get(dog_id)
-        dog.add_trick(trick)
-        self.save(dog)
+from examples.dogschool import DogSchool
 
 
 @pytest.fixture
@@ -66,8 +41,9 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def test_a_cached_aggregate_got_and_saved_runs_a_select_and_an_insert(
     tmp_path: Path, statements: list[str]
 ) -> None:
-    """The seed's add_trick: the fast-forward read of the cached dog, and the insert of
-    its event, with no BEGIN or COMMIT around either."""
+    """The example dog school's add_trick (examples/dogschool.py): the fast-forward
+    read of the cached dog, and the insert of its event, with no BEGIN or COMMIT
+    around either."""
     app = DogSchool(
         env={
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",

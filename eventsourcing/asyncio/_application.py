@@ -7,7 +7,6 @@ the aggregate cache are the sync API's own; only reading and recording await.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from copy import deepcopy
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar, cast
 from uuid import UUID
@@ -19,7 +18,6 @@ from eventsourcing.application import (
     ProjectorFunction,
     Repository,
     Section,
-    copy_planned,
 )
 from eventsourcing.asyncio._factory import AsyncFactory
 from eventsourcing.asyncio._recorders import (
@@ -39,7 +37,7 @@ from eventsourcing.persistence import (
     Transcoder,
     new_recording,
 )
-from eventsourcing.utils import Environment, EnvType, NamedAfterClass
+from eventsourcing.utils import Environment, EnvType, NamedAfterClass, strtobool
 
 TAggregateID = TypeVar("TAggregateID", bound="UUID | str")
 
@@ -77,7 +75,8 @@ class AsyncEventStore:
 
 
 class AsyncRepository:
-    """Reconstructs aggregates (from a snapshot if any), with the sync API's cache."""
+    """Reconstructs aggregates (from a snapshot if any), with the sync API's cache and
+    its options (``deepcopy_from_cache``, ``fastforward_skipping``: see ``Repository``)."""
 
     def __init__(
         self,
@@ -86,6 +85,9 @@ class AsyncRepository:
         cache_maxsize: int | None = None,
         fastforward: bool = True,
         id_type: type | None = UUID,
+        *,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
     ):
         self.event_store = event_store
         self.snapshot_store = snapshot_store
@@ -95,47 +97,73 @@ class AsyncRepository:
             cache_maxsize=cache_maxsize,
             fastforward=fastforward,
             id_type=id_type,
+            fastforward_skipping=fastforward_skipping,
+            deepcopy_from_cache=deepcopy_from_cache,
         )
         self.cache = self._keeper.cache
         self.fastforward = fastforward
+
+    @property
+    def deepcopy_from_cache(self) -> bool:
+        """False: every ``get`` gives the cached aggregate itself (as the sync
+        repository's attribute; also what a save without fast-forwarding keeps)."""
+        return self._keeper.deepcopy_from_cache
+
+    @deepcopy_from_cache.setter
+    def deepcopy_from_cache(self, value: bool) -> None:
+        self._keeper.deepcopy_from_cache = value
+
+    @property
+    def fastforward_skipping(self) -> bool:
+        """Taken, as documented; changes nothing (as the sync repository's)."""
+        return self._keeper.fastforward_skipping
+
+    @fastforward_skipping.setter
+    def fastforward_skipping(self, value: bool) -> None:
+        self._keeper.fastforward_skipping = value
 
     async def get(
         self,
         aggregate_id: Any,
         version: int | None = None,
         projector_func: ProjectorFunction[Any, Any] | None = None,
+        *,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
     ) -> Any:
         """The aggregate with this id, at ``version`` if given; ``AggregateNotFound``
-        if there is none."""
+        if there is none. As the sync repository's ``get``: with ``projector_func``,
+        a cached aggregate is brought up to date by ``projector_func(aggregate,
+        newer_events)``; from the cache, each caller gets its own copy, unless
+        ``deepcopy_from_cache`` (the argument or the attribute) is False: then the
+        cached aggregate itself. (``fastforward_skipping`` changes nothing.)"""
         keeper = self._keeper
         if type(aggregate_id) is not keeper.id_type:
             aggregate_id = keeper.store_id(aggregate_id)
-        if self.cache is not None and version is None and projector_func is None:
-            cached = await self._get_cached(aggregate_id)
-            if cached is not None:
-                return cached
+        if self.cache is not None and version is None:
+            copies = deepcopy_from_cache and keeper.deepcopy_from_cache
+            entry = self.cache.entry(aggregate_id)
+            if entry is not None:
+                newer = await self._events_after(aggregate_id, entry[0].version)
+                cached = keeper._from_cache(aggregate_id, entry, newer, projector_func, copies)
+                if cached is not None:
+                    return cached
             aggregate = await self._reconstruct(aggregate_id, version, projector_func)
-            keeper._cache(aggregate_id, aggregate)
+            if copies:
+                keeper._cache(aggregate_id, aggregate)
+            else:
+                keeper._keep(aggregate_id, aggregate)
             return aggregate
         return await self._reconstruct(aggregate_id, version, projector_func)
 
-    async def _get_cached(self, aggregate_id: Any) -> Any:
-        assert self.cache is not None
-        entry = self.cache.entry(aggregate_id)
-        if entry is None:
-            return None
-        cached, plan = entry
-        aggregate = copy_planned(cached, plan) if plan is not None else deepcopy(cached)
-        if self.fastforward:
-            newer = await self.event_store.get(aggregate_id, gt=cached.version)
-            if newer:
-                for domain_event in newer:
-                    aggregate = domain_event.mutate(aggregate)
-                if aggregate is None:  # (discarded: an event's own mutate() gave None)
-                    self.cache.discard(aggregate_id)
-                    return None  # (the replay says it is not found)
-                self._keeper._cache(aggregate_id, aggregate)
-        return aggregate
+    async def _events_after(self, aggregate_id: Any, version: int) -> list[Any] | None:
+        """As the sync repository's: the events recorded after ``version`` (none if
+        not fast-forwarding), or None if the event at ``version`` is not recorded."""
+        if not self.fastforward:
+            return []
+        recorder = self.event_store.recorder
+        stored = await recorder.select_events(aggregate_id, gt=version - 1)
+        return self._keeper._newer_events(stored, version)
 
     async def _reconstruct(
         self, aggregate_id: Any, version: int | None, projector_func: Any
@@ -267,6 +295,8 @@ class AsyncApplication(NamedAfterClass, Generic[TAggregateID]):
     DEFAULT_CACHE_MAXSIZE = Application.DEFAULT_CACHE_MAXSIZE
     CACHE_OFF = Application.CACHE_OFF
     AGGREGATE_CACHE_FASTFORWARD = Application.AGGREGATE_CACHE_FASTFORWARD
+    AGGREGATE_CACHE_FASTFORWARD_SKIPPING = Application.AGGREGATE_CACHE_FASTFORWARD_SKIPPING
+    DEEPCOPY_FROM_AGGREGATE_CACHE = Application.DEEPCOPY_FROM_AGGREGATE_CACHE
     ORIGINATOR_ID_TYPE = Application.ORIGINATOR_ID_TYPE
 
     def __init__(self, env: EnvType | None = None):
@@ -314,6 +344,10 @@ class AsyncApplication(NamedAfterClass, Generic[TAggregateID]):
             cache_maxsize=self._cache_maxsize(),
             fastforward=self._cache_fastforward(),
             id_type=self._id_type(),
+            fastforward_skipping=strtobool(
+                self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")
+            ),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
         )
 
     # The settings are read by Application's own rules.
