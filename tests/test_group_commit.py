@@ -160,7 +160,7 @@ def test_auto_gathers_no_longer_than_its_limit(monkeypatch) -> None:
 
 
 def test_auto_gathers_a_part_of_the_typical_batch() -> None:
-    assert _follower.gather_seconds("auto", 0.002) == pytest.approx(0.0012)  # 0.6 of it
+    assert _follower.gather_seconds("auto", 0.002) == pytest.approx(0.0016)  # 0.8 of it
     assert _follower.gather_seconds("auto", 2.0) == _follower.AUTO_GATHER_LIMIT
     # The typical batch moves a tenth of the way to each batch's duration: one long
     # batch (a backlog) barely moves it; a lasting change does.
