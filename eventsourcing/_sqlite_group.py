@@ -10,8 +10,8 @@ first writer still waiting leads the next group, so no thread serves others for
 long.
 
 If the transaction itself fails (the lock not had in time, a failed COMMIT, an
-error that ended the transaction), every write of the group fails, and none of
-them was recorded.
+error that ended the transaction, or an interruption of a write run without a
+savepoint, below), every write of the group fails, and none of them was recorded.
 
 A write that is one statement (``single``: one INSERT, say) and finds itself alone
 when its leader starts runs as that statement only, without BEGIN and COMMIT: a

@@ -1,5 +1,5 @@
-"""SQLite group commit: writes from many threads share one transaction, each in a
-savepoint of its own (see eventsourcing/_sqlite_group.py)."""
+"""SQLite group commit: writes from many threads share one transaction, each undone
+alone if it fails (see eventsourcing/_sqlite_group.py)."""
 
 from __future__ import annotations
 
