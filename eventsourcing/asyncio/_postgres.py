@@ -40,6 +40,14 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventsourcing._postgres_commits import CommitLayout, layout_from_row, layout_query
 from eventsourcing._postgres_connections import CONTENTION_STATES, is_transient
+from eventsourcing._postgres_sql import (
+    _IDLE,
+    _RECORDED_CTE,
+    _new_rows_cte,
+    _tracking_kind,
+    _tracking_params,
+    _tracking_sql,
+)
 from eventsourcing._retry import Outage, Retry, backoff_delays
 from eventsourcing.asyncio._recorders import (
     AsyncAggregateRecorder,
@@ -64,17 +72,11 @@ from eventsourcing.persistence import (
     tracking_conflict,
 )
 from eventsourcing.postgres import (
-    _IDLE,
-    _RECORDED_CTE,
     CREATE_TABLE_LOCK_KEY,
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
     PostgresProcessRecorder,
-    _new_rows_cte,
-    _tracking_kind,
-    _tracking_params,
-    _tracking_sql,
     notifications_of_rows,
     notifications_query,
     one_line,
