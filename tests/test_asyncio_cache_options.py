@@ -9,13 +9,13 @@ last event is no longer recorded is not shown.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from note_model import Note
+from test_cache_rolled_back import _forget_recorded
 
 from eventsourcing.application import AggregateNotFoundError, project_aggregate
 from eventsourcing.asyncio import AsyncApplication
@@ -142,19 +142,6 @@ def test_without_fast_forwarding_or_copying_a_saved_aggregate_is_cached_itself(
             assert await app.repository.get(note.id) is note
 
     run(main())
-
-
-def _forget_recorded(path: Path, version_above: int) -> None:
-    """Delete stored events behind the application's back (as a rollback would)."""
-    with sqlite3.connect(path) as conn:
-        tables = [
-            name
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if "event" in name and "snapshot" not in name
-        ]
-        assert tables
-        for table in tables:
-            conn.execute(f'DELETE FROM "{table}" WHERE originator_version > ?', (version_above,))
 
 
 def test_a_cached_aggregate_whose_last_event_is_gone_is_not_shown(tmp_path: Path) -> None:
