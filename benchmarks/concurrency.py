@@ -63,9 +63,10 @@ DBNAME = "bench_concurrency"
 # What a run printed, and the figures its targets are judged on.
 REPORT: list[str] = []
 SAVES: dict[tuple[str, str], dict[str, float]] = {}
-# Per seed row: its fraction of the ceiling, and the command thread's CPU per command
-# beyond the raw client's, beside the time per command that 80% leaves over the raw time.
-SEEDS: dict[tuple[str, str], tuple[float, float, float]] = {}
+# Per seed row: its fraction of the ceiling, the command thread's CPU per command beyond
+# the raw client's, beside the time per command that 80% leaves over the raw time, and
+# the fraction of the ceiling the same commands reach with no library (raw_seed.py).
+SEEDS: dict[tuple[str, str], tuple[float, float, float, float]] = {}
 SECTION = "concurrency"  # of RESULTS.md, between markers bench.py keeps
 
 
@@ -527,7 +528,23 @@ def seed(store: str, reference: str, gathers: bool = False, rounds_per_figure: i
         # what it spends beyond the raw client's CPU for the same commits and reads
         # lengthens each command, and 80% leaves a quarter of the raw time for that.
         beyond_raw = ours_thread - commits * (commit_cpu + read_cpu)
-        SEEDS[(store, scenario)] = (fraction, beyond_raw, 0.25 / ceiling)
+        # The same commands with no library (raw_seed.py), median of 3: what they leave
+        # to any Python client on this disk, beside this run's ceiling.
+        raw_rates = sorted(
+            script("raw_seed.py", "--store", base, *(["--threaded"] if commits == 1 else []))
+            .get("metrics", {})
+            .get("commands/s", 0.0)
+            for _ in range(3)
+        )
+        raw_seed = raw_rates[1]
+        raw_text = (
+            f"; the same commands with no library (raw_seed.py, median of 3): "
+            f"{raw_seed:.0f} commands/s, {raw_seed / ceiling:.0%} of the ceiling "
+            f"(ours {ours / raw_seed:.0%} of that)"
+            if raw_seed
+            else ""
+        )
+        SEEDS[(store, scenario)] = (fraction, beyond_raw, 0.25 / ceiling, raw_seed / ceiling)
         say(
             f"{store:13} seed {scenario}: ours {ours:6.0f} commands/s, reference {theirs:6.0f}, "
             f"ceiling {ceiling:6.0f} (raw commit {commit * 1e3:.2f} ms, raw read "
@@ -538,7 +555,7 @@ def seed(store: str, reference: str, gathers: bool = False, rounds_per_figure: i
             f"reference {theirs_cpu * 1e3:.3f} ms; the command thread's CPU per command "
             f"{ours_thread * 1e3:.3f} ms, the raw client's for the same commits and reads "
             f"{commits * (commit_cpu + read_cpu) * 1e3:.3f} ms; time 80% leaves per command "
-            f"over the raw time {0.25e3 / ceiling:.3f} ms"
+            f"over the raw time {0.25e3 / ceiling:.3f} ms{raw_text}"
         )
         if gathers and scenario == "system-mt":
             gathered(store, commit, ceiling, lambda extra: measured("system-mt", base, extra=extra))
@@ -718,7 +735,7 @@ def judged_targets() -> list[str]:
                 f"thread: the target is {verdict} on this disk."
             )
         lines.append(line)
-    for (store, scenario), (fraction, beyond_raw, budget) in SEEDS.items():
+    for (store, scenario), (fraction, beyond_raw, budget, raw_seed) in SEEDS.items():
         line = (
             f"- The seed system {scenario} on {store}: {fraction:.1%} of its commit ceiling "
             f"(target 80%: {_met(fraction >= 0.8)})."
@@ -729,6 +746,11 @@ def judged_targets() -> list[str]:
                 f"{beyond_raw * 1e3:.3f} ms of CPU per command more than the raw client "
                 f"spent on the same commits and reads, and 80% leaves {budget * 1e3:.3f} ms "
                 "per command over the raw time (its CPU and its waits are in sequence)."
+            )
+        if fraction < 0.8 and 0 < raw_seed < 0.8:
+            line += (
+                f" The same commands written straight on the driver with no library reach "
+                f"{raw_seed:.0%} of the ceiling: 80% is beyond a Python client on this disk."
             )
         lines.append(line)
     return lines

@@ -1,8 +1,11 @@
 """The benchmark script keeps working: a quick run of ours only, no timing asserted."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_MEMORY_SCENARIOS = [
@@ -101,3 +104,20 @@ def test_concurrency_bench_runs_every_section_on_sqlite(tmp_path):
     report = run_quick_bench(tmp_path, "--stores", "popo", "--scenarios", "save")
     assert "## Store: popo" in report, report
     assert "<!-- concurrency -->" in report and "follower catching up 2,000 events" in report
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_the_seed_commands_with_no_library_count_every_trick_once(threaded):
+    """benchmarks/raw_seed.py (the seed rows' no-library stand-in) checks its own
+    counts: it fails unless its follower recorded each trick exactly once."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "raw_seed.py"), "--store", "sqlite"]
+        + ["--n", "60"]
+        + (["--threaded"] if threaded else []),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH-RESULT "))
+    assert json.loads(line.split(" ", 1)[1])["metrics"]["commands/s"] > 0
