@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-
 from eventsourcing.persistence import StoredEvent, Tracking
 
 # How a tracking position moves: race-free, the WHERE refuses to go back, or to move
@@ -37,7 +35,6 @@ _RECORDED_CTE = (
     "USING (originator_id, originator_version) LIMIT 1)"
 )
 _UNLESS_RECORDED_UNLOCKED = "AND NOT EXISTS (SELECT 1 FROM recorded) "
-_IDLE = psycopg.pq.TransactionStatus.IDLE  # (a connection in no transaction block)
 
 
 def _tracking_kind(tracking: Tracking) -> str:

@@ -65,6 +65,7 @@ from eventsourcing._postgres_connections import (
     one_line,
 )
 from eventsourcing._postgres_datastore import (  # noqa: F401 (kept importable from here)
+    _IDLE,
     CREATE_TABLE_LOCK_KEY,
     MAX_IDENTIFIER_BYTES,
     SYNCHRONOUS_COMMIT_MODES,
@@ -78,7 +79,6 @@ from eventsourcing._postgres_datastore import (  # noqa: F401 (kept importable f
     fetch_all,
 )
 from eventsourcing._postgres_sql import (
-    _IDLE,
     _RECORDED_CTE,
     _UNLESS_RECORDED,
     _UNLESS_RECORDED_UNLOCKED,
@@ -514,8 +514,14 @@ def notifications_query(
     if topics:
         params.append(list(topics))
     params.append(max(limit, 0))
-    shape = ("select_notifications", start is not None, inclusive_of_start, stop is not None)
-    return params, (*shape, bool(topics))
+    shape = (
+        "select_notifications",
+        start is not None,
+        inclusive_of_start,
+        stop is not None,
+        bool(topics),
+    )
+    return params, shape
 
 
 def notifications_of_rows(rows: Iterable[Any]) -> list[Notification]:

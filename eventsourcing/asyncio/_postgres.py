@@ -40,8 +40,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventsourcing._postgres_commits import CommitLayout, layout_from_row, layout_query
 from eventsourcing._postgres_connections import CONTENTION_STATES, is_transient
+from eventsourcing._postgres_datastore import _IDLE
 from eventsourcing._postgres_sql import (
-    _IDLE,
     _RECORDED_CTE,
     _new_rows_cte,
     _tracking_kind,
